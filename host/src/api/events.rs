@@ -1,0 +1,89 @@
+//! `GET /events?start_from=N`: the SSE firehose, replayed from the store, then live.
+
+use super::AppState;
+use super::error::{ApiError, ApiQuery};
+use crate::store::{StoredEvent, reader};
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Events read from the store per query while catching up.
+const PAGE: usize = 512;
+
+/// Query parameters of `/events`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// First sequence number wanted; without it the stream starts with the next new event.
+    start_from: Option<u64>,
+}
+
+/// Stream events as `id: <sequence>` / `data: <node JSON>` frames.
+pub async fn firehose(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let live = state.bus.subscribe();
+    let next = match query.start_from {
+        Some(seq) => seq,
+        None => state.store.read(reader::processed_seq).await? + 1,
+    };
+    let (sender, receiver) = mpsc::channel(PAGE);
+    tokio::spawn(async move {
+        if let Err(e) = feed(&state, live, next, &sender).await {
+            tracing::debug!("event stream ended: {e:#}");
+        }
+    });
+    let frames = ReceiverStream::new(receiver).map(|event: Arc<StoredEvent>| {
+        Ok(Event::default().id(event.seq.to_string()).data(&*event.raw))
+    });
+    Ok(Sse::new(frames).keep_alive(KeepAlive::default()))
+}
+
+/// Send stored events from `next` on, then live ones; after falling behind the live channel,
+/// catch up from the store again. Ends when the client goes away.
+async fn feed(
+    state: &AppState,
+    mut live: broadcast::Receiver<Arc<StoredEvent>>,
+    mut next: u64,
+    out: &mpsc::Sender<Arc<StoredEvent>>,
+) -> anyhow::Result<()> {
+    loop {
+        catch_up(state, &mut next, out).await?;
+        loop {
+            match live.recv().await {
+                Ok(event) if event.seq < next => {}
+                Ok(event) => {
+                    next = event.seq + 1;
+                    out.send(event).await?;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            }
+        }
+    }
+}
+
+async fn catch_up(state: &AppState, next: &mut u64, out: &mpsc::Sender<Arc<StoredEvent>>) -> anyhow::Result<()> {
+    loop {
+        let from = *next;
+        let page = state
+            .store
+            .read(move |conn| {
+                let through = reader::processed_seq(conn)?;
+                reader::events_between(conn, from, through, PAGE)
+            })
+            .await?;
+        let Some(last) = page.last().map(|e| e.seq) else { return Ok(()) };
+        for event in page {
+            out.send(Arc::new(event)).await?;
+        }
+        *next = last + 1;
+    }
+}

@@ -1,0 +1,25 @@
+//! `GET /health` (public) and `GET /plugins` (admin): how Sluice is doing.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::reader;
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+/// Node connections, ingestion counters and store totals.
+pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let totals = state.store.read(reader::totals).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "nodes": &*state.nodes,
+        "ingest": &*state.ingest,
+        "store": totals,
+    })))
+}
+
+/// Per-plugin call counters, failures and suspension state.
+pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "plugins": &*state.plugins }))
+}

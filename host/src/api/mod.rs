@@ -1,0 +1,53 @@
+//! HTTP: the public API (REST + SSE) and the admin API, both axum on hyper.
+
+mod blocks;
+mod error;
+mod events;
+mod health;
+mod transactions;
+mod views;
+
+use crate::bus::Bus;
+use crate::pipeline::IngestStats;
+use crate::plugins::PluginStats;
+use crate::source::NodeStatus;
+use crate::store::Store;
+use axum::Router;
+use axum::routing::get;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Read access to the event log.
+    pub store: Store,
+    /// Live events.
+    pub bus: Bus,
+    /// Node connection states.
+    pub nodes: Arc<[Arc<NodeStatus>]>,
+    /// Ingestion counters.
+    pub ingest: Arc<IngestStats>,
+    /// Plugin counters.
+    pub plugins: Arc<[Arc<PluginStats>]>,
+}
+
+/// Routes served on `[http] listen`.
+pub fn public(state: AppState) -> Router {
+    Router::new()
+        .route("/events", get(events::firehose))
+        .route("/block", get(blocks::latest))
+        .route("/block/{id}", get(blocks::by_id))
+        .route("/transaction/{hash}", get(transactions::by_hash))
+        .route("/health", get(health::health))
+        .fallback(error::no_route)
+        .with_state(state)
+}
+
+/// Routes served on `[admin] listen` (localhost by default).
+pub fn admin(state: AppState) -> Router {
+    Router::new()
+        .route("/plugins", get(health::plugins))
+        .route("/health", get(health::health))
+        .fallback(error::no_route)
+        .with_state(state)
+}

@@ -1,0 +1,36 @@
+//! How stored events look in JSON responses.
+
+use crate::store::StoredEvent;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// One event in a REST response: Sluice's metadata around the node's JSON, unchanged.
+#[derive(Serialize)]
+pub struct EventView<'a> {
+    /// Store-wide sequence number.
+    pub sequence: u64,
+    /// Event type.
+    pub kind: &'a str,
+    /// Node that delivered it first.
+    pub node: &'a str,
+    /// Arrival time, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// Plugin annotations (plugin name → value), if any.
+    pub annotations: Option<&'a RawValue>,
+    /// The node's event JSON.
+    pub data: &'a RawValue,
+}
+
+impl<'a> EventView<'a> {
+    /// View a stored event; its JSON was valid when stored, so this only fails on corruption.
+    pub fn of(event: &'a StoredEvent) -> anyhow::Result<EventView<'a>> {
+        Ok(EventView {
+            sequence: event.seq,
+            kind: &event.kind,
+            node: &event.node,
+            received_at_ms: event.received_at_ms,
+            annotations: event.annotations.as_deref().map(serde_json::from_str).transpose()?,
+            data: serde_json::from_str(&event.raw)?,
+        })
+    }
+}

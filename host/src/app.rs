@@ -1,0 +1,89 @@
+//! `sluice run`: wire source → store → plugins → bus → api together and run until stopped.
+
+use crate::api::{self, AppState};
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::pipeline::{IngestStats, Pipeline};
+use crate::plugins::{Plugins, runtime};
+use crate::source::{self, NodeStatus};
+use crate::store::{Location, Store, Writer};
+use anyhow::Context;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// Deliveries that may wait for the pipeline before node connections pause.
+const DELIVERY_QUEUE: usize = 8192;
+
+/// Run Sluice with `config` until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let public = bind(config.http.listen, "http.listen").await?;
+    let admin = bind(config.admin.listen, "admin.listen").await?;
+
+    let location = Location::resolve(&config.storage.path).context("storage.path")?;
+    let writer = Writer::open(&location)?;
+    let cursors = writer.cursors()?;
+    let cache_dir = match &config.storage.plugin_cache {
+        Some(dir) => dir.clone(),
+        None => location.path().with_file_name("plugin-cache"),
+    };
+    let engine = runtime::engine(&cache_dir)?;
+    let plugins = Plugins::load(&engine, &config.plugins)?;
+
+    let bus = Bus::new();
+    let ingest = Arc::new(IngestStats::default());
+    let state = AppState {
+        store: Store::new(location.clone()),
+        bus: bus.clone(),
+        nodes: config.nodes.iter().map(|n| Arc::new(NodeStatus::new(n.name.get_ref()))).collect(),
+        ingest: ingest.clone(),
+        plugins: plugins.stats().into(),
+    };
+    let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
+    let pipeline = Pipeline { writer, plugins, bus, stats: ingest }.spawn(receiver);
+    let followers: Vec<_> = config
+        .nodes
+        .iter()
+        .zip(state.nodes.iter())
+        .map(|(node, status)| {
+            let resume_after = cursors.get(node.name.get_ref()).copied();
+            tokio::spawn(source::follow(node.clone(), resume_after, status.clone(), deliveries.clone()))
+        })
+        .collect();
+    drop(deliveries);
+
+    tracing::info!(
+        "serving http://{} (admin http://{}), storing in {}",
+        public.local_addr()?,
+        admin.local_addr()?,
+        location.path().display()
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let serve = |listener, router| {
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(async move { _ = stopped.changed().await }).await
+        })
+    };
+    let servers = [serve(public, api::public(state.clone())), serve(admin, api::admin(state))];
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    drop(stop);
+    followers.iter().for_each(|f| f.abort());
+    for server in servers {
+        server.await??;
+    }
+    for follower in followers {
+        _ = follower.await;
+    }
+    // The pipeline finishes the batches already queued, then stops.
+    tokio::task::spawn_blocking(move || pipeline.join()).await?.map_err(|_| anyhow::anyhow!("pipeline panicked"))?;
+    drop(location);
+    Ok(())
+}
+
+async fn bind(address: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("{key}: cannot listen on {address}"))
+}

@@ -1,0 +1,96 @@
+//! Command line: `run`, `check`, `mock-node`, `demo`.
+
+use crate::config::Config;
+use crate::mock_node::{self, MockOptions};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Sluice: a WebAssembly-extensible event host for the Casper network.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest from the configured nodes and serve the API.
+    Run {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file without starting.
+    Check {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve the captured fixtures and a generated chain as a Casper 2.x node.
+    MockNode {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18101")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        options: MockOptions,
+    },
+    /// Start a mock node and Sluice with the stock plugins, and print what to try.
+    Demo {
+        /// Configuration used for the Sluice side.
+        #[arg(long, default_value = "examples/demo.toml")]
+        config: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Carry out the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Run { config } => crate::app::run(Config::load(&config)?, ctrl_c()).await,
+            Command::Check { config } => {
+                let parsed = Config::load(&config)?;
+                println!(
+                    "{}: ok ({} nodes, {} plugins)",
+                    config.display(),
+                    parsed.nodes.len(),
+                    parsed.plugins.len()
+                );
+                Ok(())
+            }
+            Command::MockNode { listen, options } => {
+                let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+                tracing::info!("mock node serving http://{listen}/events");
+                Ok(mock_node::serve(listener, options).await?)
+            }
+            Command::Demo { config } => demo(Config::load(&config)?).await,
+        }
+    }
+}
+
+/// The demo: the mock node on the first configured node's address, then Sluice.
+async fn demo(config: Config) -> anyhow::Result<()> {
+    let node = config.nodes.first().context("the demo config needs one [[nodes]] entry")?;
+    let url = reqwest::Url::parse(node.url.get_ref())?;
+    let address = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port_or_known_default().unwrap_or(80));
+    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("mock node: listen on {address}"))?;
+    let options = MockOptions { rate: 20.0, count: None, buffer: 100_000, drop_after: None };
+    tokio::spawn(mock_node::serve(listener, options));
+    let api = format!("http://{}", config.http.listen);
+    println!(
+        "\nSluice demo: a mock Casper node at http://{address} feeding Sluice at {api}\n\n\
+         Try:\n  curl -N '{api}/events?start_from=0'     # SSE firehose, replayed then live\n  \
+         curl {api}/block                        # latest block\n  \
+         curl {api}/block/1000010                # block by height (or hash)\n  \
+         curl {api}/health                       # nodes, ingest counters, store totals\n  \
+         curl http://{}/plugins        # plugin counters (admin)\n\nCtrl-C stops.\n",
+        config.admin.listen
+    );
+    crate::app::run(config, ctrl_c()).await
+}
+
+async fn ctrl_c() {
+    _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,389 @@
+//! Sluice's event model: one node frame parsed once into the fields the store indexes.
+//!
+//! Parsing is tolerant on purpose: only the fields Sluice indexes are read (everything else is
+//! skipped by serde without building a tree), so a node that adds fields never breaks ingestion.
+//! The frame's bytes are kept as they arrived.
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+
+/// A chain event delivered by a node, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeEvent {
+    /// Event type as the node names it (`BlockAdded`, `DeployProcessed`, ...).
+    pub kind: String,
+    /// Natural identity: two frames with the same key are the same event.
+    pub key: String,
+    /// Block this event is about, if any.
+    pub block_hash: Option<String>,
+    /// Height of that block, when the event says it.
+    pub block_height: Option<u64>,
+    /// Transaction or deploy hash, for transaction events.
+    pub transaction_hash: Option<String>,
+    /// Era, for era-scoped events.
+    pub era_id: Option<u64>,
+    /// The frame's JSON exactly as received.
+    pub raw: String,
+}
+
+/// Something a node connection hands to the store: an event, a rejected frame, or node metadata.
+#[derive(Debug)]
+pub struct Delivery {
+    /// Configured name of the node.
+    pub node: std::sync::Arc<str>,
+    /// The frame's SSE `id:`, if it had one.
+    pub node_event_id: Option<u32>,
+    /// Wall-clock arrival time, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// What arrived.
+    pub payload: Payload,
+}
+
+/// The content of a [`Delivery`].
+#[derive(Debug)]
+pub enum Payload {
+    /// A chain event.
+    Event(NodeEvent),
+    /// The node announced its API version (first frame of a connection).
+    ApiVersion(String),
+    /// A frame that could not be parsed, kept with the reason.
+    Rejected {
+        /// Why it was rejected.
+        reason: String,
+        /// The frame as received.
+        raw: String,
+    },
+}
+
+/// What one SSE `data:` payload turned out to be.
+#[derive(Debug)]
+pub enum Frame {
+    /// `{"ApiVersion":"2.0.0"}`: first frame of every connection.
+    ApiVersion(String),
+    /// The bare string `"Shutdown"` a node sends before it stops.
+    Shutdown,
+    /// A chain event.
+    Event(NodeEvent),
+}
+
+/// A payload that could not be turned into an event; kept with its reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct ParseError {
+    /// Why the payload was rejected.
+    pub reason: String,
+    /// The payload, handed back so it can be stored.
+    pub raw: String,
+}
+
+impl Frame {
+    /// Parse one `data:` payload. Unknown event types become events keyed by their content, so
+    /// a newer node's event is stored rather than lost.
+    pub fn parse(raw: String) -> Result<Frame, ParseError> {
+        match read_fields(&raw) {
+            Ok(Parsed::ApiVersion(version)) => Ok(Frame::ApiVersion(version)),
+            Ok(Parsed::Shutdown) => Ok(Frame::Shutdown),
+            Ok(Parsed::Event(kind, fields)) => Ok(Frame::Event(fields.finish(kind, raw))),
+            Err(reason) => Err(ParseError { reason, raw }),
+        }
+    }
+}
+
+enum Parsed {
+    ApiVersion(String),
+    Shutdown,
+    Event(String, EventFields),
+}
+
+fn read_fields(raw: &str) -> Result<Parsed, String> {
+    if raw.trim() == "\"Shutdown\"" {
+        return Ok(Parsed::Shutdown);
+    }
+    let outer: HashMap<&str, &RawValue> =
+        serde_json::from_str(raw).map_err(|e| format!("not a JSON object with one event: {e}"))?;
+    let mut entries = outer.into_iter();
+    let (kind, body) = match (entries.next(), entries.next()) {
+        (Some(entry), None) => entry,
+        _ => return Err("expected exactly one top-level key naming the event type".into()),
+    };
+    let body = body.get();
+    let bad = |e: serde_json::Error| format!("{kind}: {e}");
+    let mut event = EventFields::default();
+    match kind {
+        "ApiVersion" => return Ok(Parsed::ApiVersion(serde_json::from_str(body).map_err(bad)?)),
+        "BlockAdded" => {
+            let b: BlockAdded = serde_json::from_str(body).map_err(bad)?;
+            event.block_height = b.block.header().map(|h| h.height);
+            event.era_id = b.block.header().map(|h| h.era_id);
+            event.key = format!("block:{}", b.block_hash);
+            event.block_hash = Some(b.block_hash);
+        }
+        "TransactionAccepted" => {
+            let t: Versioned<Hashed> = serde_json::from_str(body).map_err(bad)?;
+            event.transaction(kind, t.into_inner().hash);
+        }
+        "DeployAccepted" => {
+            let t: Hashed = serde_json::from_str(body).map_err(bad)?;
+            event.transaction(kind, t.hash);
+        }
+        "TransactionProcessed" => {
+            let t: TransactionProcessed = serde_json::from_str(body).map_err(bad)?;
+            event.transaction(kind, t.transaction_hash.into_inner());
+            event.block_hash = Some(t.block_hash);
+        }
+        "DeployProcessed" => {
+            let t: DeployProcessed = serde_json::from_str(body).map_err(bad)?;
+            event.transaction(kind, t.deploy_hash);
+            event.block_hash = Some(t.block_hash);
+        }
+        "TransactionExpired" => {
+            let t: TransactionExpired = serde_json::from_str(body).map_err(bad)?;
+            event.transaction(kind, t.transaction_hash.into_inner());
+        }
+        "DeployExpired" => {
+            let t: DeployExpired = serde_json::from_str(body).map_err(bad)?;
+            event.transaction(kind, t.deploy_hash);
+        }
+        "FinalitySignature" => {
+            let s = serde_json::from_str::<SignatureAny>(body).map_err(bad)?.into_inner();
+            event.key = format!("signature:{}:{}", s.block_hash, s.public_key);
+            event.block_hash = Some(s.block_hash);
+            event.block_height = s.block_height;
+            event.era_id = Some(s.era_id);
+        }
+        "Fault" => {
+            let f: Fault = serde_json::from_str(body).map_err(bad)?;
+            event.key = format!("fault:{}:{}", f.era_id, f.public_key);
+            event.era_id = Some(f.era_id);
+        }
+        "Step" => {
+            let s: Step = serde_json::from_str(body).map_err(bad)?;
+            event.key = format!("step:{}", s.era_id);
+            event.era_id = Some(s.era_id);
+        }
+        _ => event.key = format!("other:{kind}:{:016x}", fingerprint(raw)),
+    }
+    Ok(Parsed::Event(kind.to_owned(), event))
+}
+
+/// The indexed fields, filled in per event type.
+#[derive(Default)]
+struct EventFields {
+    key: String,
+    block_hash: Option<String>,
+    block_height: Option<u64>,
+    transaction_hash: Option<String>,
+    era_id: Option<u64>,
+}
+
+impl EventFields {
+    /// Transaction events are keyed by hash and kind: accepted, processed and expired differ.
+    fn transaction(&mut self, kind: &str, hash: String) {
+        self.key = format!("{kind}:{hash}");
+        self.transaction_hash = Some(hash);
+    }
+
+    fn finish(self, kind: String, raw: String) -> NodeEvent {
+        NodeEvent {
+            kind,
+            key: self.key,
+            block_hash: self.block_hash,
+            block_height: self.block_height,
+            transaction_hash: self.transaction_hash,
+            era_id: self.era_id,
+            raw,
+        }
+    }
+}
+
+/// FNV-1a: a stable content fingerprint for events Sluice has no natural key for.
+fn fingerprint(raw: &str) -> u64 {
+    raw.bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+// ---- Typed views of the fields we index; serde skips everything else. ----
+
+/// 2.x wraps many values as `{"Version1": x}`, `{"Version2": x}` or `{"Deploy": x}`.
+#[derive(Deserialize)]
+enum Versioned<T> {
+    Version1(T),
+    Version2(T),
+    Deploy(T),
+}
+
+impl<T> Versioned<T> {
+    fn into_inner(self) -> T {
+        match self {
+            Versioned::Version1(t) | Versioned::Version2(t) | Versioned::Deploy(t) => t,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Hashed {
+    hash: String,
+}
+
+#[derive(Deserialize)]
+struct BlockAdded {
+    block_hash: String,
+    block: BlockAny,
+}
+
+/// 2.x: `{"Version2": {header, ...}}`; 1.x: `{header, ...}` directly.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BlockAny {
+    Versioned(Versioned<Block>),
+    Legacy(Block),
+    Other(IgnoredAny),
+}
+
+impl BlockAny {
+    fn header(&self) -> Option<&BlockHeader> {
+        match self {
+            BlockAny::Versioned(
+                Versioned::Version1(b) | Versioned::Version2(b) | Versioned::Deploy(b),
+            )
+            | BlockAny::Legacy(b) => Some(&b.header),
+            BlockAny::Other(_) => None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Block {
+    header: BlockHeader,
+}
+
+#[derive(Deserialize)]
+struct BlockHeader {
+    height: u64,
+    era_id: u64,
+}
+
+#[derive(Deserialize)]
+struct TransactionProcessed {
+    transaction_hash: Versioned<String>,
+    block_hash: String,
+}
+
+#[derive(Deserialize)]
+struct DeployProcessed {
+    deploy_hash: String,
+    block_hash: String,
+}
+
+#[derive(Deserialize)]
+struct TransactionExpired {
+    transaction_hash: Versioned<String>,
+}
+
+#[derive(Deserialize)]
+struct DeployExpired {
+    deploy_hash: String,
+}
+
+/// 2.x: `{"V1"|"V2": {...}}`; 1.x: the signature directly.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SignatureAny {
+    Versioned(VersionedSignature),
+    Legacy(Signature),
+}
+
+#[derive(Deserialize)]
+enum VersionedSignature {
+    V1(Signature),
+    V2(Signature),
+}
+
+impl SignatureAny {
+    fn into_inner(self) -> Signature {
+        match self {
+            SignatureAny::Versioned(VersionedSignature::V1(s) | VersionedSignature::V2(s))
+            | SignatureAny::Legacy(s) => s,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Signature {
+    block_hash: String,
+    #[serde(default)]
+    block_height: Option<u64>,
+    era_id: u64,
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct Fault {
+    era_id: u64,
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+struct Step {
+    era_id: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(raw: &str) -> NodeEvent {
+        match Frame::parse(raw.to_owned()).expect("parses") {
+            Frame::Event(e) => e,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_casper2_fixture_parses_with_its_natural_key() {
+        let block = event(include_str!("../fixtures/casper2/block_added_event_v2.json"));
+        assert_eq!(block.key, "block:cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758");
+        assert_eq!((block.block_height, block.era_id), (Some(89049), Some(202)));
+
+        let processed =
+            event(include_str!("../fixtures/casper2/transaction_processed_event_with_messages.json"));
+        assert_eq!(
+            processed.key,
+            "TransactionProcessed:968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1"
+        );
+        assert!(processed.block_hash.is_some());
+
+        let accepted = event(include_str!("../fixtures/casper2/transaction_accepted_event.json"));
+        assert_eq!(accepted.transaction_hash.as_deref(), Some("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868"));
+
+        let expired = event(include_str!("../fixtures/casper2/transaction_expired_event.json"));
+        assert!(expired.key.starts_with("TransactionExpired:f5582cb8"));
+
+        let signature = event(include_str!("../fixtures/casper2/finality_signature_event_v2.json"));
+        assert_eq!(signature.block_height, Some(89177));
+        assert!(signature.key.ends_with(":017536433a73f7562526f3e9fcb8d720428ae2d28788a9909f3c6f637a9d848a4b"));
+
+        assert_eq!(event(include_str!("../fixtures/casper2/fault_event.json")).era_id, Some(45914488));
+        assert_eq!(event(include_str!("../fixtures/casper2/step_event_v2_synthesized.json")).key, "step:203");
+    }
+
+    #[test]
+    fn api_version_shutdown_unknown_and_garbage() {
+        assert!(matches!(Frame::parse(r#"{"ApiVersion":"2.0.0"}"#.into()), Ok(Frame::ApiVersion(v)) if v == "2.0.0"));
+        assert!(matches!(Frame::parse("\"Shutdown\"".into()), Ok(Frame::Shutdown)));
+        let unknown = event(r#"{"SomethingNew":{"x":1}}"#);
+        assert_eq!(unknown.kind, "SomethingNew");
+        assert!(unknown.key.starts_with("other:SomethingNew:"));
+        assert!(Frame::parse("{not json".into()).is_err());
+        assert!(Frame::parse(r#"{"BlockAdded":{"no_hash":1}}"#.into()).unwrap_err().reason.contains("block_hash"));
+        assert!(Frame::parse(r#"{"A":1,"B":2}"#.into()).is_err());
+    }
+
+    #[test]
+    fn extra_fields_from_a_newer_node_are_tolerated() {
+        let raw = r#"{"Fault":{"era_id":1,"public_key":"01ab","timestamp":"t","brand_new":{"deep":[1,2]}}}"#;
+        assert_eq!(event(raw).key, "fault:1:01ab");
+    }
+}

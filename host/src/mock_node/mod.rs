@@ -1,0 +1,127 @@
+//! `sluice mock-node`: a stand-in Casper 2.x node speaking the real wire format.
+//!
+//! `GET /events?start_from=N` sends `data:{"ApiVersion":"2.0.0"}` (no id), then
+//! `data:<event>\nid:<n>\n\n` frames from the node's buffer and live as events are "produced";
+//! `:` keepalive comments while idle. `GET /status` answers like a node's REST status.
+
+mod chain;
+
+pub use chain::{Chain, FIXTURES};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// How the mock chain behaves.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockOptions {
+    /// Generated events per second after the fixtures (0: all at once).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Stop producing after this many generated events (default: never).
+    #[arg(long)]
+    pub count: Option<u32>,
+    /// Events the node keeps for `start_from` replays.
+    #[arg(long, default_value_t = 10_000)]
+    pub buffer: u32,
+    /// Close each connection after sending this many events (to exercise resuming).
+    #[arg(long)]
+    pub drop_after: Option<u32>,
+}
+
+struct Node {
+    options: MockOptions,
+    started: Instant,
+    chain: Chain,
+}
+
+impl Node {
+    /// Ids `0..head` have been produced so far.
+    fn head(&self) -> u32 {
+        let fixtures = FIXTURES.len() as u32;
+        let limit = self.options.count.map_or(u32::MAX - fixtures, |c| c.min(u32::MAX - fixtures));
+        let produced = if self.options.rate <= 0.0 {
+            limit
+        } else {
+            (self.started.elapsed().as_secs_f64() * self.options.rate).min(f64::from(limit)) as u32
+        };
+        fixtures + produced
+    }
+}
+
+/// The mock node's routes.
+pub fn router(options: MockOptions) -> Router {
+    let node = Arc::new(Node { options, started: Instant::now(), chain: Chain::new() });
+    Router::new().route("/events", get(events)).route("/status", get(status)).with_state(node)
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    start_from: Option<u32>,
+}
+
+async fn events(State(node): State<Arc<Node>>, Query(query): Query<EventsQuery>) -> Response {
+    let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(stream_events(node, query.start_from, sender));
+    ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(ReceiverStream::new(receiver))).into_response()
+}
+
+/// Write frames until the client leaves (or `drop_after` is reached), in chunks of up to 64 KiB.
+async fn stream_events(node: Arc<Node>, start_from: Option<u32>, out: mpsc::Sender<Result<Bytes, std::io::Error>>) {
+    const CHUNK: usize = 64 * 1024;
+    const KEEPALIVE: Duration = Duration::from_secs(5);
+    let head = node.head();
+    let oldest = head.saturating_sub(node.options.buffer);
+    // Like a node: no start_from means live events only; an old one is clamped to the buffer.
+    let mut next = start_from.map_or(head, |from| from.max(oldest));
+    let mut sent = 0u32;
+    let mut buffer = String::from("data:{\"ApiVersion\":\"2.0.0\"}\n\n");
+    let mut idle_since = Instant::now();
+    loop {
+        let head = node.head();
+        while next < head && buffer.len() < CHUNK && node.options.drop_after.is_none_or(|n| sent < n) {
+            buffer.push_str("data:");
+            node.chain.render(next, &mut buffer);
+            buffer.push_str(&format!("\nid:{next}\n\n"));
+            next += 1;
+            sent += 1;
+        }
+        if buffer.is_empty() && idle_since.elapsed() >= KEEPALIVE {
+            buffer.push_str(":\n\n");
+        }
+        if !buffer.is_empty() {
+            idle_since = Instant::now();
+            if out.send(Ok(Bytes::from(std::mem::take(&mut buffer)))).await.is_err() {
+                return;
+            }
+        }
+        if node.options.drop_after.is_some_and(|n| sent >= n) {
+            return;
+        }
+        if next >= head {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "api_version": "2.0.0",
+        "build_version": "2.0.0-sluice-mock",
+        "chainspec_name": "casper-net-1",
+        "last_event_id": node.head().checked_sub(1),
+    }))
+}
+
+/// Serve the mock node on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, options: MockOptions) -> std::io::Result<()> {
+    axum::serve(listener, router(options)).await
+}

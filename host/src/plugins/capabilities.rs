@@ -1,0 +1,52 @@
+//! What a plugin may do to the outside world: per-instance state behind its WIT imports.
+//!
+//! Every plugin gets WASI p2 with nothing granted (no files, sockets, environment or stdio) so
+//! that ordinary Rust guests link, plus the `sluice:plugin/host` interface (logging).
+
+use super::instance::sluice::plugin::{host, types};
+use std::sync::Arc;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// State of one plugin instance's store.
+pub struct HostState {
+    plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory ceiling, enforced by wasmtime.
+    pub limits: StoreLimits,
+}
+
+impl HostState {
+    /// Fresh state for an instance of `plugin`.
+    pub fn new(plugin: Arc<str>, limits: StoreLimits) -> HostState {
+        HostState { plugin, wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
+        const MAX: usize = 4096;
+        let message = match message.char_indices().nth(MAX) {
+            Some((cut, _)) => &message[..cut],
+            None => &message,
+        };
+        let plugin = &*self.plugin;
+        match level {
+            host::Level::Trace => tracing::trace!(plugin, "{message}"),
+            host::Level::Debug => tracing::debug!(plugin, "{message}"),
+            host::Level::Info => tracing::info!(plugin, "{message}"),
+            host::Level::Warn => tracing::warn!(plugin, "{message}"),
+            host::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}

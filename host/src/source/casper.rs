@@ -1,0 +1,126 @@
+//! Follow one Casper node's SSE stream (`GET /events`), resuming after the last id stored.
+
+use super::backoff::Backoff;
+use super::{ConnectionState, NodeStatus};
+use crate::config::NodeConfig;
+use crate::event::{Delivery, Frame, Payload};
+use crate::store::now_ms;
+use futures::{StreamExt, TryStreamExt};
+use sse_stream::{Sse, SseStream};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+enum Disconnect {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("stream: {0}")]
+    Stream(#[from] sse_stream::Error),
+    #[error("the node closed the stream")]
+    Closed,
+    /// The pipeline has shut down: stop following.
+    #[error("shutting down")]
+    Shutdown,
+}
+
+/// Follow `node` forever: connect, hand every frame to `out`, reconnect with backoff.
+/// `resume_after` is the last SSE id already stored for this node. Returns when `out` closes.
+pub async fn follow(node: NodeConfig, resume_after: Option<u32>, status: Arc<NodeStatus>, out: mpsc::Sender<Delivery>) {
+    let name: Arc<str> = Arc::from(node.name.get_ref().as_str());
+    let client = match reqwest::Client::builder().connect_timeout(node.connect_timeout()).build() {
+        Ok(client) => client,
+        Err(e) => return tracing::error!(node = %name, "cannot build an HTTP client: {e}"),
+    };
+    let mut connection = Connection { name, status, out, last_id: resume_after };
+    let mut backoff = Backoff::new();
+    loop {
+        let mut connected_since = None;
+        let ended = connection.run(&client, &node, &mut connected_since).await;
+        if let Disconnect::Shutdown = ended {
+            return;
+        }
+        let status = &connection.status;
+        status.count(&status.disconnects);
+        status.set_state(ConnectionState::Reconnecting);
+        let delay = backoff.next_delay(connected_since);
+        tracing::warn!(node = %connection.name, "disconnected ({ended}); reconnecting in {delay:.1?}");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+struct Connection {
+    name: Arc<str>,
+    status: Arc<NodeStatus>,
+    out: mpsc::Sender<Delivery>,
+    last_id: Option<u32>,
+}
+
+impl Connection {
+    /// One connection, from request to disconnect.
+    async fn run(&mut self, client: &reqwest::Client, node: &NodeConfig, connected_since: &mut Option<Instant>) -> Disconnect {
+        self.status.set_state(ConnectionState::Connecting);
+        // A first connection asks for the node's whole buffer; later ones resume after the cursor.
+        let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));
+        let url = format!("{}/events?start_from={start_from}", node.url.get_ref().trim_end_matches('/'));
+        let response = match client.get(&url).send().await.and_then(|r| r.error_for_status()) {
+            Ok(response) => response,
+            Err(e) => return e.into(),
+        };
+        tracing::info!(node = %self.name, %url, "connected");
+        *connected_since = Some(Instant::now());
+        self.status.set_state(ConnectionState::Connected);
+
+        // Any bytes (keepalive comments included) reset the silence timer.
+        let silence = node.no_message_timeout();
+        let bytes = tokio_stream::StreamExt::timeout(response.bytes_stream(), silence).map(move |item| {
+            item.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no bytes for {silence:?}")))?
+                .map_err(std::io::Error::other)
+        });
+        let mut frames = std::pin::pin!(SseStream::from_bytes_stream(bytes.into_stream()));
+        while let Some(frame) = frames.next().await {
+            match frame {
+                Ok(frame) => {
+                    if let Err(stop) = self.deliver(frame).await {
+                        return stop;
+                    }
+                }
+                Err(e) => return e.into(),
+            }
+        }
+        Disconnect::Closed
+    }
+
+    /// Parse one SSE frame and hand it to the pipeline.
+    async fn deliver(&mut self, frame: Sse) -> Result<(), Disconnect> {
+        let Some(data) = frame.data else { return Ok(()) };
+        let status = &self.status;
+        status.count(&status.frames);
+        let node_event_id = frame.id.as_deref().and_then(|id| id.trim().parse::<u32>().ok());
+        let payload = match Frame::parse(data) {
+            Ok(Frame::Event(event)) => Payload::Event(event),
+            Ok(Frame::ApiVersion(version)) => {
+                tracing::info!(node = %self.name, %version, "node API version");
+                *status.api_version.lock().expect("status lock") = Some(version.clone());
+                Payload::ApiVersion(version)
+            }
+            Ok(Frame::Shutdown) => {
+                tracing::info!(node = %self.name, "node announced shutdown");
+                return Ok(());
+            }
+            Err(e) => {
+                status.count(&status.rejected);
+                tracing::warn!(node = %self.name, ?node_event_id, "rejected frame: {e}");
+                Payload::Rejected { reason: e.reason, raw: e.raw }
+            }
+        };
+        let delivery = Delivery { node: self.name.clone(), node_event_id, received_at_ms: now_ms(), payload };
+        self.out.send(delivery).await.map_err(|_| Disconnect::Shutdown)?;
+        if node_event_id.is_some() {
+            self.last_id = node_event_id;
+            *status.last_event_id.lock().expect("status lock") = node_event_id;
+        }
+        Ok(())
+    }
+}

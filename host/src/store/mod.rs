@@ -1,0 +1,68 @@
+//! The event log: every event stored once, in SQLite (WAL), with a store-wide sequence number.
+//!
+//! One [`Writer`] (owned by the pipeline thread) appends in batches; API handlers read through
+//! [`Store`], which lends out read-only connections from a small pool.
+
+
+mod schema;
+mod writer;
+
+pub mod reader;
+pub use reader::Store;
+pub use writer::{Outcome, Writer};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// An event as the store holds it, which is also what the bus and the API hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Store-wide sequence number, from 1, without gaps in insertion order.
+    pub seq: u64,
+    /// Event type (`BlockAdded`, ...).
+    pub kind: String,
+    /// Node that delivered it first.
+    pub node: String,
+    /// Arrival time, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// The node's JSON, as received.
+    pub raw: Arc<str>,
+    /// Plugin annotations as a JSON object (plugin name → value), if any plugin annotated.
+    pub annotations: Option<String>,
+}
+
+/// Where the database lives. `:memory:` becomes a file in a temporary directory that is
+/// removed when the last handle is dropped, so readers and the writer still share it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    path: PathBuf,
+    _temporary: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Location {
+    /// Resolve the configured `storage.path`, creating parent directories.
+    pub fn resolve(configured: &str) -> std::io::Result<Location> {
+        if configured == ":memory:" {
+            let dir = tempfile::Builder::new().prefix("sluice-").tempdir()?;
+            let path = dir.path().join("sluice.db");
+            return Ok(Location { path, _temporary: Some(Arc::new(dir)) });
+        }
+        let path = PathBuf::from(configured);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        Ok(Location { path, _temporary: None })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

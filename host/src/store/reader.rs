@@ -1,0 +1,151 @@
+//! Read side of the store: queries the API needs, on pooled read-only connections.
+
+use super::{Location, StoredEvent, schema};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use std::sync::{Arc, Mutex};
+
+/// Cheap-to-clone read handle. Each query runs on a blocking thread with a connection it has to
+/// itself; idle connections are kept for reuse.
+#[derive(Clone)]
+pub struct Store {
+    location: Location,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
+const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations";
+
+/// How many idle read connections are kept.
+const MAX_IDLE: usize = 8;
+
+impl Store {
+    /// A read handle on a database the [`super::Writer`] has already created.
+    pub fn new(location: Location) -> Store {
+        Store { location, idle: Arc::default() }
+    }
+
+    /// Run `query` on a read connection, off the async runtime.
+    pub async fn read<T, F>(&self, query: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = store.checkout()?;
+            let result = query(&conn);
+            store.checkin(conn);
+            Ok(result?)
+        })
+        .await?
+    }
+
+    fn checkout(&self) -> anyhow::Result<Connection> {
+        if let Some(conn) = self.idle.lock().expect("pool lock").pop() {
+            return Ok(conn);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(self.location.path(), flags)?;
+        schema::configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn checkin(&self, conn: Connection) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Map a row selected with [`EVENT_COLUMNS`].
+pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: row.get::<_, i64>(0)? as u64,
+        kind: row.get(1)?,
+        node: row.get(2)?,
+        received_at_ms: row.get(3)?,
+        raw: Arc::from(row.get::<_, String>(4)?),
+        annotations: row.get(5)?,
+    })
+}
+
+/// Highest sequence number the plugins have processed: what may be served.
+pub fn processed_seq(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT processed_seq FROM pipeline", [], |r| r.get::<_, i64>(0))
+        .map(|s| s as u64)
+}
+
+/// Visible events with `from <= seq <= through`, oldest first, at most `limit`.
+pub fn events_between(conn: &Connection, from: u64, through: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= ?1 AND seq <= ?2 AND dropped = 0 ORDER BY seq LIMIT ?3"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![from as i64, through as i64, limit as i64], stored_event)?;
+    rows.collect()
+}
+
+/// Which block to look up.
+#[derive(Debug, Clone)]
+pub enum BlockId {
+    /// By block hash (hex).
+    Hash(String),
+    /// By height.
+    Height(u64),
+    /// The highest block served so far.
+    Latest,
+}
+
+/// A visible, processed `BlockAdded` event.
+pub fn block(conn: &Connection, id: &BlockId) -> rusqlite::Result<Option<StoredEvent>> {
+    let served = "kind = 'BlockAdded' AND dropped = 0 AND seq <= (SELECT processed_seq FROM pipeline)";
+    let (condition, value) = match id {
+        BlockId::Hash(hash) => ("block_hash = ?1", rusqlite::types::Value::Text(hash.to_lowercase())),
+        BlockId::Height(h) => ("block_height = ?1", rusqlite::types::Value::Integer(*h as i64)),
+        BlockId::Latest => ("?1 IS NULL", rusqlite::types::Value::Null),
+    };
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {condition} AND {served}
+         ORDER BY block_height DESC, seq DESC LIMIT 1"
+    );
+    conn.prepare_cached(&sql)?.query_row([value], stored_event).optional()
+}
+
+/// Visible, processed events about one transaction or deploy (accepted, processed, expired).
+pub fn transaction_events(conn: &Connection, hash: &str) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = ?1 AND dropped = 0
+         AND seq <= (SELECT processed_seq FROM pipeline) ORDER BY seq"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([hash.to_lowercase()], stored_event)?;
+    rows.collect()
+}
+
+/// Counts for the health endpoint.
+#[derive(Debug, serde::Serialize)]
+pub struct Totals {
+    /// Events stored (visible or not).
+    pub events: u64,
+    /// Highest sequence the plugins processed.
+    pub processed_seq: u64,
+    /// Frames that could not be parsed.
+    pub rejected_frames: u64,
+}
+
+/// Store-wide counts.
+pub fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
+    conn.query_row(
+        "SELECT (SELECT count(*) FROM events), (SELECT processed_seq FROM pipeline),
+                (SELECT count(*) FROM rejected_frames)",
+        [],
+        |r| {
+            Ok(Totals {
+                events: r.get::<_, i64>(0)? as u64,
+                processed_seq: r.get::<_, i64>(1)? as u64,
+                rejected_frames: r.get::<_, i64>(2)? as u64,
+            })
+        },
+    )
+}

@@ -1,0 +1,70 @@
+//! Table definitions and connection settings shared by the writer and readers.
+
+use rusqlite::Connection;
+
+/// Bumped whenever the tables change; stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq              INTEGER PRIMARY KEY,
+    key              TEXT NOT NULL UNIQUE,
+    kind             TEXT NOT NULL,
+    block_hash       TEXT,
+    block_height     INTEGER,
+    transaction_hash TEXT,
+    era_id           INTEGER,
+    node             TEXT NOT NULL,
+    node_event_id    INTEGER,
+    received_at_ms   INTEGER NOT NULL,
+    raw              TEXT NOT NULL,
+    dropped          INTEGER NOT NULL DEFAULT 0,
+    annotations      TEXT
+);
+CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'BlockAdded';
+CREATE INDEX IF NOT EXISTS blocks_by_height ON events (block_height) WHERE kind = 'BlockAdded';
+CREATE INDEX IF NOT EXISTS events_by_transaction ON events (transaction_hash)
+    WHERE transaction_hash IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS rejected_frames (
+    id             INTEGER PRIMARY KEY,
+    node           TEXT NOT NULL,
+    node_event_id  INTEGER,
+    received_at_ms INTEGER NOT NULL,
+    reason         TEXT NOT NULL,
+    raw            TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS node_cursors (
+    node          TEXT PRIMARY KEY,
+    last_event_id INTEGER,
+    api_version   TEXT,
+    updated_at_ms INTEGER NOT NULL
+);
+
+-- Highest sequence number the plugins have processed; events above it are not served yet.
+CREATE TABLE IF NOT EXISTS pipeline (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    processed_seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO pipeline (id, processed_seq) VALUES (1, 0);
+";
+
+/// Settings every connection needs.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+}
+
+/// Create or check the tables; called by the writer before anyone reads.
+pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    anyhow::ensure!(
+        version == 0 || version == SCHEMA_VERSION,
+        "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
+    );
+    conn.execute_batch(TABLES)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}

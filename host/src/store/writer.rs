@@ -1,0 +1,143 @@
+//! The single writer: appends deliveries in one transaction per batch and records plugin outcomes.
+
+use super::{Location, StoredEvent, schema};
+use crate::event::{Delivery, Payload};
+use anyhow::Context;
+use rusqlite::{Connection, params};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the plugins decided about one stored event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Hidden from subscribers and the API.
+    pub dropped: bool,
+    /// JSON object of annotations (plugin name → value), if any.
+    pub annotations: Option<String>,
+}
+
+/// Owns the write connection. Only the pipeline thread holds one.
+pub struct Writer {
+    conn: Connection,
+}
+
+impl Writer {
+    /// Open (creating if needed) the database and bring its schema up to date.
+    pub fn open(location: &Location) -> anyhow::Result<Writer> {
+        let conn = Connection::open(location.path())
+            .with_context(|| format!("opening {}", location.path().display()))?;
+        schema::configure(&conn)?;
+        schema::migrate(&conn)?;
+        Ok(Writer { conn })
+    }
+
+    /// Store a batch in one transaction. Events already stored (same natural key) are skipped;
+    /// the newly stored ones are returned in sequence order. Each node's cursor moves to the
+    /// last event id it delivered in the batch, in the same transaction.
+    pub fn append(&mut self, batch: &[Delivery]) -> anyhow::Result<Vec<StoredEvent>> {
+        let tx = self.conn.transaction()?;
+        let mut stored = Vec::new();
+        let mut cursors: HashMap<&str, (Option<u32>, Option<&str>)> = HashMap::new();
+        {
+            let mut insert_event = tx.prepare_cached(
+                "INSERT INTO events (key, kind, block_hash, block_height, transaction_hash, era_id,
+                                     node, node_event_id, received_at_ms, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (key) DO NOTHING",
+            )?;
+            let mut insert_rejected = tx.prepare_cached(
+                "INSERT INTO rejected_frames (node, node_event_id, received_at_ms, reason, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for delivery in batch {
+                let cursor = cursors.entry(&delivery.node).or_default();
+                if delivery.node_event_id.is_some() {
+                    cursor.0 = delivery.node_event_id;
+                }
+                match &delivery.payload {
+                    Payload::Event(e) => {
+                        let inserted = insert_event.execute(params![
+                            e.key,
+                            e.kind,
+                            e.block_hash,
+                            e.block_height,
+                            e.transaction_hash,
+                            e.era_id,
+                            &*delivery.node,
+                            delivery.node_event_id,
+                            delivery.received_at_ms,
+                            e.raw,
+                        ])?;
+                        if inserted == 1 {
+                            stored.push(StoredEvent {
+                                seq: tx.last_insert_rowid() as u64,
+                                kind: e.kind.clone(),
+                                node: delivery.node.to_string(),
+                                received_at_ms: delivery.received_at_ms,
+                                raw: Arc::from(e.raw.as_str()),
+                                annotations: None,
+                            });
+                        }
+                    }
+                    Payload::Rejected { reason, raw } => {
+                        insert_rejected.execute(params![
+                            &*delivery.node,
+                            delivery.node_event_id,
+                            delivery.received_at_ms,
+                            reason,
+                            raw,
+                        ])?;
+                    }
+                    Payload::ApiVersion(version) => cursor.1 = Some(version),
+                }
+            }
+            let mut save_cursor = tx.prepare_cached(
+                "INSERT INTO node_cursors (node, last_event_id, api_version, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (node) DO UPDATE SET
+                     last_event_id = coalesce(excluded.last_event_id, last_event_id),
+                     api_version = coalesce(excluded.api_version, api_version),
+                     updated_at_ms = excluded.updated_at_ms",
+            )?;
+            let now = super::now_ms();
+            for (node, (last_id, api_version)) in cursors {
+                save_cursor.execute(params![node, last_id, api_version, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(stored)
+    }
+
+    /// Record what the plugins decided and advance the processed mark, in one transaction.
+    pub fn record_outcomes(&mut self, outcomes: &[(u64, Outcome)], processed_through: u64) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut update =
+                tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3 WHERE seq = ?1")?;
+            for (seq, outcome) in outcomes.iter().filter(|(_, o)| *o != Outcome::default()) {
+                update.execute(params![seq, outcome.dropped, outcome.annotations])?;
+            }
+            tx.execute("UPDATE pipeline SET processed_seq = max(processed_seq, ?1)", [processed_through])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Events stored but not yet processed by the plugins (after a crash), oldest first.
+    pub fn unprocessed(&self, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, kind, node, received_at_ms, raw, annotations FROM events
+             WHERE seq > (SELECT processed_seq FROM pipeline) ORDER BY seq LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], super::reader::stored_event)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last event id stored for each node, used to resume with `start_from`.
+    pub fn cursors(&self) -> anyhow::Result<HashMap<String, u32>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT node, last_event_id FROM node_cursors WHERE last_event_id IS NOT NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
