@@ -40,6 +40,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         ingest: ingest.clone(),
         plugins: plugins.stats().into(),
     };
+    for node in config.nodes.iter().filter(|n| n.rpc_url.is_some()) {
+        tracing::warn!(node = %node.name.get_ref(), "rpc_url is not used yet (reserved for gap backfill)");
+    }
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let pipeline = Pipeline { writer, plugins, bus, stats: ingest }.spawn(receiver);
     let followers: Vec<_> = config

@@ -1,1 +1,56 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`: every set-up step lives here so that a
+//! fresh clone needs nothing but `cargo`.
+//!
+//! - `plugins`: add the `wasm32-wasip2` target and build the stock and test plugins;
+//! - `test`: `plugins`, then the whole test suite;
+//! - `demo`: `plugins`, then `sluice demo`;
+//! - `bench`: `plugins`, then the ingest benchmark (see BENCHMARKS.md).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Crates built for `wasm32-wasip2`: stock plugins and the test-only chaos plugin.
+const PLUGINS: &[&str] = &["sluice-filter", "sluice-chaos"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("plugins") => plugins(),
+        Some("test") => plugins().and_then(|()| cargo(&["test", "--release", "--workspace", "--exclude", "sluice-filter", "--exclude", "sluice-chaos", "--exclude", "sluice-plugin-sdk"], &args[1..])),
+        Some("demo") => plugins().and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--", "demo"], &args[1..])),
+        Some("bench") => plugins().and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..])),
+        _ => Err("usage: cargo xtask <plugins|test|demo|bench> [extra arguments]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Build every plugin for `wasm32-wasip2` into `target/wasm32-wasip2/release/`.
+fn plugins() -> Result<(), String> {
+    // This rustup does not install the targets listed in rust-toolchain.toml by itself.
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    let mut build = vec!["build", "--release", "--target", "wasm32-wasip2"];
+    for plugin in PLUGINS {
+        build.extend(["-p", plugin]);
+    }
+    cargo(&build, &[])
+}
+
+fn cargo(args: &[&str], extra: &[String]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo).current_dir(workspace_root()).args(args).args(extra))
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let status = command.status().map_err(|e| format!("{command:?}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{command:?} failed ({status})")) }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}

@@ -27,7 +27,10 @@ const EVENTS_PER_BLOCK: u64 = 4;
 enum Slot {
     BlockHash,
     ParentHash,
+    /// Rendered with its key: `"height":N`.
     Height,
+    /// Rendered with its key: `"block_height":N`.
+    BlockHeight,
     TransactionHash,
     Timestamp,
 }
@@ -71,7 +74,10 @@ impl Template {
                 Piece::Slot(Slot::BlockHash) => push_hash(out, block, 0xb1),
                 Piece::Slot(Slot::ParentHash) => push_hash(out, block.wrapping_sub(1), 0xb1),
                 Piece::Slot(Slot::TransactionHash) => push_hash(out, block, 0x7a),
-                Piece::Slot(Slot::Height) => write!(out, "{}", FIRST_HEIGHT + block).expect("write to String"),
+                Piece::Slot(Slot::Height) => write!(out, "\"height\":{}", FIRST_HEIGHT + block).expect("write to String"),
+                Piece::Slot(Slot::BlockHeight) => {
+                    write!(out, "\"block_height\":{}", FIRST_HEIGHT + block).expect("write to String")
+                }
                 Piece::Slot(Slot::Timestamp) => push_timestamp(out, block),
             }
         }
@@ -108,7 +114,7 @@ impl Chain {
             ]),
             signature: Template::new(FIXTURES[4], &[
                 ("5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428", BlockHash),
-                ("\"block_height\":89177", Height),
+                ("\"block_height\":89177", BlockHeight),
             ]),
         }
     }
@@ -132,11 +138,6 @@ impl Chain {
         };
         template.render(block, out);
     }
-}
-
-/// Height of the generated block `block`, as the `height` fields say.
-pub fn generated_height(block: u64) -> u64 {
-    FIRST_HEIGHT + block
 }
 
 /// A 32-byte hash in hex, unique per (`n`, `domain`).
@@ -192,6 +193,6 @@ mod tests {
         let Frame::Event(block) = Frame::parse(render(&chain, FIXTURES.len() as u32 + 4)).unwrap() else {
             panic!("not an event")
         };
-        assert_eq!((block.kind.as_str(), block.block_height), ("BlockAdded", Some(generated_height(1))));
+        assert_eq!((block.kind.as_str(), block.block_height), ("BlockAdded", Some(FIRST_HEIGHT + 1)));
     }
 }

@@ -33,6 +33,9 @@ pub async fn follow(node: NodeConfig, resume_after: Option<u32>, status: Arc<Nod
         Ok(client) => client,
         Err(e) => return tracing::error!(node = %name, "cannot build an HTTP client: {e}"),
     };
+    if let Some(rest_url) = &node.rest_url {
+        read_build_version(&client, rest_url, &name, &status).await;
+    }
     let mut connection = Connection { name, status, out, last_id: resume_after };
     let mut backoff = Backoff::new();
     loop {
@@ -122,5 +125,22 @@ impl Connection {
             *status.last_event_id.lock().expect("status lock") = node_event_id;
         }
         Ok(())
+    }
+}
+
+/// Ask the node's REST `/status` for its `build_version`; a failure is logged, not fatal.
+async fn read_build_version(client: &reqwest::Client, rest_url: &str, name: &str, status: &NodeStatus) {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        build_version: String,
+    }
+    let url = format!("{}/status", rest_url.trim_end_matches('/'));
+    let answer = async { client.get(&url).send().await?.error_for_status()?.json::<Status>().await }.await;
+    match answer {
+        Ok(answer) => {
+            tracing::info!(node = %name, build_version = %answer.build_version, "node status");
+            *status.build_version.lock().expect("status lock") = Some(answer.build_version);
+        }
+        Err(e) => tracing::warn!(node = %name, %url, "cannot read the node status: {e}"),
     }
 }

@@ -32,6 +32,8 @@ pub struct NodeStatus {
     pub state: Mutex<ConnectionState>,
     /// API version the node announced last.
     pub api_version: Mutex<Option<String>>,
+    /// `build_version` from the node's REST `/status`, when `rest_url` is configured.
+    pub build_version: Mutex<Option<String>>,
     /// Last SSE id received.
     pub last_event_id: Mutex<Option<u32>>,
     /// Frames received (events, rejected frames and metadata).
@@ -49,6 +51,7 @@ impl NodeStatus {
             name: name.to_owned(),
             state: Mutex::new(ConnectionState::Connecting),
             api_version: Mutex::default(),
+            build_version: Mutex::default(),
             last_event_id: Mutex::default(),
             frames: AtomicU64::new(0),
             rejected: AtomicU64::new(0),

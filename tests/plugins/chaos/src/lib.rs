@@ -1,1 +1,54 @@
+//! Test-only plugin that misbehaves on purpose, so tests can show the host contains it.
+//!
+//! Config: `trap_on`, `loop_on`, `exhaust_memory_on` (event types) and `annotate` (bool: tag
+//! every event it survives with `{"seen": <sequence>}`).
 
+use serde::Deserialize;
+use sluice_plugin_sdk::{Event, Plugin, Verdict};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    trap_on: Option<String>,
+    loop_on: Option<String>,
+    exhaust_memory_on: Option<String>,
+    #[serde(default)]
+    annotate: bool,
+}
+
+struct Chaos(Config);
+
+impl Plugin for Chaos {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(Chaos(config))
+    }
+
+    fn on_event(&mut self, event: &Event) -> Verdict {
+        let kind = Some(&event.kind);
+        if self.0.trap_on.as_ref() == kind {
+            panic!("chaos: trapping on {}", event.kind);
+        }
+        if self.0.loop_on.as_ref() == kind {
+            let mut spins = 0u64;
+            loop {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+        }
+        if self.0.exhaust_memory_on.as_ref() == kind {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        if self.0.annotate {
+            Verdict::Annotate(format!("{{\"seen\":{}}}", event.sequence))
+        } else {
+            Verdict::Keep
+        }
+    }
+}
+
+sluice_plugin_sdk::export!(Chaos);

@@ -1,0 +1,197 @@
+//! End to end: the real `sluice` binary against the real mock node, real plugins, real SQLite.
+
+mod support;
+
+use serde_json::Value;
+use support::{Rig, check, get, get_json, plugin, read_sse};
+
+/// The captured 2.x events (the shared fixtures, without `ApiVersion`), as the mock serves them.
+fn fixtures() -> Vec<Value> {
+    let dir = support::root().join("../shared/fixtures/casper2");
+    let dir = if dir.is_dir() { dir } else { support::root().join("host/fixtures/casper2") };
+    let mut events: Vec<Value> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap())
+        .filter(|event: &Value| event.get("ApiVersion").is_none())
+        .collect();
+    events.sort_by_key(|e| e.to_string());
+    assert_eq!(events.len(), 7, "fixtures in {}", dir.display());
+    events
+}
+
+const FIXTURE_BLOCK: &str = "cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758";
+const FIXTURE_TRANSACTION: &str = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
+
+fn plugin_toml(name: &str, wasm: &str, extra: &str, config: &str) -> String {
+    format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n{extra}\n[plugins.config]\n{config}\n\n", plugin(wasm))
+}
+
+#[test]
+fn every_event_is_stored_once_across_reconnects_and_served() {
+    // 7 fixtures + 1200 generated events, the connection cut every 250 events.
+    let rig = Rig::start(&["--rate", "0", "--count", "1200", "--drop-after", "250"], "");
+    let total = 1207;
+    rig.wait_for_processed(total);
+    let db = rig.db();
+
+    // Exactly once: as many rows as node events, one per natural key, one per node id.
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM events"), total as i64);
+    assert_eq!(count("SELECT count(DISTINCT node_event_id) FROM events"), total as i64);
+    assert_eq!(count("SELECT max(seq) FROM events"), total as i64);
+    assert_eq!(count("SELECT count(*) FROM rejected_frames"), 0);
+    assert_eq!(count("SELECT last_event_id FROM node_cursors WHERE node = 'mock'"), total as i64 - 1);
+
+    // Every captured fixture is stored byte-for-byte equivalent, exactly once.
+    let mut stored: Vec<Value> = db
+        .prepare("SELECT raw FROM events WHERE node_event_id < 7")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|raw| serde_json::from_str(&raw.unwrap()).unwrap())
+        .collect();
+    stored.sort_by_key(|e| e.to_string());
+    assert_eq!(stored, fixtures());
+
+    // REST: the fixture block by hash and by height, the transaction, the latest block.
+    let block = get_json(&format!("{}/block/{FIXTURE_BLOCK}", rig.http)).unwrap();
+    let fixture_block = fixtures().into_iter().find(|e| e.get("BlockAdded").is_some()).unwrap();
+    assert_eq!(block["data"], fixture_block);
+    assert_eq!(block["kind"], "BlockAdded");
+    assert_eq!(get_json(&format!("{}/block/89049", rig.http)).unwrap()["data"], fixture_block);
+    let transaction = get_json(&format!("{}/transaction/{FIXTURE_TRANSACTION}", rig.http)).unwrap();
+    assert_eq!(transaction["processed"]["kind"], "TransactionProcessed");
+    assert!(transaction["accepted"].is_null());
+    let latest = get_json(&format!("{}/block", rig.http)).unwrap();
+    assert_eq!(latest["data"]["BlockAdded"]["block"]["Version2"]["header"]["height"], 1_000_000 + 299);
+
+    // SSE replay from the start: every event, in store order, with the node's JSON.
+    let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
+    assert_eq!(frames.len(), total as usize);
+    assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
+    let raw_of = |seq: u64| db.query_row("SELECT raw FROM events WHERE seq = ?1", [seq], |r| r.get::<_, String>(0)).unwrap();
+    for (id, data) in [&frames[0], &frames[600], &frames[total as usize - 1]] {
+        assert_eq!(serde_json::from_str::<Value>(data).unwrap(), serde_json::from_str::<Value>(&raw_of(*id)).unwrap());
+    }
+    // ... and from the middle.
+    let tail = read_sse(&format!("{}/events?start_from=1200", rig.http), 8);
+    assert_eq!(tail.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (1200..=1207).collect::<Vec<_>>());
+}
+
+#[test]
+fn bad_requests_get_json_errors() {
+    let rig = Rig::start(&["--rate", "0", "--count", "10"], "");
+    rig.wait_for_processed(17);
+    for (path, status, code) in [
+        ("/block/not-a-block", 400, "invalid_block_id"),
+        ("/block/0000000000000000000000000000000000000000000000000000000000000000", 404, "not_found"),
+        ("/transaction/xyz", 400, "invalid_hash"),
+        ("/events?start_from=minus-one", 400, "invalid_query"),
+        ("/events?startfrom=1", 400, "invalid_query"),
+        ("/no/such/thing", 404, "not_found"),
+    ] {
+        let (got, body) = get(&format!("{}{path}", rig.http)).unwrap();
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"));
+        assert_eq!((got, body["code"].as_str().unwrap()), (status, code), "{path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}");
+    }
+}
+
+#[test]
+fn a_plugin_drop_hides_the_event_but_keeps_it_stored() {
+    let filter = plugin_toml("filter", "filter", "", "drop = [\"FinalitySignature\"]");
+    let rig = Rig::start(&["--rate", "0", "--count", "400"], &filter);
+    let total = 407;
+    rig.wait_for_processed(total);
+    let db = rig.db();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let signatures = count("SELECT count(*) FROM events WHERE kind = 'FinalitySignature'");
+    assert_eq!(signatures, 101, "1 fixture + 1 per generated block");
+    assert_eq!(count("SELECT count(*) FROM events WHERE dropped = 1"), signatures);
+    assert_eq!(count("SELECT count(*) FROM events"), total as i64);
+
+    let frames = read_sse(&format!("{}/events?start_from=0", rig.http), (total - 101) as usize);
+    assert_eq!(frames.len(), (total - 101) as usize);
+    assert!(frames.iter().all(|(_, data)| !data.contains("FinalitySignature")));
+
+    let stats = get_json(&format!("{}/plugins", rig.admin)).unwrap();
+    assert_eq!(stats["plugins"][0]["dropped"], 101);
+    assert_eq!(stats["plugins"][0]["kept"], total - 101);
+}
+
+#[test]
+fn misbehaving_plugins_are_contained_and_ingestion_goes_on() {
+    let plugins = [
+        plugin_toml("trap", "chaos", "", "trap_on = \"Fault\""),
+        plugin_toml("spin", "chaos", "timeout_ms = 50", "loop_on = \"Step\""),
+        plugin_toml("hog", "chaos", "memory_mib = 8", "exhaust_memory_on = \"TransactionExpired\""),
+        plugin_toml("tagger", "chaos", "", "annotate = true"),
+    ]
+    .concat();
+    let rig = Rig::start(&["--rate", "0", "--count", "2000"], &plugins);
+    let total = 2007;
+    rig.wait_for_processed(total);
+    assert_eq!(rig.db().query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap(), total as i64);
+
+    let stats = get_json(&format!("{}/plugins", rig.admin)).unwrap();
+    let plugin = |name: &str| stats["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    assert_eq!((plugin("trap")["traps"].as_u64(), plugin("trap")["kept"].as_u64()), (Some(1), Some(total - 1)));
+    assert_eq!(plugin("spin")["timeouts"], 1);
+    assert_eq!(plugin("hog")["traps"], 1);
+    for name in ["trap", "spin", "hog"] {
+        assert_eq!(plugin(name)["calls"], total, "{name} recycled and kept being called");
+        assert_eq!(plugin(name)["suspended"], false);
+    }
+    // Events after the failures still went through every plugin, annotations included.
+    assert_eq!(plugin("tagger")["annotated"], total);
+    let block = get_json(&format!("{}/block", rig.http)).unwrap();
+    assert_eq!(block["annotations"]["tagger"]["seen"], block["sequence"]);
+}
+
+#[test]
+fn a_restart_resumes_after_the_last_stored_event() {
+    let mut rig = Rig::start(&["--rate", "400"], "");
+    rig.wait_for_processed(200);
+    rig.stop_host();
+    let stopped_at = rig.db().query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, i64>(0)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    rig.start_host();
+    rig.wait_for_processed(stopped_at as u64 + 200);
+    let host_log = rig.host.as_ref().unwrap().log();
+    assert!(host_log.contains(&format!("start_from={stopped_at}")), "resumed from the cursor:\n{host_log}");
+    let db = rig.db();
+    let (rows, distinct, max_id): (i64, i64, i64) = db
+        .query_row("SELECT count(*), count(DISTINCT node_event_id), max(node_event_id) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    // No duplicates and no holes: ids 0..=max each stored once.
+    assert_eq!((rows, distinct), (max_id + 1, max_id + 1));
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_line() {
+    let (ok, stderr) = check("[http]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("line 3") && stderr.contains("lisen"), "{stderr}");
+
+    let (ok, stderr) = check("[[plugins]]\nname = \"f\"\npath = \"nowhere/filter.wasm\"\n");
+    assert!(!ok);
+    assert!(stderr.contains("line 3") && stderr.contains("plugins[0].path"), "{stderr}");
+
+    // A plugin that rejects its own config stops start-up with its message.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    let text = format!(
+        "[storage]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n{}",
+        dir.path().join("db").display(),
+        support::free_port(),
+        support::free_port(),
+        plugin_toml("filter", "filter", "", "drop = [\"FinalitySignatures\"]"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = support::sluice().args(["run", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("plugin \"filter\"") && stderr.contains("unknown event type \"FinalitySignatures\""), "{stderr}");
+}

@@ -1,0 +1,226 @@
+//! Test harness: real `sluice` processes (a mock node and the host) on free loopback ports, a
+//! real SQLite file in a temporary directory, and the real plugins built by `cargo xtask`.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `sluice` binary under test.
+pub fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// Workspace root (plugins are referenced relative to it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Path of a plugin built by `cargo xtask plugins`; fails with instructions when missing.
+pub fn plugin(name: &str) -> String {
+    let path = root().join(format!("target/wasm32-wasip2/release/{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run the tests with `cargo xtask test`", path.display());
+    path.display().to_string()
+}
+
+/// A loopback port nobody is listening on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(mut command: Command, log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = command.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+        Process { child, log }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Ask for a graceful stop (SIGINT, like Ctrl-C) and wait for the exit.
+    pub fn interrupt(mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mock node plus a Sluice host configured against it.
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub node_port: u16,
+    pub http: String,
+    pub admin: String,
+    pub node: Process,
+    pub host: Option<Process>,
+}
+
+impl Rig {
+    /// Start a mock node with `mock_args` and a host whose config ends with `plugins_toml`.
+    pub fn start(mock_args: &[&str], plugins_toml: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let node_port = free_port();
+        let mut mock = sluice();
+        mock.args(["mock-node", "--listen", &format!("127.0.0.1:{node_port}")]).args(mock_args);
+        let node = Process::spawn(mock, dir.path().join("mock.log"));
+        let mut rig = Rig {
+            http: format!("http://127.0.0.1:{}", free_port()),
+            admin: format!("http://127.0.0.1:{}", free_port()),
+            node_port,
+            node,
+            host: None,
+            dir,
+        };
+        std::fs::write(rig.config_path(), rig.config(plugins_toml)).unwrap();
+        rig.start_host();
+        rig
+    }
+
+    fn config(&self, plugins_toml: &str) -> String {
+        format!(
+            "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{port}\"\nrest_url = \"http://127.0.0.1:{port}\"\n\
+             no_message_timeout_secs = 10\n\n[storage]\npath = \"{db}\"\nplugin_cache = \"{cache}\"\n\n\
+             [http]\nlisten = \"{http}\"\n\n[admin]\nlisten = \"{admin}\"\n\n{plugins_toml}",
+            port = self.node_port,
+            db = self.db_path().display(),
+            cache = root().join("target/plugin-cache").display(),
+            http = self.http.trim_start_matches("http://"),
+            admin = self.admin.trim_start_matches("http://"),
+        )
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sluice.toml")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("sluice.db")
+    }
+
+    /// (Re)start the host on the same config and database.
+    pub fn start_host(&mut self) {
+        let mut run = sluice();
+        run.args(["run", "--config"]).arg(self.config_path()).current_dir(root());
+        self.host = Some(Process::spawn(run, self.dir.path().join("host.log")));
+        self.wait_for("the host to answer /health", || get_json(&format!("{}/health", self.http)).is_some());
+    }
+
+    /// Stop the host gracefully.
+    pub fn stop_host(&mut self) {
+        let status = self.host.take().unwrap().interrupt();
+        assert!(status.success(), "sluice exited with {status}");
+    }
+
+    /// Poll `ready` until it holds; fail (with the host log) after 60 s.
+    pub fn wait_for(&self, what: &str, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready() {
+            if Instant::now() > deadline {
+                let log = self.host.as_ref().map(Process::log).unwrap_or_default();
+                panic!("timed out waiting for {what}\n--- host log ---\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until the store holds and has processed `events` events.
+    pub fn wait_for_processed(&self, events: u64) {
+        self.wait_for(&format!("{events} processed events"), || {
+            get_json(&format!("{}/health", self.http))
+                .is_some_and(|h| h["store"]["processed_seq"].as_u64() >= Some(events))
+        });
+    }
+
+    /// Open the host's SQLite file read-only.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+    }
+}
+
+/// GET and parse JSON; `None` when the server is not up.
+pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    let (_, body) = get(url)?;
+    serde_json::from_str(&body).ok()
+}
+
+/// GET: status and body; `None` when the connection fails.
+pub fn get(url: &str) -> Option<(u16, String)> {
+    runtime().block_on(async {
+        let response = reqwest::get(url).await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    })
+}
+
+/// Read an SSE stream until `frames` frames with an id and data arrived (or 60 s passed);
+/// returns `(id, data)` pairs.
+pub fn read_sse(url: &str, frames: usize) -> Vec<(u64, String)> {
+    use futures::StreamExt;
+    runtime().block_on(async {
+        let response = reqwest::get(url).await.expect("SSE request");
+        let mut body = response.bytes_stream();
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+            text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            if text.ends_with("\n\n") && parse_sse(&text, frames).len() == frames {
+                break;
+            }
+        }
+        parse_sse(&text, frames)
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn parse_sse(text: &str, frames: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let mut id = None;
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if let (Some(id), false) = (id, data.is_empty()) {
+            out.push((id, data.join("\n")));
+        }
+        if out.len() == frames {
+            break;
+        }
+    }
+    out
+}
+
+/// Run `sluice check` on config text; returns (success, stderr).
+pub fn check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = sluice().args(["check", "--config"]).arg(&path).current_dir(root()).output().unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
