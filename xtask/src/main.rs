@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         Some("plugins") => plugins(),
         Some("test") => plugins().and_then(|()| cargo(&["test", "--release", "--workspace", "--exclude", "sluice-filter", "--exclude", "sluice-chaos", "--exclude", "sluice-plugin-sdk"], &args[1..])),
         Some("demo") => plugins().and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--", "demo"], &args[1..])),
-        Some("bench") => plugins().and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..])),
+        Some("bench") => plugins()
+            .and_then(|()| cargo(&["build", "--release", "-p", "sluice", "--bins"], &[]))
+            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..])),
         _ => Err("usage: cargo xtask <plugins|test|demo|bench> [extra arguments]".into()),
     };
     match result {
