@@ -85,7 +85,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
          curl {api}/block                        # latest block\n  \
          curl {api}/block/1000010                # block by height (or hash)\n  \
          curl {api}/health                       # nodes, ingest counters, store totals\n  \
-         curl http://{}/plugins        # plugin counters (admin)\n\nCtrl-C stops.\n",
+         curl http://{}/plugins                  # plugin counters (admin)\n\nCtrl-C stops.\n",
         config.admin.listen
     );
     crate::app::run(config, ctrl_c()).await

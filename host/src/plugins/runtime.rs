@@ -14,6 +14,8 @@ pub fn engine(cache_dir: &Path) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.concurrency_support(false);
+    // wasmtime wants an absolute cache directory.
+    let cache_dir = std::path::absolute(cache_dir).context("plugin cache directory")?;
     let mut cache = CacheConfig::new();
     cache.with_directory(cache_dir);
     config.cache(Some(Cache::new(cache).map_err(anyhow::Error::from).context("plugin compilation cache")?));
