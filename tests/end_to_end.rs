@@ -152,7 +152,12 @@ fn misbehaving_plugins_are_contained_and_ingestion_goes_on() {
 fn a_restart_resumes_after_the_last_stored_event() {
     let mut rig = Rig::start(&["--rate", "400"], "");
     rig.wait_for_processed(200);
+    // An open SSE subscriber must not hold up a graceful stop; its stream ends.
+    let url = format!("{}/events?start_from=0", rig.http);
+    let subscriber = std::thread::spawn(move || read_sse(&url, usize::MAX).len());
+    std::thread::sleep(std::time::Duration::from_millis(300));
     rig.stop_host();
+    assert!(subscriber.join().unwrap() >= 200);
     let stopped_at = rig.db().query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, i64>(0)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     rig.start_host();

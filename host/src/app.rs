@@ -31,6 +31,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let engine = runtime::engine(&cache_dir)?;
     let plugins = Plugins::load(&engine, &config.plugins)?;
 
+    let (stop, stopped) = tokio::sync::watch::channel(());
     let bus = Bus::new();
     let ingest = Arc::new(IngestStats::default());
     let state = AppState {
@@ -39,6 +40,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         nodes: config.nodes.iter().map(|n| Arc::new(NodeStatus::new(n.name.get_ref()))).collect(),
         ingest: ingest.clone(),
         plugins: plugins.stats().into(),
+        shutdown: stopped.clone(),
     };
     for node in config.nodes.iter().filter(|n| n.rpc_url.is_some()) {
         tracing::warn!(node = %node.name.get_ref(), "rpc_url is not used yet (reserved for gap backfill)");
@@ -62,7 +64,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         admin.local_addr()?,
         location.path().display()
     );
-    let (stop, stopped) = tokio::sync::watch::channel(());
     let serve = |listener, router| {
         let mut stopped = stopped.clone();
         tokio::spawn(async move {

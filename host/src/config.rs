@@ -194,6 +194,12 @@ impl Config {
                 let problem = format!("duplicate node name {:?}", node.name.get_ref());
                 return Err(at(node.name.span(), format!("nodes[{i}].name"), problem));
             }
+            for (key, secs) in [("connect_timeout_secs", node.connect_timeout_secs), ("no_message_timeout_secs", node.no_message_timeout_secs)] {
+                if !(1..=86_400).contains(&secs) {
+                    let problem = format!("{key} must be between 1 and 86400 seconds");
+                    return Err(at(node.name.span(), format!("nodes[{i}].{key}"), problem));
+                }
+            }
             if let Err(e) = reqwest::Url::parse(node.url.get_ref()) {
                 return Err(at(node.url.span(), format!("nodes[{i}].url"), format!("not a URL: {e}")));
             }
@@ -209,9 +215,16 @@ impl Config {
                 let problem = format!("no file at {} ({hint})", path.display());
                 return Err(at(plugin.path.span(), format!("plugins[{i}].path"), problem));
             }
-            if plugin.timeout_ms == 0 || plugin.memory_mib == 0 {
-                let problem = "timeout_ms and memory_mib must be above zero".to_owned();
-                return Err(at(plugin.name.span(), format!("plugins[{i}]"), problem));
+            let limits = [
+                ("timeout_ms", plugin.timeout_ms, 60_000),
+                ("memory_mib", plugin.memory_mib, 65_536),
+                ("max_consecutive_failures", u64::from(plugin.max_consecutive_failures), u64::from(u32::MAX)),
+            ];
+            for (key, value, max) in limits {
+                if !(1..=max).contains(&value) {
+                    let problem = format!("{key} must be between 1 and {max}");
+                    return Err(at(plugin.name.span(), format!("plugins[{i}].{key}"), problem));
+                }
             }
         }
         Ok(())

@@ -165,6 +165,10 @@ fn read_fields(raw: &str) -> Result<Parsed, String> {
         }
         _ => event.key = format!("other:{kind}:{:016x}", fingerprint(raw)),
     }
+    // SQLite integers are i64: a larger height or era is not a real one.
+    if [event.block_height, event.era_id].into_iter().flatten().any(|v| i64::try_from(v).is_err()) {
+        return Err(format!("{kind}: height or era_id out of range"));
+    }
     Ok(Parsed::Event(kind.to_owned(), event))
 }
 
@@ -379,6 +383,8 @@ mod tests {
         assert!(Frame::parse("{not json".into()).is_err());
         assert!(Frame::parse(r#"{"BlockAdded":{"no_hash":1}}"#.into()).unwrap_err().reason.contains("block_hash"));
         assert!(Frame::parse(r#"{"A":1,"B":2}"#.into()).is_err());
+        let huge = r#"{"Step":{"era_id":18446744073709551615}}"#;
+        assert!(Frame::parse(huge.into()).unwrap_err().reason.contains("out of range"));
     }
 
     #[test]

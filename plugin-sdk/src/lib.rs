@@ -45,7 +45,8 @@ pub trait Plugin: Sized + 'static {
     /// The plugin's `[plugins.config]` table, deserialized.
     type Config: serde::de::DeserializeOwned;
 
-    /// Build the plugin from its configuration; an error stops Sluice from loading it.
+    /// Build the plugin from its configuration. An error at start-up stops Sluice from loading
+    /// the plugin; when an instance is rebuilt after a trap, it counts as one more failure.
     fn new(config: Self::Config) -> Result<Self, String>;
 
     /// Decide what happens to one event.

@@ -48,12 +48,17 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Ask for a graceful stop (SIGINT, like Ctrl-C) and wait for the exit.
+    /// Ask for a graceful stop (SIGINT, like Ctrl-C) and wait up to 30 s for the exit.
     pub fn interrupt(mut self) -> std::process::ExitStatus {
         Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit 30 s after SIGINT\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -35,9 +35,16 @@ pub async fn firehose(
         None => state.store.read(reader::processed_seq).await? + 1,
     };
     let (sender, receiver) = mpsc::channel(PAGE);
+    let mut shutdown = state.shutdown.clone();
     tokio::spawn(async move {
-        if let Err(e) = feed(&state, live, next, &sender).await {
-            tracing::debug!("event stream ended: {e:#}");
+        tokio::select! {
+            result = feed(&state, live, next, &sender) => {
+                if let Err(e) = result {
+                    tracing::debug!("event stream ended: {e:#}");
+                }
+            }
+            _ = sender.closed() => {}
+            _ = shutdown.changed() => {}
         }
     });
     let frames = ReceiverStream::new(receiver).map(|event: Arc<StoredEvent>| {

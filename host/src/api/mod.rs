@@ -29,6 +29,8 @@ pub struct AppState {
     pub ingest: Arc<IngestStats>,
     /// Plugin counters.
     pub plugins: Arc<[Arc<PluginStats>]>,
+    /// Changes (or closes) when the server shuts down; ends open streams.
+    pub shutdown: tokio::sync::watch::Receiver<()>,
 }
 
 /// Routes served on `[http] listen`.

@@ -48,6 +48,7 @@ pub struct Template {
 pub struct Instance {
     store: Store<HostState>,
     bindings: Plugin,
+    deadline_ticks: u64,
 }
 
 impl Template {
@@ -77,25 +78,20 @@ impl Template {
             .map_err(classify)
             .context("calling init")?
             .map_err(|message| anyhow::anyhow!("init rejected its config: {message}"))?;
-        Ok(Instance { store, bindings })
-    }
-
-    /// The limits calls on this plugin's instances run under.
-    pub fn limits(&self) -> Limits {
-        self.limits
+        Ok(Instance { store, bindings, deadline_ticks: self.limits.deadline_ticks })
     }
 }
 
 impl Instance {
     /// Hand one event to the plugin, within the time limit.
-    pub fn on_event(&mut self, event: &StoredEvent, limits: Limits) -> Result<Verdict, CallError> {
+    pub fn on_event(&mut self, event: &StoredEvent) -> Result<Verdict, CallError> {
         let event = Event {
             sequence: event.seq,
             kind: event.kind.clone(),
             node: event.node.clone(),
             json: event.raw.to_string(),
         };
-        self.store.set_epoch_deadline(limits.deadline_ticks);
+        self.store.set_epoch_deadline(self.deadline_ticks);
         self.bindings.call_on_event(&mut self.store, &event).map_err(classify)
     }
 }

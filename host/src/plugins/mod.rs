@@ -116,10 +116,10 @@ impl Slot {
         stats.calls.fetch_add(1, Relaxed);
         let result = match self.instance.take() {
             Some(instance) => Ok(instance),
-            None => self.template.instantiate().map_err(|e| CallError::Trap(e)),
+            None => self.template.instantiate().map_err(CallError::Trap),
         }
         .and_then(|mut instance| {
-            let verdict = instance.on_event(event, self.template.limits())?;
+            let verdict = instance.on_event(event)?;
             self.instance = Some(instance);
             Ok(verdict)
         });

@@ -26,7 +26,8 @@ enum Disconnect {
 }
 
 /// Follow `node` forever: connect, hand every frame to `out`, reconnect with backoff.
-/// `resume_after` is the last SSE id already stored for this node. Returns when `out` closes.
+/// `resume_after` is the last SSE id already stored for this node. Returns when a delivery
+/// finds `out` closed; the caller aborts the task to stop it sooner.
 pub async fn follow(node: NodeConfig, resume_after: Option<u32>, status: Arc<NodeStatus>, out: mpsc::Sender<Delivery>) {
     let name: Arc<str> = Arc::from(node.name.get_ref().as_str());
     let client = match reqwest::Client::builder().connect_timeout(node.connect_timeout()).build() {
@@ -64,7 +65,7 @@ impl Connection {
     /// One connection, from request to disconnect.
     async fn run(&mut self, client: &reqwest::Client, node: &NodeConfig, connected_since: &mut Option<Instant>) -> Disconnect {
         self.status.set_state(ConnectionState::Connecting);
-        // A first connection asks for the node's whole buffer; later ones resume after the cursor.
+        // With no stored cursor, ask for the node's whole buffer; otherwise resume after it.
         let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));
         let url = format!("{}/events?start_from={start_from}", node.url.get_ref().trim_end_matches('/'));
         let response = match client.get(&url).send().await.and_then(|r| r.error_for_status()) {

@@ -13,7 +13,7 @@ pub struct Store {
 }
 
 /// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
-const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations";
+pub(super) const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations";
 
 /// How many idle read connections are kept.
 const MAX_IDLE: usize = 8;
@@ -82,7 +82,8 @@ pub fn events_between(conn: &Connection, from: u64, through: u64, limit: usize) 
         "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= ?1 AND seq <= ?2 AND dropped = 0 ORDER BY seq LIMIT ?3"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![from as i64, through as i64, limit as i64], stored_event)?;
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![from, through as i64, limit as i64], stored_event)?;
     rows.collect()
 }
 

@@ -128,10 +128,11 @@ impl Writer {
 
     /// Events stored but not yet processed by the plugins (after a crash), oldest first.
     pub fn unprocessed(&self, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, kind, node, received_at_ms, raw, annotations FROM events
-             WHERE seq > (SELECT processed_seq FROM pipeline) ORDER BY seq LIMIT ?1",
-        )?;
+        let sql = format!(
+            "SELECT {} FROM events WHERE seq > (SELECT processed_seq FROM pipeline) ORDER BY seq LIMIT ?1",
+            super::reader::EVENT_COLUMNS
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([limit as i64], super::reader::stored_event)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
