@@ -125,6 +125,8 @@ fn misbehaving_plugins_are_contained_and_ingestion_goes_on() {
         plugin_toml("trap", "chaos", "", "trap_on = \"Fault\""),
         plugin_toml("spin", "chaos", "timeout_ms = 50", "loop_on = \"Step\""),
         plugin_toml("hog", "chaos", "memory_mib = 8", "exhaust_memory_on = \"TransactionExpired\""),
+        plugin_toml("sleeper", "chaos", "", "sleep_on = \"FinalitySignature\""),
+        plugin_toml("broken", "chaos", "max_consecutive_failures = 3", "trap_on = \"*\""),
         plugin_toml("tagger", "chaos", "", "annotate = true"),
     ]
     .concat();
@@ -138,10 +140,17 @@ fn misbehaving_plugins_are_contained_and_ingestion_goes_on() {
     assert_eq!((plugin("trap")["traps"].as_u64(), plugin("trap")["kept"].as_u64()), (Some(1), Some(total - 1)));
     assert_eq!(plugin("spin")["timeouts"], 1);
     assert_eq!(plugin("hog")["traps"], 1);
-    for name in ["trap", "spin", "hog"] {
+    // Sleeping would block in host code, beyond the epoch deadline's reach: it traps instead.
+    let signatures = 1 + 2000 / 4;
+    assert_eq!(plugin("sleeper")["traps"], signatures);
+    assert!(plugin("sleeper")["last_error"].as_str().unwrap().contains("may not block"));
+    for name in ["trap", "spin", "hog", "sleeper"] {
         assert_eq!(plugin(name)["calls"], total, "{name} recycled and kept being called");
         assert_eq!(plugin(name)["suspended"], false);
     }
+    // A plugin that fails on every event is suspended and then passed by.
+    assert_eq!((plugin("broken")["traps"].as_u64(), plugin("broken")["suspended"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(plugin("broken")["calls"], 3);
     // Events after the failures still went through every plugin, annotations included.
     assert_eq!(plugin("tagger")["annotated"], total);
     let block = get_json(&format!("{}/block", rig.http)).unwrap();

@@ -1,12 +1,13 @@
 //! What a plugin may do to the outside world: per-instance state behind its WIT imports.
 //!
 //! Every plugin gets WASI p2 with nothing granted (no files, sockets, environment or stdio) so
-//! that ordinary Rust guests link, plus the `sluice:plugin/host` interface (logging).
+//! that ordinary Rust guests link, plus the `sluice:plugin/host` interface (logging). Blocking
+//! (`wasi:io/poll`) traps: see [`forbid_blocking`].
 
 use super::instance::sluice::plugin::{host, types};
 use std::sync::Arc;
 use wasmtime::StoreLimits;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// State of one plugin instance's store.
@@ -49,4 +50,22 @@ impl host::Host for HostState {
             host::Level::Error => tracing::error!(plugin, "{message}"),
         }
     }
+}
+
+/// The `wasi:io` version wasmtime-wasi links; the override below must name the same one.
+const WASI_IO_POLL: &str = "wasi:io/poll@0.2.12";
+
+/// Make waiting on a pollable (e.g. `std::thread::sleep`) trap. A guest that waits does so in
+/// host code, where the epoch deadline cannot interrupt it, so one sleeping plugin would stall
+/// the pipeline. Plugins have nothing to wait for: they get no sockets or files.
+pub fn forbid_blocking(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO_POLL)?;
+    for name in ["poll", "[method]pollable.block"] {
+        poll.func_new(name, move |_, _, _, _| {
+            Err(wasmtime::format_err!("plugins may not block ({WASI_IO_POLL}.{name})"))
+        })?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! A trapped instance cannot be entered again, so after a trap the instance is rebuilt from the
 //! pre-linked component and re-initialised with the same config.
 
-use super::capabilities::HostState;
+use super::capabilities::{self, HostState};
 use crate::store::StoredEvent;
 use anyhow::Context;
 use std::sync::Arc;
@@ -56,6 +56,7 @@ impl Template {
     pub fn new(name: Arc<str>, engine: &Engine, component: &Component, config_json: String, limits: Limits) -> anyhow::Result<Template> {
         let mut linker = Linker::<HostState>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        capabilities::forbid_blocking(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = PluginPre::new(linker.instantiate_pre(component)?)?;
         Ok(Template { name, pre, engine: engine.clone(), config_json, limits })

@@ -1,7 +1,7 @@
 //! Test-only plugin that misbehaves on purpose, so tests can show the host contains it.
 //!
-//! Config: `trap_on`, `loop_on`, `exhaust_memory_on` (event types) and `annotate` (bool: tag
-//! every event it survives with `{"seen": <sequence>}`).
+//! Config: `trap_on`, `loop_on`, `exhaust_memory_on`, `sleep_on` (an event type, or `*` for
+//! every event) and `annotate` (bool: tag every event it survives with `{"seen": <sequence>}`).
 
 use serde::Deserialize;
 use sluice_plugin_sdk::{Event, Plugin, Verdict};
@@ -12,6 +12,7 @@ struct Config {
     trap_on: Option<String>,
     loop_on: Option<String>,
     exhaust_memory_on: Option<String>,
+    sleep_on: Option<String>,
     #[serde(default)]
     annotate: bool,
 }
@@ -26,22 +27,25 @@ impl Plugin for Chaos {
     }
 
     fn on_event(&mut self, event: &Event) -> Verdict {
-        let kind = Some(&event.kind);
-        if self.0.trap_on.as_ref() == kind {
+        let on = |setting: &Option<String>| setting.as_deref().is_some_and(|k| k == "*" || k == event.kind);
+        if on(&self.0.trap_on) {
             panic!("chaos: trapping on {}", event.kind);
         }
-        if self.0.loop_on.as_ref() == kind {
+        if on(&self.0.loop_on) {
             let mut spins = 0u64;
             loop {
                 spins = std::hint::black_box(spins.wrapping_add(1));
             }
         }
-        if self.0.exhaust_memory_on.as_ref() == kind {
+        if on(&self.0.exhaust_memory_on) {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
                 hoard.push(vec![1; 1 << 20]);
                 std::hint::black_box(&hoard);
             }
+        }
+        if on(&self.0.sleep_on) {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
         }
         if self.0.annotate {
             Verdict::Annotate(format!("{{\"seen\":{}}}", event.sequence))
