@@ -79,6 +79,40 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
 }
 
 #[test]
+fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
+    // Every 100th generated event arrives as truncated JSON: 10 of 1000.
+    let rig = Rig::start(&["--rate", "0", "--count", "1000", "--corrupt-every", "100"], "");
+    rig.wait_for_processed(997);
+    rig.wait_for("the cursor to reach the last frame", || {
+        rig.db().query_row("SELECT last_event_id FROM node_cursors", [], |r| r.get::<_, i64>(0)).ok() == Some(1006)
+    });
+    let db = rig.db();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM events"), 997);
+    assert_eq!(count("SELECT count(*) FROM rejected_frames"), 10);
+    assert_eq!(count("SELECT count(*) FROM rejected_frames WHERE raw LIKE '{\"BlockAdded\"%' AND reason LIKE '%EOF%'"), 10);
+    assert_eq!(count("SELECT min(node_event_id) FROM rejected_frames"), 7 + 99);
+    let health = get_json(&format!("{}/health", rig.http)).unwrap();
+    assert_eq!((health["ingest"]["rejected"].as_u64(), health["nodes"][0]["rejected"].as_u64()), (Some(10), Some(10)));
+}
+
+#[test]
+fn several_nodes_deliver_each_event_once() {
+    let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "500"], "");
+    let total = 507;
+    rig.wait_for_processed(total);
+    rig.wait_for("both nodes to be read to the end", || {
+        get_json(&format!("{}/health", rig.http)).is_some_and(|h| h["ingest"]["duplicates"] == total)
+    });
+    let db = rig.db();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM events"), total as i64);
+    assert_eq!(count("SELECT count(*) FROM node_cursors WHERE last_event_id = 506"), 2);
+    let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
+    assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
+}
+
+#[test]
 fn bad_requests_get_json_errors() {
     let rig = Rig::start(&["--rate", "0", "--count", "10"], "");
     rig.wait_for_processed(17);

@@ -69,29 +69,37 @@ impl Drop for Process {
     }
 }
 
-/// A mock node plus a Sluice host configured against it.
+/// Mock nodes plus a Sluice host configured against them.
 pub struct Rig {
     pub dir: tempfile::TempDir,
-    pub node_port: u16,
     pub http: String,
     pub admin: String,
-    pub node: Process,
+    /// Each mock node's port and process.
+    pub nodes: Vec<(u16, Process)>,
     pub host: Option<Process>,
 }
 
 impl Rig {
     /// Start a mock node with `mock_args` and a host whose config ends with `plugins_toml`.
     pub fn start(mock_args: &[&str], plugins_toml: &str) -> Rig {
+        Rig::start_nodes(1, mock_args, plugins_toml)
+    }
+
+    /// Start `count` identical mock nodes (named `mock`, `mock1`, ...) and a host following all.
+    pub fn start_nodes(count: usize, mock_args: &[&str], plugins_toml: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let node_port = free_port();
-        let mut mock = sluice();
-        mock.args(["mock-node", "--listen", &format!("127.0.0.1:{node_port}")]).args(mock_args);
-        let node = Process::spawn(mock, dir.path().join("mock.log"));
+        let nodes = (0..count)
+            .map(|i| {
+                let port = free_port();
+                let mut mock = sluice();
+                mock.args(["mock-node", "--listen", &format!("127.0.0.1:{port}")]).args(mock_args);
+                (port, Process::spawn(mock, dir.path().join(format!("mock{i}.log"))))
+            })
+            .collect();
         let mut rig = Rig {
             http: format!("http://127.0.0.1:{}", free_port()),
             admin: format!("http://127.0.0.1:{}", free_port()),
-            node_port,
-            node,
+            nodes,
             host: None,
             dir,
         };
@@ -101,11 +109,21 @@ impl Rig {
     }
 
     fn config(&self, plugins_toml: &str) -> String {
+        let nodes: String = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (port, _))| {
+                let name = if i == 0 { "mock".to_owned() } else { format!("mock{i}") };
+                format!(
+                    "[[nodes]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n\
+                     rest_url = \"http://127.0.0.1:{port}\"\nno_message_timeout_secs = 10\n\n"
+                )
+            })
+            .collect();
         format!(
-            "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{port}\"\nrest_url = \"http://127.0.0.1:{port}\"\n\
-             no_message_timeout_secs = 10\n\n[storage]\npath = \"{db}\"\nplugin_cache = \"{cache}\"\n\n\
+            "{nodes}[storage]\npath = \"{db}\"\nplugin_cache = \"{cache}\"\n\n\
              [http]\nlisten = \"{http}\"\n\n[admin]\nlisten = \"{admin}\"\n\n{plugins_toml}",
-            port = self.node_port,
             db = self.db_path().display(),
             cache = root().join("target/plugin-cache").display(),
             http = self.http.trim_start_matches("http://"),

@@ -35,6 +35,9 @@ pub struct MockOptions {
     /// Close each connection after sending this many events (to exercise resuming).
     #[arg(long)]
     pub drop_after: Option<u32>,
+    /// Send every Nth generated event as a truncated, invalid JSON frame (to exercise bad input).
+    #[arg(long)]
+    pub corrupt_every: Option<u32>,
 }
 
 struct Node {
@@ -54,6 +57,12 @@ impl Node {
             (self.started.elapsed().as_secs_f64() * self.options.rate).min(f64::from(limit)) as u32
         };
         fixtures + produced
+    }
+
+    /// Whether event `id` is sent corrupted (`--corrupt-every`); fixtures never are.
+    fn corrupts(&self, id: u32) -> bool {
+        let fixtures = FIXTURES.len() as u32;
+        self.options.corrupt_every.is_some_and(|n| id >= fixtures && n > 0 && (id - fixtures) % n == n - 1)
     }
 }
 
@@ -89,7 +98,11 @@ async fn stream_events(node: Arc<Node>, start_from: Option<u32>, out: mpsc::Send
         let head = node.head();
         while next < head && buffer.len() < CHUNK && node.options.drop_after.is_none_or(|n| sent < n) {
             buffer.push_str("data:");
-            node.chain.render(next, &mut buffer);
+            if node.corrupts(next) {
+                buffer.push_str("{\"BlockAdded\":{\"block_hash\":");
+            } else {
+                node.chain.render(next, &mut buffer);
+            }
             buffer.push_str(&format!("\nid:{next}\n\n"));
             next += 1;
             sent += 1;
