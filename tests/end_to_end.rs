@@ -69,7 +69,8 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
     assert_eq!(frames.len(), total as usize);
     assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
-    let raw_of = |seq: u64| db.query_row("SELECT raw FROM events WHERE seq = ?1", [seq], |r| r.get::<_, String>(0)).unwrap();
+    let raw_of =
+        |seq: u64| db.query_row("SELECT raw FROM events WHERE seq = ?1", [seq], |r| r.get::<_, String>(0)).unwrap();
     for (id, data) in [&frames[0], &frames[600], &frames[total as usize - 1]] {
         assert_eq!(serde_json::from_str::<Value>(data).unwrap(), serde_json::from_str::<Value>(&raw_of(*id)).unwrap());
     }
@@ -90,7 +91,10 @@ fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
     let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), 997);
     assert_eq!(count("SELECT count(*) FROM rejected_frames"), 10);
-    assert_eq!(count("SELECT count(*) FROM rejected_frames WHERE raw LIKE '{\"BlockAdded\"%' AND reason LIKE '%EOF%'"), 10);
+    assert_eq!(
+        count("SELECT count(*) FROM rejected_frames WHERE raw LIKE '{\"BlockAdded\"%' AND reason LIKE '%EOF%'"),
+        10
+    );
     assert_eq!(count("SELECT min(node_event_id) FROM rejected_frames"), 7 + 99);
     let health = get_json(&format!("{}/health", rig.http)).unwrap();
     assert_eq!((health["ingest"]["rejected"].as_u64(), health["nodes"][0]["rejected"].as_u64()), (Some(10), Some(10)));
@@ -241,5 +245,8 @@ fn configuration_errors_name_the_key_and_line() {
     let output = support::sluice().args(["run", "--config"]).arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("plugin \"filter\"") && stderr.contains("unknown event type \"FinalitySignatures\""), "{stderr}");
+    assert!(
+        stderr.contains("plugin \"filter\"") && stderr.contains("unknown event type \"FinalitySignatures\""),
+        "{stderr}"
+    );
 }

@@ -36,7 +36,11 @@ fn main() {
     println!("| scenario | events/s | µs per event | peak RSS (MiB) |");
     println!("|---|---:|---:|---:|");
     let mock_rates: Vec<f64> = (0..runs).map(|_| mock_only(&sluice, events)).collect();
-    println!("| mock node alone (SSE read, no store) | {:.0} | {:.2} | – |", median(&mock_rates), 1e6 / median(&mock_rates));
+    println!(
+        "| mock node alone (SSE read, no store) | {:.0} | {:.2} | – |",
+        median(&mock_rates),
+        1e6 / median(&mock_rates)
+    );
     for (name, plugins) in &scenarios {
         let results: Vec<(f64, f64)> = (0..runs).map(|_| ingest(&sluice, &root, events, plugins)).collect();
         let rate = median(&results.iter().map(|r| r.0).collect::<Vec<_>>());

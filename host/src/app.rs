@@ -72,7 +72,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     };
     let servers = [serve(public, api::public(state.clone())), serve(admin, api::admin(state))];
 
-    shutdown.await;
+    // The pipeline ends on its own only when it has no node to follow (then keep serving the
+    // store) or when it panicked (then stop rather than serve a frozen store).
+    tokio::pin!(shutdown);
+    let mut pipeline = tokio::task::spawn_blocking(move || joined(pipeline.join()));
+    let finished_early = tokio::select! {
+        () = &mut shutdown => None,
+        result = &mut pipeline => Some(result.map_err(anyhow::Error::from).and_then(|r| r)),
+    };
+    match &finished_early {
+        Some(Err(e)) => tracing::error!("{e:#}"),
+        Some(Ok(())) => shutdown.await,
+        None => {}
+    }
     tracing::info!("shutting down");
     drop(stop);
     followers.iter().for_each(|f| f.abort());
@@ -83,9 +95,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         _ = follower.await;
     }
     // The pipeline finishes the batches already queued, then stops.
-    tokio::task::spawn_blocking(move || pipeline.join()).await?.map_err(|_| anyhow::anyhow!("pipeline panicked"))?;
+    match finished_early {
+        Some(result) => result?,
+        None => pipeline.await??,
+    }
     drop(location);
     Ok(())
+}
+
+fn joined(result: std::thread::Result<()>) -> anyhow::Result<()> {
+    result.map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))
 }
 
 async fn bind(address: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {

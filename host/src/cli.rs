@@ -52,16 +52,12 @@ impl Cli {
             Command::Run { config } => crate::app::run(Config::load(&config)?, ctrl_c()).await,
             Command::Check { config } => {
                 let parsed = Config::load(&config)?;
-                println!(
-                    "{}: ok ({} nodes, {} plugins)",
-                    config.display(),
-                    parsed.nodes.len(),
-                    parsed.plugins.len()
-                );
+                println!("{}: ok ({} nodes, {} plugins)", config.display(), parsed.nodes.len(), parsed.plugins.len());
                 Ok(())
             }
             Command::MockNode { listen, options } => {
-                let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+                let listener =
+                    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
                 tracing::info!("mock node serving http://{listen}/events");
                 Ok(mock_node::serve(listener, options).await?)
             }
@@ -75,7 +71,8 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let node = config.nodes.first().context("the demo config needs one [[nodes]] entry")?;
     let url = reqwest::Url::parse(node.url.get_ref())?;
     let address = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port_or_known_default().unwrap_or(80));
-    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("mock node: listen on {address}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(&address).await.with_context(|| format!("mock node: listen on {address}"))?;
     let options = MockOptions { rate: 20.0, count: None, buffer: 100_000, drop_after: None, corrupt_every: None };
     tokio::spawn(mock_node::serve(listener, options));
     let api = format!("http://{}", config.http.listen);

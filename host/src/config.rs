@@ -194,7 +194,10 @@ impl Config {
                 let problem = format!("duplicate node name {:?}", node.name.get_ref());
                 return Err(at(node.name.span(), format!("nodes[{i}].name"), problem));
             }
-            for (key, secs) in [("connect_timeout_secs", node.connect_timeout_secs), ("no_message_timeout_secs", node.no_message_timeout_secs)] {
+            for (key, secs) in [
+                ("connect_timeout_secs", node.connect_timeout_secs),
+                ("no_message_timeout_secs", node.no_message_timeout_secs),
+            ] {
                 if !(1..=86_400).contains(&secs) {
                     let problem = format!("{key} must be between 1 and 86400 seconds");
                     return Err(at(node.name.span(), format!("nodes[{i}].{key}"), problem));

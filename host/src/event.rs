@@ -204,8 +204,7 @@ impl EventFields {
 
 /// FNV-1a: a stable content fingerprint for events Sluice has no natural key for.
 fn fingerprint(raw: &str) -> u64 {
-    raw.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    raw.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 // ---- Typed views of the fields we index; serde skips everything else. ----
@@ -249,9 +248,7 @@ enum BlockAny {
 impl BlockAny {
     fn header(&self) -> Option<&BlockHeader> {
         match self {
-            BlockAny::Versioned(
-                Versioned::Version1(b) | Versioned::Version2(b) | Versioned::Deploy(b),
-            )
+            BlockAny::Versioned(Versioned::Version1(b) | Versioned::Version2(b) | Versioned::Deploy(b))
             | BlockAny::Legacy(b) => Some(&b.header),
             BlockAny::Other(_) => None,
         }
@@ -351,8 +348,7 @@ mod tests {
         assert_eq!(block.key, "block:cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758");
         assert_eq!((block.block_height, block.era_id), (Some(89049), Some(202)));
 
-        let processed =
-            event(include_str!("../fixtures/casper2/transaction_processed_event_with_messages.json"));
+        let processed = event(include_str!("../fixtures/casper2/transaction_processed_event_with_messages.json"));
         assert_eq!(
             processed.key,
             "TransactionProcessed:968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1"
@@ -360,7 +356,10 @@ mod tests {
         assert!(processed.block_hash.is_some());
 
         let accepted = event(include_str!("../fixtures/casper2/transaction_accepted_event.json"));
-        assert_eq!(accepted.transaction_hash.as_deref(), Some("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868"));
+        assert_eq!(
+            accepted.transaction_hash.as_deref(),
+            Some("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868")
+        );
 
         let expired = event(include_str!("../fixtures/casper2/transaction_expired_event.json"));
         assert!(expired.key.starts_with("TransactionExpired:f5582cb8"));

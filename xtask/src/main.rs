@@ -16,7 +16,22 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("plugins") => plugins(),
-        Some("test") => plugins().and_then(|()| cargo(&["test", "--release", "--workspace", "--exclude", "sluice-filter", "--exclude", "sluice-chaos", "--exclude", "sluice-plugin-sdk"], &args[1..])),
+        Some("test") => plugins().and_then(|()| {
+            cargo(
+                &[
+                    "test",
+                    "--release",
+                    "--workspace",
+                    "--exclude",
+                    "sluice-filter",
+                    "--exclude",
+                    "sluice-chaos",
+                    "--exclude",
+                    "sluice-plugin-sdk",
+                ],
+                &args[1..],
+            )
+        }),
         Some("demo") => plugins().and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--", "demo"], &args[1..])),
         Some("bench") => plugins()
             .and_then(|()| cargo(&["build", "--release", "-p", "sluice", "--bins"], &[]))

@@ -47,9 +47,8 @@ pub async fn firehose(
             _ = shutdown.changed() => {}
         }
     });
-    let frames = ReceiverStream::new(receiver).map(|event: Arc<StoredEvent>| {
-        Ok(Event::default().id(event.seq.to_string()).data(&*event.raw))
-    });
+    let frames = ReceiverStream::new(receiver)
+        .map(|event: Arc<StoredEvent>| Ok(Event::default().id(event.seq.to_string()).data(&*event.raw)));
     Ok(Sse::new(frames).keep_alive(KeepAlive::default()))
 }
 

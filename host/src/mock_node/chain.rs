@@ -74,7 +74,9 @@ impl Template {
                 Piece::Slot(Slot::BlockHash) => push_hash(out, block, 0xb1),
                 Piece::Slot(Slot::ParentHash) => push_hash(out, block.wrapping_sub(1), 0xb1),
                 Piece::Slot(Slot::TransactionHash) => push_hash(out, block, 0x7a),
-                Piece::Slot(Slot::Height) => write!(out, "\"height\":{}", FIRST_HEIGHT + block).expect("write to String"),
+                Piece::Slot(Slot::Height) => {
+                    write!(out, "\"height\":{}", FIRST_HEIGHT + block).expect("write to String")
+                }
                 Piece::Slot(Slot::BlockHeight) => {
                     write!(out, "\"block_height\":{}", FIRST_HEIGHT + block).expect("write to String")
                 }
@@ -97,25 +99,37 @@ impl Chain {
     pub fn new() -> Chain {
         use Slot::*;
         Chain {
-            block: Template::new(FIXTURES[0], &[
-                ("cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758", BlockHash),
-                ("0932fbb493af51a23be4b3c523474d7de72830ac956a233a50e51e2d86ca6cde", ParentHash),
-                ("\"height\":89049", Height),
-                ("2024-06-20T09:21:29.898Z", Timestamp),
-            ]),
-            accepted: Template::new(FIXTURES[1], &[
-                ("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868", TransactionHash),
-                ("2024-11-27T17:24:10.516Z", Timestamp),
-            ]),
-            processed: Template::new(FIXTURES[2], &[
-                ("968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1", TransactionHash),
-                ("af8368436128df76e24fd1552544ebe4ddcf2301af4d42f1764e93fa2887557f", BlockHash),
-                ("2025-07-14T16:51:43.510Z", Timestamp),
-            ]),
-            signature: Template::new(FIXTURES[4], &[
-                ("5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428", BlockHash),
-                ("\"block_height\":89177", BlockHeight),
-            ]),
+            block: Template::new(
+                FIXTURES[0],
+                &[
+                    ("cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758", BlockHash),
+                    ("0932fbb493af51a23be4b3c523474d7de72830ac956a233a50e51e2d86ca6cde", ParentHash),
+                    ("\"height\":89049", Height),
+                    ("2024-06-20T09:21:29.898Z", Timestamp),
+                ],
+            ),
+            accepted: Template::new(
+                FIXTURES[1],
+                &[
+                    ("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868", TransactionHash),
+                    ("2024-11-27T17:24:10.516Z", Timestamp),
+                ],
+            ),
+            processed: Template::new(
+                FIXTURES[2],
+                &[
+                    ("968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1", TransactionHash),
+                    ("af8368436128df76e24fd1552544ebe4ddcf2301af4d42f1764e93fa2887557f", BlockHash),
+                    ("2025-07-14T16:51:43.510Z", Timestamp),
+                ],
+            ),
+            signature: Template::new(
+                FIXTURES[4],
+                &[
+                    ("5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428", BlockHash),
+                    ("\"block_height\":89177", BlockHeight),
+                ],
+            ),
         }
     }
 
@@ -157,7 +171,8 @@ fn splitmix(x: u64) -> u64 {
 /// One block every 8 s of a day in 2025, millisecond precision.
 fn push_timestamp(out: &mut String, block: u64) {
     let seconds = block * 8;
-    let (day, hour, minute, second) = (1 + (seconds / 86_400) % 28, (seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60);
+    let (day, hour, minute, second) =
+        (1 + (seconds / 86_400) % 28, (seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60);
     write!(out, "2025-01-{day:02}T{hour:02}:{minute:02}:{second:02}.000Z").expect("write to String");
 }
 

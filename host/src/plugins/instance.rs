@@ -53,7 +53,13 @@ pub struct Instance {
 
 impl Template {
     /// Link a compiled component with the capabilities every plugin gets.
-    pub fn new(name: Arc<str>, engine: &Engine, component: &Component, config_json: String, limits: Limits) -> anyhow::Result<Template> {
+    pub fn new(
+        name: Arc<str>,
+        engine: &Engine,
+        component: &Component,
+        config_json: String,
+        limits: Limits,
+    ) -> anyhow::Result<Template> {
         let mut linker = Linker::<HostState>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         capabilities::forbid_blocking(&mut linker)?;
@@ -64,10 +70,8 @@ impl Template {
 
     /// Instantiate and call `init` with the plugin's config.
     pub fn instantiate(&self) -> anyhow::Result<Instance> {
-        let limiter = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limiter =
+            StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
         let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limiter));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();

@@ -98,7 +98,8 @@ impl Slot {
             memory_bytes: usize::try_from(config.memory_mib << 20).unwrap_or(usize::MAX),
         };
         let config_json = serde_json::to_string(&config.config)?;
-        let template = Template::new(Arc::from(name.as_str()), engine, &component, config_json, limits).map_err(failed)?;
+        let template =
+            Template::new(Arc::from(name.as_str()), engine, &component, config_json, limits).map_err(failed)?;
         let instance = template.instantiate().map_err(failed)?;
         tracing::info!(plugin = %name, path = %config.path.get_ref().display(), "plugin loaded");
         Ok(Slot {

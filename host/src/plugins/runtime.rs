@@ -41,7 +41,9 @@ fn start_epoch_clock(engine: &Engine) {
 
 /// Compile a component, or load it from the cache when this exact file was compiled before.
 pub fn compile(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
-    Component::from_file(engine, path).map_err(anyhow::Error::from).with_context(|| format!("compiling {}", path.display()))
+    Component::from_file(engine, path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("compiling {}", path.display()))
 }
 
 /// Whole ticks covering `timeout` (at least one).

@@ -63,7 +63,12 @@ struct Connection {
 
 impl Connection {
     /// One connection, from request to disconnect.
-    async fn run(&mut self, client: &reqwest::Client, node: &NodeConfig, connected_since: &mut Option<Instant>) -> Disconnect {
+    async fn run(
+        &mut self,
+        client: &reqwest::Client,
+        node: &NodeConfig,
+        connected_since: &mut Option<Instant>,
+    ) -> Disconnect {
         self.status.set_state(ConnectionState::Connecting);
         // With no stored cursor, ask for the node's whole buffer; otherwise resume after it.
         let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));

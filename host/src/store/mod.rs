@@ -3,7 +3,6 @@
 //! One [`Writer`] (owned by the pipeline thread) appends in batches; API handlers read through
 //! [`Store`], which lends out read-only connections from a small pool.
 
-
 mod schema;
 mod writer;
 
@@ -62,7 +61,5 @@ impl Location {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -72,8 +72,7 @@ pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
 
 /// Highest sequence number the plugins have processed: what may be served.
 pub fn processed_seq(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT processed_seq FROM pipeline", [], |r| r.get::<_, i64>(0))
-        .map(|s| s as u64)
+    conn.query_row("SELECT processed_seq FROM pipeline", [], |r| r.get::<_, i64>(0)).map(|s| s as u64)
 }
 
 /// Visible events with `from <= seq <= through`, oldest first, at most `limit`.

@@ -24,8 +24,8 @@ pub struct Writer {
 impl Writer {
     /// Open (creating if needed) the database and bring its schema up to date.
     pub fn open(location: &Location) -> anyhow::Result<Writer> {
-        let conn = Connection::open(location.path())
-            .with_context(|| format!("opening {}", location.path().display()))?;
+        let conn =
+            Connection::open(location.path()).with_context(|| format!("opening {}", location.path().display()))?;
         schema::configure(&conn)?;
         schema::migrate(&conn)?;
         // Keep hot index pages in memory and checkpoint the WAL in larger steps: measured in
@@ -115,8 +115,7 @@ impl Writer {
     pub fn record_outcomes(&mut self, outcomes: &[(u64, Outcome)], processed_through: u64) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;
         {
-            let mut update =
-                tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3 WHERE seq = ?1")?;
+            let mut update = tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3 WHERE seq = ?1")?;
             for (seq, outcome) in outcomes.iter().filter(|(_, o)| *o != Outcome::default()) {
                 update.execute(params![seq, outcome.dropped, outcome.annotations])?;
             }
@@ -139,9 +138,8 @@ impl Writer {
 
     /// The last event id stored for each node, used to resume with `start_from`.
     pub fn cursors(&self) -> anyhow::Result<HashMap<String, u32>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT node, last_event_id FROM node_cursors WHERE last_event_id IS NOT NULL")?;
+        let mut stmt =
+            self.conn.prepare("SELECT node, last_event_id FROM node_cursors WHERE last_event_id IS NOT NULL")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -47,11 +47,7 @@ impl Plugin for Chaos {
         if on(&self.0.sleep_on) {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         }
-        if self.0.annotate {
-            Verdict::Annotate(format!("{{\"seen\":{}}}", event.sequence))
-        } else {
-            Verdict::Keep
-        }
+        if self.0.annotate { Verdict::Annotate(format!("{{\"seen\":{}}}", event.sequence)) } else { Verdict::Keep }
     }
 }
 
