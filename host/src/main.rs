@@ -1,17 +1,4 @@
-//! The `sluice` binary. The pipeline, in module order:
-//! [`source`] → [`store`] → [`plugins`] → [`bus`] → [`api`]; [`pipeline`] drives the middle three.
-
-mod api;
-mod app;
-mod bus;
-mod cli;
-mod config;
-mod event;
-mod mock_node;
-mod pipeline;
-mod plugins;
-mod source;
-mod store;
+//! The `sluice` binary: logging set-up, then the command line (see [`sluice::cli`]).
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -22,7 +9,7 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
-    match cli::Cli::parse().run().await {
+    match sluice::cli::Cli::parse().run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

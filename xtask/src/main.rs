@@ -4,7 +4,7 @@
 //! - `plugins`: add the `wasm32-wasip2` target and build the stock and test plugins;
 //! - `test`: `plugins`, then the whole test suite;
 //! - `demo`: `plugins`, then `sluice demo`;
-//! - `bench`: `plugins`, then the ingest benchmark (see BENCHMARKS.md).
+//! - `bench`: `plugins`, then the ingest and plugin-call benchmarks (see BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -35,7 +35,8 @@ fn main() -> ExitCode {
         Some("demo") => plugins().and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--", "demo"], &args[1..])),
         Some("bench") => plugins()
             .and_then(|()| cargo(&["build", "--release", "-p", "sluice", "--bins"], &[]))
-            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..])),
+            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..]))
+            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "plugin_call"], &[])),
         _ => Err("usage: cargo xtask <plugins|test|demo|bench> [extra arguments]".into()),
     };
     match result {

@@ -1,0 +1,70 @@
+//! Plugin call benchmark: µs per event through `Plugins::process` with real components (warm
+//! instances), for a small event (a block, 1.3 KB) and a large one (a processed transaction with
+//! effects and messages, 8.7 KB). Run with `cargo xtask bench` (after the ingest benchmark).
+
+use sluice::config::Config;
+use sluice::plugins::{Plugins, runtime};
+use sluice::store::StoredEvent;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+const CALLS: u32 = 100_000;
+const REPEATS: usize = 5;
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let wasm = |name: &str| root.join(format!("target/wasm32-wasip2/release/{name}.wasm")).display().to_string();
+    let plugin = |name: &str, file: &str, config: &str| {
+        format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n[plugins.config]\n{config}\n", wasm(file))
+    };
+    let scenarios = [
+        ("no plugins (chain overhead)", String::new()),
+        ("filter (keep/drop by kind)", plugin("filter", "filter", "drop = [\"Fault\"]")),
+        ("annotating plugin", plugin("tagger", "chaos", "annotate = true")),
+    ];
+    let events = [
+        ("block, 1.3 KB", event("BlockAdded", include_str!("../fixtures/casper2/block_added_event_v2.json"))),
+        (
+            "processed transaction, 8.7 KB",
+            event(
+                "TransactionProcessed",
+                include_str!("../fixtures/casper2/transaction_processed_event_with_messages.json"),
+            ),
+        ),
+    ];
+    let engine = runtime::engine(&root.join("target/plugin-cache"))?;
+    println!("{CALLS} calls per measurement, median of {REPEATS}:\n");
+    println!("| plugins | event | µs per event |");
+    println!("|---|---|---:|");
+    for (name, toml) in &scenarios {
+        let config = Config::parse(toml).map_err(anyhow::Error::msg)?;
+        let mut plugins = Plugins::load(&engine, &config.plugins)?;
+        for (label, event) in &events {
+            let mut samples: Vec<f64> = (0..REPEATS)
+                .map(|_| {
+                    let start = Instant::now();
+                    for _ in 0..CALLS {
+                        std::hint::black_box(plugins.process(event));
+                    }
+                    start.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS)
+                })
+                .collect();
+            samples.sort_by(f64::total_cmp);
+            println!("| {name} | {label} | {:.2} |", samples[REPEATS / 2]);
+        }
+    }
+    Ok(())
+}
+
+fn event(kind: &str, json: &str) -> StoredEvent {
+    let compact = serde_json::from_str::<serde_json::Value>(json).unwrap().to_string();
+    StoredEvent {
+        seq: 1,
+        kind: kind.into(),
+        node: "bench".into(),
+        received_at_ms: 0,
+        raw: Arc::from(compact),
+        annotations: None,
+    }
+}

@@ -1,0 +1,19 @@
+//! Sluice: a WebAssembly-extensible event host for the Casper network.
+//!
+//! The pipeline, in module order: [`source`] → [`store`] → [`plugins`] → [`bus`] → [`api`];
+//! [`pipeline`] drives the middle three on one thread, [`app`] wires them for `sluice run`.
+//! [`event`] and [`config`] are the shared vocabulary; [`cli`] and [`mock_node`] sit beside.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod mock_node;
+pub mod pipeline;
+pub mod plugins;
+pub mod source;
+pub mod store;
