@@ -31,7 +31,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     // 7 fixtures + 1200 generated events, the connection cut every 250 events.
     let rig = Rig::start(&["--rate", "0", "--count", "1200", "--drop-after", "250"], "");
     let total = 1207;
-    rig.wait_for_processed(total);
+    rig.wait_for_stored(total);
     let db = rig.db();
 
     // Exactly once: as many rows as node events, one per natural key, one per node id.
@@ -83,7 +83,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
 fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
     // Every 100th generated event arrives as truncated JSON: 10 of 1000.
     let rig = Rig::start(&["--rate", "0", "--count", "1000", "--corrupt-every", "100"], "");
-    rig.wait_for_processed(997);
+    rig.wait_for_stored(997);
     rig.wait_for("the cursor to reach the last frame", || {
         rig.db().query_row("SELECT last_event_id FROM node_cursors", [], |r| r.get::<_, i64>(0)).ok() == Some(1006)
     });
@@ -104,7 +104,7 @@ fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
 fn several_nodes_deliver_each_event_once() {
     let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "500"], "");
     let total = 507;
-    rig.wait_for_processed(total);
+    rig.wait_for_stored(total);
     rig.wait_for("both nodes to be read to the end", || {
         get_json(&format!("{}/health", rig.http)).is_some_and(|h| h["ingest"]["duplicates"] == total)
     });
@@ -119,7 +119,7 @@ fn several_nodes_deliver_each_event_once() {
 #[test]
 fn bad_requests_get_json_errors() {
     let rig = Rig::start(&["--rate", "0", "--count", "10"], "");
-    rig.wait_for_processed(17);
+    rig.wait_for_stored(17);
     for (path, status, code) in [
         ("/block/not-a-block", 400, "invalid_block_id"),
         ("/block/0000000000000000000000000000000000000000000000000000000000000000", 404, "not_found"),
@@ -140,7 +140,7 @@ fn a_plugin_drop_hides_the_event_but_keeps_it_stored() {
     let filter = plugin_toml("filter", "filter", "", "drop = [\"FinalitySignature\"]");
     let rig = Rig::start(&["--rate", "0", "--count", "400"], &filter);
     let total = 407;
-    rig.wait_for_processed(total);
+    rig.wait_for_stored(total);
     let db = rig.db();
     let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
     let signatures = count("SELECT count(*) FROM events WHERE kind = 'FinalitySignature'");
@@ -170,7 +170,7 @@ fn misbehaving_plugins_are_contained_and_ingestion_goes_on() {
     .concat();
     let rig = Rig::start(&["--rate", "0", "--count", "2000"], &plugins);
     let total = 2007;
-    rig.wait_for_processed(total);
+    rig.wait_for_stored(total);
     assert_eq!(rig.db().query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap(), total as i64);
 
     let stats = get_json(&format!("{}/plugins", rig.admin)).unwrap();
@@ -198,7 +198,7 @@ fn misbehaving_plugins_are_contained_and_ingestion_goes_on() {
 #[test]
 fn a_restart_resumes_after_the_last_stored_event() {
     let mut rig = Rig::start(&["--rate", "400"], "");
-    rig.wait_for_processed(200);
+    rig.wait_for_stored(200);
     // An open SSE subscriber must not hold up a graceful stop; its stream ends.
     let url = format!("{}/events?start_from=0", rig.http);
     let subscriber = std::thread::spawn(move || read_sse(&url, usize::MAX).len());
@@ -208,7 +208,7 @@ fn a_restart_resumes_after_the_last_stored_event() {
     let stopped_at = rig.db().query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, i64>(0)).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     rig.start_host();
-    rig.wait_for_processed(stopped_at as u64 + 200);
+    rig.wait_for_stored(stopped_at as u64 + 200);
     let host_log = rig.host.as_ref().unwrap().log();
     assert!(host_log.contains(&format!("start_from={stopped_at}")), "resumed from the cursor:\n{host_log}");
     let db = rig.db();

@@ -2,7 +2,7 @@
 //!
 //! For each scenario (no plugins; the stock filter; filter + an annotating plugin) it runs Sluice
 //! `--runs` times on a fresh SQLite file, lets the mock node serve `--events` generated 2.x events
-//! as fast as it can, and measures events/s from the first stored event to the last processed one,
+//! as fast as it can, and measures events/s from the first stored event to the last one,
 //! plus Sluice's peak RSS. The mock node's own serving rate is measured the same way.
 //! Run with `cargo xtask bench [--events N] [--runs R]`.
 
@@ -77,7 +77,7 @@ fn ingest(sluice: &Path, root: &Path, events: u64, plugins: &str) -> (f64, f64) 
             if stored > 0 && first.is_none() {
                 first = Some(Instant::now());
             }
-            if h["store"]["processed_seq"].as_u64() >= Some(total) {
+            if h["store"]["events"].as_u64() >= Some(total) {
                 break;
             }
         }

@@ -1,13 +1,14 @@
 //! The pipeline thread: deliveries → store (one batch per transaction) → plugins → bus.
 //!
-//! It owns the only write connection and the plugin instances. Events are stored before any
-//! plugin sees them, so a plugin can never lose one; the `processed` mark moves only after the
-//! plugins' outcomes are recorded, and events above it are re-run after a crash.
+//! It owns the only write connection and the plugin instances. Each batch is one transaction:
+//! new events are inserted (duplicates skipped), the plugins rule on each, the outcomes are
+//! written, and only after the commit are the visible events published. An event is therefore
+//! never served, nor lost, without its outcome; a plugin failure is contained by the plugin host.
 
 use crate::bus::Bus;
 use crate::event::{Delivery, Payload};
 use crate::plugins::Plugins;
-use crate::store::{Outcome, StoredEvent, Writer};
+use crate::store::Writer;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Most deliveries stored in one transaction.
-const MAX_BATCH: usize = 2048;
+const MAX_BATCH: usize = 8192;
 
 /// Ingestion counters, shared with the API.
 #[derive(Debug, Default, Serialize)]
@@ -52,59 +53,43 @@ impl Pipeline {
     }
 
     fn run(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
-        self.recover();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while deliveries.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-            let stored = self.retrying("storing a batch", |writer| writer.append(&batch));
-            let events = batch.iter().filter(|d| matches!(d.payload, Payload::Event(_))).count();
-            let rejected = batch.iter().filter(|d| matches!(d.payload, Payload::Rejected { .. })).count();
-            self.stats.stored.fetch_add(stored.len() as u64, Relaxed);
-            self.stats.duplicates.fetch_add((events - stored.len()) as u64, Relaxed);
-            self.stats.rejected.fetch_add(rejected as u64, Relaxed);
+            let plugins = &mut self.plugins;
+            let stored = retrying("storing a batch", || self.writer.append(&batch, |event| plugins.process(event)));
+            self.count(&batch, stored.len());
             batch.clear();
-            self.process(stored);
+            for (mut event, outcome) in stored {
+                if outcome.dropped {
+                    self.stats.dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
+                event.annotations = outcome.annotations;
+                self.bus.publish(event);
+            }
         }
         tracing::info!("pipeline stopped: no more sources");
     }
 
-    /// Run the plugins over stored events, record their outcomes, publish the visible ones.
-    fn process(&mut self, events: Vec<StoredEvent>) {
-        let Some(last) = events.last().map(|e| e.seq) else { return };
-        let outcomes: Vec<(u64, Outcome)> = events.iter().map(|e| (e.seq, self.plugins.process(e))).collect();
-        self.retrying("recording plugin outcomes", |writer| writer.record_outcomes(&outcomes, last));
-        for (mut event, (_, outcome)) in events.into_iter().zip(outcomes) {
-            if outcome.dropped {
-                self.stats.dropped.fetch_add(1, Relaxed);
-                continue;
-            }
-            event.annotations = outcome.annotations;
-            self.bus.publish(event);
-        }
+    fn count(&self, batch: &[Delivery], stored: usize) {
+        let events = batch.iter().filter(|d| matches!(d.payload, Payload::Event(_))).count();
+        let rejected = batch.iter().filter(|d| matches!(d.payload, Payload::Rejected { .. })).count();
+        self.stats.stored.fetch_add(stored as u64, Relaxed);
+        self.stats.duplicates.fetch_add((events - stored) as u64, Relaxed);
+        self.stats.rejected.fetch_add(rejected as u64, Relaxed);
     }
+}
 
-    /// Events stored before a crash but never processed go through the plugins first.
-    fn recover(&mut self) {
-        loop {
-            let pending = self.retrying("reading unprocessed events", |writer| writer.unprocessed(MAX_BATCH));
-            if pending.is_empty() {
-                return;
-            }
-            tracing::info!(events = pending.len(), "processing events stored before the last stop");
-            self.process(pending);
-        }
-    }
-
-    /// Storage errors (disk full, locked file) must not lose the batch: retry until it works.
-    fn retrying<T>(&mut self, what: &str, mut op: impl FnMut(&mut Writer) -> anyhow::Result<T>) -> T {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match op(&mut self.writer) {
-                Ok(value) => return value,
-                Err(e) => {
-                    tracing::error!("{what} failed, retrying in {delay:?}: {e:#}");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
+/// Storage errors (disk full, locked file) must not lose the batch: retry until it works.
+fn retrying<T>(what: &str, mut op: impl FnMut() -> anyhow::Result<T>) -> T {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match op() {
+            Ok(value) => return value,
+            Err(e) => {
+                tracing::error!("{what} failed, retrying in {delay:?}: {e:#}");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
     }

@@ -165,11 +165,10 @@ impl Rig {
         }
     }
 
-    /// Wait until the store holds and has processed `events` events.
-    pub fn wait_for_processed(&self, events: u64) {
-        self.wait_for(&format!("{events} processed events"), || {
-            get_json(&format!("{}/health", self.http))
-                .is_some_and(|h| h["store"]["processed_seq"].as_u64() >= Some(events))
+    /// Wait until the store holds `events` events (each with its plugin outcome).
+    pub fn wait_for_stored(&self, events: u64) {
+        self.wait_for(&format!("{events} stored events"), || {
+            get_json(&format!("{}/health", self.http)).is_some_and(|h| h["store"]["events"].as_u64() >= Some(events))
         });
     }
 

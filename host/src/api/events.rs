@@ -32,7 +32,7 @@ pub async fn firehose(
     let live = state.bus.subscribe();
     let next = match query.start_from {
         Some(seq) => seq,
-        None => state.store.read(reader::processed_seq).await? + 1,
+        None => state.store.read(reader::last_seq).await? + 1,
     };
     let (sender, receiver) = mpsc::channel(PAGE);
     let mut shutdown = state.shutdown.clone();
@@ -79,13 +79,7 @@ async fn feed(
 async fn catch_up(state: &AppState, next: &mut u64, out: &mpsc::Sender<Arc<StoredEvent>>) -> anyhow::Result<()> {
     loop {
         let from = *next;
-        let page = state
-            .store
-            .read(move |conn| {
-                let through = reader::processed_seq(conn)?;
-                reader::events_between(conn, from, through, PAGE)
-            })
-            .await?;
+        let page = state.store.read(move |conn| reader::events_from(conn, from, PAGE)).await?;
         let Some(last) = page.last().map(|e| e.seq) else { return Ok(()) };
         for event in page {
             out.send(Arc::new(event)).await?;

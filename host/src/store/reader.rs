@@ -13,7 +13,7 @@ pub struct Store {
 }
 
 /// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
-pub(super) const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations";
+const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations";
 
 /// How many idle read connections are kept.
 const MAX_IDLE: usize = 8;
@@ -59,7 +59,7 @@ impl Store {
 }
 
 /// Map a row selected with [`EVENT_COLUMNS`].
-pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         seq: row.get::<_, i64>(0)? as u64,
         kind: row.get(1)?,
@@ -70,19 +70,18 @@ pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
-/// Highest sequence number the plugins have processed: what may be served.
-pub fn processed_seq(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.query_row("SELECT processed_seq FROM pipeline", [], |r| r.get::<_, i64>(0)).map(|s| s as u64)
+/// Highest sequence number stored (0 when empty). Sequence numbers have no gaps, so this is
+/// also the number of events; every stored event has its plugin outcome.
+pub fn last_seq(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get::<_, i64>(0)).map(|s| s as u64)
 }
 
-/// Visible events with `from <= seq <= through`, oldest first, at most `limit`.
-pub fn events_between(conn: &Connection, from: u64, through: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= ?1 AND seq <= ?2 AND dropped = 0 ORDER BY seq LIMIT ?3"
-    );
+/// Visible events with `seq >= from`, oldest first, at most `limit`.
+pub fn events_from(conn: &Connection, from: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq >= ?1 AND dropped = 0 ORDER BY seq LIMIT ?2");
     let mut stmt = conn.prepare_cached(&sql)?;
     let from = i64::try_from(from).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![from, through as i64, limit as i64], stored_event)?;
+    let rows = stmt.query_map(params![from, limit as i64], stored_event)?;
     rows.collect()
 }
 
@@ -97,9 +96,9 @@ pub enum BlockId {
     Latest,
 }
 
-/// A visible, processed `BlockAdded` event.
+/// A visible `BlockAdded` event.
 pub fn block(conn: &Connection, id: &BlockId) -> rusqlite::Result<Option<StoredEvent>> {
-    let served = "kind = 'BlockAdded' AND dropped = 0 AND seq <= (SELECT processed_seq FROM pipeline)";
+    let served = "kind = 'BlockAdded' AND dropped = 0";
     let (condition, value) = match id {
         BlockId::Hash(hash) => ("block_hash = ?1", rusqlite::types::Value::Text(hash.to_lowercase())),
         BlockId::Height(h) => ("block_height = ?1", rusqlite::types::Value::Integer(*h as i64)),
@@ -112,11 +111,10 @@ pub fn block(conn: &Connection, id: &BlockId) -> rusqlite::Result<Option<StoredE
     conn.prepare_cached(&sql)?.query_row([value], stored_event).optional()
 }
 
-/// Visible, processed events about one transaction or deploy (accepted, processed, expired).
+/// Visible events about one transaction or deploy (accepted, processed, expired).
 pub fn transaction_events(conn: &Connection, hash: &str) -> rusqlite::Result<Vec<StoredEvent>> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = ?1 AND dropped = 0
-         AND seq <= (SELECT processed_seq FROM pipeline) ORDER BY seq"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = ?1 AND dropped = 0 ORDER BY seq"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([hash.to_lowercase()], stored_event)?;
@@ -126,10 +124,8 @@ pub fn transaction_events(conn: &Connection, hash: &str) -> rusqlite::Result<Vec
 /// Counts for the health endpoint.
 #[derive(Debug, serde::Serialize)]
 pub struct Totals {
-    /// Events stored (visible or not).
+    /// Events stored (visible or not); also the highest sequence number.
     pub events: u64,
-    /// Highest sequence the plugins processed.
-    pub processed_seq: u64,
     /// Frames that could not be parsed.
     pub rejected_frames: u64,
 }
@@ -137,15 +133,8 @@ pub struct Totals {
 /// Store-wide counts.
 pub fn totals(conn: &Connection) -> rusqlite::Result<Totals> {
     conn.query_row(
-        "SELECT (SELECT count(*) FROM events), (SELECT processed_seq FROM pipeline),
-                (SELECT count(*) FROM rejected_frames)",
+        "SELECT (SELECT coalesce(max(seq), 0) FROM events), (SELECT count(*) FROM rejected_frames)",
         [],
-        |r| {
-            Ok(Totals {
-                events: r.get::<_, i64>(0)? as u64,
-                processed_seq: r.get::<_, i64>(1)? as u64,
-                rejected_frames: r.get::<_, i64>(2)? as u64,
-            })
-        },
+        |r| Ok(Totals { events: r.get::<_, i64>(0)? as u64, rejected_frames: r.get::<_, i64>(1)? as u64 }),
     )
 }

@@ -4,6 +4,7 @@ use super::{Location, StoredEvent, schema};
 use crate::event::{Delivery, Payload};
 use anyhow::Context;
 use rusqlite::{Connection, params};
+use xxhash_rust::xxh3::xxh3_128;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,18 +37,27 @@ impl Writer {
     }
 
     /// Store a batch in one transaction. Events already stored (same natural key) are skipped;
-    /// the newly stored ones are returned in sequence order. Each node's cursor moves to the
-    /// last event id it delivered in the batch, in the same transaction.
-    pub fn append(&mut self, batch: &[Delivery]) -> anyhow::Result<Vec<StoredEvent>> {
+    /// each new one gets its sequence number, then `decide` (the plugins) rules on it and the
+    /// outcome is stored with it. Each node's cursor moves to the last event id it delivered in
+    /// the batch. Everything commits together: an event is never stored without its outcome.
+    /// Returns the new events with their outcomes, in sequence order. On an error nothing is
+    /// stored and the caller may retry (`decide` then sees those events again).
+    pub fn append(
+        &mut self,
+        batch: &[Delivery],
+        mut decide: impl FnMut(&StoredEvent) -> Outcome,
+    ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
         let tx = self.conn.transaction()?;
         let mut stored = Vec::new();
         let mut cursors: HashMap<&str, (Option<u32>, Option<&str>)> = HashMap::new();
         {
             let mut insert_event = tx.prepare_cached(
-                "INSERT INTO events (key, kind, block_hash, block_height, transaction_hash, era_id,
-                                     node, node_event_id, received_at_ms, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO events (key_hash, key, kind, block_hash, block_height, transaction_hash,
+                                     era_id, node, node_event_id, received_at_ms, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (key_hash) DO NOTHING",
             )?;
+            let mut record_outcome =
+                tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3 WHERE seq = ?1")?;
             let mut insert_rejected = tx.prepare_cached(
                 "INSERT INTO rejected_frames (node, node_event_id, received_at_ms, reason, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -59,7 +69,9 @@ impl Writer {
                 }
                 match &delivery.payload {
                     Payload::Event(e) => {
+                        let key_hash = xxh3_128(e.key.as_bytes()).to_be_bytes();
                         let inserted = insert_event.execute(params![
+                            key_hash,
                             e.key,
                             e.kind,
                             e.block_hash,
@@ -72,14 +84,19 @@ impl Writer {
                             e.raw,
                         ])?;
                         if inserted == 1 {
-                            stored.push(StoredEvent {
+                            let event = StoredEvent {
                                 seq: tx.last_insert_rowid() as u64,
                                 kind: e.kind.clone(),
                                 node: delivery.node.to_string(),
                                 received_at_ms: delivery.received_at_ms,
                                 raw: Arc::from(e.raw.as_str()),
                                 annotations: None,
-                            });
+                            };
+                            let outcome = decide(&event);
+                            if outcome != Outcome::default() {
+                                record_outcome.execute(params![event.seq, outcome.dropped, outcome.annotations])?;
+                            }
+                            stored.push((event, outcome));
                         }
                     }
                     Payload::Rejected { reason, raw } => {
@@ -109,31 +126,6 @@ impl Writer {
         }
         tx.commit()?;
         Ok(stored)
-    }
-
-    /// Record what the plugins decided and advance the processed mark, in one transaction.
-    pub fn record_outcomes(&mut self, outcomes: &[(u64, Outcome)], processed_through: u64) -> anyhow::Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut update = tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3 WHERE seq = ?1")?;
-            for (seq, outcome) in outcomes.iter().filter(|(_, o)| *o != Outcome::default()) {
-                update.execute(params![seq, outcome.dropped, outcome.annotations])?;
-            }
-            tx.execute("UPDATE pipeline SET processed_seq = max(processed_seq, ?1)", [processed_through])?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Events stored but not yet processed by the plugins (after a crash), oldest first.
-    pub fn unprocessed(&self, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
-        let sql = format!(
-            "SELECT {} FROM events WHERE seq > (SELECT processed_seq FROM pipeline) ORDER BY seq LIMIT ?1",
-            super::reader::EVENT_COLUMNS
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([limit as i64], super::reader::stored_event)?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The last event id stored for each node, used to resume with `start_from`.
