@@ -101,6 +101,29 @@ fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
 }
 
 #[test]
+fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
+    // Event 7 + 49 carries a byte that is not UTF-8: no SSE parser can read that frame.
+    let rig = Rig::start(&["--rate", "0", "--count", "100", "--garble-every", "50"], "");
+    rig.wait_for_stored(105);
+    rig.wait_for("the last frame, unreadable too, to be skipped", || {
+        rig.db().query_row("SELECT count(*) FROM rejected_frames", [], |r| r.get::<_, i64>(0)).ok() == Some(2)
+    });
+    let db = rig.db();
+    let rejected: Vec<(i64, String)> = db
+        .prepare("SELECT node_event_id, reason FROM rejected_frames ORDER BY node_event_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [56, 106]);
+    assert!(rejected[0].1.contains("unreadable SSE frame"), "{}", rejected[0].1);
+    let ids: i64 =
+        db.query_row("SELECT count(*) FROM events WHERE node_event_id IN (55, 57, 105)", [], |r| r.get(0)).unwrap();
+    assert_eq!(ids, 3, "the neighbours of the skipped frames are stored");
+}
+
+#[test]
 fn several_nodes_deliver_each_event_once() {
     let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "500"], "");
     let total = 507;

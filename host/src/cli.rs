@@ -73,7 +73,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
     let address = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port_or_known_default().unwrap_or(80));
     let listener =
         tokio::net::TcpListener::bind(&address).await.with_context(|| format!("mock node: listen on {address}"))?;
-    let options = MockOptions { rate: 20.0, count: None, buffer: 100_000, drop_after: None, corrupt_every: None };
+    let options = MockOptions { rate: 20.0, buffer: 100_000, ..MockOptions::default() };
     tokio::spawn(mock_node::serve(listener, options));
     let api = format!("http://{}", config.http.listen);
     println!(

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// How the mock chain behaves.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct MockOptions {
     /// Generated events per second after the fixtures (0: all at once).
     #[arg(long, default_value_t = 20.0)]
@@ -38,6 +38,9 @@ pub struct MockOptions {
     /// Send every Nth generated event as a truncated, invalid JSON frame (to exercise bad input).
     #[arg(long)]
     pub corrupt_every: Option<u32>,
+    /// Send every Nth generated event with a byte that is not UTF-8, which no SSE parser reads.
+    #[arg(long)]
+    pub garble_every: Option<u32>,
 }
 
 struct Node {
@@ -59,10 +62,27 @@ impl Node {
         fixtures + produced
     }
 
-    /// Whether event `id` is sent corrupted (`--corrupt-every`); fixtures never are.
-    fn corrupts(&self, id: u32) -> bool {
+    /// Whether event `id` is the Nth generated one for `every` = N; fixtures never are.
+    fn every(id: u32, every: Option<u32>) -> bool {
         let fixtures = FIXTURES.len() as u32;
-        self.options.corrupt_every.is_some_and(|n| id >= fixtures && n > 0 && (id - fixtures) % n == n - 1)
+        every.is_some_and(|n| id >= fixtures && n > 0 && (id - fixtures) % n == n - 1)
+    }
+
+    /// Append the SSE frame of event `id`, damaged as the options ask.
+    fn frame(&self, id: u32, out: &mut Vec<u8>, scratch: &mut String) {
+        scratch.clear();
+        if Node::every(id, self.options.corrupt_every) {
+            scratch.push_str("{\"BlockAdded\":{\"block_hash\":");
+        } else {
+            self.chain.render(id, scratch);
+        }
+        out.extend_from_slice(b"data:");
+        out.extend_from_slice(scratch.as_bytes());
+        if Node::every(id, self.options.garble_every) {
+            let at = out.len() - scratch.len() + 2;
+            out[at] = 0xff;
+        }
+        out.extend_from_slice(format!("\nid:{id}\n\n").as_bytes());
     }
 }
 
@@ -92,23 +112,18 @@ async fn stream_events(node: Arc<Node>, start_from: Option<u32>, out: mpsc::Send
     // Like a node: no start_from means live events only; an old one is clamped to the buffer.
     let mut next = start_from.map_or(head, |from| from.max(oldest));
     let mut sent = 0u32;
-    let mut buffer = String::from("data:{\"ApiVersion\":\"2.0.0\"}\n\n");
+    let mut buffer = b"data:{\"ApiVersion\":\"2.0.0\"}\n\n".to_vec();
+    let mut scratch = String::new();
     let mut idle_since = Instant::now();
     loop {
         let head = node.head();
         while next < head && buffer.len() < CHUNK && node.options.drop_after.is_none_or(|n| sent < n) {
-            buffer.push_str("data:");
-            if node.corrupts(next) {
-                buffer.push_str("{\"BlockAdded\":{\"block_hash\":");
-            } else {
-                node.chain.render(next, &mut buffer);
-            }
-            buffer.push_str(&format!("\nid:{next}\n\n"));
+            node.frame(next, &mut buffer, &mut scratch);
             next += 1;
             sent += 1;
         }
         if buffer.is_empty() && idle_since.elapsed() >= KEEPALIVE {
-            buffer.push_str(":\n\n");
+            buffer.extend_from_slice(b":\n\n");
         }
         if !buffer.is_empty() {
             idle_since = Instant::now();

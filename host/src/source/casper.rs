@@ -37,12 +37,17 @@ pub async fn follow(node: NodeConfig, resume_after: Option<u32>, status: Arc<Nod
     if let Some(rest_url) = &node.rest_url {
         read_build_version(&client, rest_url, &name, &status).await;
     }
-    let mut connection = Connection { name, status, out, last_id: resume_after };
+    let mut connection = Connection { name, status, out, last_id: resume_after, unreadable: None };
     let mut backoff = Backoff::new();
     loop {
         let mut connected_since = None;
         let ended = connection.run(&client, &node, &mut connected_since).await;
-        if let Disconnect::Shutdown = ended {
+        let skipped = match &ended {
+            Disconnect::Shutdown => return,
+            Disconnect::Stream(error) => connection.skip_unreadable(error).await,
+            _ => Ok(()),
+        };
+        if skipped.is_err() {
             return;
         }
         let status = &connection.status;
@@ -59,7 +64,12 @@ struct Connection {
     status: Arc<NodeStatus>,
     out: mpsc::Sender<Delivery>,
     last_id: Option<u32>,
+    /// Cursor at which the stream last broke on an unreadable frame, and how many times in a row.
+    unreadable: Option<(Option<u32>, u32)>,
 }
+
+/// Breaks at the same cursor before the frame after it is skipped.
+const UNREADABLE_RETRIES: u32 = 3;
 
 impl Connection {
     /// One connection, from request to disconnect.
@@ -101,6 +111,29 @@ impl Connection {
         Disconnect::Closed
     }
 
+    /// A frame the SSE parser cannot read (a byte that is not UTF-8, a line that is no SSE field)
+    /// breaks the connection, and the node sends the same bytes again on resume. After
+    /// [`UNREADABLE_RETRIES`] breaks at the same cursor, the frame after it is recorded as
+    /// rejected (its bytes cannot be kept) and skipped, so one bad frame never stalls the node.
+    async fn skip_unreadable(&mut self, error: &sse_stream::Error) -> Result<(), Disconnect> {
+        let times = match self.unreadable {
+            Some((at, times)) if at == self.last_id => times + 1,
+            _ => 1,
+        };
+        self.unreadable = Some((self.last_id, times));
+        if times < UNREADABLE_RETRIES {
+            return Ok(());
+        }
+        let skipped = self.last_id.map_or(0, |id| id.wrapping_add(1));
+        tracing::error!(node = %self.name, id = skipped, "skipping an unreadable frame: {error}");
+        let status = &self.status;
+        status.count(&status.rejected);
+        let reason = format!("unreadable SSE frame, skipped after {times} attempts: {error}");
+        self.hand_on(Some(skipped), Payload::Rejected { reason, raw: String::new() }).await?;
+        self.unreadable = None;
+        Ok(())
+    }
+
     /// Parse one SSE frame and hand it to the pipeline.
     async fn deliver(&mut self, frame: Sse) -> Result<(), Disconnect> {
         let Some(data) = frame.data else { return Ok(()) };
@@ -124,11 +157,16 @@ impl Connection {
                 Payload::Rejected { reason: e.reason, raw: e.raw }
             }
         };
+        self.hand_on(node_event_id, payload).await
+    }
+
+    /// Send a delivery to the pipeline and move the cursor past it.
+    async fn hand_on(&mut self, node_event_id: Option<u32>, payload: Payload) -> Result<(), Disconnect> {
         let delivery = Delivery { node: self.name.clone(), node_event_id, received_at_ms: now_ms(), payload };
         self.out.send(delivery).await.map_err(|_| Disconnect::Shutdown)?;
         if node_event_id.is_some() {
             self.last_id = node_event_id;
-            *status.last_event_id.lock().expect("status lock") = node_event_id;
+            *self.status.last_event_id.lock().expect("status lock") = node_event_id;
         }
         Ok(())
     }

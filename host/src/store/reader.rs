@@ -113,9 +113,7 @@ pub fn block(conn: &Connection, id: &BlockId) -> rusqlite::Result<Option<StoredE
 
 /// Visible events about one transaction or deploy (accepted, processed, expired).
 pub fn transaction_events(conn: &Connection, hash: &str) -> rusqlite::Result<Vec<StoredEvent>> {
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = ?1 AND dropped = 0 ORDER BY seq"
-    );
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = ?1 AND dropped = 0 ORDER BY seq");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([hash.to_lowercase()], stored_event)?;
     rows.collect()

@@ -4,9 +4,9 @@ use super::{Location, StoredEvent, schema};
 use crate::event::{Delivery, Payload};
 use anyhow::Context;
 use rusqlite::{Connection, params};
-use xxhash_rust::xxh3::xxh3_128;
 use std::collections::HashMap;
 use std::sync::Arc;
+use xxhash_rust::xxh3::xxh3_128;
 
 /// What the plugins decided about one stored event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
