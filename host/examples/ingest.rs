@@ -3,7 +3,8 @@
 //! For each scenario (no plugins; the stock filter; filter + an annotating plugin) it runs Sluice
 //! `--runs` times on a fresh SQLite file, lets the mock node serve `--events` generated 2.x events
 //! as fast as it can, and measures events/s from the first stored event to the last one,
-//! plus Sluice's peak RSS. The mock node's own serving rate is measured the same way.
+//! plus Sluice's peak RSS. The mock node's own serving rate is measured the same way. Last, the
+//! live latency of the SSE firehose at a steady 1000 events/s (p50, p99, max).
 //! Run with `cargo xtask bench [--events N] [--runs R]`.
 
 use std::net::TcpListener;
@@ -47,52 +48,124 @@ fn main() {
         let rss = median(&results.iter().map(|r| r.1).collect::<Vec<_>>());
         println!("| {name} | {rate:.0} | {:.2} | {rss:.0} |", 1e6 / rate);
     }
+
+    let (latency_events, latency_rate) = (10_000, 1000.0);
+    let (p50, p99, max) = live_latency(&sluice, &root, latency_events, latency_rate);
+    println!(
+        "\nLive SSE latency, node frame read → SSE frame received, {latency_events} events at {latency_rate} events/s:\n"
+    );
+    println!("| p50 (ms) | p99 (ms) | max (ms) |\n|---:|---:|---:|\n| {p50:.0} | {p99:.0} | {max:.0} |");
 }
 
 /// One run: returns (events/s, peak RSS in MiB).
 fn ingest(sluice: &Path, root: &Path, events: u64, plugins: &str) -> (f64, f64) {
-    let dir = tempfile::tempdir().unwrap();
-    let (node, http, admin) = (free_port(), free_port(), free_port());
-    let _mock = spawn(Command::new(sluice).args(mock_args(node, events)));
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\npath = \"{}\"\nplugin_cache = \"{}\"\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
-            dir.path().join("bench.db").display(),
-            root.join("target/plugin-cache").display(),
-        ),
-    )
-    .unwrap();
-    let host = spawn(Command::new(sluice).args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn"));
+    let node = free_port();
+    let _mock = spawn(Command::new(sluice).args(mock_args(node, events, 0.0)));
+    let host = Host::start(sluice, root, node, plugins);
     let total = events + 7;
-    let health = format!("http://127.0.0.1:{http}/health");
     let mut first = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         assert!(Instant::now() < deadline, "benchmark run did not finish");
-        if let Some(h) = get_json(&health) {
-            let stored = h["ingest"]["stored"].as_u64().unwrap_or(0);
+        if let Some(h) = get_json(&host.url("/health")) {
+            let stored = h["store"]["events"].as_u64().unwrap_or(0);
             if stored > 0 && first.is_none() {
                 first = Some(Instant::now());
             }
-            if h["store"]["events"].as_u64() >= Some(total) {
+            if stored >= total {
                 break;
             }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     let elapsed = first.expect("events arrived").elapsed().as_secs_f64();
-    let rss = peak_rss_mib(host.id());
-    (total as f64 / elapsed, rss)
+    (total as f64 / elapsed, peak_rss_mib(host.process.id()))
+}
+
+/// Live latency: the mock node produces `rate` events/s; an SSE client subscribed to `/events`
+/// notes when each event arrives; the difference to the event's `received_at_ms` (when Sluice
+/// read it from the node) is Sluice's latency: queue, batch, commit, bus, HTTP.
+/// Returns (p50, p99, max) in milliseconds.
+fn live_latency(sluice: &Path, root: &Path, events: u64, rate: f64) -> (f64, f64, f64) {
+    use futures::StreamExt;
+    let node = free_port();
+    let _mock = spawn(Command::new(sluice).args(mock_args(node, events, rate)));
+    let host = Host::start(sluice, root, node, "");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let arrivals: Vec<(u64, i64)> = runtime.block_on(async {
+        let response = reqwest::get(host.url("/events")).await.expect("SSE request");
+        let mut body = response.bytes_stream();
+        let (mut text, mut arrivals) = (String::new(), Vec::new());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(events / rate as u64 + 30);
+        while arrivals.len() < events as usize {
+            let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await else { break };
+            let now = now_ms();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            // Keep only the unfinished frame; note the id of every complete one.
+            while let Some(end) = text.find("\n\n") {
+                let frame: String = text.drain(..end + 2).collect();
+                if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id:")) {
+                    arrivals.push((id.trim().parse().unwrap(), now));
+                }
+            }
+        }
+        arrivals
+    });
+    let db = rusqlite::Connection::open(host.dir.path().join("bench.db")).unwrap();
+    let mut received = db.prepare("SELECT received_at_ms FROM events WHERE seq = ?1").unwrap();
+    let mut latencies: Vec<f64> = arrivals
+        .iter()
+        .map(|(seq, at)| (at - received.query_row([seq], |r| r.get::<_, i64>(0)).unwrap()) as f64)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    (pick(0.5), pick(0.99), pick(1.0))
+}
+
+/// A `sluice run` on a fresh database, following one mock node.
+struct Host {
+    dir: tempfile::TempDir,
+    http: u16,
+    process: Killed,
+}
+
+impl Host {
+    fn start(sluice: &Path, root: &Path, node: u16, plugins: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, admin) = (free_port(), free_port());
+        let config = dir.path().join("bench.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\npath = \"{}\"\n\
+                 plugin_cache = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
+                dir.path().join("bench.db").display(),
+                root.join("target/plugin-cache").display(),
+            ),
+        )
+        .unwrap();
+        let process = spawn(Command::new(sluice).args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn"));
+        let host = Host { dir, http, process };
+        while get_json(&host.url("/health")).is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        host
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// The mock node's serving rate, read by a plain HTTP client: the ceiling for ingest figures.
 fn mock_only(sluice: &Path, events: u64) -> f64 {
     use futures::StreamExt;
     let port = free_port();
-    let _mock = spawn(Command::new(sluice).args(mock_args(port, events)));
+    let _mock = spawn(Command::new(sluice).args(mock_args(port, events, 0.0)));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let url = format!("http://127.0.0.1:{port}/events?start_from=0");
@@ -116,9 +189,10 @@ fn mock_only(sluice: &Path, events: u64) -> f64 {
     })
 }
 
-fn mock_args(port: u16, events: u64) -> Vec<String> {
-    let (listen, count) = (format!("127.0.0.1:{port}"), events.to_string());
-    ["mock-node", "--listen", &listen, "--rate", "0", "--count", &count, "--buffer", "4000000000"]
+/// Mock node arguments; `rate` 0 means every event is available at once.
+fn mock_args(port: u16, events: u64, rate: f64) -> Vec<String> {
+    let (listen, count, rate) = (format!("127.0.0.1:{port}"), events.to_string(), rate.to_string());
+    ["mock-node", "--listen", &listen, "--rate", &rate, "--count", &count, "--buffer", "4000000000"]
         .map(String::from)
         .to_vec()
 }
