@@ -80,27 +80,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         () = &mut shutdown => None,
         result = &mut pipeline => Some(result.map_err(anyhow::Error::from).and_then(|r| r)),
     };
-    match &finished_early {
-        Some(Err(e)) => tracing::error!("{e:#}"),
-        Some(Ok(())) => shutdown.await,
-        None => {}
+    if let Some(Ok(())) = finished_early {
+        shutdown.await;
     }
     tracing::info!("shutting down");
     drop(stop);
     followers.iter().for_each(|f| f.abort());
-    for server in servers {
-        server.await??;
-    }
     for follower in followers {
         _ = follower.await;
     }
-    // The pipeline finishes the batches already queued, then stops.
+    let mut served = Ok(());
+    for server in servers {
+        served = served.and(server.await?);
+    }
+    // The pipeline finishes the batches already queued (or abandons one it cannot store), then
+    // stops; only then are errors reported.
     match finished_early {
         Some(result) => result?,
         None => pipeline.await??,
     }
     drop(location);
-    Ok(())
+    Ok(served?)
 }
 
 fn joined(result: std::thread::Result<()>) -> anyhow::Result<()> {

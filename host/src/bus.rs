@@ -7,8 +7,9 @@ use crate::store::StoredEvent;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// Events a subscriber may lag behind before it must catch up from the store.
-const CAPACITY: usize = 4096;
+/// Events a subscriber may lag behind before it must catch up from the store: two of the
+/// pipeline's largest batches, so a full batch published at once does not make everyone lag.
+const CAPACITY: usize = 16_384;
 
 /// Publish side and subscription factory; cheap to clone.
 #[derive(Clone)]

@@ -56,7 +56,13 @@ impl Pipeline {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while deliveries.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
             let plugins = &mut self.plugins;
-            let stored = retrying("storing a batch", || self.writer.append(&batch, |event| plugins.process(event)));
+            let shutting_down = || deliveries.is_closed();
+            let Some(stored) = retrying("storing a batch", shutting_down, || {
+                self.writer.append(&batch, |event| plugins.process(event))
+            }) else {
+                tracing::error!("shutting down with a batch not stored; the nodes will send it again");
+                break;
+            };
             self.count(&batch, stored.len());
             batch.clear();
             for (mut event, outcome) in stored {
@@ -80,12 +86,14 @@ impl Pipeline {
     }
 }
 
-/// Storage errors (disk full, locked file) must not lose the batch: retry until it works.
-fn retrying<T>(what: &str, mut op: impl FnMut() -> anyhow::Result<T>) -> T {
+/// Storage errors (disk full, locked file) must not lose the batch: retry until it works, or
+/// until shutdown (`None`: nothing was committed, so the node cursors still point before it).
+fn retrying<T>(what: &str, shutting_down: impl Fn() -> bool, mut op: impl FnMut() -> anyhow::Result<T>) -> Option<T> {
     let mut delay = Duration::from_millis(100);
     loop {
         match op() {
-            Ok(value) => return value,
+            Ok(value) => return Some(value),
+            Err(_) if shutting_down() => return None,
             Err(e) => {
                 tracing::error!("{what} failed, retrying in {delay:?}: {e:#}");
                 std::thread::sleep(delay);

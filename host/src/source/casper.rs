@@ -42,13 +42,14 @@ pub async fn follow(node: NodeConfig, resume_after: Option<u32>, status: Arc<Nod
     loop {
         let mut connected_since = None;
         let ended = connection.run(&client, &node, &mut connected_since).await;
-        let skipped = match &ended {
+        match &ended {
             Disconnect::Shutdown => return,
-            Disconnect::Stream(error) => connection.skip_unreadable(error).await,
-            _ => Ok(()),
-        };
-        if skipped.is_err() {
-            return;
+            Disconnect::Stream(error @ sse_stream::Error::Utf8Parse(_)) => {
+                if connection.skip_unreadable(error).await.is_err() {
+                    return;
+                }
+            }
+            _ => connection.unreadable = None,
         }
         let status = &connection.status;
         status.count(&status.disconnects);
@@ -111,20 +112,24 @@ impl Connection {
         Disconnect::Closed
     }
 
-    /// A frame the SSE parser cannot read (a byte that is not UTF-8, a line that is no SSE field)
-    /// breaks the connection, and the node sends the same bytes again on resume. After
-    /// [`UNREADABLE_RETRIES`] breaks at the same cursor, the frame after it is recorded as
-    /// rejected (its bytes cannot be kept) and skipped, so one bad frame never stalls the node.
+    /// A frame the SSE parser cannot read (bytes that are not UTF-8) breaks the connection, and
+    /// the node sends the same bytes again on resume. After [`UNREADABLE_RETRIES`] breaks at the
+    /// same cursor, the frame after it (node ids are consecutive) is recorded as rejected (its
+    /// bytes cannot be kept) and skipped, so one bad frame never stalls the node. Without any id
+    /// seen yet the frame cannot be named, so nothing is skipped (and the error is logged).
     async fn skip_unreadable(&mut self, error: &sse_stream::Error) -> Result<(), Disconnect> {
         let times = match self.unreadable {
             Some((at, times)) if at == self.last_id => times + 1,
             _ => 1,
         };
         self.unreadable = Some((self.last_id, times));
-        if times < UNREADABLE_RETRIES {
+        let Some(last_id) = self.last_id.filter(|_| times >= UNREADABLE_RETRIES) else {
+            if times >= UNREADABLE_RETRIES {
+                tracing::error!(node = %self.name, "unreadable frame before any event id: cannot skip it: {error}");
+            }
             return Ok(());
-        }
-        let skipped = self.last_id.map_or(0, |id| id.wrapping_add(1));
+        };
+        let skipped = last_id.wrapping_add(1);
         tracing::error!(node = %self.name, id = skipped, "skipping an unreadable frame: {error}");
         let status = &self.status;
         status.count(&status.rejected);

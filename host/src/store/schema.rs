@@ -8,7 +8,7 @@ const SCHEMA_VERSION: i64 = 2;
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
     seq              INTEGER PRIMARY KEY,
-    -- 128-bit hash of `key`: a unique index 4x smaller than one on the text, which matters
+    -- 128-bit BLAKE3 of `key`: a unique index 4x smaller than one on the text, which matters
     -- because every batch rewrites the index pages its random keys land on.
     key_hash         BLOB NOT NULL UNIQUE,
     key              TEXT NOT NULL,

@@ -6,7 +6,6 @@ use anyhow::Context;
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::sync::Arc;
-use xxhash_rust::xxh3::xxh3_128;
 
 /// What the plugins decided about one stored event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,6 +19,15 @@ pub struct Outcome {
 /// Owns the write connection. Only the pipeline thread holds one.
 pub struct Writer {
     conn: Connection,
+}
+
+/// The unique index's key: BLAKE3 of the natural key, cut to 128 bits. Cryptographic, so a
+/// hostile node cannot craft an event whose key collides with a real one's and hides it.
+fn key_hash(key: &str) -> [u8; 16] {
+    let hash = blake3::hash(key.as_bytes());
+    let mut short = [0; 16];
+    short.copy_from_slice(&hash.as_bytes()[..16]);
+    short
 }
 
 impl Writer {
@@ -69,7 +77,7 @@ impl Writer {
                 }
                 match &delivery.payload {
                     Payload::Event(e) => {
-                        let key_hash = xxh3_128(e.key.as_bytes()).to_be_bytes();
+                        let key_hash = key_hash(&e.key);
                         let inserted = insert_event.execute(params![
                             key_hash,
                             e.key,
