@@ -49,7 +49,7 @@ impl Cli {
     /// Carry out the command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Run { config } => crate::app::run(Config::load(&config)?, ctrl_c()).await,
+            Command::Run { config } => crate::app::run(Config::load(&config)?, stop_signal()).await,
             Command::Check { config } => {
                 let parsed = Config::load(&config)?;
                 println!("{}: ok ({} nodes, {} plugins)", config.display(), parsed.nodes.len(), parsed.plugins.len());
@@ -85,9 +85,15 @@ async fn demo(config: Config) -> anyhow::Result<()> {
          curl http://{}/plugins                  # plugin counters (admin)\n\nCtrl-C stops.\n",
         config.admin.listen
     );
-    crate::app::run(config, ctrl_c()).await
+    crate::app::run(config, stop_signal()).await
 }
 
-async fn ctrl_c() {
-    _ = tokio::signal::ctrl_c().await;
+/// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).
+async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

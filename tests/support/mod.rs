@@ -48,9 +48,9 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Ask for a graceful stop (SIGINT, like Ctrl-C) and wait up to 30 s for the exit.
+    /// Ask for a graceful stop (SIGTERM, as a service manager would) and wait up to 30 s.
     pub fn interrupt(mut self) -> std::process::ExitStatus {
-        Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
