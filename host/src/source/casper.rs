@@ -123,10 +123,11 @@ impl Connection {
             _ => 1,
         };
         self.unreadable = Some((self.last_id, times));
-        let Some(last_id) = self.last_id.filter(|_| times >= UNREADABLE_RETRIES) else {
-            if times >= UNREADABLE_RETRIES {
-                tracing::error!(node = %self.name, "unreadable frame before any event id: cannot skip it: {error}");
-            }
+        if times < UNREADABLE_RETRIES {
+            return Ok(());
+        }
+        let Some(last_id) = self.last_id else {
+            tracing::error!(node = %self.name, "unreadable frame before any event id: cannot skip it: {error}");
             return Ok(());
         };
         let skipped = last_id.wrapping_add(1);
