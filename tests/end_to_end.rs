@@ -35,7 +35,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     let db = rig.db();
 
     // Exactly once: as many rows as node events, one per natural key, one per node id.
-    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), total as i64);
     assert_eq!(count("SELECT count(DISTINCT node_event_id) FROM events"), total as i64);
     assert_eq!(count("SELECT max(seq) FROM events"), total as i64);
@@ -85,10 +85,9 @@ fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
     let rig = Rig::start(&["--rate", "0", "--count", "1000", "--corrupt-every", "100"], "");
     rig.wait_for_stored(997);
     rig.wait_for("the cursor to reach the last frame", || {
-        rig.db().query_row("SELECT last_event_id FROM node_cursors", [], |r| r.get::<_, i64>(0)).ok() == Some(1006)
+        rig.number("SELECT last_event_id FROM node_cursors") == Some(1006)
     });
-    let db = rig.db();
-    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), 997);
     assert_eq!(count("SELECT count(*) FROM rejected_frames"), 10);
     assert_eq!(
@@ -106,7 +105,7 @@ fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
     let rig = Rig::start(&["--rate", "0", "--count", "100", "--garble-every", "50"], "");
     rig.wait_for_stored(105);
     rig.wait_for("the last frame, unreadable too, to be skipped", || {
-        rig.db().query_row("SELECT count(*) FROM rejected_frames", [], |r| r.get::<_, i64>(0)).ok() == Some(2)
+        rig.number("SELECT count(*) FROM rejected_frames") == Some(2)
     });
     let db = rig.db();
     let rejected: Vec<(i64, String)> = db
@@ -118,9 +117,8 @@ fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
         .collect();
     assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [56, 106]);
     assert!(rejected[0].1.contains("unreadable SSE frame"), "{}", rejected[0].1);
-    let ids: i64 =
-        db.query_row("SELECT count(*) FROM events WHERE node_event_id IN (55, 57, 105)", [], |r| r.get(0)).unwrap();
-    assert_eq!(ids, 3, "the neighbours of the skipped frames are stored");
+    let neighbours = rig.number("SELECT count(*) FROM events WHERE node_event_id IN (55, 57, 105)");
+    assert_eq!(neighbours, Some(3), "the neighbours of the skipped frames are stored");
 }
 
 #[test]
@@ -131,8 +129,7 @@ fn several_nodes_deliver_each_event_once() {
     rig.wait_for("both nodes to be read to the end", || {
         get_json(&format!("{}/health", rig.http)).is_some_and(|h| h["ingest"]["duplicates"] == total)
     });
-    let db = rig.db();
-    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), total as i64);
     assert_eq!(count("SELECT count(*) FROM node_cursors WHERE last_event_id = 506"), 2);
     let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
@@ -164,8 +161,7 @@ fn a_plugin_drop_hides_the_event_but_keeps_it_stored() {
     let rig = Rig::start(&["--rate", "0", "--count", "400"], &filter);
     let total = 407;
     rig.wait_for_stored(total);
-    let db = rig.db();
-    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let count = |sql: &str| rig.number(sql).unwrap();
     let signatures = count("SELECT count(*) FROM events WHERE kind = 'FinalitySignature'");
     assert_eq!(signatures, 101, "1 fixture + 1 per generated block");
     assert_eq!(count("SELECT count(*) FROM events WHERE dropped = 1"), signatures);
@@ -194,7 +190,7 @@ fn misbehaving_plugins_are_contained_and_ingestion_goes_on() {
     let rig = Rig::start(&["--rate", "0", "--count", "2000"], &plugins);
     let total = 2007;
     rig.wait_for_stored(total);
-    assert_eq!(rig.db().query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap(), total as i64);
+    assert_eq!(rig.number("SELECT count(*) FROM events"), Some(total as i64));
 
     let stats = get_json(&format!("{}/plugins", rig.admin)).unwrap();
     let plugin = |name: &str| stats["plugins"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
@@ -228,7 +224,7 @@ fn a_restart_resumes_after_the_last_stored_event() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     rig.stop_host();
     assert!(subscriber.join().unwrap() >= 200);
-    let stopped_at = rig.db().query_row("SELECT max(seq) FROM events", [], |r| r.get::<_, i64>(0)).unwrap();
+    let stopped_at = rig.number("SELECT max(seq) FROM events").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     rig.start_host();
     rig.wait_for_stored(stopped_at as u64 + 200);

@@ -176,6 +176,11 @@ impl Rig {
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
     }
+
+    /// One integer from the host's database (`None` while the query cannot run yet).
+    pub fn number(&self, sql: &str) -> Option<i64> {
+        self.db().query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok().flatten()
+    }
 }
 
 /// GET and parse JSON; `None` when the server is not up.
