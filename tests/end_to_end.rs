@@ -40,6 +40,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     assert_eq!(count("SELECT count(DISTINCT node_event_id) FROM events"), total as i64);
     assert_eq!(count("SELECT max(seq) FROM events"), total as i64);
     assert_eq!(count("SELECT count(*) FROM rejected_frames"), 0);
+    assert_eq!(count("SELECT count(*) FROM sightings"), 0, "replays by the same node are no sightings");
     assert_eq!(count("SELECT last_event_id FROM node_cursors WHERE node = 'mock'"), total as i64 - 1);
 
     // Every captured fixture is stored byte-for-byte equivalent, exactly once.
@@ -58,6 +59,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     let fixture_block = fixtures().into_iter().find(|e| e.get("BlockAdded").is_some()).unwrap();
     assert_eq!(block["data"], fixture_block);
     assert_eq!(block["kind"], "BlockAdded");
+    assert_eq!(block["seen_by"], serde_json::json!(["mock"]));
     assert_eq!(get_json(&format!("{}/block/89049", rig.http)).unwrap()["data"], fixture_block);
     let transaction = get_json(&format!("{}/transaction/{FIXTURE_TRANSACTION}", rig.http)).unwrap();
     assert_eq!(transaction["processed"]["kind"], "TransactionProcessed");
@@ -122,6 +124,26 @@ fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
 }
 
 #[test]
+fn a_node_restart_that_resets_ids_skips_nothing() {
+    // The node restarts once 300 events exist: ids start from 0 again while the chain goes on.
+    let rig = Rig::start(&["--rate", "400", "--restart-after", "300"], "");
+    rig.wait_for_stored(900);
+    let health = get_json(&format!("{}/health", rig.http)).unwrap();
+    assert!(health["nodes"][0]["restarts"].as_u64() >= Some(1), "{health}");
+    // Every generated block from the first on is stored, with no hole around the restart.
+    let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
+    let (count, lowest, highest) = (
+        rig.number(&format!("SELECT count(*) {blocks}")).unwrap(),
+        rig.number(&format!("SELECT min(block_height) {blocks}")).unwrap(),
+        rig.number(&format!("SELECT max(block_height) {blocks}")).unwrap(),
+    );
+    assert_eq!((lowest, count), (1_000_000, highest - lowest + 1));
+    assert!(highest > 1_000_000 + 300 / 4, "blocks from after the restart are stored");
+    let processed = rig.number("SELECT count(*) FROM events WHERE kind = 'TransactionProcessed'").unwrap();
+    assert!(processed >= count, "{processed} processed transactions for {count} blocks");
+}
+
+#[test]
 fn several_nodes_deliver_each_event_once() {
     let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "500"], "");
     let total = 507;
@@ -132,6 +154,13 @@ fn several_nodes_deliver_each_event_once() {
     let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), total as i64);
     assert_eq!(count("SELECT count(*) FROM node_cursors WHERE last_event_id = 506"), 2);
+    // Both nodes are on record for every event: the first in `events`, the other as a sighting.
+    let audited = "SELECT count(*) FROM events e JOIN sightings s ON s.seq = e.seq WHERE s.node != e.node";
+    assert_eq!(count(audited), total as i64);
+    let block = get_json(&format!("{}/block/{FIXTURE_BLOCK}", rig.http)).unwrap();
+    let mut seen_by: Vec<String> = serde_json::from_value(block["seen_by"].clone()).unwrap();
+    seen_by.sort();
+    assert_eq!(seen_by, ["mock", "mock1"]);
     let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
     assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
 }

@@ -38,7 +38,16 @@ pub fn is_hash(text: &str) -> bool {
 
 async fn find(state: &AppState, id: BlockId) -> Result<Response, ApiError> {
     let query = id.clone();
-    let block = state.store.read(move |conn| reader::block(conn, &query)).await?;
+    let block = state
+        .store
+        .read(move |conn| match reader::block(conn, &query)? {
+            Some(block) => {
+                let seen_by = reader::seen_by(conn, block.seq)?;
+                Ok(Some((block, seen_by)))
+            }
+            None => Ok(None),
+        })
+        .await?;
     let Some(block) = block else {
         return Err(ApiError::not_found(match id {
             BlockId::Hash(hash) => format!("no block {hash}"),

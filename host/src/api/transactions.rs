@@ -24,13 +24,25 @@ pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) ->
         return Err(ApiError::bad_request("invalid_hash", format!("{hash:?} is not 64 hex digits")));
     }
     let query = hash.clone();
-    let events = state.store.read(move |conn| reader::transaction_events(conn, &query)).await?;
+    let events = state
+        .store
+        .read(move |conn| {
+            let events = reader::transaction_events(conn, &query)?;
+            events
+                .into_iter()
+                .map(|event| {
+                    let seen_by = reader::seen_by(conn, event.seq)?;
+                    Ok((event, seen_by))
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
     if events.is_empty() {
         return Err(ApiError::not_found(format!("no transaction {hash}")));
     }
     let mut view = TransactionView { transaction_hash: &hash, ..TransactionView::default() };
     for event in &events {
-        let slot = match event.kind.as_str() {
+        let slot = match event.0.kind.as_str() {
             "TransactionAccepted" | "DeployAccepted" => &mut view.accepted,
             "TransactionProcessed" | "DeployProcessed" => &mut view.processed,
             _ => &mut view.expired,

@@ -13,6 +13,8 @@ pub struct EventView<'a> {
     pub kind: &'a str,
     /// Node that delivered it first.
     pub node: &'a str,
+    /// Every node that delivered it, the first one first.
+    pub seen_by: &'a [String],
     /// Arrival time, milliseconds since the Unix epoch.
     pub received_at_ms: i64,
     /// Plugin annotations (plugin name → value), if any.
@@ -22,12 +24,14 @@ pub struct EventView<'a> {
 }
 
 impl<'a> EventView<'a> {
-    /// View a stored event; its JSON was valid when stored, so this only fails on corruption.
-    pub fn of(event: &'a StoredEvent) -> anyhow::Result<EventView<'a>> {
+    /// View a stored event with the nodes that saw it; its JSON was valid when stored, so this
+    /// only fails on corruption.
+    pub fn of((event, seen_by): &'a (StoredEvent, Vec<String>)) -> anyhow::Result<EventView<'a>> {
         Ok(EventView {
             sequence: event.seq,
             kind: &event.kind,
             node: &event.node,
+            seen_by,
             received_at_ms: event.received_at_ms,
             annotations: event.annotations.as_deref().map(serde_json::from_str).transpose()?,
             data: serde_json::from_str(&event.raw)?,

@@ -41,6 +41,10 @@ pub struct MockOptions {
     /// Send every Nth generated event with a byte that is not UTF-8, which no SSE parser reads.
     #[arg(long)]
     pub garble_every: Option<u32>,
+    /// Restart once this many events exist: connections close, the buffer empties and ids start
+    /// again from 0 while the chain goes on.
+    #[arg(long)]
+    pub restart_after: Option<u32>,
 }
 
 struct Node {
@@ -50,7 +54,7 @@ struct Node {
 }
 
 impl Node {
-    /// Ids `0..head` have been produced so far.
+    /// Events `0..head` of the chain have been produced so far.
     fn head(&self) -> u32 {
         let fixtures = FIXTURES.len() as u32;
         let limit = self.options.count.map_or(u32::MAX - fixtures, |c| c.min(u32::MAX - fixtures));
@@ -62,23 +66,28 @@ impl Node {
         fixtures + produced
     }
 
+    /// Chain index of the current run's id 0: 0, or `restart_after` once the node restarted.
+    fn first_of_run(&self, head: u32) -> u32 {
+        self.options.restart_after.filter(|&n| head >= n).unwrap_or(0)
+    }
+
     /// Whether event `id` is the Nth generated one for `every` = N; fixtures never are.
     fn every(id: u32, every: Option<u32>) -> bool {
         let fixtures = FIXTURES.len() as u32;
         every.is_some_and(|n| id >= fixtures && n > 0 && (id - fixtures) % n == n - 1)
     }
 
-    /// Append the SSE frame of event `id`, damaged as the options ask.
-    fn frame(&self, id: u32, out: &mut Vec<u8>, scratch: &mut String) {
+    /// Append the SSE frame of chain event `index` with SSE id `id`, damaged as the options ask.
+    fn frame(&self, index: u32, id: u32, out: &mut Vec<u8>, scratch: &mut String) {
         scratch.clear();
-        if Node::every(id, self.options.corrupt_every) {
+        if Node::every(index, self.options.corrupt_every) {
             scratch.push_str("{\"BlockAdded\":{\"block_hash\":");
         } else {
-            self.chain.render(id, scratch);
+            self.chain.render(index, scratch);
         }
         out.extend_from_slice(b"data:");
         out.extend_from_slice(scratch.as_bytes());
-        if Node::every(id, self.options.garble_every) {
+        if Node::every(index, self.options.garble_every) {
             let at = out.len() - scratch.len() + 2;
             out[at] = 0xff;
         }
@@ -103,22 +112,29 @@ async fn events(State(node): State<Arc<Node>>, Query(query): Query<EventsQuery>)
     ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(ReceiverStream::new(receiver))).into_response()
 }
 
-/// Write frames until the client leaves (or `drop_after` is reached), in chunks of up to 64 KiB.
+/// Write frames until the client leaves, `drop_after` is reached or the node restarts, in chunks
+/// of up to 64 KiB.
 async fn stream_events(node: Arc<Node>, start_from: Option<u32>, out: mpsc::Sender<Result<Bytes, std::io::Error>>) {
     const CHUNK: usize = 64 * 1024;
     const KEEPALIVE: Duration = Duration::from_secs(5);
     let head = node.head();
-    let oldest = head.saturating_sub(node.options.buffer);
-    // Like a node: no start_from means live events only; an old one is clamped to the buffer.
-    let mut next = start_from.map_or(head, |from| from.max(oldest));
+    let run = node.first_of_run(head);
+    let (head_id, oldest_id) = (head - run, (head - run).saturating_sub(node.options.buffer));
+    // Like a node: the buffered events from `start_from` on (clamped to what the buffer holds),
+    // then live ones; no start_from means live events only.
+    let mut next = start_from.map_or(head_id, |from| from.clamp(oldest_id, head_id));
     let mut sent = 0u32;
     let mut buffer = b"data:{\"ApiVersion\":\"2.0.0\"}\n\n".to_vec();
     let mut scratch = String::new();
     let mut idle_since = Instant::now();
     loop {
         let head = node.head();
-        while next < head && buffer.len() < CHUNK && node.options.drop_after.is_none_or(|n| sent < n) {
-            node.frame(next, &mut buffer, &mut scratch);
+        // After a restart this connection belongs to the old run: it gets what the old run
+        // produced (events go out as they happen), then it is closed.
+        let restarted = node.first_of_run(head) != run;
+        let end = if restarted { node.first_of_run(head) } else { head };
+        while run + next < end && buffer.len() < CHUNK && node.options.drop_after.is_none_or(|n| sent < n) {
+            node.frame(run + next, next, &mut buffer, &mut scratch);
             next += 1;
             sent += 1;
         }
@@ -131,21 +147,23 @@ async fn stream_events(node: Arc<Node>, start_from: Option<u32>, out: mpsc::Send
                 return;
             }
         }
-        if node.options.drop_after.is_some_and(|n| sent >= n) {
+        if node.options.drop_after.is_some_and(|n| sent >= n) || (restarted && run + next >= end) {
             return;
         }
-        if next >= head {
+        if run + next >= end {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
 async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let head = node.head();
+    let last_event_id = (head - node.first_of_run(head)).checked_sub(1);
     axum::Json(serde_json::json!({
         "api_version": "2.0.0",
         "build_version": "2.0.0-sluice-mock",
         "chainspec_name": "casper-net-1",
-        "last_event_id": node.head().checked_sub(1),
+        "last_event_id": last_event_id,
     }))
 }
 

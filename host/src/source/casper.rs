@@ -20,6 +20,9 @@ enum Disconnect {
     Stream(#[from] sse_stream::Error),
     #[error("the node closed the stream")]
     Closed,
+    /// Ids went backwards: the node restarted. Resume from the start of its new buffer.
+    #[error("the node restarted (asked for id {asked}, it sent {sent})")]
+    Restarted { asked: u32, sent: u32 },
     /// The pipeline has shut down: stop following.
     #[error("shutting down")]
     Shutdown,
@@ -37,7 +40,7 @@ pub async fn follow(node: NodeConfig, resume_after: Option<u32>, status: Arc<Nod
     if let Some(rest_url) = &node.rest_url {
         read_build_version(&client, rest_url, &name, &status).await;
     }
-    let mut connection = Connection { name, status, out, last_id: resume_after, unreadable: None };
+    let mut connection = Connection { name, status, out, last_id: resume_after, unreadable: None, asked: None };
     let mut backoff = Backoff::new();
     loop {
         let mut connected_since = None;
@@ -67,6 +70,8 @@ struct Connection {
     last_id: Option<u32>,
     /// Cursor at which the stream last broke on an unreadable frame, and how many times in a row.
     unreadable: Option<(Option<u32>, u32)>,
+    /// The `start_from` of this connection, until the first id arrives and is checked against it.
+    asked: Option<u32>,
 }
 
 /// Breaks at the same cursor before the frame after it is skipped.
@@ -83,6 +88,7 @@ impl Connection {
         self.status.set_state(ConnectionState::Connecting);
         // With no stored cursor, ask for the node's whole buffer; otherwise resume after it.
         let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));
+        self.asked = Some(start_from).filter(|&id| id > 0);
         let url = format!("{}/events?start_from={start_from}", node.url.get_ref().trim_end_matches('/'));
         let response = match client.get(&url).send().await.and_then(|r| r.error_for_status()) {
             Ok(response) => response,
@@ -143,9 +149,12 @@ impl Connection {
     /// Parse one SSE frame and hand it to the pipeline.
     async fn deliver(&mut self, frame: Sse) -> Result<(), Disconnect> {
         let Some(data) = frame.data else { return Ok(()) };
+        let node_event_id = frame.id.as_deref().and_then(|id| id.trim().parse::<u32>().ok());
+        if let (Some(asked), Some(sent)) = (self.asked, node_event_id) {
+            self.check_first_id(asked, sent)?;
+        }
         let status = &self.status;
         status.count(&status.frames);
-        let node_event_id = frame.id.as_deref().and_then(|id| id.trim().parse::<u32>().ok());
         let payload = match Frame::parse(data) {
             Ok(Frame::Event(event)) => Payload::Event(event),
             Ok(Frame::ApiVersion(version)) => {
@@ -164,6 +173,25 @@ impl Connection {
             }
         };
         self.hand_on(node_event_id, payload).await
+    }
+
+    /// Compare the first id of a connection with the `start_from` asked for. Lower: the node
+    /// restarted and numbers from 0 again, so resume from the start of its new buffer (nothing is
+    /// delivered from this connection; duplicates are skipped by the store). Higher: the node's
+    /// buffer no longer holds the events in between (a gap, logged and counted).
+    fn check_first_id(&mut self, asked: u32, sent: u32) -> Result<(), Disconnect> {
+        self.asked = None;
+        let status = &self.status;
+        if sent < asked {
+            status.count(&status.restarts);
+            self.last_id = None;
+            return Err(Disconnect::Restarted { asked, sent });
+        }
+        if sent > asked {
+            status.count(&status.gaps);
+            tracing::warn!(node = %self.name, "gap: asked for events from id {asked}, the node starts at {sent}");
+        }
+        Ok(())
     }
 
     /// Send a delivery to the pipeline and move the cursor past it.

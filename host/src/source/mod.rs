@@ -42,6 +42,10 @@ pub struct NodeStatus {
     pub rejected: AtomicU64,
     /// Connections lost or refused.
     pub disconnects: AtomicU64,
+    /// Times the node's ids went backwards (it restarted and numbers events from 0 again).
+    pub restarts: AtomicU64,
+    /// Times the node started after the id asked for: its buffer no longer held those events.
+    pub gaps: AtomicU64,
 }
 
 impl NodeStatus {
@@ -56,6 +60,8 @@ impl NodeStatus {
             frames: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
         }
     }
 

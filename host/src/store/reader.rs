@@ -85,6 +85,17 @@ pub fn events_from(conn: &Connection, from: u64, limit: usize) -> rusqlite::Resu
     rows.collect()
 }
 
+/// Every node that delivered event `seq`: the first, then the others in order of arrival.
+pub fn seen_by(conn: &Connection, seq: u64) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT node FROM (SELECT node, 0 AS rank, received_at_ms FROM events WHERE seq = ?1
+                           UNION ALL SELECT node, 1, received_at_ms FROM sightings WHERE seq = ?1)
+         ORDER BY rank, received_at_ms",
+    )?;
+    let rows = stmt.query_map([seq as i64], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Which block to look up.
 #[derive(Debug, Clone)]
 pub enum BlockId {

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -28,6 +28,15 @@ CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'B
 CREATE INDEX IF NOT EXISTS blocks_by_height ON events (block_height) WHERE kind = 'BlockAdded';
 CREATE INDEX IF NOT EXISTS events_by_transaction ON events (transaction_hash)
     WHERE transaction_hash IS NOT NULL;
+
+-- Other nodes that delivered an event after the first one (`events.node`), for audit.
+CREATE TABLE IF NOT EXISTS sightings (
+    seq            INTEGER NOT NULL,
+    node           TEXT NOT NULL,
+    node_event_id  INTEGER,
+    received_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (seq, node)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS rejected_frames (
     id             INTEGER PRIMARY KEY,

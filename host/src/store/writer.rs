@@ -44,7 +44,8 @@ impl Writer {
         Ok(Writer { conn })
     }
 
-    /// Store a batch in one transaction. Events already stored (same natural key) are skipped;
+    /// Store a batch in one transaction. Events already stored (same natural key) are skipped
+    /// (a delivery by another node than the first is recorded in `sightings`);
     /// each new one gets its sequence number, then `decide` (the plugins) rules on it and the
     /// outcome is stored with it. Each node's cursor moves to the last event id it delivered in
     /// the batch. Everything commits together: an event is never stored without its outcome.
@@ -63,6 +64,11 @@ impl Writer {
                 "INSERT INTO events (key_hash, key, kind, block_hash, block_height, transaction_hash,
                                      era_id, node, node_event_id, received_at_ms, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (key_hash) DO NOTHING",
+            )?;
+            // A duplicate from another node than the first is recorded as a sighting.
+            let mut record_sighting = tx.prepare_cached(
+                "INSERT OR IGNORE INTO sightings (seq, node, node_event_id, received_at_ms)
+                 SELECT seq, ?2, ?3, ?4 FROM events WHERE key_hash = ?1 AND node != ?2",
             )?;
             let mut record_outcome =
                 tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3 WHERE seq = ?1")?;
@@ -105,6 +111,13 @@ impl Writer {
                                 record_outcome.execute(params![event.seq, outcome.dropped, outcome.annotations])?;
                             }
                             stored.push((event, outcome));
+                        } else {
+                            record_sighting.execute(params![
+                                key_hash,
+                                &*delivery.node,
+                                delivery.node_event_id,
+                                delivery.received_at_ms
+                            ])?;
                         }
                     }
                     Payload::Rejected { reason, raw } => {
