@@ -144,6 +144,29 @@ fn a_node_restart_that_resets_ids_skips_nothing() {
 }
 
 #[test]
+fn a_gap_beyond_the_node_buffer_is_recorded() {
+    // The node keeps only 100 events; while Sluice is stopped it produces about 400 more.
+    let mut rig = Rig::start(&["--rate", "400", "--buffer", "100"], "");
+    rig.wait_for_stored(100);
+    rig.stop_host();
+    let cursor = rig.number("SELECT last_event_id FROM node_cursors").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    rig.start_host();
+    let gaps_url = format!("{}/gaps", rig.http);
+    rig.wait_for("a gap", || get_json(&gaps_url).is_some_and(|g| g["gaps"].as_array().is_some_and(|a| !a.is_empty())));
+    let gap = get_json(&gaps_url).unwrap()["gaps"][0].clone();
+    assert_eq!((gap["node"].as_str(), gap["from_id"].as_i64()), (Some("mock"), Some(cursor + 1)));
+    let to = gap["to_id"].as_i64().unwrap();
+    assert!(to > cursor + 200, "{gap}");
+    rig.wait_for_stored(to as u64 + 2);
+    let stored = |range: &str| rig.number(&format!("SELECT count(*) FROM events WHERE node_event_id {range}")).unwrap();
+    assert_eq!(stored(&format!("BETWEEN {} AND {to}", cursor + 1)), 0, "the node no longer had these");
+    assert_eq!(stored(&format!("= {}", to + 1)), 1, "ingestion goes on right after the gap");
+    let (status, _) = get(&format!("{}/gaps?limit=0", rig.http)).unwrap();
+    assert_eq!(status, 400);
+}
+
+#[test]
 fn several_nodes_deliver_each_event_once() {
     let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "500"], "");
     let total = 507;

@@ -55,6 +55,13 @@ pub enum Payload {
         /// The frame as received.
         raw: String,
     },
+    /// The node no longer had the events with these ids (inclusive) when they were asked for.
+    Gap {
+        /// First missing id.
+        from_id: u32,
+        /// Last missing id.
+        to_id: u32,
+    },
 }
 
 /// What one SSE `data:` payload turned out to be.

@@ -3,6 +3,7 @@
 mod blocks;
 mod error;
 mod events;
+mod gaps;
 mod health;
 mod transactions;
 mod views;
@@ -40,6 +41,7 @@ pub fn public(state: AppState) -> Router {
         .route("/block", get(blocks::latest))
         .route("/block/{id}", get(blocks::by_id))
         .route("/transaction/{hash}", get(transactions::by_hash))
+        .route("/gaps", get(gaps::list))
         .route("/health", get(health::health))
         .fallback(error::no_route)
         .with_state(state)

@@ -150,8 +150,10 @@ impl Connection {
     async fn deliver(&mut self, frame: Sse) -> Result<(), Disconnect> {
         let Some(data) = frame.data else { return Ok(()) };
         let node_event_id = frame.id.as_deref().and_then(|id| id.trim().parse::<u32>().ok());
-        if let (Some(asked), Some(sent)) = (self.asked, node_event_id) {
-            self.check_first_id(asked, sent)?;
+        if let (Some(asked), Some(sent)) = (self.asked, node_event_id)
+            && let Some(gap) = self.check_first_id(asked, sent)?
+        {
+            self.hand_on(None, gap).await?;
         }
         let status = &self.status;
         status.count(&status.frames);
@@ -178,8 +180,8 @@ impl Connection {
     /// Compare the first id of a connection with the `start_from` asked for. Lower: the node
     /// restarted and numbers from 0 again, so resume from the start of its new buffer (nothing is
     /// delivered from this connection; duplicates are skipped by the store). Higher: the node's
-    /// buffer no longer holds the events in between (a gap, logged and counted).
-    fn check_first_id(&mut self, asked: u32, sent: u32) -> Result<(), Disconnect> {
+    /// buffer no longer holds the events in between: a gap, returned to be stored.
+    fn check_first_id(&mut self, asked: u32, sent: u32) -> Result<Option<Payload>, Disconnect> {
         self.asked = None;
         let status = &self.status;
         if sent < asked {
@@ -187,11 +189,12 @@ impl Connection {
             self.last_id = None;
             return Err(Disconnect::Restarted { asked, sent });
         }
-        if sent > asked {
-            status.count(&status.gaps);
-            tracing::warn!(node = %self.name, "gap: asked for events from id {asked}, the node starts at {sent}");
+        if sent == asked {
+            return Ok(None);
         }
-        Ok(())
+        status.count(&status.gaps);
+        tracing::warn!(node = %self.name, "gap: asked for events from id {asked}, the node starts at {sent}");
+        Ok(Some(Payload::Gap { from_id: asked, to_id: sent - 1 }))
     }
 
     /// Send a delivery to the pipeline and move the cursor past it.

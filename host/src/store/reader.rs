@@ -96,6 +96,29 @@ pub fn seen_by(conn: &Connection, seq: u64) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
+/// A range of node event ids that was no longer available when asked for.
+#[derive(Debug, serde::Serialize)]
+pub struct Gap {
+    /// Node that lacked them.
+    pub node: String,
+    /// First missing id.
+    pub from_id: u32,
+    /// Last missing id.
+    pub to_id: u32,
+    /// When it was noticed, milliseconds since the Unix epoch.
+    pub detected_at_ms: i64,
+}
+
+/// The most recent gaps first, at most `limit`.
+pub fn gaps(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Gap>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT node, from_id, to_id, detected_at_ms FROM gaps ORDER BY id DESC LIMIT ?1")?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(Gap { node: r.get(0)?, from_id: r.get(1)?, to_id: r.get(2)?, detected_at_ms: r.get(3)? })
+    })?;
+    rows.collect()
+}
+
 /// Which block to look up.
 #[derive(Debug, Clone)]
 pub enum BlockId {

@@ -76,6 +76,8 @@ impl Writer {
                 "INSERT INTO rejected_frames (node, node_event_id, received_at_ms, reason, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut insert_gap =
+                tx.prepare_cached("INSERT INTO gaps (node, from_id, to_id, detected_at_ms) VALUES (?1, ?2, ?3, ?4)")?;
             for delivery in batch {
                 let cursor = cursors.entry(&delivery.node).or_default();
                 if delivery.node_event_id.is_some() {
@@ -130,6 +132,9 @@ impl Writer {
                         ])?;
                     }
                     Payload::ApiVersion(version) => cursor.1 = Some(version),
+                    Payload::Gap { from_id, to_id } => {
+                        insert_gap.execute(params![&*delivery.node, from_id, to_id, delivery.received_at_ms])?;
+                    }
                 }
             }
             let mut save_cursor = tx.prepare_cached(

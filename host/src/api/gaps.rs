@@ -1,0 +1,30 @@
+//! `GET /gaps`: ranges of node event ids that were gone from the node's buffer when asked for.
+
+use super::AppState;
+use super::error::{ApiError, ApiQuery};
+use crate::store::reader;
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Query parameters of `/gaps`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapsQuery {
+    /// Most gaps returned, newest first (1–1000, default 100).
+    limit: Option<usize>,
+}
+
+/// The most recent gaps.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<GapsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
+    }
+    let gaps = state.store.read(move |conn| reader::gaps(conn, limit)).await?;
+    Ok(Json(json!({ "gaps": gaps })))
+}
