@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-/// The captured events, served as ids `0..FIXTURES.len()` (the `ApiVersion` is sent separately).
+/// The captured 2.x events, served as ids `0..7` of `/events` (the `ApiVersion` is sent separately).
 pub const FIXTURES: [&str; 7] = [
     include_str!("../../fixtures/casper2/block_added_event_v2.json"),
     include_str!("../../fixtures/casper2/transaction_accepted_event.json"),
@@ -16,11 +16,21 @@ pub const FIXTURES: [&str; 7] = [
     include_str!("../../fixtures/casper2/step_event_v2_synthesized.json"),
 ];
 
+/// The captured 1.x events of `/events/main`.
+const FIXTURES_1X_MAIN: [&str; 5] = [
+    include_str!("../../fixtures/casper1/block_added_event.json"),
+    include_str!("../../fixtures/casper1/deploy_processed_event.json"),
+    include_str!("../../fixtures/casper1/deploy_expired_event.json"),
+    include_str!("../../fixtures/casper1/fault_event.json"),
+    include_str!("../../fixtures/casper1/step_event.json"),
+];
+
 /// Height of the first generated block (above every fixture's).
 const FIRST_HEIGHT: u64 = 1_000_000;
 
-/// Events generated per block: the block, one accepted and processed transaction, a signature.
-const EVENTS_PER_BLOCK: u64 = 4;
+/// Events generated per block, over all the streams of a node: the block, one accepted and one
+/// processed transaction (deploy on 1.x), one finality signature.
+pub const EVENTS_PER_BLOCK: u64 = 4;
 
 /// Placeholders a template fills in.
 #[derive(Debug, Clone, Copy)]
@@ -86,71 +96,118 @@ impl Template {
     }
 }
 
-/// Renders event `i` of the mock chain.
+/// One SSE stream of the mock node: its captured fixtures (ids `0..`), then generated events, a
+/// pure function of the id.
 pub struct Chain {
-    block: Template,
-    accepted: Template,
-    processed: Template,
-    signature: Template,
+    fixtures: Vec<String>,
+    /// Rendered once per block, in this order.
+    templates: Vec<Template>,
+    /// Each template's position among a block's [`EVENTS_PER_BLOCK`] node-wide events.
+    slots: &'static [u64],
 }
 
 impl Chain {
-    /// Prepare the templates (once per process).
-    pub fn new() -> Chain {
+    fn from(fixtures: &[&str], templates: Vec<Template>, slots: &'static [u64]) -> Chain {
+        let compact = |f: &&str| serde_json::from_str::<serde_json::Value>(f).expect("fixture is JSON").to_string();
+        Chain { fixtures: fixtures.iter().map(compact).collect(), templates, slots }
+    }
+
+    /// The 2.x stream, `/events`.
+    pub fn casper2() -> Chain {
         use Slot::*;
-        Chain {
-            block: Template::new(
-                FIXTURES[0],
-                &[
-                    ("cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758", BlockHash),
-                    ("0932fbb493af51a23be4b3c523474d7de72830ac956a233a50e51e2d86ca6cde", ParentHash),
-                    ("\"height\":89049", Height),
-                    ("2024-06-20T09:21:29.898Z", Timestamp),
-                ],
-            ),
-            accepted: Template::new(
-                FIXTURES[1],
-                &[
-                    ("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868", TransactionHash),
-                    ("2024-11-27T17:24:10.516Z", Timestamp),
-                ],
-            ),
-            processed: Template::new(
-                FIXTURES[2],
-                &[
-                    ("968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1", TransactionHash),
-                    ("af8368436128df76e24fd1552544ebe4ddcf2301af4d42f1764e93fa2887557f", BlockHash),
-                    ("2025-07-14T16:51:43.510Z", Timestamp),
-                ],
-            ),
-            signature: Template::new(
-                FIXTURES[4],
-                &[
-                    ("5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428", BlockHash),
-                    ("\"block_height\":89177", BlockHeight),
-                ],
-            ),
-        }
+        let block = Template::new(
+            FIXTURES[0],
+            &[
+                ("cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758", BlockHash),
+                ("0932fbb493af51a23be4b3c523474d7de72830ac956a233a50e51e2d86ca6cde", ParentHash),
+                ("\"height\":89049", Height),
+                ("2024-06-20T09:21:29.898Z", Timestamp),
+            ],
+        );
+        let accepted = Template::new(
+            FIXTURES[1],
+            &[
+                ("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868", TransactionHash),
+                ("2024-11-27T17:24:10.516Z", Timestamp),
+            ],
+        );
+        let processed = Template::new(
+            FIXTURES[2],
+            &[
+                ("968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1", TransactionHash),
+                ("af8368436128df76e24fd1552544ebe4ddcf2301af4d42f1764e93fa2887557f", BlockHash),
+                ("2025-07-14T16:51:43.510Z", Timestamp),
+            ],
+        );
+        let signature = Template::new(
+            FIXTURES[4],
+            &[
+                ("5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428", BlockHash),
+                ("\"block_height\":89177", BlockHeight),
+            ],
+        );
+        Chain::from(&FIXTURES, vec![block, accepted, processed, signature], &[0, 1, 2, 3])
+    }
+
+    /// The 1.x streams: `/events/main`, `/events/deploys` and `/events/sigs`.
+    pub fn casper1() -> [(&'static str, Chain); 3] {
+        use Slot::*;
+        const DEPLOY: &str = "99483863a391510b8d3447dd5cfc446b42d65e598672d569abc4cdded85b81e6";
+        let accepted_fixture = include_str!("../../fixtures/casper1/deploy_accepted_event.json");
+        let signature_fixture = include_str!("../../fixtures/casper1/finality_signature_event.json");
+        let block = Template::new(
+            FIXTURES_1X_MAIN[0],
+            &[
+                ("5809c6aacc3ac0573a67677743f4cb93cd487ade1c5132c1f806f75b6248f35f", BlockHash),
+                ("997d2f23c0a70ecca18043eab2f2f4fdef47fceba96519145b8e5d44609c4f80", ParentHash),
+                ("\"height\":97", Height),
+                ("2022-06-22T13:42:37.824Z", Timestamp),
+            ],
+        );
+        let processed = Template::new(
+            FIXTURES_1X_MAIN[1],
+            &[
+                (DEPLOY, TransactionHash),
+                ("f19e3b63678ca5aa9fa8b30377275c83f8c1a041902b38ce7f4de50f02dbf396", BlockHash),
+                ("2022-06-22T13:41:41.581Z", Timestamp),
+            ],
+        );
+        let accepted =
+            Template::new(accepted_fixture, &[(DEPLOY, TransactionHash), ("2022-06-22T13:41:41.581Z", Timestamp)]);
+        let signature = Template::new(
+            signature_fixture,
+            &[("abbcdc782a18a9ba31826b07c838a69a6b790c8b36a0fd5f0818f757834d82f5", BlockHash)],
+        );
+        [
+            ("main", Chain::from(&FIXTURES_1X_MAIN, vec![block, processed], &[0, 2])),
+            ("deploys", Chain::from(&[accepted_fixture], vec![accepted], &[1])),
+            ("sigs", Chain::from(&[signature_fixture], vec![signature], &[3])),
+        ]
+    }
+
+    /// Number of captured events at the start of the stream.
+    pub fn fixtures(&self) -> u32 {
+        self.fixtures.len() as u32
+    }
+
+    /// Events of this stream that exist once the node produced `generated` events in all.
+    pub fn produced(&self, generated: u64) -> u32 {
+        let (blocks, rest) = (generated / EVENTS_PER_BLOCK, generated % EVENTS_PER_BLOCK);
+        let partial = self.slots.iter().filter(|slot| **slot < rest).count() as u64;
+        let events = u64::from(self.fixtures()) + blocks * self.templates.len() as u64 + partial;
+        u32::try_from(events).unwrap_or(u32::MAX)
     }
 
     /// Append the JSON of event `id` to `out`.
     pub fn render(&self, id: u32, out: &mut String) {
-        let id = u64::from(id);
-        let fixtures = FIXTURES.len() as u64;
-        if id < fixtures {
-            let value: serde_json::Value = serde_json::from_str(FIXTURES[id as usize]).expect("fixture is JSON");
-            out.push_str(&value.to_string());
-            return;
+        match self.fixtures.get(id as usize) {
+            Some(fixture) => out.push_str(fixture),
+            None => {
+                let generated = u64::from(id - self.fixtures());
+                let per_block = self.templates.len() as u64;
+                self.templates[(generated % per_block) as usize].render(generated / per_block, out);
+            }
         }
-        let generated = id - fixtures;
-        let block = generated / EVENTS_PER_BLOCK;
-        let template = match generated % EVENTS_PER_BLOCK {
-            0 => &self.block,
-            1 => &self.accepted,
-            2 => &self.processed,
-            _ => &self.signature,
-        };
-        template.render(block, out);
     }
 }
 
@@ -178,6 +235,17 @@ fn push_timestamp(out: &mut String, block: u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn streams_share_the_block_rhythm() {
+        let [(_, main), (_, deploys), (_, sigs)] = Chain::casper1();
+        let v2 = Chain::casper2();
+        // After 2 blocks and 3 more events: main has block+processed per block plus the next block.
+        assert_eq!(
+            (v2.produced(11), main.produced(11), deploys.produced(11), sigs.produced(11)),
+            (18, 5 + 4 + 2, 1 + 3, 1 + 2)
+        );
+    }
+
     use super::*;
     use crate::event::Frame;
     use std::collections::HashSet;
@@ -190,21 +258,25 @@ mod tests {
 
     #[test]
     fn generated_events_are_valid_unique_and_deterministic() {
-        let chain = Chain::new();
-        let mut keys = HashSet::new();
-        for id in 0..2000 {
-            let raw = render(&chain, id);
-            assert_eq!(raw, render(&chain, id));
-            match Frame::parse(raw).unwrap_or_else(|e| panic!("event {id}: {e}")) {
-                Frame::Event(event) => assert!(keys.insert(event.key), "duplicate key at {id}"),
-                other => panic!("event {id} is {other:?}"),
+        // A node serves one protocol: keys are unique across all the streams of each.
+        for streams in [vec![("", Chain::casper2())], Chain::casper1().into()] {
+            let mut keys = HashSet::new();
+            for (name, chain) in streams {
+                for id in 0..2000 {
+                    let raw = render(&chain, id);
+                    assert_eq!(raw, render(&chain, id));
+                    match Frame::parse(raw).unwrap_or_else(|e| panic!("{name} event {id}: {e}")) {
+                        Frame::Event(event) => assert!(keys.insert(event.key), "duplicate key at {name} {id}"),
+                        other => panic!("{name} event {id} is {other:?}"),
+                    }
+                }
             }
         }
     }
 
     #[test]
     fn generated_block_has_its_height_and_parent() {
-        let chain = Chain::new();
+        let chain = Chain::casper2();
         let Frame::Event(block) = Frame::parse(render(&chain, FIXTURES.len() as u32 + 4)).unwrap() else {
             panic!("not an event")
         };

@@ -1,16 +1,30 @@
-//! `sluice mock-node`: a stand-in Casper 2.x node speaking the real wire format.
+//! `sluice mock-node`: a stand-in Casper node (2.x, or 1.x with `--protocol 1`) speaking the
+//! real wire format.
 //!
-//! `GET /events?start_from=N` sends `data:{"ApiVersion":"2.0.0"}` (no id), then
-//! `data:<event>\nid:<n>\n\n` frames from the node's buffer and live as events are "produced";
-//! `:` keepalive comments while idle. `GET /status` answers like a node's REST status.
+//! `GET /events?start_from=N` (1.x: `/events/main`, `/events/deploys`, `/events/sigs`, each with
+//! its own ids) sends `data:{"ApiVersion":"…"}` (no id), then `data:<event>\nid:<n>\n\n` frames
+//! from the node's buffer and live as events are "produced"; `:` keepalive comments while idle.
+//! `GET /status` answers like a node's REST status.
 
 mod chain;
 
 pub use chain::{Chain, FIXTURES};
 
+/// Which Casper node the mock imitates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// 1.x: `/events/main`, `/events/deploys`, `/events/sigs`.
+    #[value(name = "1")]
+    V1,
+    /// 2.x: `/events`.
+    #[default]
+    #[value(name = "2")]
+    V2,
+}
+
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,7 +37,10 @@ use tokio_stream::wrappers::ReceiverStream;
 /// How the mock chain behaves.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct MockOptions {
-    /// Generated events per second after the fixtures (0: all at once).
+    /// Casper node version to imitate.
+    #[arg(long, value_enum, default_value_t = Protocol::V2)]
+    pub protocol: Protocol,
+    /// Generated events per second after the fixtures, over all streams (0: all at once).
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
     /// Stop producing after this many generated events (default: never).
@@ -50,20 +67,24 @@ pub struct MockOptions {
 struct Node {
     options: MockOptions,
     started: Instant,
-    chain: Chain,
+    /// The SSE streams by name: `""` (2.x `/events`) or `main`, `deploys`, `sigs` (1.x).
+    streams: Vec<(&'static str, Chain)>,
 }
 
 impl Node {
-    /// Events `0..head` of the chain have been produced so far.
-    fn head(&self) -> u32 {
-        let fixtures = FIXTURES.len() as u32;
-        let limit = self.options.count.map_or(u32::MAX - fixtures, |c| c.min(u32::MAX - fixtures));
-        let produced = if self.options.rate <= 0.0 {
+    /// Generated events produced so far, over all streams.
+    fn generated(&self) -> u64 {
+        let limit = self.options.count.map_or(u64::from(u32::MAX), u64::from);
+        if self.options.rate <= 0.0 {
             limit
         } else {
-            (self.started.elapsed().as_secs_f64() * self.options.rate).min(f64::from(limit)) as u32
-        };
-        fixtures + produced
+            (self.started.elapsed().as_secs_f64() * self.options.rate).min(limit as f64) as u64
+        }
+    }
+
+    /// Events `0..head` of `chain` have been produced so far.
+    fn head(&self, chain: &Chain) -> u32 {
+        chain.produced(self.generated())
     }
 
     /// Chain index of the current run's id 0: 0, or `restart_after` once the node restarted.
@@ -71,34 +92,49 @@ impl Node {
         self.options.restart_after.filter(|&n| head >= n).unwrap_or(0)
     }
 
-    /// Whether event `id` is the Nth generated one for `every` = N; fixtures never are.
-    fn every(id: u32, every: Option<u32>) -> bool {
-        let fixtures = FIXTURES.len() as u32;
-        every.is_some_and(|n| id >= fixtures && n > 0 && (id - fixtures) % n == n - 1)
+    /// Whether event `index` is the Nth generated one of `chain` for `every` = N.
+    fn every(chain: &Chain, index: u32, every: Option<u32>) -> bool {
+        let fixtures = chain.fixtures();
+        every.is_some_and(|n| index >= fixtures && n > 0 && (index - fixtures) % n == n - 1)
     }
 
-    /// Append the SSE frame of chain event `index` with SSE id `id`, damaged as the options ask.
-    fn frame(&self, index: u32, id: u32, out: &mut Vec<u8>, scratch: &mut String) {
+    /// Append the SSE frame of event `index` of `chain` with SSE id `id`, damaged as the options ask.
+    fn frame(&self, chain: &Chain, index: u32, id: u32, out: &mut Vec<u8>, scratch: &mut String) {
         scratch.clear();
-        if Node::every(index, self.options.corrupt_every) {
+        if Node::every(chain, index, self.options.corrupt_every) {
             scratch.push_str("{\"BlockAdded\":{\"block_hash\":");
         } else {
-            self.chain.render(index, scratch);
+            chain.render(index, scratch);
         }
         out.extend_from_slice(b"data:");
         out.extend_from_slice(scratch.as_bytes());
-        if Node::every(index, self.options.garble_every) {
+        if Node::every(chain, index, self.options.garble_every) {
             let at = out.len() - scratch.len() + 2;
             out[at] = 0xff;
         }
         out.extend_from_slice(format!("\nid:{id}\n\n").as_bytes());
     }
+
+    fn api_version(&self) -> &'static str {
+        match self.options.protocol {
+            Protocol::V1 => "1.5.8",
+            Protocol::V2 => "2.0.0",
+        }
+    }
 }
 
 /// The mock node's routes.
 pub fn router(options: MockOptions) -> Router {
-    let node = Arc::new(Node { options, started: Instant::now(), chain: Chain::new() });
-    Router::new().route("/events", get(events)).route("/status", get(status)).with_state(node)
+    let streams = match options.protocol {
+        Protocol::V1 => Chain::casper1().into(),
+        Protocol::V2 => vec![("", Chain::casper2())],
+    };
+    let node = Arc::new(Node { options, started: Instant::now(), streams });
+    Router::new()
+        .route("/events", get(events_2x))
+        .route("/events/{stream}", get(events_1x))
+        .route("/status", get(status))
+        .with_state(node)
 }
 
 #[derive(Deserialize)]
@@ -106,35 +142,52 @@ struct EventsQuery {
     start_from: Option<u32>,
 }
 
-async fn events(State(node): State<Arc<Node>>, Query(query): Query<EventsQuery>) -> Response {
+async fn events_2x(state: State<Arc<Node>>, query: Query<EventsQuery>) -> Response {
+    events(state, "", query)
+}
+
+async fn events_1x(state: State<Arc<Node>>, Path(stream): Path<String>, query: Query<EventsQuery>) -> Response {
+    events(state, &stream, query)
+}
+
+fn events(State(node): State<Arc<Node>>, stream: &str, Query(query): Query<EventsQuery>) -> Response {
+    let Some(index) = node.streams.iter().position(|(name, _)| *name == stream) else {
+        return axum::http::StatusCode::NOT_FOUND.into_response();
+    };
     let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    tokio::spawn(stream_events(node, query.start_from, sender));
+    tokio::spawn(stream_events(node, index, query.start_from, sender));
     ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(ReceiverStream::new(receiver))).into_response()
 }
 
 /// Write frames until the client leaves, `drop_after` is reached or the node restarts, in chunks
 /// of up to 64 KiB.
-async fn stream_events(node: Arc<Node>, start_from: Option<u32>, out: mpsc::Sender<Result<Bytes, std::io::Error>>) {
+async fn stream_events(
+    node: Arc<Node>,
+    stream: usize,
+    start_from: Option<u32>,
+    out: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
     const CHUNK: usize = 64 * 1024;
     const KEEPALIVE: Duration = Duration::from_secs(5);
-    let head = node.head();
+    let chain = &node.streams[stream].1;
+    let head = node.head(chain);
     let run = node.first_of_run(head);
     let (head_id, oldest_id) = (head - run, (head - run).saturating_sub(node.options.buffer));
     // Like a node: the buffered events from `start_from` on (clamped to what the buffer holds),
     // then live ones; no start_from means live events only.
     let mut next = start_from.map_or(head_id, |from| from.clamp(oldest_id, head_id));
     let mut sent = 0u32;
-    let mut buffer = b"data:{\"ApiVersion\":\"2.0.0\"}\n\n".to_vec();
+    let mut buffer = format!("data:{{\"ApiVersion\":\"{}\"}}\n\n", node.api_version()).into_bytes();
     let mut scratch = String::new();
     let mut idle_since = Instant::now();
     loop {
-        let head = node.head();
+        let head = node.head(chain);
         // After a restart this connection belongs to the old run: it gets what the old run
         // produced (events go out as they happen), then it is closed.
         let restarted = node.first_of_run(head) != run;
         let end = if restarted { node.first_of_run(head) } else { head };
         while run + next < end && buffer.len() < CHUNK && node.options.drop_after.is_none_or(|n| sent < n) {
-            node.frame(run + next, next, &mut buffer, &mut scratch);
+            node.frame(chain, run + next, next, &mut buffer, &mut scratch);
             next += 1;
             sent += 1;
         }
@@ -157,11 +210,11 @@ async fn stream_events(node: Arc<Node>, start_from: Option<u32>, out: mpsc::Send
 }
 
 async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    let head = node.head();
+    let head = node.head(&node.streams[0].1);
     let last_event_id = (head - node.first_of_run(head)).checked_sub(1);
     axum::Json(serde_json::json!({
-        "api_version": "2.0.0",
-        "build_version": "2.0.0-sluice-mock",
+        "api_version": node.api_version(),
+        "build_version": format!("{}-sluice-mock", node.api_version()),
         "chainspec_name": "casper-net-1",
         "last_event_id": last_event_id,
     }))
