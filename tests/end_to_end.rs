@@ -41,7 +41,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     assert_eq!(count("SELECT max(seq) FROM events"), total as i64);
     assert_eq!(count("SELECT count(*) FROM rejected_frames"), 0);
     assert_eq!(count("SELECT count(*) FROM sightings"), 0, "replays by the same node are no sightings");
-    assert_eq!(count("SELECT last_event_id FROM node_cursors WHERE node = 'mock'"), total as i64 - 1);
+    assert_eq!(count("SELECT last_event_id FROM node_cursors WHERE stream = 'mock'"), total as i64 - 1);
 
     // Every captured fixture is stored byte-for-byte equivalent, exactly once.
     let mut stored: Vec<Value> = db
@@ -164,6 +164,52 @@ fn a_gap_beyond_the_node_buffer_is_recorded() {
     assert_eq!(stored(&format!("= {}", to + 1)), 1, "ingestion goes on right after the gap");
     let (status, _) = get(&format!("{}/gaps?limit=0", rig.http)).unwrap();
     assert_eq!(status, 400);
+}
+
+#[test]
+fn a_casper_1x_node_is_followed_on_its_three_streams() {
+    // The mock's /status says 1.5.8, so Sluice follows /events/main, /events/deploys and
+    // /events/sigs, each with its own ids and cursor; connections are cut every 90 events.
+    let rig = Rig::start(&["--protocol", "1", "--rate", "0", "--count", "400", "--drop-after", "90"], "");
+    let total = 7 + 400;
+    rig.wait_for_stored(total);
+    let count = |sql: &str| rig.number(sql).unwrap();
+    assert_eq!(count("SELECT count(*) FROM events"), total as i64);
+    for (kind, expected) in [
+        ("BlockAdded", 101),
+        ("DeployAccepted", 101),
+        ("DeployProcessed", 101),
+        ("FinalitySignature", 101),
+        ("DeployExpired", 1),
+        ("Fault", 1),
+        ("Step", 1),
+    ] {
+        assert_eq!(count(&format!("SELECT count(*) FROM events WHERE kind = '{kind}'")), expected, "{kind}");
+    }
+    for (stream, last) in [("mock/main", 5 + 200 - 1), ("mock/deploys", 100), ("mock/sigs", 100)] {
+        assert_eq!(
+            count(&format!("SELECT last_event_id FROM node_cursors WHERE stream = '{stream}'")),
+            last,
+            "{stream}"
+        );
+    }
+    let deploy =
+        get_json(&format!("{}/transaction/99483863a391510b8d3447dd5cfc446b42d65e598672d569abc4cdded85b81e6", rig.http))
+            .unwrap();
+    assert_eq!(
+        (deploy["accepted"]["kind"].as_str(), deploy["processed"]["kind"].as_str()),
+        (Some("DeployAccepted"), Some("DeployProcessed"))
+    );
+    assert_eq!(get_json(&format!("{}/block/97", rig.http)).unwrap()["kind"], "BlockAdded");
+    assert_eq!(get_json(&format!("{}/health", rig.http)).unwrap()["nodes"][0]["protocol"], "1.x");
+}
+
+#[test]
+fn without_a_status_url_a_1x_node_is_found_by_probing() {
+    let rig = Rig::start_without_status(&["--protocol", "1", "--rate", "0", "--count", "40"]);
+    rig.wait_for_stored(47);
+    assert_eq!(rig.number("SELECT count(*) FROM node_cursors WHERE stream LIKE 'mock/%'"), Some(3));
+    assert_eq!(get_json(&format!("{}/health", rig.http)).unwrap()["nodes"][0]["protocol"], "1.x");
 }
 
 #[test]

@@ -52,8 +52,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         .iter()
         .zip(state.nodes.iter())
         .map(|(node, status)| {
-            let resume_after = cursors.get(node.name.get_ref()).copied();
-            tokio::spawn(source::follow(node.clone(), resume_after, status.clone(), deliveries.clone()))
+            tokio::spawn(source::follow(node.clone(), cursors.clone(), status.clone(), deliveries.clone()))
         })
         .collect();
     drop(deliveries);

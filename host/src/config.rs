@@ -42,6 +42,10 @@ pub struct NodeConfig {
     pub rest_url: Option<String>,
     /// JSON-RPC URL, optional.
     pub rpc_url: Option<String>,
+    /// Which event API the node speaks; `auto` asks `/status` (when `rest_url` is set), else
+    /// tries 2.x and falls back to 1.x when `/events` does not exist.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Seconds to wait for the TCP/HTTP connection.
     #[serde(default = "defaults::connect_timeout_secs")]
     pub connect_timeout_secs: u64,
@@ -60,6 +64,21 @@ impl NodeConfig {
     pub fn no_message_timeout(&self) -> Duration {
         Duration::from_secs(self.no_message_timeout_secs)
     }
+}
+
+/// A node's event API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    /// Find out (see [`NodeConfig::protocol`]).
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// Casper 1.x: `/events/main`, `/events/deploys`, `/events/sigs`.
+    #[serde(rename = "1.x")]
+    V1,
+    /// Casper 2.x: `/events`.
+    #[serde(rename = "2.x")]
+    V2,
 }
 
 /// `[storage]`.

@@ -33,6 +33,9 @@ pub struct NodeEvent {
 pub struct Delivery {
     /// Configured name of the node.
     pub node: std::sync::Arc<str>,
+    /// The node's SSE stream it came by, which owns the id: the node name (2.x `/events`) or
+    /// `name/main`, `name/deploys`, `name/sigs` (1.x).
+    pub stream: std::sync::Arc<str>,
     /// The frame's SSE `id:`, if it had one.
     pub node_event_id: Option<u32>,
     /// Wall-clock arrival time, milliseconds since the Unix epoch.

@@ -76,6 +76,8 @@ pub struct Rig {
     pub admin: String,
     /// Each mock node's port and process.
     pub nodes: Vec<(u16, Process)>,
+    /// Whether the config gives the nodes' `rest_url` (Sluice then reads `/status`).
+    pub rest_url: bool,
     pub host: Option<Process>,
 }
 
@@ -85,8 +87,17 @@ impl Rig {
         Rig::start_nodes(1, mock_args, plugins_toml)
     }
 
+    /// Like [`Rig::start`], but without `rest_url`: Sluice must find the node's protocol itself.
+    pub fn start_without_status(mock_args: &[&str]) -> Rig {
+        Rig::build(1, mock_args, "", false)
+    }
+
     /// Start `count` identical mock nodes (named `mock`, `mock1`, ...) and a host following all.
     pub fn start_nodes(count: usize, mock_args: &[&str], plugins_toml: &str) -> Rig {
+        Rig::build(count, mock_args, plugins_toml, true)
+    }
+
+    fn build(count: usize, mock_args: &[&str], plugins_toml: &str, rest_url: bool) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (0..count)
             .map(|i| {
@@ -100,6 +111,7 @@ impl Rig {
             http: format!("http://127.0.0.1:{}", free_port()),
             admin: format!("http://127.0.0.1:{}", free_port()),
             nodes,
+            rest_url,
             host: None,
             dir,
         };
@@ -115,9 +127,11 @@ impl Rig {
             .enumerate()
             .map(|(i, (port, _))| {
                 let name = if i == 0 { "mock".to_owned() } else { format!("mock{i}") };
+                let rest_url =
+                    if self.rest_url { format!("rest_url = \"http://127.0.0.1:{port}\"\n") } else { String::new() };
                 format!(
-                    "[[nodes]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n\
-                     rest_url = \"http://127.0.0.1:{port}\"\nno_message_timeout_secs = 10\n\n"
+                    "[[nodes]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n{rest_url}\
+                     no_message_timeout_secs = 10\n\n"
                 )
             })
             .collect();

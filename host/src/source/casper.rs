@@ -1,12 +1,14 @@
-//! Follow one Casper node's SSE stream (`GET /events`), resuming after the last id stored.
+//! Follow one Casper node's SSE streams (2.x `GET /events`; 1.x `/events/main`, `/events/deploys`,
+//! `/events/sigs`), each resuming after the last id stored for it.
 
 use super::backoff::Backoff;
 use super::{ConnectionState, NodeStatus};
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, Protocol};
 use crate::event::{Delivery, Frame, Payload};
 use crate::store::now_ms;
 use futures::{StreamExt, TryStreamExt};
 use sse_stream::{Sse, SseStream};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -28,43 +30,77 @@ enum Disconnect {
     Shutdown,
 }
 
-/// Follow `node` forever: connect, hand every frame to `out`, reconnect with backoff.
-/// `resume_after` is the last SSE id already stored for this node. Returns when a delivery
-/// finds `out` closed; the caller aborts the task to stop it sooner.
-pub async fn follow(node: NodeConfig, resume_after: Option<u32>, status: Arc<NodeStatus>, out: mpsc::Sender<Delivery>) {
+/// Follow `node` forever: find its event API, then follow each of its SSE streams (one on 2.x,
+/// three on 1.x), handing every frame to `out` and reconnecting with backoff. `cursors` holds
+/// the last id stored per stream. Returns when a delivery finds `out` closed; the caller aborts
+/// the task to stop it sooner.
+pub async fn follow(
+    node: NodeConfig,
+    cursors: HashMap<String, u32>,
+    status: Arc<NodeStatus>,
+    out: mpsc::Sender<Delivery>,
+) {
     let name: Arc<str> = Arc::from(node.name.get_ref().as_str());
     let client = match reqwest::Client::builder().connect_timeout(node.connect_timeout()).build() {
         Ok(client) => client,
         Err(e) => return tracing::error!(node = %name, "cannot build an HTTP client: {e}"),
     };
-    if let Some(rest_url) = &node.rest_url {
-        read_build_version(&client, rest_url, &name, &status).await;
-    }
-    let mut connection = Connection { name, status, out, last_id: resume_after, unreadable: None, asked: None };
-    let mut backoff = Backoff::new();
+    let build_version = match &node.rest_url {
+        Some(rest_url) => read_build_version(&client, rest_url, &name, &status).await,
+        None => None,
+    };
+    let mut protocol = match (node.protocol, build_version) {
+        (Protocol::Auto, Some(version)) if version.starts_with("1.") => Protocol::V1,
+        (Protocol::Auto, Some(_)) => Protocol::V2,
+        (configured, _) => configured,
+    };
     loop {
-        let mut connected_since = None;
-        let ended = connection.run(&client, &node, &mut connected_since).await;
-        match &ended {
-            Disconnect::Shutdown => return,
-            Disconnect::Stream(error @ sse_stream::Error::Utf8Parse(_)) => {
-                if connection.skip_unreadable(error).await.is_err() {
-                    return;
-                }
-            }
-            _ => connection.unreadable = None,
+        let channels: &[&str] = if protocol == Protocol::V1 { &["main", "deploys", "sigs"] } else { &[""] };
+        *status.protocol.lock().expect("status lock") = Some(if protocol == Protocol::V1 { "1.x" } else { "2.x" });
+        let streams = channels.iter().map(|channel| {
+            let (stream, path) = match *channel {
+                "" => (name.to_string(), "events".to_owned()),
+                channel => (format!("{name}/{channel}"), format!("events/{channel}")),
+            };
+            let last_id = cursors.get(&stream).copied();
+            let connection = Connection {
+                name: name.clone(),
+                stream: Arc::from(stream),
+                path,
+                status: status.clone(),
+                out: out.clone(),
+                last_id,
+                unreadable: None,
+                asked: None,
+            };
+            connection.follow(&client, &node, protocol == Protocol::Auto)
+        });
+        let ended = futures::future::join_all(streams).await;
+        if protocol == Protocol::Auto && ended.contains(&Ended::NoSuchStream) {
+            tracing::info!(node = %name, "no 2.x /events: following the 1.x streams");
+            protocol = Protocol::V1;
+            continue;
         }
-        let status = &connection.status;
-        status.count(&status.disconnects);
-        status.set_state(ConnectionState::Reconnecting);
-        let delay = backoff.next_delay(connected_since);
-        tracing::warn!(node = %connection.name, "disconnected ({ended}); reconnecting in {delay:.1?}");
-        tokio::time::sleep(delay).await;
+        return;
     }
 }
 
+/// Why a stream stopped being followed.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The pipeline is gone.
+    Shutdown,
+    /// The node answered 404 while its protocol was being probed.
+    NoSuchStream,
+}
+
+/// One SSE stream of a node and where it stands.
 struct Connection {
     name: Arc<str>,
+    /// Cursor key: the node name (2.x) or `name/main` etc. (1.x).
+    stream: Arc<str>,
+    /// URL path below the node's `url`: `events` or `events/main` etc.
+    path: String,
     status: Arc<NodeStatus>,
     out: mpsc::Sender<Delivery>,
     last_id: Option<u32>,
@@ -78,6 +114,34 @@ struct Connection {
 const UNREADABLE_RETRIES: u32 = 3;
 
 impl Connection {
+    /// Connect, deliver, reconnect with backoff, until shutdown (or, when `probing`, until the
+    /// node says the stream does not exist).
+    async fn follow(mut self, client: &reqwest::Client, node: &NodeConfig, probing: bool) -> Ended {
+        let mut backoff = Backoff::new();
+        loop {
+            let mut connected_since = None;
+            let ended = self.run(client, node, &mut connected_since).await;
+            match &ended {
+                Disconnect::Shutdown => return Ended::Shutdown,
+                Disconnect::Http(e) if probing && e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
+                    return Ended::NoSuchStream;
+                }
+                Disconnect::Stream(error @ sse_stream::Error::Utf8Parse(_)) => {
+                    if self.skip_unreadable(error).await.is_err() {
+                        return Ended::Shutdown;
+                    }
+                }
+                _ => self.unreadable = None,
+            }
+            let status = &self.status;
+            status.count(&status.disconnects);
+            status.set_state(ConnectionState::Reconnecting);
+            let delay = backoff.next_delay(connected_since);
+            tracing::warn!(stream = %self.stream, "disconnected ({ended}); reconnecting in {delay:.1?}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// One connection, from request to disconnect.
     async fn run(
         &mut self,
@@ -89,12 +153,12 @@ impl Connection {
         // With no stored cursor, ask for the node's whole buffer; otherwise resume after it.
         let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));
         self.asked = Some(start_from).filter(|&id| id > 0);
-        let url = format!("{}/events?start_from={start_from}", node.url.get_ref().trim_end_matches('/'));
+        let url = format!("{}/{}?start_from={start_from}", node.url.get_ref().trim_end_matches('/'), self.path);
         let response = match client.get(&url).send().await.and_then(|r| r.error_for_status()) {
             Ok(response) => response,
             Err(e) => return e.into(),
         };
-        tracing::info!(node = %self.name, %url, "connected");
+        tracing::info!(stream = %self.stream, %url, "connected");
         *connected_since = Some(Instant::now());
         self.status.set_state(ConnectionState::Connected);
 
@@ -133,11 +197,11 @@ impl Connection {
             return Ok(());
         }
         let Some(last_id) = self.last_id else {
-            tracing::error!(node = %self.name, "unreadable frame before any event id: cannot skip it: {error}");
+            tracing::error!(stream = %self.stream, "unreadable frame before any event id: cannot skip it: {error}");
             return Ok(());
         };
         let skipped = last_id.wrapping_add(1);
-        tracing::error!(node = %self.name, id = skipped, "skipping an unreadable frame: {error}");
+        tracing::error!(stream = %self.stream, id = skipped, "skipping an unreadable frame: {error}");
         let status = &self.status;
         status.count(&status.rejected);
         let reason = format!("unreadable SSE frame, skipped after {times} attempts: {error}");
@@ -160,17 +224,17 @@ impl Connection {
         let payload = match Frame::parse(data) {
             Ok(Frame::Event(event)) => Payload::Event(event),
             Ok(Frame::ApiVersion(version)) => {
-                tracing::info!(node = %self.name, %version, "node API version");
+                tracing::info!(stream = %self.stream, %version, "node API version");
                 *status.api_version.lock().expect("status lock") = Some(version.clone());
                 Payload::ApiVersion(version)
             }
             Ok(Frame::Shutdown) => {
-                tracing::info!(node = %self.name, "node announced shutdown");
+                tracing::info!(stream = %self.stream, "node announced shutdown");
                 return Ok(());
             }
             Err(e) => {
                 status.count(&status.rejected);
-                tracing::warn!(node = %self.name, ?node_event_id, "rejected frame: {e}");
+                tracing::warn!(stream = %self.stream, ?node_event_id, "rejected frame: {e}");
                 Payload::Rejected { reason: e.reason, raw: e.raw }
             }
         };
@@ -193,24 +257,35 @@ impl Connection {
             return Ok(None);
         }
         status.count(&status.gaps);
-        tracing::warn!(node = %self.name, "gap: asked for events from id {asked}, the node starts at {sent}");
+        tracing::warn!(stream = %self.stream, "gap: asked for events from id {asked}, the node starts at {sent}");
         Ok(Some(Payload::Gap { from_id: asked, to_id: sent - 1 }))
     }
 
     /// Send a delivery to the pipeline and move the cursor past it.
     async fn hand_on(&mut self, node_event_id: Option<u32>, payload: Payload) -> Result<(), Disconnect> {
-        let delivery = Delivery { node: self.name.clone(), node_event_id, received_at_ms: now_ms(), payload };
+        let delivery = Delivery {
+            node: self.name.clone(),
+            stream: self.stream.clone(),
+            node_event_id,
+            received_at_ms: now_ms(),
+            payload,
+        };
         self.out.send(delivery).await.map_err(|_| Disconnect::Shutdown)?;
-        if node_event_id.is_some() {
-            self.last_id = node_event_id;
-            *self.status.last_event_id.lock().expect("status lock") = node_event_id;
+        if let Some(id) = node_event_id {
+            self.last_id = Some(id);
+            self.status.last_event_ids.lock().expect("status lock").insert(self.stream.to_string(), id);
         }
         Ok(())
     }
 }
 
 /// Ask the node's REST `/status` for its `build_version`; a failure is logged, not fatal.
-async fn read_build_version(client: &reqwest::Client, rest_url: &str, name: &str, status: &NodeStatus) {
+async fn read_build_version(
+    client: &reqwest::Client,
+    rest_url: &str,
+    name: &str,
+    status: &NodeStatus,
+) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Status {
         build_version: String,
@@ -220,8 +295,12 @@ async fn read_build_version(client: &reqwest::Client, rest_url: &str, name: &str
     match answer {
         Ok(answer) => {
             tracing::info!(node = %name, build_version = %answer.build_version, "node status");
-            *status.build_version.lock().expect("status lock") = Some(answer.build_version);
+            *status.build_version.lock().expect("status lock") = Some(answer.build_version.clone());
+            Some(answer.build_version)
         }
-        Err(e) => tracing::warn!(node = %name, %url, "cannot read the node status: {e}"),
+        Err(e) => {
+            tracing::warn!(node = %name, %url, "cannot read the node status: {e}");
+            None
+        }
     }
 }

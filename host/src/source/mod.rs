@@ -34,8 +34,10 @@ pub struct NodeStatus {
     pub api_version: Mutex<Option<String>>,
     /// `build_version` from the node's REST `/status`, when `rest_url` is configured.
     pub build_version: Mutex<Option<String>>,
-    /// Last SSE id received.
-    pub last_event_id: Mutex<Option<u32>>,
+    /// Event API in use (`1.x` or `2.x`), once known.
+    pub protocol: Mutex<Option<&'static str>>,
+    /// Last SSE id received, per stream (`name` on 2.x; `name/main`, ... on 1.x).
+    pub last_event_ids: Mutex<std::collections::BTreeMap<String, u32>>,
     /// Frames received (events, rejected frames and metadata).
     pub frames: AtomicU64,
     /// Frames that could not be parsed.
@@ -56,7 +58,8 @@ impl NodeStatus {
             state: Mutex::new(ConnectionState::Connecting),
             api_version: Mutex::default(),
             build_version: Mutex::default(),
-            last_event_id: Mutex::default(),
+            protocol: Mutex::default(),
+            last_event_ids: Mutex::default(),
             frames: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),

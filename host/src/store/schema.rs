@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -56,8 +56,9 @@ CREATE TABLE IF NOT EXISTS gaps (
     detected_at_ms INTEGER NOT NULL
 );
 
+-- Per SSE stream (the node name on 2.x, `name/main` etc. on 1.x): where to resume.
 CREATE TABLE IF NOT EXISTS node_cursors (
-    node          TEXT PRIMARY KEY,
+    stream        TEXT PRIMARY KEY,
     last_event_id INTEGER,
     api_version   TEXT,
     updated_at_ms INTEGER NOT NULL

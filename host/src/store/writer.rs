@@ -79,7 +79,7 @@ impl Writer {
             let mut insert_gap =
                 tx.prepare_cached("INSERT INTO gaps (node, from_id, to_id, detected_at_ms) VALUES (?1, ?2, ?3, ?4)")?;
             for delivery in batch {
-                let cursor = cursors.entry(&delivery.node).or_default();
+                let cursor = cursors.entry(&delivery.stream).or_default();
                 if delivery.node_event_id.is_some() {
                     cursor.0 = delivery.node_event_id;
                 }
@@ -138,26 +138,26 @@ impl Writer {
                 }
             }
             let mut save_cursor = tx.prepare_cached(
-                "INSERT INTO node_cursors (node, last_event_id, api_version, updated_at_ms)
+                "INSERT INTO node_cursors (stream, last_event_id, api_version, updated_at_ms)
                  VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (node) DO UPDATE SET
+                 ON CONFLICT (stream) DO UPDATE SET
                      last_event_id = coalesce(excluded.last_event_id, last_event_id),
                      api_version = coalesce(excluded.api_version, api_version),
                      updated_at_ms = excluded.updated_at_ms",
             )?;
             let now = super::now_ms();
-            for (node, (last_id, api_version)) in cursors {
-                save_cursor.execute(params![node, last_id, api_version, now])?;
+            for (stream, (last_id, api_version)) in cursors {
+                save_cursor.execute(params![stream, last_id, api_version, now])?;
             }
         }
         tx.commit()?;
         Ok(stored)
     }
 
-    /// The last event id stored for each node, used to resume with `start_from`.
+    /// The last event id stored for each SSE stream, used to resume with `start_from`.
     pub fn cursors(&self) -> anyhow::Result<HashMap<String, u32>> {
         let mut stmt =
-            self.conn.prepare("SELECT node, last_event_id FROM node_cursors WHERE last_event_id IS NOT NULL")?;
+            self.conn.prepare("SELECT stream, last_event_id FROM node_cursors WHERE last_event_id IS NOT NULL")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
