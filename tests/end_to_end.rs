@@ -155,7 +155,7 @@ fn a_gap_beyond_the_node_buffer_is_recorded() {
     let gaps_url = format!("{}/gaps", rig.http);
     rig.wait_for("a gap", || get_json(&gaps_url).is_some_and(|g| g["gaps"].as_array().is_some_and(|a| !a.is_empty())));
     let gap = get_json(&gaps_url).unwrap()["gaps"][0].clone();
-    assert_eq!((gap["node"].as_str(), gap["from_id"].as_i64()), (Some("mock"), Some(cursor + 1)));
+    assert_eq!((gap["stream"].as_str(), gap["from_id"].as_i64()), (Some("mock"), Some(cursor + 1)));
     let to = gap["to_id"].as_i64().unwrap();
     assert!(to > cursor + 200, "{gap}");
     rig.wait_for_stored(to as u64 + 2);

@@ -209,6 +209,10 @@ impl Config {
             format!("line {line}: `{key}`: {problem}")
         };
         for (i, node) in self.nodes.iter().enumerate() {
+            if node.name.get_ref().is_empty() || node.name.get_ref().contains('/') {
+                let problem = "a node name must be non-empty and without `/` (1.x streams are `name/main`, ...)";
+                return Err(at(node.name.span(), format!("nodes[{i}].name"), problem.into()));
+            }
             if self.nodes[..i].iter().any(|n| n.name.get_ref() == node.name.get_ref()) {
                 let problem = format!("duplicate node name {:?}", node.name.get_ref());
                 return Err(at(node.name.span(), format!("nodes[{i}].name"), problem));
@@ -277,6 +281,9 @@ mod tests {
         let text = "[[nodes]]\nname = \"a\"\nurl = \"http://x\"\n\n[[nodes]]\nname = \"a\"\nurl = \"http://y\"\n";
         let err = Config::parse(text).unwrap_err();
         assert_eq!(err, "line 6: `nodes[1].name`: duplicate node name \"a\"");
+
+        let err = Config::parse("[[nodes]]\nname = \"a/main\"\nurl = \"http://x\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: `nodes[0].name`: a node name must be non-empty and without `/`"), "{err}");
 
         let err = Config::parse("[[nodes]]\nname = \"a\"\nurl = \"not a url\"\n").unwrap_err();
         assert!(err.starts_with("line 3: `nodes[0].url`: not a URL"), "{err}");

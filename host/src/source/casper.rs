@@ -72,6 +72,7 @@ pub async fn follow(
                 last_id,
                 unreadable: None,
                 asked: None,
+                after_restart: false,
             };
             connection.follow(&client, &node, protocol == Protocol::Auto)
         });
@@ -108,6 +109,8 @@ struct Connection {
     unreadable: Option<(Option<u32>, u32)>,
     /// The `start_from` of this connection, until the first id arrives and is checked against it.
     asked: Option<u32>,
+    /// The node restarted: the next connection asks from 0 and a later first id is a gap.
+    after_restart: bool,
 }
 
 /// Breaks at the same cursor before the frame after it is skipped.
@@ -115,9 +118,10 @@ const UNREADABLE_RETRIES: u32 = 3;
 
 impl Connection {
     /// Connect, deliver, reconnect with backoff, until shutdown (or, when `probing`, until the
-    /// node says the stream does not exist).
+    /// node says the stream does not exist before it ever answered).
     async fn follow(mut self, client: &reqwest::Client, node: &NodeConfig, probing: bool) -> Ended {
         let mut backoff = Backoff::new();
+        let mut probing = probing;
         loop {
             let mut connected_since = None;
             let ended = self.run(client, node, &mut connected_since).await;
@@ -133,6 +137,8 @@ impl Connection {
                 }
                 _ => self.unreadable = None,
             }
+            // Once the stream has answered, a later 404 is a passing fault, not a protocol.
+            probing &= connected_since.is_none();
             let status = &self.status;
             status.count(&status.disconnects);
             status.set_state(ConnectionState::Reconnecting);
@@ -152,7 +158,8 @@ impl Connection {
         self.status.set_state(ConnectionState::Connecting);
         // With no stored cursor, ask for the node's whole buffer; otherwise resume after it.
         let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));
-        self.asked = Some(start_from).filter(|&id| id > 0);
+        // A first connection takes whatever the buffer holds; any other is checked.
+        self.asked = Some(start_from).filter(|&id| id > 0 || self.after_restart);
         let url = format!("{}/{}?start_from={start_from}", node.url.get_ref().trim_end_matches('/'), self.path);
         let response = match client.get(&url).send().await.and_then(|r| r.error_for_status()) {
             Ok(response) => response,
@@ -217,7 +224,8 @@ impl Connection {
         if let (Some(asked), Some(sent)) = (self.asked, node_event_id)
             && let Some(gap) = self.check_first_id(asked, sent)?
         {
-            self.hand_on(None, gap).await?;
+            // The cursor moves past the gap with it, so a restart does not record it twice.
+            self.hand_on(Some(sent - 1), gap).await?;
         }
         let status = &self.status;
         status.count(&status.frames);
@@ -247,10 +255,12 @@ impl Connection {
     /// buffer no longer holds the events in between: a gap, returned to be stored.
     fn check_first_id(&mut self, asked: u32, sent: u32) -> Result<Option<Payload>, Disconnect> {
         self.asked = None;
+        self.after_restart = false;
         let status = &self.status;
         if sent < asked {
             status.count(&status.restarts);
             self.last_id = None;
+            self.after_restart = true;
             return Err(Disconnect::Restarted { asked, sent });
         }
         if sent == asked {

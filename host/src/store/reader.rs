@@ -99,8 +99,8 @@ pub fn seen_by(conn: &Connection, seq: u64) -> rusqlite::Result<Vec<String>> {
 /// A range of node event ids that was no longer available when asked for.
 #[derive(Debug, serde::Serialize)]
 pub struct Gap {
-    /// Node that lacked them.
-    pub node: String,
+    /// Stream whose ids they are: the node name (2.x) or `name/main` etc. (1.x).
+    pub stream: String,
     /// First missing id.
     pub from_id: u32,
     /// Last missing id.
@@ -112,9 +112,9 @@ pub struct Gap {
 /// The most recent gaps first, at most `limit`.
 pub fn gaps(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Gap>> {
     let mut stmt =
-        conn.prepare_cached("SELECT node, from_id, to_id, detected_at_ms FROM gaps ORDER BY id DESC LIMIT ?1")?;
+        conn.prepare_cached("SELECT stream, from_id, to_id, detected_at_ms FROM gaps ORDER BY id DESC LIMIT ?1")?;
     let rows = stmt.query_map([limit as i64], |r| {
-        Ok(Gap { node: r.get(0)?, from_id: r.get(1)?, to_id: r.get(2)?, detected_at_ms: r.get(3)? })
+        Ok(Gap { stream: r.get(0)?, from_id: r.get(1)?, to_id: r.get(2)?, detected_at_ms: r.get(3)? })
     })?;
     rows.collect()
 }

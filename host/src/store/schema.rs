@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS rejected_frames (
 -- Ids a node no longer held when Sluice asked for them (its buffer had moved on).
 CREATE TABLE IF NOT EXISTS gaps (
     id             INTEGER PRIMARY KEY,
-    node           TEXT NOT NULL,
+    stream         TEXT NOT NULL,
     from_id        INTEGER NOT NULL,
     to_id          INTEGER NOT NULL,
     detected_at_ms INTEGER NOT NULL

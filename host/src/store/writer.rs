@@ -77,7 +77,7 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut insert_gap =
-                tx.prepare_cached("INSERT INTO gaps (node, from_id, to_id, detected_at_ms) VALUES (?1, ?2, ?3, ?4)")?;
+                tx.prepare_cached("INSERT INTO gaps (stream, from_id, to_id, detected_at_ms) VALUES (?1, ?2, ?3, ?4)")?;
             for delivery in batch {
                 let cursor = cursors.entry(&delivery.stream).or_default();
                 if delivery.node_event_id.is_some() {
@@ -133,7 +133,7 @@ impl Writer {
                     }
                     Payload::ApiVersion(version) => cursor.1 = Some(version),
                     Payload::Gap { from_id, to_id } => {
-                        insert_gap.execute(params![&*delivery.node, from_id, to_id, delivery.received_at_ms])?;
+                        insert_gap.execute(params![&*delivery.stream, from_id, to_id, delivery.received_at_ms])?;
                     }
                 }
             }
