@@ -89,15 +89,16 @@ impl Template {
 
 impl Instance {
     /// Hand one event to the plugin, within the time limit.
-    pub fn on_event(&mut self, event: &StoredEvent) -> Result<Verdict, CallError> {
-        let event = Event {
-            sequence: event.seq,
-            kind: event.kind.clone(),
-            node: event.node.clone(),
-            json: event.raw.to_string(),
-        };
+    pub fn on_event(&mut self, event: &Event) -> Result<Verdict, CallError> {
         self.store.set_epoch_deadline(self.deadline_ticks);
-        self.bindings.call_on_event(&mut self.store, &event).map_err(classify)
+        self.bindings.call_on_event(&mut self.store, event).map_err(classify)
+    }
+}
+
+impl Event {
+    /// The WIT view of a stored event, built once per event for the whole chain.
+    pub fn of(event: &StoredEvent) -> Event {
+        Event { sequence: event.seq, kind: event.kind.clone(), node: event.node.clone(), json: event.raw.to_string() }
     }
 }
 

@@ -10,7 +10,7 @@ pub mod runtime;
 
 use crate::config::PluginConfig;
 use crate::store::{Outcome, StoredEvent};
-use instance::{CallError, Instance, Limits, Template, Verdict};
+use instance::{CallError, Event, Instance, Limits, Template, Verdict};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -68,10 +68,14 @@ impl Plugins {
 
     /// Run one event through the chain. The first `drop` ends it.
     pub fn process(&mut self, event: &StoredEvent) -> Outcome {
+        if self.slots.is_empty() {
+            return Outcome::default();
+        }
+        let event = Event::of(event);
         let mut annotations = serde_json::Map::new();
         let mut dropped = false;
         for slot in self.slots.iter_mut().filter(|slot| !slot.stats.suspended.load(Relaxed)) {
-            match slot.call(event) {
+            match slot.call(&event) {
                 Some(Verdict::Keep) | None => {}
                 Some(Verdict::Drop) => {
                     dropped = true;
@@ -112,7 +116,7 @@ impl Slot {
     }
 
     /// Call the plugin; `None` when it failed (already counted and logged).
-    fn call(&mut self, event: &StoredEvent) -> Option<Verdict> {
+    fn call(&mut self, event: &Event) -> Option<Verdict> {
         let stats = &self.stats;
         stats.calls.fetch_add(1, Relaxed);
         let result = match self.instance.take() {
@@ -143,13 +147,13 @@ impl Slot {
     }
 
     /// Count and log a failure; the instance is already discarded and will be rebuilt.
-    fn fail(&mut self, event: &StoredEvent, error: CallError) {
+    fn fail(&mut self, event: &Event, error: CallError) {
         let stats = &self.stats;
         match error {
             CallError::Timeout => stats.timeouts.fetch_add(1, Relaxed),
             CallError::Trap(_) => stats.traps.fetch_add(1, Relaxed),
         };
-        let message = format!("event {} ({}): {error}", event.seq, event.kind);
+        let message = format!("event {} ({}): {error}", event.sequence, event.kind);
         tracing::warn!(plugin = %stats.name, "plugin failed on {message}");
         *stats.last_error.lock().expect("stats lock") = Some(message);
         self.consecutive_failures += 1;
