@@ -213,6 +213,23 @@ fn without_a_status_url_a_1x_node_is_found_by_probing() {
 }
 
 #[test]
+fn a_frame_over_the_size_limit_is_skipped_and_the_rest_goes_on() {
+    // Event 7 + 49 is padded to over 2 MiB of (valid) JSON; the node's limit is 1 MiB.
+    let rig =
+        Rig::start_with_node_config(&["--rate", "0", "--count", "100", "--bloat-every", "50"], "max_frame_mib = 1");
+    rig.wait_for_stored(105);
+    rig.wait_for("both oversized frames to be skipped", || {
+        rig.number("SELECT count(*) FROM rejected_frames") == Some(2)
+    });
+    let reason = rig
+        .db()
+        .query_row("SELECT reason FROM rejected_frames WHERE node_event_id = 56", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    assert!(reason.contains("max_frame_mib"), "{reason}");
+    assert_eq!(rig.number("SELECT count(*) FROM events WHERE node_event_id IN (55, 57, 105)"), Some(3));
+}
+
+#[test]
 fn several_nodes_deliver_each_event_once() {
     let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "500"], "");
     let total = 507;

@@ -52,9 +52,18 @@ pub struct NodeConfig {
     /// Reconnect when nothing at all (not even a keepalive) arrives for this many seconds.
     #[serde(default = "defaults::no_message_timeout_secs")]
     pub no_message_timeout_secs: u64,
+    /// Longest SSE line accepted, in MiB (Step events can exceed 30 MB); a longer one is treated
+    /// like an unreadable frame, so a hostile node cannot exhaust memory.
+    #[serde(default = "defaults::max_frame_mib")]
+    pub max_frame_mib: u64,
 }
 
 impl NodeConfig {
+    /// Longest SSE line accepted, in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        usize::try_from(self.max_frame_mib << 20).unwrap_or(usize::MAX)
+    }
+
     /// How long to wait for the connection.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
@@ -159,6 +168,9 @@ mod defaults {
     pub fn no_message_timeout_secs() -> u64 {
         60
     }
+    pub fn max_frame_mib() -> u64 {
+        256
+    }
     pub fn storage_path() -> String {
         "./data/sluice.db".into()
     }
@@ -225,6 +237,10 @@ impl Config {
                     let problem = format!("{key} must be between 1 and 86400 seconds");
                     return Err(at(node.name.span(), format!("nodes[{i}].{key}"), problem));
                 }
+            }
+            if !(1..=4096).contains(&node.max_frame_mib) {
+                let problem = "max_frame_mib must be between 1 and 4096".to_owned();
+                return Err(at(node.name.span(), format!("nodes[{i}].max_frame_mib"), problem));
             }
             if let Err(e) = reqwest::Url::parse(node.url.get_ref()) {
                 return Err(at(node.url.span(), format!("nodes[{i}].url"), format!("not a URL: {e}")));

@@ -78,6 +78,8 @@ pub struct Rig {
     pub nodes: Vec<(u16, Process)>,
     /// Whether the config gives the nodes' `rest_url` (Sluice then reads `/status`).
     pub rest_url: bool,
+    /// More keys for every `[[nodes]]` entry.
+    pub node_toml: String,
     pub host: Option<Process>,
 }
 
@@ -89,15 +91,20 @@ impl Rig {
 
     /// Like [`Rig::start`], but without `rest_url`: Sluice must find the node's protocol itself.
     pub fn start_without_status(mock_args: &[&str]) -> Rig {
-        Rig::build(1, mock_args, "", false)
+        Rig::build(1, mock_args, "", false, "")
+    }
+
+    /// Like [`Rig::start`], with `node_toml` added to the node's config entry.
+    pub fn start_with_node_config(mock_args: &[&str], node_toml: &str) -> Rig {
+        Rig::build(1, mock_args, "", true, node_toml)
     }
 
     /// Start `count` identical mock nodes (named `mock`, `mock1`, ...) and a host following all.
     pub fn start_nodes(count: usize, mock_args: &[&str], plugins_toml: &str) -> Rig {
-        Rig::build(count, mock_args, plugins_toml, true)
+        Rig::build(count, mock_args, plugins_toml, true, "")
     }
 
-    fn build(count: usize, mock_args: &[&str], plugins_toml: &str, rest_url: bool) -> Rig {
+    fn build(count: usize, mock_args: &[&str], plugins_toml: &str, rest_url: bool, node_toml: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (0..count)
             .map(|i| {
@@ -112,6 +119,7 @@ impl Rig {
             admin: format!("http://127.0.0.1:{}", free_port()),
             nodes,
             rest_url,
+            node_toml: node_toml.to_owned(),
             host: None,
             dir,
         };
@@ -131,7 +139,8 @@ impl Rig {
                     if self.rest_url { format!("rest_url = \"http://127.0.0.1:{port}\"\n") } else { String::new() };
                 format!(
                     "[[nodes]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n{rest_url}\
-                     no_message_timeout_secs = 10\n\n"
+                     no_message_timeout_secs = 10\n{}\n\n",
+                    self.node_toml
                 )
             })
             .collect();

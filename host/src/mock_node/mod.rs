@@ -58,6 +58,9 @@ pub struct MockOptions {
     /// Send every Nth generated event with a byte that is not UTF-8, which no SSE parser reads.
     #[arg(long)]
     pub garble_every: Option<u32>,
+    /// Pad every Nth generated event with 2 MiB of JSON white space (to exercise frame limits).
+    #[arg(long)]
+    pub bloat_every: Option<u32>,
     /// Restart once this many events exist: connections close, the buffer empties and ids start
     /// again from 0 while the chain goes on.
     #[arg(long)]
@@ -105,6 +108,9 @@ impl Node {
             scratch.push_str("{\"BlockAdded\":{\"block_hash\":");
         } else {
             chain.render(index, scratch);
+        }
+        if Node::every(chain, index, self.options.bloat_every) {
+            scratch.insert_str(scratch.len() - 1, &" ".repeat(2 << 20));
         }
         out.extend_from_slice(b"data:");
         out.extend_from_slice(scratch.as_bytes());

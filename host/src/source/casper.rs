@@ -86,6 +86,24 @@ pub async fn follow(
     }
 }
 
+/// An SSE line longer than the node's `max_frame_mib`.
+#[derive(Debug, thiserror::Error)]
+#[error("an SSE line is longer than {0} bytes (max_frame_mib)")]
+struct FrameTooLarge(usize);
+
+/// Whether the stream broke on a frame that will come back on every resume: bytes that are not
+/// UTF-8, or a line over the size limit.
+fn is_unreadable(error: &sse_stream::Error) -> bool {
+    match error {
+        sse_stream::Error::Utf8Parse(_) => true,
+        sse_stream::Error::Body(e) => e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.get_ref())
+            .is_some_and(|inner| inner.is::<FrameTooLarge>()),
+        _ => false,
+    }
+}
+
 /// Why a stream stopped being followed.
 #[derive(Debug, PartialEq, Eq)]
 enum Ended {
@@ -130,11 +148,11 @@ impl Connection {
                 Disconnect::Http(e) if probing && e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
                     return Ended::NoSuchStream;
                 }
-                Disconnect::Stream(error @ sse_stream::Error::Utf8Parse(_)) => {
-                    if self.skip_unreadable(error).await.is_err() {
-                        return Ended::Shutdown;
-                    }
-                }
+                Disconnect::Stream(error) if is_unreadable(error) => match self.skip_unreadable(error).await {
+                    Ok(true) => backoff = Backoff::new(), // past the bad frame: a fresh start
+                    Ok(false) => {}
+                    Err(_) => return Ended::Shutdown,
+                },
                 _ => self.unreadable = None,
             }
             // Once the stream has answered, a later 404 is a passing fault, not a protocol.
@@ -169,11 +187,19 @@ impl Connection {
         *connected_since = Some(Instant::now());
         self.status.set_state(ConnectionState::Connected);
 
-        // Any bytes (keepalive comments included) reset the silence timer.
+        // Any bytes (keepalive comments included) reset the silence timer; a line longer than
+        // the limit ends the connection before it is buffered whole.
         let silence = node.no_message_timeout();
+        let (limit, mut line) = (node.max_frame_bytes(), 0usize);
         let bytes = tokio_stream::StreamExt::timeout(response.bytes_stream(), silence).map(move |item| {
-            item.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no bytes for {silence:?}")))?
-                .map_err(std::io::Error::other)
+            let chunk = item
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no bytes for {silence:?}")))?
+                .map_err(std::io::Error::other)?;
+            line = match chunk.iter().rposition(|b| *b == b'\n') {
+                Some(newline) => chunk.len() - newline - 1,
+                None => line + chunk.len(),
+            };
+            if line > limit { Err(std::io::Error::other(FrameTooLarge(limit))) } else { Ok(chunk) }
         });
         let mut frames = std::pin::pin!(SseStream::from_bytes_stream(bytes.into_stream()));
         while let Some(frame) = frames.next().await {
@@ -189,23 +215,24 @@ impl Connection {
         Disconnect::Closed
     }
 
-    /// A frame the SSE parser cannot read (bytes that are not UTF-8) breaks the connection, and
-    /// the node sends the same bytes again on resume. After [`UNREADABLE_RETRIES`] breaks at the
-    /// same cursor, the frame after it (node ids are consecutive) is recorded as rejected (its
-    /// bytes cannot be kept) and skipped, so one bad frame never stalls the node. Without any id
-    /// seen yet the frame cannot be named, so nothing is skipped (and the error is logged).
-    async fn skip_unreadable(&mut self, error: &sse_stream::Error) -> Result<(), Disconnect> {
+    /// A frame the SSE parser cannot read (bytes that are not UTF-8, a line over the size limit)
+    /// breaks the connection, and the node sends the same bytes again on resume. After
+    /// [`UNREADABLE_RETRIES`] breaks at the same cursor, the frame after it (node ids are
+    /// consecutive) is recorded as rejected (its bytes cannot be kept) and skipped, so one bad
+    /// frame never stalls the node. Without any id seen yet the frame cannot be named, so
+    /// nothing is skipped (and the error is logged). Returns whether a frame was skipped.
+    async fn skip_unreadable(&mut self, error: &sse_stream::Error) -> Result<bool, Disconnect> {
         let times = match self.unreadable {
             Some((at, times)) if at == self.last_id => times + 1,
             _ => 1,
         };
         self.unreadable = Some((self.last_id, times));
         if times < UNREADABLE_RETRIES {
-            return Ok(());
+            return Ok(false);
         }
         let Some(last_id) = self.last_id else {
             tracing::error!(stream = %self.stream, "unreadable frame before any event id: cannot skip it: {error}");
-            return Ok(());
+            return Ok(false);
         };
         let skipped = last_id.wrapping_add(1);
         tracing::error!(stream = %self.stream, id = skipped, "skipping an unreadable frame: {error}");
@@ -214,7 +241,7 @@ impl Connection {
         let reason = format!("unreadable SSE frame, skipped after {times} attempts: {error}");
         self.hand_on(Some(skipped), Payload::Rejected { reason, raw: String::new() }).await?;
         self.unreadable = None;
-        Ok(())
+        Ok(true)
     }
 
     /// Parse one SSE frame and hand it to the pipeline.
