@@ -3,7 +3,8 @@
 //! For each scenario (no plugins; the stock filter; filter + an annotating plugin) it runs Sluice
 //! `--runs` times on a fresh SQLite file, lets the mock node serve `--events` generated 2.x events
 //! as fast as it can, and measures events/s from the first stored event to the last one,
-//! plus Sluice's peak RSS. The mock node's own serving rate is measured the same way. Last, the
+//! plus Sluice's peak RSS. The mock node's own serving rate is measured the same way, and so is
+//! the realistic block mix of the node-connection issue (141 events per block). Last, the
 //! live latency of the SSE firehose at a steady 1000 events/s (p50, p99, max).
 //! Run with `cargo xtask bench [--events N] [--runs R]`.
 
@@ -42,8 +43,10 @@ fn main() {
         median(&mock_rates),
         1e6 / median(&mock_rates)
     );
-    for (name, plugins) in &scenarios {
-        let results: Vec<(f64, f64)> = (0..runs).map(|_| ingest(&sluice, &root, events, plugins)).collect();
+    let realistic = format!("realistic mix (141 events per block, ≈1.24 KB each), {events} events, no plugins");
+    let scenarios = scenarios.iter().map(|(name, plugins)| (name.to_string(), plugins.as_str(), "simple"));
+    for (name, plugins, mix) in scenarios.chain([(realistic, "", "realistic")]) {
+        let results: Vec<(f64, f64)> = (0..runs).map(|_| ingest(&sluice, &root, events, plugins, mix)).collect();
         let rate = median(&results.iter().map(|r| r.0).collect::<Vec<_>>());
         let rss = median(&results.iter().map(|r| r.1).collect::<Vec<_>>());
         println!("| {name} | {rate:.0} | {:.2} | {rss:.0} |", 1e6 / rate);
@@ -58,9 +61,9 @@ fn main() {
 }
 
 /// One run: returns (events/s, peak RSS in MiB).
-fn ingest(sluice: &Path, root: &Path, events: u64, plugins: &str) -> (f64, f64) {
+fn ingest(sluice: &Path, root: &Path, events: u64, plugins: &str, mix: &str) -> (f64, f64) {
     let node = free_port();
-    let _mock = spawn(Command::new(sluice).args(mock_args(node, events, 0.0)));
+    let _mock = spawn(Command::new(sluice).args(mock_args(node, events, 0.0)).args(["--mix", mix]));
     let host = Host::start(sluice, root, node, plugins);
     let total = events + 7;
     let mut first = None;

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// Deliveries that may wait for the pipeline before node connections pause.
-const DELIVERY_QUEUE: usize = 16384;
+const DELIVERY_QUEUE: usize = 4096;
 
 /// Run Sluice with `config` until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

@@ -7,9 +7,10 @@ use crate::store::StoredEvent;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// Events a subscriber may lag behind before it must catch up from the store: two of the
+/// Events a subscriber may lag behind before it must catch up from the store: one of the
 /// pipeline's largest batches, so a full batch published at once does not make everyone lag.
-const CAPACITY: usize = 16_384;
+/// The channel keeps this many events alive, so it is also memory (BENCHMARKS.md).
+const CAPACITY: usize = 4096;
 
 /// Publish side and subscription factory; cheap to clone.
 #[derive(Clone)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Most deliveries stored in one transaction.
-const MAX_BATCH: usize = 8192;
+const MAX_BATCH: usize = 4096;
 
 /// Ingestion counters, shared with the API.
 #[derive(Debug, Default, Serialize)]

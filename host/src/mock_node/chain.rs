@@ -28,10 +28,6 @@ const FIXTURES_1X_MAIN: [&str; 5] = [
 /// Height of the first generated block (above every fixture's).
 const FIRST_HEIGHT: u64 = 1_000_000;
 
-/// Events generated per block, over all the streams of a node: the block, one accepted and one
-/// processed transaction (deploy on 1.x), one finality signature.
-pub const EVENTS_PER_BLOCK: u64 = 4;
-
 /// Placeholders a template fills in.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
@@ -41,7 +37,10 @@ enum Slot {
     Height,
     /// Rendered with its key: `"block_height":N`.
     BlockHeight,
+    /// Unique per block and position in the block.
     TransactionHash,
+    /// A validator key, unique per position in the block.
+    PublicKey,
     Timestamp,
 }
 
@@ -77,13 +76,18 @@ impl Template {
         Template { pieces }
     }
 
-    fn render(&self, block: u64, out: &mut String) {
+    /// Render for `block`, as the `nth` event of its kind in the block.
+    fn render(&self, block: u64, nth: u64, out: &mut String) {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
                 Piece::Slot(Slot::BlockHash) => push_hash(out, block, 0xb1),
                 Piece::Slot(Slot::ParentHash) => push_hash(out, block.wrapping_sub(1), 0xb1),
-                Piece::Slot(Slot::TransactionHash) => push_hash(out, block, 0x7a),
+                Piece::Slot(Slot::TransactionHash) => push_hash(out, block * 1024 + nth, 0x7a),
+                Piece::Slot(Slot::PublicKey) => {
+                    out.push_str("01");
+                    push_hash(out, nth, 0x5e);
+                }
                 Piece::Slot(Slot::Height) => {
                     write!(out, "\"height\":{}", FIRST_HEIGHT + block).expect("write to String")
                 }
@@ -100,20 +104,39 @@ impl Template {
 /// pure function of the id.
 pub struct Chain {
     fixtures: Vec<String>,
-    /// Rendered once per block, in this order.
     templates: Vec<Template>,
-    /// Each template's position among a block's [`EVENTS_PER_BLOCK`] node-wide events.
-    slots: &'static [u64],
+    /// One block's events on this stream: which template, as the how-many-th of its kind.
+    cycle: Vec<(usize, u64)>,
+    /// Each cycle entry's position among the block's events over all the node's streams.
+    slots: Vec<u64>,
+    /// Events per block over all the node's streams.
+    per_block: u64,
+}
+
+/// How many events of each kind a generated 2.x block has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mix {
+    /// One block, one accepted and one processed transaction, one finality signature.
+    #[default]
+    Simple,
+    /// Per block: 20 accepted transactions, the block, 20 processed, 100 finality signatures.
+    Realistic,
 }
 
 impl Chain {
-    fn from(fixtures: &[&str], templates: Vec<Template>, slots: &'static [u64]) -> Chain {
+    fn from(
+        fixtures: &[&str],
+        templates: Vec<Template>,
+        cycle: Vec<(usize, u64)>,
+        slots: Vec<u64>,
+        per_block: u64,
+    ) -> Chain {
         let compact = |f: &&str| serde_json::from_str::<serde_json::Value>(f).expect("fixture is JSON").to_string();
-        Chain { fixtures: fixtures.iter().map(compact).collect(), templates, slots }
+        Chain { fixtures: fixtures.iter().map(compact).collect(), templates, cycle, slots, per_block }
     }
 
-    /// The 2.x stream, `/events`.
-    pub fn casper2() -> Chain {
+    /// The 2.x stream, `/events`, with blocks of the given mix.
+    pub fn casper2(mix: Mix) -> Chain {
         use Slot::*;
         let block = Template::new(
             FIXTURES[0],
@@ -144,9 +167,26 @@ impl Chain {
             &[
                 ("5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428", BlockHash),
                 ("\"block_height\":89177", BlockHeight),
+                ("017536433a73f7562526f3e9fcb8d720428ae2d28788a9909f3c6f637a9d848a4b", PublicKey),
             ],
         );
-        Chain::from(&FIXTURES, vec![block, accepted, processed, signature], &[0, 1, 2, 3])
+        let (accepted_n, processed_n, signatures_n) = match mix {
+            Mix::Simple => (1, 1, 1),
+            Mix::Realistic => (20, 20, 100),
+        };
+        // Simple: block, accepted, processed, signature. Realistic: accepted ×20, block,
+        // processed ×20, signatures ×100.
+        let cycle: Vec<(usize, u64)> = match mix {
+            Mix::Simple => vec![(0, 0), (1, 0), (2, 0), (3, 0)],
+            Mix::Realistic => (0..accepted_n)
+                .map(|k| (1, k))
+                .chain([(0, 0)])
+                .chain((0..processed_n).map(|k| (2, k)))
+                .chain((0..signatures_n).map(|k| (3, k)))
+                .collect(),
+        };
+        let per_block = cycle.len() as u64;
+        Chain::from(&FIXTURES, vec![block, accepted, processed, signature], cycle, (0..per_block).collect(), per_block)
     }
 
     /// The 1.x streams: `/events/main`, `/events/deploys` and `/events/sigs`.
@@ -179,9 +219,9 @@ impl Chain {
             &[("abbcdc782a18a9ba31826b07c838a69a6b790c8b36a0fd5f0818f757834d82f5", BlockHash)],
         );
         [
-            ("main", Chain::from(&FIXTURES_1X_MAIN, vec![block, processed], &[0, 2])),
-            ("deploys", Chain::from(&[accepted_fixture], vec![accepted], &[1])),
-            ("sigs", Chain::from(&[signature_fixture], vec![signature], &[3])),
+            ("main", Chain::from(&FIXTURES_1X_MAIN, vec![block, processed], vec![(0, 0), (1, 0)], vec![0, 2], 4)),
+            ("deploys", Chain::from(&[accepted_fixture], vec![accepted], vec![(0, 0)], vec![1], 4)),
+            ("sigs", Chain::from(&[signature_fixture], vec![signature], vec![(0, 0)], vec![3], 4)),
         ]
     }
 
@@ -192,9 +232,9 @@ impl Chain {
 
     /// Events of this stream that exist once the node produced `generated` events in all.
     pub fn produced(&self, generated: u64) -> u32 {
-        let (blocks, rest) = (generated / EVENTS_PER_BLOCK, generated % EVENTS_PER_BLOCK);
+        let (blocks, rest) = (generated / self.per_block, generated % self.per_block);
         let partial = self.slots.iter().filter(|slot| **slot < rest).count() as u64;
-        let events = u64::from(self.fixtures()) + blocks * self.templates.len() as u64 + partial;
+        let events = u64::from(self.fixtures()) + blocks * self.cycle.len() as u64 + partial;
         u32::try_from(events).unwrap_or(u32::MAX)
     }
 
@@ -204,8 +244,9 @@ impl Chain {
             Some(fixture) => out.push_str(fixture),
             None => {
                 let generated = u64::from(id - self.fixtures());
-                let per_block = self.templates.len() as u64;
-                self.templates[(generated % per_block) as usize].render(generated / per_block, out);
+                let per_block = self.cycle.len() as u64;
+                let (template, nth) = self.cycle[(generated % per_block) as usize];
+                self.templates[template].render(generated / per_block, nth, out);
             }
         }
     }
@@ -238,7 +279,7 @@ mod tests {
     #[test]
     fn streams_share_the_block_rhythm() {
         let [(_, main), (_, deploys), (_, sigs)] = Chain::casper1();
-        let v2 = Chain::casper2();
+        let v2 = Chain::casper2(Mix::Simple);
         // After 2 blocks and 3 more events: main has block+processed per block plus the next block.
         assert_eq!(
             (v2.produced(11), main.produced(11), deploys.produced(11), sigs.produced(11)),
@@ -259,7 +300,11 @@ mod tests {
     #[test]
     fn generated_events_are_valid_unique_and_deterministic() {
         // A node serves one protocol: keys are unique across all the streams of each.
-        for streams in [vec![("", Chain::casper2())], Chain::casper1().into()] {
+        for streams in [
+            vec![("", Chain::casper2(Mix::Simple))],
+            vec![("", Chain::casper2(Mix::Realistic))],
+            Chain::casper1().into(),
+        ] {
             let mut keys = HashSet::new();
             for (name, chain) in streams {
                 for id in 0..2000 {
@@ -276,7 +321,7 @@ mod tests {
 
     #[test]
     fn generated_block_has_its_height_and_parent() {
-        let chain = Chain::casper2();
+        let chain = Chain::casper2(Mix::Simple);
         let Frame::Event(block) = Frame::parse(render(&chain, FIXTURES.len() as u32 + 4)).unwrap() else {
             panic!("not an event")
         };

@@ -8,7 +8,7 @@
 
 mod chain;
 
-pub use chain::{Chain, FIXTURES};
+pub use chain::{Chain, FIXTURES, Mix};
 
 /// Which Casper node the mock imitates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -40,6 +40,9 @@ pub struct MockOptions {
     /// Casper node version to imitate.
     #[arg(long, value_enum, default_value_t = Protocol::V2)]
     pub protocol: Protocol,
+    /// Events per generated 2.x block.
+    #[arg(long, value_enum, default_value_t = Mix::Simple)]
+    pub mix: Mix,
     /// Generated events per second after the fixtures, over all streams (0: all at once).
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
@@ -133,7 +136,7 @@ impl Node {
 pub fn router(options: MockOptions) -> Router {
     let streams = match options.protocol {
         Protocol::V1 => Chain::casper1().into(),
-        Protocol::V2 => vec![("", Chain::casper2())],
+        Protocol::V2 => vec![("", Chain::casper2(options.mix))],
     };
     let node = Arc::new(Node { options, started: Instant::now(), streams });
     Router::new()

@@ -68,7 +68,7 @@ CREATE TABLE IF NOT EXISTS node_cursors (
 /// Settings every connection needs.
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "mmap_size", 256 << 20)?;
+
     conn.pragma_update(None, "synchronous", "NORMAL")
 }
 

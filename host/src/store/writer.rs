@@ -39,7 +39,7 @@ impl Writer {
         schema::migrate(&conn)?;
         // Keep hot index pages in memory and checkpoint the WAL in larger steps: measured in
         // BENCHMARKS.md, page spills and frequent checkpoints dominated ingest time.
-        conn.pragma_update(None, "cache_size", -64 * 1024)?;
+        conn.pragma_update(None, "cache_size", -16 * 1024)?;
         conn.pragma_update(None, "wal_autocheckpoint", 16 * 1024)?;
         Ok(Writer { conn })
     }
