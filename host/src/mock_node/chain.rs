@@ -170,19 +170,15 @@ impl Chain {
                 ("017536433a73f7562526f3e9fcb8d720428ae2d28788a9909f3c6f637a9d848a4b", PublicKey),
             ],
         );
-        let (accepted_n, processed_n, signatures_n) = match mix {
-            Mix::Simple => (1, 1, 1),
-            Mix::Realistic => (20, 20, 100),
-        };
         // Simple: block, accepted, processed, signature. Realistic: accepted ×20, block,
         // processed ×20, signatures ×100.
         let cycle: Vec<(usize, u64)> = match mix {
             Mix::Simple => vec![(0, 0), (1, 0), (2, 0), (3, 0)],
-            Mix::Realistic => (0..accepted_n)
+            Mix::Realistic => (0..20)
                 .map(|k| (1, k))
                 .chain([(0, 0)])
-                .chain((0..processed_n).map(|k| (2, k)))
-                .chain((0..signatures_n).map(|k| (3, k)))
+                .chain((0..20).map(|k| (2, k)))
+                .chain((0..100).map(|k| (3, k)))
                 .collect(),
         };
         let per_block = cycle.len() as u64;
