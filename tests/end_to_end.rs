@@ -101,12 +101,12 @@ fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
     assert_eq!((health["ingest"]["rejected"].as_u64(), health["nodes"][0]["rejected"].as_u64()), (Some(10), Some(10)));
 }
 
-#[test]
-fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
-    // Event 7 + 49 carries a byte that is not UTF-8: no SSE parser can read that frame.
-    let rig = Rig::start(&["--rate", "0", "--count", "100", "--garble-every", "50"], "");
+/// Start a mock node that damages events 7 + 49 and 7 + 99 (of 107) as `mock_flag` says, and a
+/// host with `node_toml`; both frames must be rejected with `reason` and their neighbours stored.
+fn assert_damaged_frames_are_skipped(mock_flag: &str, node_toml: &str, reason: &str) {
+    let rig = Rig::start_with_node_config(&["--rate", "0", "--count", "100", mock_flag, "50"], node_toml);
     rig.wait_for_stored(105);
-    rig.wait_for("the last frame, unreadable too, to be skipped", || {
+    rig.wait_for("the last frame, damaged too, to be skipped", || {
         rig.number("SELECT count(*) FROM rejected_frames") == Some(2)
     });
     let db = rig.db();
@@ -118,9 +118,15 @@ fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [56, 106]);
-    assert!(rejected[0].1.contains("unreadable SSE frame"), "{}", rejected[0].1);
+    assert!(rejected[0].1.contains(reason), "{}", rejected[0].1);
     let neighbours = rig.number("SELECT count(*) FROM events WHERE node_event_id IN (55, 57, 105)");
     assert_eq!(neighbours, Some(3), "the neighbours of the skipped frames are stored");
+}
+
+#[test]
+fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
+    // A byte that is not UTF-8: no SSE parser can read that frame.
+    assert_damaged_frames_are_skipped("--garble-every", "", "unreadable SSE frame");
 }
 
 #[test]
@@ -214,19 +220,8 @@ fn without_a_status_url_a_1x_node_is_found_by_probing() {
 
 #[test]
 fn a_frame_over_the_size_limit_is_skipped_and_the_rest_goes_on() {
-    // Event 7 + 49 is padded to over 2 MiB of (valid) JSON; the node's limit is 1 MiB.
-    let rig =
-        Rig::start_with_node_config(&["--rate", "0", "--count", "100", "--bloat-every", "50"], "max_frame_mib = 1");
-    rig.wait_for_stored(105);
-    rig.wait_for("both oversized frames to be skipped", || {
-        rig.number("SELECT count(*) FROM rejected_frames") == Some(2)
-    });
-    let reason = rig
-        .db()
-        .query_row("SELECT reason FROM rejected_frames WHERE node_event_id = 56", [], |r| r.get::<_, String>(0))
-        .unwrap();
-    assert!(reason.contains("max_frame_mib"), "{reason}");
-    assert_eq!(rig.number("SELECT count(*) FROM events WHERE node_event_id IN (55, 57, 105)"), Some(3));
+    // Padded to over 2 MiB of (valid) JSON; the node's limit is 1 MiB.
+    assert_damaged_frames_are_skipped("--bloat-every", "max_frame_mib = 1", "max_frame_mib");
 }
 
 #[test]

@@ -40,13 +40,7 @@ async fn find(state: &AppState, id: BlockId) -> Result<Response, ApiError> {
     let query = id.clone();
     let block = state
         .store
-        .read(move |conn| match reader::block(conn, &query)? {
-            Some(block) => {
-                let seen_by = reader::seen_by(conn, block.seq)?;
-                Ok(Some((block, seen_by)))
-            }
-            None => Ok(None),
-        })
+        .read(move |conn| reader::block(conn, &query)?.map(|block| reader::with_seen_by(conn, block)).transpose())
         .await?;
     let Some(block) = block else {
         return Err(ApiError::not_found(match id {

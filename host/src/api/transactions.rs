@@ -28,13 +28,7 @@ pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) ->
         .store
         .read(move |conn| {
             let events = reader::transaction_events(conn, &query)?;
-            events
-                .into_iter()
-                .map(|event| {
-                    let seen_by = reader::seen_by(conn, event.seq)?;
-                    Ok((event, seen_by))
-                })
-                .collect::<rusqlite::Result<Vec<_>>>()
+            events.into_iter().map(|event| reader::with_seen_by(conn, event)).collect::<rusqlite::Result<Vec<_>>>()
         })
         .await?;
     if events.is_empty() {

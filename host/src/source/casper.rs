@@ -310,7 +310,11 @@ impl Connection {
         self.out.send(delivery).await.map_err(|_| Disconnect::Shutdown)?;
         if let Some(id) = node_event_id {
             self.last_id = Some(id);
-            self.status.last_event_ids.lock().expect("status lock").insert(self.stream.to_string(), id);
+            let mut ids = self.status.last_event_ids.lock().expect("status lock");
+            match ids.get_mut(&*self.stream) {
+                Some(last) => *last = id,
+                None => _ = ids.insert(self.stream.to_string(), id),
+            }
         }
         Ok(())
     }

@@ -96,6 +96,12 @@ pub fn seen_by(conn: &Connection, seq: u64) -> rusqlite::Result<Vec<String>> {
     rows.collect()
 }
 
+/// `event` with every node that delivered it (see [`seen_by`]).
+pub fn with_seen_by(conn: &Connection, event: StoredEvent) -> rusqlite::Result<(StoredEvent, Vec<String>)> {
+    let nodes = seen_by(conn, event.seq)?;
+    Ok((event, nodes))
+}
+
 /// A range of node event ids that was no longer available when asked for.
 #[derive(Debug, serde::Serialize)]
 pub struct Gap {
