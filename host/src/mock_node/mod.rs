@@ -8,7 +8,8 @@
 
 mod chain;
 
-pub use chain::{Chain, FIXTURES, Mix};
+use chain::Chain;
+pub use chain::Mix;
 
 /// Which Casper node the mock imitates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
