@@ -150,7 +150,7 @@ fn a_node_restart_that_resets_ids_skips_nothing() {
 }
 
 #[test]
-fn a_gap_beyond_the_node_buffer_is_recorded() {
+fn a_gap_beyond_the_node_buffer_is_recorded_and_backfilled_over_json_rpc() {
     // The node keeps only 100 events; while Sluice is stopped it produces about 400 more.
     let mut rig = Rig::start(&["--rate", "400", "--buffer", "100"], "");
     rig.wait_for_stored(100);
@@ -159,15 +159,32 @@ fn a_gap_beyond_the_node_buffer_is_recorded() {
     std::thread::sleep(std::time::Duration::from_secs(1));
     rig.start_host();
     let gaps_url = format!("{}/gaps", rig.http);
-    rig.wait_for("a gap", || get_json(&gaps_url).is_some_and(|g| g["gaps"].as_array().is_some_and(|a| !a.is_empty())));
+    rig.wait_for("a backfilled gap", || get_json(&gaps_url).is_some_and(|g| !g["gaps"][0]["backfilled_at_ms"].is_null()));
     let gap = get_json(&gaps_url).unwrap()["gaps"][0].clone();
     assert_eq!((gap["stream"].as_str(), gap["from_id"].as_i64()), (Some("mock"), Some(cursor + 1)));
     let to = gap["to_id"].as_i64().unwrap();
     assert!(to > cursor + 200, "{gap}");
-    rig.wait_for_stored(to as u64 + 2);
+    assert!(gap["backfill_note"].is_null(), "{gap}");
     let stored = |range: &str| rig.number(&format!("SELECT count(*) FROM events WHERE node_event_id {range}")).unwrap();
     assert_eq!(stored(&format!("BETWEEN {} AND {to}", cursor + 1)), 0, "the node no longer had these");
     assert_eq!(stored(&format!("= {}", to + 1)), 1, "ingestion goes on right after the gap");
+
+    // The gap's blocks came back over JSON-RPC, each with its processed transaction: the chain of
+    // blocks has no hole, and every block but the newest has its transaction's execution.
+    let backfilled = gap["backfilled_blocks"].as_i64().unwrap();
+    assert!(backfilled >= (to - cursor) / 4 - 1, "{gap}");
+    assert_eq!(stored("IS NULL AND kind = 'BlockAdded'"), backfilled);
+    let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
+    let (count, highest) = (
+        rig.number(&format!("SELECT count(*) {blocks}")).unwrap(),
+        rig.number(&format!("SELECT max(block_height) {blocks}")).unwrap(),
+    );
+    assert_eq!(count, highest - 1_000_000 + 1, "no block is missing");
+    let without_execution = rig.number(&format!(
+        "SELECT count(*) {blocks} AND block_height < {highest} AND NOT EXISTS (SELECT 1 FROM events t
+         WHERE t.kind = 'TransactionProcessed' AND t.block_hash = events.block_hash)"
+    ));
+    assert_eq!(without_execution, Some(0));
     let (status, _) = get(&format!("{}/gaps?limit=0", rig.http)).unwrap();
     assert_eq!(status, 400);
 }

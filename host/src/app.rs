@@ -42,19 +42,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         plugins: plugins.stats().into(),
         shutdown: stopped.clone(),
     };
-    for node in config.nodes.iter().filter(|n| n.rpc_url.is_some()) {
-        tracing::warn!(node = %node.name.get_ref(), "rpc_url is not used yet (reserved for gap backfill)");
-    }
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let pipeline = Pipeline { writer, plugins, bus, stats: ingest }.spawn(receiver);
-    let followers: Vec<_> = config
-        .nodes
-        .iter()
-        .zip(state.nodes.iter())
-        .map(|(node, status)| {
-            tokio::spawn(source::follow(node.clone(), cursors.clone(), status.clone(), deliveries.clone()))
-        })
-        .collect();
+    let mut followers = Vec::new();
+    for (node, status) in config.nodes.iter().zip(state.nodes.iter()) {
+        followers.push(tokio::spawn(source::follow(node.clone(), cursors.clone(), status.clone(), deliveries.clone())));
+        if let Some(rpc_url) = &node.rpc_url {
+            let backfill =
+                source::backfill(node.clone(), rpc_url.get_ref().clone(), status.clone(), state.store.clone(), deliveries.clone());
+            followers.push(tokio::spawn(backfill));
+        }
+    }
     drop(deliveries);
 
     tracing::info!(

@@ -40,8 +40,11 @@ pub struct NodeConfig {
     pub url: Spanned<String>,
     /// REST base URL (`/status`), optional.
     pub rest_url: Option<String>,
-    /// JSON-RPC URL, optional.
-    pub rpc_url: Option<String>,
+    /// JSON-RPC URL (`http://node:7777/rpc`), optional: gaps are backfilled through it.
+    pub rpc_url: Option<Spanned<String>>,
+    /// Most blocks fetched over JSON-RPC for one gap.
+    #[serde(default = "defaults::max_backfill_blocks")]
+    pub max_backfill_blocks: u32,
     /// Which event API the node speaks; `auto` asks `/status` (when `rest_url` is set), else
     /// tries 2.x and falls back to 1.x when `/events` does not exist.
     #[serde(default)]
@@ -171,6 +174,9 @@ mod defaults {
     pub fn max_frame_mib() -> u64 {
         256
     }
+    pub fn max_backfill_blocks() -> u32 {
+        10_000
+    }
     pub fn storage_path() -> String {
         "./data/sluice.db".into()
     }
@@ -242,8 +248,14 @@ impl Config {
                 let problem = "max_frame_mib must be between 1 and 4096".to_owned();
                 return Err(at(node.name.span(), format!("nodes[{i}].max_frame_mib"), problem));
             }
-            if let Err(e) = reqwest::Url::parse(node.url.get_ref()) {
-                return Err(at(node.url.span(), format!("nodes[{i}].url"), format!("not a URL: {e}")));
+            if !(1..=1_000_000).contains(&node.max_backfill_blocks) {
+                let problem = "max_backfill_blocks must be between 1 and 1000000".to_owned();
+                return Err(at(node.name.span(), format!("nodes[{i}].max_backfill_blocks"), problem));
+            }
+            for (key, url) in [("url", Some(&node.url)), ("rpc_url", node.rpc_url.as_ref())] {
+                if let Some(Err(e)) = url.map(|url| reqwest::Url::parse(url.get_ref())) {
+                    return Err(at(url.expect("parsed").span(), format!("nodes[{i}].{key}"), format!("not a URL: {e}")));
+                }
             }
         }
         for (i, plugin) in self.plugins.iter().enumerate() {

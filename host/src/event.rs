@@ -65,6 +65,15 @@ pub enum Payload {
         /// Last missing id.
         to_id: u32,
     },
+    /// The blocks of a gap were fetched over JSON-RPC (sent after their events).
+    Backfilled {
+        /// The gap's id in the store.
+        gap: i64,
+        /// Blocks stored by the backfill.
+        blocks: u32,
+        /// What could not be fetched, if anything.
+        note: Option<String>,
+    },
 }
 
 /// What one SSE `data:` payload turned out to be.

@@ -135,10 +135,12 @@ impl Rig {
             .enumerate()
             .map(|(i, (port, _))| {
                 let name = if i == 0 { "mock".to_owned() } else { format!("mock{i}") };
-                let rest_url =
-                    if self.rest_url { format!("rest_url = \"http://127.0.0.1:{port}\"\n") } else { String::new() };
+                let rest_urls = match self.rest_url {
+                    true => format!("rest_url = \"http://127.0.0.1:{port}\"\nrpc_url = \"http://127.0.0.1:{port}/rpc\"\n"),
+                    false => String::new(),
+                };
                 format!(
-                    "[[nodes]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n{rest_url}\
+                    "[[nodes]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n{rest_urls}\
                      no_message_timeout_secs = 10\n{}\n\n",
                     self.node_toml
                 )

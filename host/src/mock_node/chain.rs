@@ -26,7 +26,7 @@ const FIXTURES_1X_MAIN: [&str; 5] = [
 ];
 
 /// Height of the first generated block (above every fixture's).
-const FIRST_HEIGHT: u64 = 1_000_000;
+pub const FIRST_HEIGHT: u64 = 1_000_000;
 
 /// Placeholders a template fills in.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,10 @@ enum Slot {
     /// A validator key, unique per position in the block.
     PublicKey,
     Timestamp,
+    /// A 2.x block body's transaction hashes (this many), with their key: `"transactions":{…}`.
+    BodyTransactions(u64),
+    /// A 1.x block body's deploy hashes (this many), with their key: `"deploy_hashes":[…]`.
+    DeployHashes(u64),
 }
 
 enum Piece {
@@ -83,7 +87,7 @@ impl Template {
                 Piece::Text(text) => out.push_str(text),
                 Piece::Slot(Slot::BlockHash) => push_hash(out, block, 0xb1),
                 Piece::Slot(Slot::ParentHash) => push_hash(out, block.wrapping_sub(1), 0xb1),
-                Piece::Slot(Slot::TransactionHash) => push_hash(out, block * 1024 + nth, 0x7a),
+                Piece::Slot(Slot::TransactionHash) => push_transaction_hash(out, block, nth),
                 Piece::Slot(Slot::PublicKey) => {
                     out.push_str("01");
                     push_hash(out, nth, 0x5e);
@@ -95,6 +99,24 @@ impl Template {
                     write!(out, "\"block_height\":{}", FIRST_HEIGHT + block).expect("write to String")
                 }
                 Piece::Slot(Slot::Timestamp) => push_timestamp(out, block),
+                Piece::Slot(Slot::BodyTransactions(count)) => {
+                    out.push_str("\"transactions\":{\"3\":[");
+                    for nth in 0..*count {
+                        out.push_str(if nth == 0 { "{\"Version1\":\"" } else { ",{\"Version1\":\"" });
+                        push_transaction_hash(out, block, nth);
+                        out.push_str("\"}");
+                    }
+                    out.push_str("]}");
+                }
+                Piece::Slot(Slot::DeployHashes(count)) => {
+                    out.push_str("\"deploy_hashes\":[");
+                    for nth in 0..*count {
+                        out.push_str(if nth == 0 { "\"" } else { ",\"" });
+                        push_transaction_hash(out, block, nth);
+                        out.push('"');
+                    }
+                    out.push(']');
+                }
             }
         }
     }
@@ -138,6 +160,10 @@ impl Chain {
     /// The 2.x stream, `/events`, with blocks of the given mix.
     pub fn casper2(mix: Mix) -> Chain {
         use Slot::*;
+        let processed_per_block = match mix {
+            Mix::Simple => 1,
+            Mix::Realistic => 20,
+        };
         let block = Template::new(
             FIXTURES[0],
             &[
@@ -145,6 +171,7 @@ impl Chain {
                 ("0932fbb493af51a23be4b3c523474d7de72830ac956a233a50e51e2d86ca6cde", ParentHash),
                 ("\"height\":89049", Height),
                 ("2024-06-20T09:21:29.898Z", Timestamp),
+                ("\"transactions\":{}", BodyTransactions(processed_per_block)),
             ],
         );
         let accepted = Template::new(
@@ -174,10 +201,10 @@ impl Chain {
         // processed ×20, signatures ×100.
         let cycle: Vec<(usize, u64)> = match mix {
             Mix::Simple => vec![(0, 0), (1, 0), (2, 0), (3, 0)],
-            Mix::Realistic => (0..20)
+            Mix::Realistic => (0..processed_per_block)
                 .map(|k| (1, k))
                 .chain([(0, 0)])
-                .chain((0..20).map(|k| (2, k)))
+                .chain((0..processed_per_block).map(|k| (2, k)))
                 .chain((0..100).map(|k| (3, k)))
                 .collect(),
         };
@@ -198,6 +225,7 @@ impl Chain {
                 ("997d2f23c0a70ecca18043eab2f2f4fdef47fceba96519145b8e5d44609c4f80", ParentHash),
                 ("\"height\":97", Height),
                 ("2022-06-22T13:42:37.824Z", Timestamp),
+                ("\"deploy_hashes\":[]", DeployHashes(1)),
             ],
         );
         let processed = Template::new(
@@ -234,6 +262,13 @@ impl Chain {
         u32::try_from(events).unwrap_or(u32::MAX)
     }
 
+    /// The id of generated block `block`'s `nth` event made from template `template`, if this
+    /// stream has one.
+    pub fn id_of(&self, template: usize, block: u64, nth: u64) -> Option<u32> {
+        let position = self.cycle.iter().position(|entry| *entry == (template, nth))? as u64;
+        u32::try_from(u64::from(self.fixtures()) + block * self.cycle.len() as u64 + position).ok()
+    }
+
     /// Append the JSON of event `id` to `out`.
     pub fn render(&self, id: u32, out: &mut String) {
         match self.fixtures.get(id as usize) {
@@ -246,6 +281,11 @@ impl Chain {
             }
         }
     }
+}
+
+/// The hash of the `nth` transaction of generated block `block`.
+fn push_transaction_hash(out: &mut String, block: u64, nth: u64) {
+    push_hash(out, block * 1024 + nth, 0x7a);
 }
 
 /// A 32-byte hash in hex, unique per (`n`, `domain`).

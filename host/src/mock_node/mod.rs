@@ -4,9 +4,11 @@
 //! `GET /events?start_from=N` (1.x: `/events/main`, `/events/deploys`, `/events/sigs`, each with
 //! its own ids) sends `data:{"ApiVersion":"…"}` (no id), then `data:<event>\nid:<n>\n\n` frames
 //! from the node's buffer and live as events are "produced"; `:` keepalive comments while idle.
-//! `GET /status` answers like a node's REST status.
+//! `GET /status` answers like a node's REST status; `POST /rpc` answers the JSON-RPC queries of
+//! gap backfill. When the node restarts, open connections get the bare `"Shutdown"` frame first.
 
 mod chain;
+mod rpc;
 
 use chain::Chain;
 pub use chain::Mix;
@@ -65,10 +67,14 @@ pub struct MockOptions {
     /// Pad every Nth generated event with 2 MiB of JSON white space (to exercise frame limits).
     #[arg(long)]
     pub bloat_every: Option<u32>,
-    /// Restart once this many events exist: connections close, the buffer empties and ids start
-    /// again from 0 while the chain goes on.
+    /// Restart once this many events exist: connections get `"Shutdown"` and close, the buffer
+    /// empties and ids start again from 0 while the chain goes on.
     #[arg(long)]
     pub restart_after: Option<u32>,
+    /// Go silent (no events, no keepalives, the connection held open) after sending this many
+    /// events on a connection (to exercise the silence timeout).
+    #[arg(long)]
+    pub silent_after: Option<u32>,
 }
 
 struct Node {
@@ -76,6 +82,8 @@ struct Node {
     started: Instant,
     /// The SSE streams by name: `""` (2.x `/events`) or `main`, `deploys`, `sigs` (1.x).
     streams: Vec<(&'static str, Chain)>,
+    /// Transactions listed by blocks served over JSON-RPC: hash → (block, position in it).
+    transactions: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
 }
 
 impl Node {
@@ -139,11 +147,12 @@ pub fn router(options: MockOptions) -> Router {
         Protocol::V1 => Chain::casper1().into(),
         Protocol::V2 => vec![("", Chain::casper2(options.mix))],
     };
-    let node = Arc::new(Node { options, started: Instant::now(), streams });
+    let node = Arc::new(Node { options, started: Instant::now(), streams, transactions: Default::default() });
     Router::new()
         .route("/events", get(events_2x))
         .route("/events/{stream}", get(events_1x))
         .route("/status", get(status))
+        .route("/rpc", axum::routing::post(rpc::rpc))
         .with_state(node)
 }
 
@@ -187,6 +196,7 @@ async fn stream_events(
     // then live ones; no start_from means live events only.
     let mut next = start_from.map_or(head_id, |from| from.clamp(oldest_id, head_id));
     let mut sent = 0u32;
+    let per_connection = node.options.drop_after.into_iter().chain(node.options.silent_after).min();
     let mut buffer = format!("data:{{\"ApiVersion\":\"{}\"}}\n\n", node.api_version()).into_bytes();
     let mut scratch = String::new();
     let mut idle_since = Instant::now();
@@ -196,7 +206,7 @@ async fn stream_events(
         // produced (events go out as they happen), then it is closed.
         let restarted = node.first_of_run(head) != run;
         let end = if restarted { node.first_of_run(head) } else { head };
-        while run + next < end && buffer.len() < CHUNK && node.options.drop_after.is_none_or(|n| sent < n) {
+        while run + next < end && buffer.len() < CHUNK && per_connection.is_none_or(|n| sent < n) {
             node.frame(chain, run + next, next, &mut buffer, &mut scratch);
             next += 1;
             sent += 1;
@@ -210,8 +220,16 @@ async fn stream_events(
                 return;
             }
         }
-        if node.options.drop_after.is_some_and(|n| sent >= n) || (restarted && run + next >= end) {
+        if node.options.drop_after.is_some_and(|n| sent >= n) {
             return;
+        }
+        if restarted && run + next >= end {
+            _ = out.send(Ok(Bytes::from_static(b"data:\"Shutdown\"\n\n"))).await;
+            return;
+        }
+        if node.options.silent_after.is_some_and(|n| sent >= n) {
+            // Hold the connection open without a byte until the client gives up.
+            return out.closed().await;
         }
         if run + next >= end {
             tokio::time::sleep(Duration::from_millis(20)).await;

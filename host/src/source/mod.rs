@@ -2,9 +2,12 @@
 //! into [`Delivery`] values for the pipeline and reconnects (resuming with `start_from`) after
 //! every drop.
 
+mod backfill;
 mod backoff;
 mod casper;
+mod rpc;
 
+pub use backfill::backfill;
 pub use casper::follow;
 
 use serde::Serialize;
@@ -48,6 +51,8 @@ pub struct NodeStatus {
     pub restarts: AtomicU64,
     /// Times the node started after the id asked for: its buffer no longer held those events.
     pub gaps: AtomicU64,
+    /// Blocks fetched over JSON-RPC to fill gaps.
+    pub backfilled_blocks: AtomicU64,
 }
 
 impl NodeStatus {
@@ -65,6 +70,7 @@ impl NodeStatus {
             disconnects: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            backfilled_blocks: AtomicU64::new(0),
         }
     }
 

@@ -113,15 +113,52 @@ pub struct Gap {
     pub to_id: u32,
     /// When it was noticed, milliseconds since the Unix epoch.
     pub detected_at_ms: i64,
+    /// Blocks fetched back over JSON-RPC, once the backfill is done.
+    pub backfilled_blocks: Option<u32>,
+    /// What the backfill could not fetch, if anything.
+    pub backfill_note: Option<String>,
+    /// When the backfill finished.
+    pub backfilled_at_ms: Option<i64>,
 }
 
 /// The most recent gaps first, at most `limit`.
 pub fn gaps(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Gap>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT stream, from_id, to_id, detected_at_ms FROM gaps ORDER BY id DESC LIMIT ?1")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT stream, from_id, to_id, detected_at_ms, backfilled_blocks, backfill_note, backfilled_at_ms
+         FROM gaps ORDER BY id DESC LIMIT ?1",
+    )?;
     let rows = stmt.query_map([limit as i64], |r| {
-        Ok(Gap { stream: r.get(0)?, from_id: r.get(1)?, to_id: r.get(2)?, detected_at_ms: r.get(3)? })
+        Ok(Gap {
+            stream: r.get(0)?,
+            from_id: r.get(1)?,
+            to_id: r.get(2)?,
+            detected_at_ms: r.get(3)?,
+            backfilled_blocks: r.get(4)?,
+            backfill_note: r.get(5)?,
+            backfilled_at_ms: r.get(6)?,
+        })
     })?;
+    rows.collect()
+}
+
+/// A gap of `node` whose blocks are still to be fetched: its id and the highest block stored
+/// when it was found (`None`: there was none).
+pub fn gaps_to_backfill(conn: &Connection, node: &str) -> rusqlite::Result<Vec<(i64, Option<u64>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, below_height FROM gaps
+         WHERE backfilled_at_ms IS NULL AND (stream = ?1 OR stream LIKE ?1 || '/%') ORDER BY id",
+    )?;
+    let rows = stmt.query_map([node], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|h| h as u64))))?;
+    rows.collect()
+}
+
+/// Heights of the blocks stored above `height`, lowest first, at most `limit`.
+pub fn block_heights_above(conn: &Connection, height: u64, limit: usize) -> rusqlite::Result<Vec<u64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT block_height FROM events WHERE kind = 'BlockAdded' AND block_height > ?1
+         ORDER BY block_height LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![height as i64, limit as i64], |r| r.get::<_, i64>(0).map(|h| h as u64))?;
     rows.collect()
 }
 

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -47,14 +47,21 @@ CREATE TABLE IF NOT EXISTS rejected_frames (
     raw            TEXT NOT NULL
 );
 
--- Ids a node no longer held when Sluice asked for them (its buffer had moved on).
+-- Ids a node no longer held when Sluice asked for them (its buffer had moved on), and how the
+-- blocks in between were fetched back over JSON-RPC.
 CREATE TABLE IF NOT EXISTS gaps (
-    id             INTEGER PRIMARY KEY,
-    stream         TEXT NOT NULL,
-    from_id        INTEGER NOT NULL,
-    to_id          INTEGER NOT NULL,
-    detected_at_ms INTEGER NOT NULL
+    id                INTEGER PRIMARY KEY,
+    stream            TEXT NOT NULL,
+    from_id           INTEGER NOT NULL,
+    to_id             INTEGER NOT NULL,
+    detected_at_ms    INTEGER NOT NULL,
+    -- Highest block stored when the gap was found: backfill starts above it.
+    below_height      INTEGER,
+    backfilled_blocks INTEGER,
+    backfill_note     TEXT,
+    backfilled_at_ms  INTEGER
 );
+CREATE INDEX IF NOT EXISTS gaps_to_backfill ON gaps (stream) WHERE backfilled_at_ms IS NULL;
 
 -- Per SSE stream (the node name on 2.x, `name/main` etc. on 1.x): where to resume.
 CREATE TABLE IF NOT EXISTS node_cursors (
@@ -80,9 +87,17 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     anyhow::ensure!(
-        version == 0 || version == SCHEMA_VERSION,
+        [0, 6, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
+    if version == 6 {
+        conn.execute_batch(
+            "ALTER TABLE gaps ADD COLUMN below_height INTEGER;
+             ALTER TABLE gaps ADD COLUMN backfilled_blocks INTEGER;
+             ALTER TABLE gaps ADD COLUMN backfill_note TEXT;
+             ALTER TABLE gaps ADD COLUMN backfilled_at_ms INTEGER;",
+        )?;
+    }
     conn.execute_batch(TABLES)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())

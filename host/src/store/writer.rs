@@ -73,12 +73,16 @@ impl Writer {
                 "INSERT INTO rejected_frames (node, node_event_id, received_at_ms, reason, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut insert_gap =
-                tx.prepare_cached("INSERT INTO gaps (stream, from_id, to_id, detected_at_ms) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert_gap = tx.prepare_cached(
+                "INSERT INTO gaps (stream, from_id, to_id, detected_at_ms, below_height)
+                 SELECT ?1, ?2, ?3, ?4, max(block_height) FROM events WHERE kind = 'BlockAdded'",
+            )?;
+            let mut record_backfill = tx.prepare_cached(
+                "UPDATE gaps SET backfilled_blocks = ?2, backfill_note = ?3, backfilled_at_ms = ?4 WHERE id = ?1",
+            )?;
             for delivery in batch {
-                let cursor = cursors.entry(&delivery.stream).or_default();
                 if delivery.node_event_id.is_some() {
-                    cursor.0 = delivery.node_event_id;
+                    cursors.entry(&delivery.stream).or_default().0 = delivery.node_event_id;
                 }
                 match &delivery.payload {
                     Payload::Event(e) => {
@@ -128,9 +132,12 @@ impl Writer {
                             raw,
                         ])?;
                     }
-                    Payload::ApiVersion(version) => cursor.1 = Some(version),
+                    Payload::ApiVersion(version) => cursors.entry(&delivery.stream).or_default().1 = Some(version),
                     Payload::Gap { from_id, to_id } => {
                         insert_gap.execute(params![&*delivery.stream, from_id, to_id, delivery.received_at_ms])?;
+                    }
+                    Payload::Backfilled { gap, blocks, note } => {
+                        record_backfill.execute(params![gap, blocks, note, delivery.received_at_ms])?;
                     }
                 }
             }
