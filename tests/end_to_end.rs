@@ -28,9 +28,9 @@ fn plugin_toml(name: &str, wasm: &str, extra: &str, config: &str) -> String {
 
 #[test]
 fn every_event_is_stored_once_across_reconnects_and_served() {
-    // 7 fixtures + 1200 generated events, the connection cut every 250 events.
-    let rig = Rig::start(&["--rate", "0", "--count", "1200", "--drop-after", "250"], "");
-    let total = 1207;
+    // 7 fixtures + 5000 generated events, the connection cut every 500 events.
+    let rig = Rig::start(&["--rate", "0", "--count", "5000", "--drop-after", "500"], "");
+    let total = 5007;
     rig.wait_for_stored(total);
     let db = rig.db();
 
@@ -41,6 +41,10 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     assert_eq!(count("SELECT max(seq) FROM events"), total as i64);
     assert_eq!(count("SELECT count(*) FROM rejected_frames"), 0);
     assert_eq!(count("SELECT count(*) FROM sightings"), 0, "replays by the same node are no sightings");
+    // ... in the node's order.
+    let out_of_order =
+        "SELECT count(*) FROM events a JOIN events b ON b.seq = a.seq + 1 WHERE b.node_event_id != a.node_event_id + 1";
+    assert_eq!(count(out_of_order), 0);
     assert_eq!(count("SELECT last_event_id FROM node_cursors WHERE stream = 'mock'"), total as i64 - 1);
 
     // Every captured fixture is stored byte-for-byte equivalent, exactly once.
@@ -65,7 +69,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     assert_eq!(transaction["processed"]["kind"], "TransactionProcessed");
     assert!(transaction["accepted"].is_null());
     let latest = get_json(&format!("{}/block", rig.http)).unwrap();
-    assert_eq!(latest["data"]["BlockAdded"]["block"]["Version2"]["header"]["height"], 1_000_000 + 299);
+    assert_eq!(latest["data"]["BlockAdded"]["block"]["Version2"]["header"]["height"], 1_000_000 + 1249);
 
     // SSE replay from the start: every event, in store order, with the node's JSON.
     let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
@@ -73,32 +77,33 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
     let raw_of =
         |seq: u64| db.query_row("SELECT raw FROM events WHERE seq = ?1", [seq], |r| r.get::<_, String>(0)).unwrap();
-    for (id, data) in [&frames[0], &frames[600], &frames[total as usize - 1]] {
+    for (id, data) in [&frames[0], &frames[2600], &frames[total as usize - 1]] {
         assert_eq!(serde_json::from_str::<Value>(data).unwrap(), serde_json::from_str::<Value>(&raw_of(*id)).unwrap());
     }
     // ... and from the middle.
-    let tail = read_sse(&format!("{}/events?start_from=1200", rig.http), 8);
-    assert_eq!(tail.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (1200..=1207).collect::<Vec<_>>());
+    let tail = read_sse(&format!("{}/events?start_from=5000", rig.http), 8);
+    assert_eq!(tail.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (5000..=5007).collect::<Vec<_>>());
 }
 
 #[test]
 fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {
-    // Every 100th generated event arrives as truncated JSON: 10 of 1000.
-    let rig = Rig::start(&["--rate", "0", "--count", "1000", "--corrupt-every", "100"], "");
-    rig.wait_for_stored(997);
+    // Every 100th generated event arrives as truncated JSON: 1 %, 50 of 5000.
+    let rig = Rig::start(&["--rate", "0", "--count", "5000", "--corrupt-every", "100"], "");
+    rig.wait_for_stored(4957);
     rig.wait_for("the cursor to reach the last frame", || {
-        rig.number("SELECT last_event_id FROM node_cursors") == Some(1006)
+        rig.number("SELECT last_event_id FROM node_cursors") == Some(5006)
     });
     let count = |sql: &str| rig.number(sql).unwrap();
-    assert_eq!(count("SELECT count(*) FROM events"), 997);
-    assert_eq!(count("SELECT count(*) FROM rejected_frames"), 10);
+    assert_eq!(count("SELECT count(*) FROM events"), 4957);
+    assert_eq!(count("SELECT count(DISTINCT node_event_id) FROM events"), 4957);
+    assert_eq!(count("SELECT count(*) FROM rejected_frames"), 50);
     assert_eq!(
         count("SELECT count(*) FROM rejected_frames WHERE raw LIKE '{\"BlockAdded\"%' AND reason LIKE '%EOF%'"),
-        10
+        50
     );
     assert_eq!(count("SELECT min(node_event_id) FROM rejected_frames"), 7 + 99);
     let health = get_json(&format!("{}/health", rig.http)).unwrap();
-    assert_eq!((health["ingest"]["rejected"].as_u64(), health["nodes"][0]["rejected"].as_u64()), (Some(10), Some(10)));
+    assert_eq!((health["ingest"]["rejected"].as_u64(), health["nodes"][0]["rejected"].as_u64()), (Some(50), Some(50)));
 }
 
 /// Start a mock node that damages events 7 + 49 and 7 + 99 (of 107) as `mock_flag` says, and a
@@ -131,11 +136,13 @@ fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
 
 #[test]
 fn a_node_restart_that_resets_ids_skips_nothing() {
-    // The node restarts once 300 events exist: ids start from 0 again while the chain goes on.
-    let rig = Rig::start(&["--rate", "400", "--restart-after", "300"], "");
-    rig.wait_for_stored(900);
+    // The node restarts once 2500 events exist (it says "Shutdown" first): ids start from 0 again
+    // while the chain goes on.
+    let rig = Rig::start(&["--rate", "2000", "--restart-after", "2500"], "");
+    rig.wait_for_stored(5000);
     let health = get_json(&format!("{}/health", rig.http)).unwrap();
     assert!(health["nodes"][0]["restarts"].as_u64() >= Some(1), "{health}");
+    assert!(rig.host.as_ref().unwrap().log().contains("node announced shutdown"));
     // Every generated block from the first on is stored, with no hole around the restart.
     let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
     let (count, lowest, highest) = (
@@ -144,9 +151,24 @@ fn a_node_restart_that_resets_ids_skips_nothing() {
         rig.number(&format!("SELECT max(block_height) {blocks}")).unwrap(),
     );
     assert_eq!((lowest, count), (1_000_000, highest - lowest + 1));
-    assert!(highest > 1_000_000 + 300 / 4, "blocks from after the restart are stored");
+    assert!(highest > 1_000_000 + 2500 / 4, "blocks from after the restart are stored");
     let processed = rig.number("SELECT count(*) FROM events WHERE kind = 'TransactionProcessed'").unwrap();
     assert!(processed >= count, "{processed} processed transactions for {count} blocks");
+}
+
+#[test]
+fn a_node_gone_silent_is_left_and_resumed() {
+    // After 1000 events on a connection the node holds it open without a byte, not even a
+    // keepalive; with a 1 s silence timeout Sluice reconnects and resumes each time.
+    let rig = Rig::start_with_node_config(
+        &["--rate", "0", "--count", "3000", "--silent-after", "1000"],
+        "no_message_timeout_secs = 1",
+    );
+    rig.wait_for_stored(3007);
+    assert_eq!(rig.number("SELECT count(DISTINCT node_event_id) FROM events"), Some(3007));
+    let health = get_json(&format!("{}/health", rig.http)).unwrap();
+    assert!(health["nodes"][0]["disconnects"].as_u64() >= Some(3), "{health}");
+    assert!(rig.host.as_ref().unwrap().log().contains("no bytes for 1s"));
 }
 
 #[test]
@@ -159,7 +181,9 @@ fn a_gap_beyond_the_node_buffer_is_recorded_and_backfilled_over_json_rpc() {
     std::thread::sleep(std::time::Duration::from_secs(1));
     rig.start_host();
     let gaps_url = format!("{}/gaps", rig.http);
-    rig.wait_for("a backfilled gap", || get_json(&gaps_url).is_some_and(|g| !g["gaps"][0]["backfilled_at_ms"].is_null()));
+    rig.wait_for("a backfilled gap", || {
+        get_json(&gaps_url).is_some_and(|g| !g["gaps"][0]["backfilled_at_ms"].is_null())
+    });
     let gap = get_json(&gaps_url).unwrap()["gaps"][0].clone();
     assert_eq!((gap["stream"].as_str(), gap["from_id"].as_i64()), (Some("mock"), Some(cursor + 1)));
     let to = gap["to_id"].as_i64().unwrap();
@@ -192,24 +216,24 @@ fn a_gap_beyond_the_node_buffer_is_recorded_and_backfilled_over_json_rpc() {
 #[test]
 fn a_casper_1x_node_is_followed_on_its_three_streams() {
     // The mock's /status says 1.5.8, so Sluice follows /events/main, /events/deploys and
-    // /events/sigs, each with its own ids and cursor; connections are cut every 90 events.
-    let rig = Rig::start(&["--protocol", "1", "--rate", "0", "--count", "400", "--drop-after", "90"], "");
-    let total = 7 + 400;
+    // /events/sigs, each with its own ids and cursor; connections are cut every 500 events.
+    let rig = Rig::start(&["--protocol", "1", "--rate", "0", "--count", "5000", "--drop-after", "500"], "");
+    let total = 7 + 5000;
     rig.wait_for_stored(total);
     let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), total as i64);
     for (kind, expected) in [
-        ("BlockAdded", 101),
-        ("DeployAccepted", 101),
-        ("DeployProcessed", 101),
-        ("FinalitySignature", 101),
+        ("BlockAdded", 1251),
+        ("DeployAccepted", 1251),
+        ("DeployProcessed", 1251),
+        ("FinalitySignature", 1251),
         ("DeployExpired", 1),
         ("Fault", 1),
         ("Step", 1),
     ] {
         assert_eq!(count(&format!("SELECT count(*) FROM events WHERE kind = '{kind}'")), expected, "{kind}");
     }
-    for (stream, last) in [("mock/main", 5 + 200 - 1), ("mock/deploys", 100), ("mock/sigs", 100)] {
+    for (stream, last) in [("mock/main", 5 + 2500 - 1), ("mock/deploys", 1250), ("mock/sigs", 1250)] {
         assert_eq!(
             count(&format!("SELECT last_event_id FROM node_cursors WHERE stream = '{stream}'")),
             last,
@@ -243,15 +267,15 @@ fn a_frame_over_the_size_limit_is_skipped_and_the_rest_goes_on() {
 
 #[test]
 fn several_nodes_deliver_each_event_once() {
-    let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "500"], "");
-    let total = 507;
+    let rig = Rig::start_nodes(2, &["--rate", "0", "--count", "5000", "--drop-after", "500"], "");
+    let total = 5007;
     rig.wait_for_stored(total);
     rig.wait_for("both nodes to be read to the end", || {
         get_json(&format!("{}/health", rig.http)).is_some_and(|h| h["ingest"]["duplicates"] == total)
     });
     let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), total as i64);
-    assert_eq!(count("SELECT count(*) FROM node_cursors WHERE last_event_id = 506"), 2);
+    assert_eq!(count("SELECT count(*) FROM node_cursors WHERE last_event_id = 5006"), 2);
     // Both nodes are on record for every event: the first in `events`, the other as a sighting.
     let audited = "SELECT count(*) FROM events e JOIN sightings s ON s.seq = e.seq WHERE s.node != e.node";
     assert_eq!(count(audited), total as i64);

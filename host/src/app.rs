@@ -48,8 +48,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     for (node, status) in config.nodes.iter().zip(state.nodes.iter()) {
         followers.push(tokio::spawn(source::follow(node.clone(), cursors.clone(), status.clone(), deliveries.clone())));
         if let Some(rpc_url) = &node.rpc_url {
-            let backfill =
-                source::backfill(node.clone(), rpc_url.get_ref().clone(), status.clone(), state.store.clone(), deliveries.clone());
+            let backfill = source::backfill(
+                node.clone(),
+                rpc_url.get_ref().clone(),
+                status.clone(),
+                state.store.clone(),
+                deliveries.clone(),
+            );
             followers.push(tokio::spawn(backfill));
         }
     }

@@ -254,7 +254,11 @@ impl Config {
             }
             for (key, url) in [("url", Some(&node.url)), ("rpc_url", node.rpc_url.as_ref())] {
                 if let Some(Err(e)) = url.map(|url| reqwest::Url::parse(url.get_ref())) {
-                    return Err(at(url.expect("parsed").span(), format!("nodes[{i}].{key}"), format!("not a URL: {e}")));
+                    return Err(at(
+                        url.expect("parsed").span(),
+                        format!("nodes[{i}].{key}"),
+                        format!("not a URL: {e}"),
+                    ));
                 }
             }
         }

@@ -129,6 +129,10 @@ impl Rig {
     }
 
     fn config(&self, plugins_toml: &str) -> String {
+        let mut node_toml = self.node_toml.clone();
+        if !node_toml.contains("no_message_timeout_secs") {
+            node_toml.push_str("\nno_message_timeout_secs = 10");
+        }
         let nodes: String = self
             .nodes
             .iter()
@@ -136,13 +140,15 @@ impl Rig {
             .map(|(i, (port, _))| {
                 let name = if i == 0 { "mock".to_owned() } else { format!("mock{i}") };
                 let rest_urls = match self.rest_url {
-                    true => format!("rest_url = \"http://127.0.0.1:{port}\"\nrpc_url = \"http://127.0.0.1:{port}/rpc\"\n"),
+                    true => {
+                        format!("rest_url = \"http://127.0.0.1:{port}\"\nrpc_url = \"http://127.0.0.1:{port}/rpc\"\n")
+                    }
                     false => String::new(),
                 };
                 format!(
                     "[[nodes]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{port}\"\n{rest_urls}\
-                     no_message_timeout_secs = 10\n{}\n\n",
-                    self.node_toml
+                     {}\n\n",
+                    node_toml
                 )
             })
             .collect();

@@ -41,14 +41,18 @@ fn get_block(node: &Node, params: &Value) -> Result<Value, RpcError> {
             .flatten()
             .filter_map(|hash| hash["Version1"].as_str())
             .collect(),
-        Protocol::V1 => block["body"]["deploy_hashes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect(),
+        Protocol::V1 => {
+            block["body"]["deploy_hashes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+        }
     };
     let mut known = node.transactions.lock().expect("mock lock");
     for (nth, hash) in transactions.into_iter().enumerate() {
         known.insert(hash.to_owned(), (block_index, nth as u64));
     }
     Ok(match node.options.protocol {
-        Protocol::V2 => json!({"api_version": node.api_version(), "block_with_signatures": {"block": block, "proofs": []}}),
+        Protocol::V2 => {
+            json!({"api_version": node.api_version(), "block_with_signatures": {"block": block, "proofs": []}})
+        }
         Protocol::V1 => json!({"api_version": node.api_version(), "block": block}),
     })
 }

@@ -26,7 +26,13 @@ use tokio::sync::mpsc;
 const POLL: Duration = Duration::from_secs(1);
 
 /// Fill `node`'s gaps from its JSON-RPC at `rpc_url`, forever. Returns when `out` is closed.
-pub async fn backfill(node: NodeConfig, rpc_url: String, status: Arc<NodeStatus>, store: Store, out: mpsc::Sender<Delivery>) {
+pub async fn backfill(
+    node: NodeConfig,
+    rpc_url: String,
+    status: Arc<NodeStatus>,
+    store: Store,
+    out: mpsc::Sender<Delivery>,
+) {
     let name: Arc<str> = Arc::from(node.name.get_ref().as_str());
     let client = match reqwest::Client::builder().connect_timeout(node.connect_timeout()).build() {
         Ok(client) => client,
@@ -103,7 +109,10 @@ impl Filler {
         let mut missing: Vec<u64> = (below + 1..highest).filter(|h| !stored.contains(h)).collect();
         let mut notes = Vec::new();
         if missing.len() > limit {
-            notes.push(format!("{} blocks missing; only the newest {limit} fetched (max_backfill_blocks)", missing.len()));
+            notes.push(format!(
+                "{} blocks missing; only the newest {limit} fetched (max_backfill_blocks)",
+                missing.len()
+            ));
             missing.drain(..missing.len() - limit);
         }
         // The blocks on either side of a hole are stored, but the gap may have cut through
@@ -324,7 +333,8 @@ mod tests {
         let processed = &streamed["TransactionProcessed"];
         let mut transaction = fixture("casper2/transaction_accepted_event.json")["TransactionAccepted"].clone();
         transaction["Version1"]["hash"] = processed["transaction_hash"]["Version1"].clone();
-        let execution = json!({"block_hash": processed["block_hash"], "execution_result": processed["execution_result"]});
+        let execution =
+            json!({"block_hash": processed["block_hash"], "execution_result": processed["execution_result"]});
         let event = transaction_processed(&json!({"transaction": transaction, "execution_info": execution})).unwrap();
         assert_eq!(key(event.clone()), key(streamed.to_string()));
         let event: Value = serde_json::from_str(&event).unwrap();

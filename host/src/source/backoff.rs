@@ -10,7 +10,7 @@ pub struct Backoff {
 const BASE: Duration = Duration::from_millis(500);
 const MAX: Duration = Duration::from_secs(30);
 /// A connection that lived this long counts as healthy and resets the delay.
-const HEALTHY: Duration = Duration::from_secs(30);
+pub const HEALTHY: Duration = Duration::from_secs(30);
 
 impl Backoff {
     /// Start with the shortest delay.
@@ -18,9 +18,10 @@ impl Backoff {
         Backoff { attempt: 0 }
     }
 
-    /// The delay before the next attempt, given when the last connection was established.
-    pub fn next_delay(&mut self, connected_since: Option<Instant>) -> Duration {
-        if connected_since.is_some_and(|since| since.elapsed() >= HEALTHY) {
+    /// The delay before the next attempt; a `healthy` last connection (it delivered events, or
+    /// lived [`HEALTHY`] long) starts again from the shortest.
+    pub fn next_delay(&mut self, healthy: bool) -> Duration {
+        if healthy {
             self.attempt = 0;
         }
         let exponential = BASE.saturating_mul(1 << self.attempt.min(16)).min(MAX);
@@ -42,12 +43,11 @@ mod tests {
     #[test]
     fn grows_caps_and_resets() {
         let mut backoff = Backoff::new();
-        let first = backoff.next_delay(None);
+        let first = backoff.next_delay(false);
         assert!(first >= BASE.mul_f64(0.75) && first <= BASE.mul_f64(1.25));
-        let delays: Vec<_> = (0..20).map(|_| backoff.next_delay(None)).collect();
+        let delays: Vec<_> = (0..20).map(|_| backoff.next_delay(false)).collect();
         assert!(delays.iter().all(|d| *d <= MAX.mul_f64(1.25)));
         assert!(delays.last().unwrap() >= &MAX.mul_f64(0.75));
-        let long_ago = Instant::now() - HEALTHY;
-        assert!(backoff.next_delay(Some(long_ago)) <= BASE.mul_f64(1.25));
+        assert!(backoff.next_delay(true) <= BASE.mul_f64(1.25));
     }
 }

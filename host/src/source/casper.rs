@@ -1,7 +1,7 @@
 //! Follow one Casper node's SSE streams (2.x `GET /events`; 1.x `/events/main`, `/events/deploys`,
 //! `/events/sigs`), each resuming after the last id stored for it.
 
-use super::backoff::Backoff;
+use super::backoff::{Backoff, HEALTHY};
 use super::{ConnectionState, NodeStatus};
 use crate::config::{NodeConfig, Protocol};
 use crate::event::{Delivery, Frame, Payload};
@@ -142,6 +142,7 @@ impl Connection {
         let mut probing = probing;
         loop {
             let mut connected_since = None;
+            let progress_from = self.last_id;
             let ended = self.run(client, node, &mut connected_since).await;
             match &ended {
                 Disconnect::Shutdown => return Ended::Shutdown,
@@ -160,7 +161,8 @@ impl Connection {
             let status = &self.status;
             status.count(&status.disconnects);
             status.set_state(ConnectionState::Reconnecting);
-            let delay = backoff.next_delay(connected_since);
+            let healthy = self.last_id != progress_from || connected_since.is_some_and(|s| s.elapsed() >= HEALTHY);
+            let delay = backoff.next_delay(healthy);
             tracing::warn!(stream = %self.stream, "disconnected ({ended}); reconnecting in {delay:.1?}");
             tokio::time::sleep(delay).await;
         }
