@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() {
+    sluice::install_tls_provider();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: u64| {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().expect(name))

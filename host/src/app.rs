@@ -18,6 +18,16 @@ const DELIVERY_QUEUE: usize = 4096;
 
 /// Run Sluice with `config` until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    crate::install_tls_provider();
+    let access_keys = config
+        .cspr_cloud
+        .iter()
+        .map(|cloud| {
+            std::env::var(&cloud.access_key_env).with_context(|| {
+                format!("cspr_cloud {:?}: set the access key in ${}", cloud.name.get_ref(), cloud.access_key_env)
+            })
+        })
+        .collect::<anyhow::Result<Vec<String>>>()?;
     let public = bind(config.http.listen, "http.listen").await?;
     let admin = bind(config.admin.listen, "admin.listen").await?;
 
@@ -37,7 +47,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let state = AppState {
         store: Store::new(location.clone()),
         bus: bus.clone(),
-        nodes: config.nodes.iter().map(|n| Arc::new(NodeStatus::new(n.name.get_ref()))).collect(),
+        nodes: config.source_names().map(|name| Arc::new(NodeStatus::new(name))).collect(),
         ingest: ingest.clone(),
         plugins: plugins.stats().into(),
         shutdown: stopped.clone(),
@@ -45,7 +55,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let pipeline = Pipeline { writer, plugins, bus, stats: ingest }.spawn(receiver);
     let mut followers = Vec::new();
-    for (node, status) in config.nodes.iter().zip(state.nodes.iter()) {
+    let mut statuses = state.nodes.iter().cloned();
+    for (node, status) in config.nodes.iter().zip(statuses.by_ref()) {
         followers.push(tokio::spawn(source::follow(node.clone(), cursors.clone(), status.clone(), deliveries.clone())));
         if let Some(rpc_url) = &node.rpc_url {
             let backfill = source::backfill(
@@ -57,6 +68,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             );
             followers.push(tokio::spawn(backfill));
         }
+    }
+    for ((cloud, key), status) in config.cspr_cloud.iter().zip(access_keys).zip(statuses.by_ref()) {
+        followers.push(tokio::spawn(source::follow_cspr_cloud(cloud.clone(), key, status, deliveries.clone())));
+    }
+    for (node, status) in config.f1r3fly.iter().zip(statuses) {
+        followers.push(tokio::spawn(source::follow_f1r3fly(node.clone(), status, deliveries.clone())));
     }
     drop(deliveries);
 

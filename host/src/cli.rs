@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `mock-node`, `demo`.
+//! Command line: `run`, `check`, `mock-node`, `mock-cspr-cloud`, `mock-f1r3fly`, `demo`.
 
 use crate::config::Config;
 use crate::mock_node::{self, MockOptions};
@@ -37,6 +37,22 @@ enum Command {
         #[command(flatten)]
         options: MockOptions,
     },
+    /// Serve a stand-in for CSPR.cloud's contract-event stream.
+    MockCsprCloud {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18102")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        options: mock_node::cspr_cloud::CloudOptions,
+    },
+    /// Serve a stand-in for an F1r3fly node's `/ws/events`.
+    MockF1r3fly {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18103")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        options: mock_node::f1r3fly::F1r3flyOptions,
+    },
     /// Start a mock node and Sluice with the stock plugins, and print what to try.
     Demo {
         /// Configuration used for the Sluice side.
@@ -56,10 +72,16 @@ impl Cli {
                 Ok(())
             }
             Command::MockNode { listen, options } => {
-                let listener =
-                    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
                 tracing::info!("mock node serving http://{listen}/events");
-                Ok(mock_node::serve(listener, options).await?)
+                Ok(mock_node::serve(bind(listen).await?, options).await?)
+            }
+            Command::MockCsprCloud { listen, options } => {
+                tracing::info!("mock CSPR.cloud serving ws://{listen}/contract-events");
+                Ok(mock_node::cspr_cloud::serve(bind(listen).await?, options).await?)
+            }
+            Command::MockF1r3fly { listen, options } => {
+                tracing::info!("mock F1r3fly node serving ws://{listen}/ws/events");
+                Ok(mock_node::f1r3fly::serve(bind(listen).await?, options).await?)
             }
             Command::Demo { config } => demo(Config::load(&config)?).await,
         }
@@ -86,6 +108,10 @@ async fn demo(config: Config) -> anyhow::Result<()> {
         config.admin.listen
     );
     crate::app::run(config, stop_signal()).await
+}
+
+async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).

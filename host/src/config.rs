@@ -16,6 +16,12 @@ pub struct Config {
     /// Casper nodes to ingest from.
     #[serde(default)]
     pub nodes: Vec<NodeConfig>,
+    /// CSPR.cloud contract-event streams to ingest from.
+    #[serde(default)]
+    pub cspr_cloud: Vec<CsprCloudConfig>,
+    /// F1r3fly nodes to ingest from.
+    #[serde(default)]
+    pub f1r3fly: Vec<F1r3flyConfig>,
     /// Where events are stored.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -76,6 +82,49 @@ impl NodeConfig {
     pub fn no_message_timeout(&self) -> Duration {
         Duration::from_secs(self.no_message_timeout_secs)
     }
+}
+
+/// One `[[cspr_cloud]]` entry: CSPR.cloud's streaming API for contract-level events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsprCloudConfig {
+    /// Unique name among all sources.
+    pub name: Spanned<String>,
+    /// Streaming base URL (`wss://streaming.testnet.cspr.cloud`); `/contract-events` is appended.
+    pub url: Spanned<String>,
+    /// Contract packages whose events to follow (hex).
+    #[serde(default)]
+    pub contract_package_hashes: Vec<String>,
+    /// Contracts whose events to follow (hex).
+    #[serde(default)]
+    pub contract_hashes: Vec<String>,
+    /// Environment variable holding the access key (sent as `authorization`, never logged).
+    #[serde(default = "defaults::cspr_cloud_key_env")]
+    pub access_key_env: String,
+    /// `Persistent-Session` name: CSPR.cloud then keeps the events of a disconnection for it.
+    pub persistent_session: Option<String>,
+    /// Seconds to wait for the connection.
+    #[serde(default = "defaults::connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Reconnect when nothing (not even a `Ping`) arrives for this many seconds.
+    #[serde(default = "defaults::no_message_timeout_secs")]
+    pub no_message_timeout_secs: u64,
+}
+
+/// One `[[f1r3fly]]` entry: an F1r3fly node's `/ws/events`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct F1r3flyConfig {
+    /// Unique name among all sources.
+    pub name: Spanned<String>,
+    /// WebSocket URL, `ws://host:port/ws/events`.
+    pub url: Spanned<String>,
+    /// Seconds to wait for the connection.
+    #[serde(default = "defaults::connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Reconnect when nothing arrives for this many seconds.
+    #[serde(default = "defaults::no_message_timeout_secs")]
+    pub no_message_timeout_secs: u64,
 }
 
 /// A node's event API.
@@ -177,6 +226,9 @@ mod defaults {
     pub fn max_backfill_blocks() -> u32 {
         10_000
     }
+    pub fn cspr_cloud_key_env() -> String {
+        "CSPR_CLOUD_ACCESS_KEY".into()
+    }
     pub fn storage_path() -> String {
         "./data/sluice.db".into()
     }
@@ -195,6 +247,17 @@ mod defaults {
     pub fn plugin_max_failures() -> u32 {
         10
     }
+}
+
+/// What validation checks alike for every kind of source.
+struct SourceView<'a> {
+    list: &'static str,
+    index: usize,
+    name: &'a Spanned<String>,
+    urls: Vec<(&'static str, Option<&'a Spanned<String>>)>,
+    schemes: &'static [&'static str],
+    connect_timeout_secs: u64,
+    silence_secs: u64,
 }
 
 /// A configuration that cannot be used, with the file, line and key at fault.
@@ -221,29 +284,85 @@ impl Config {
         Ok(config)
     }
 
+    /// The names of all sources: nodes, then CSPR.cloud streams, then F1r3fly nodes.
+    pub fn source_names(&self) -> impl Iterator<Item = &str> {
+        self.sources().map(|source| source.name.get_ref().as_str())
+    }
+
+    /// Every source of every kind, as validation sees it.
+    fn sources(&self) -> impl Iterator<Item = SourceView<'_>> {
+        const HTTP: &[&str] = &["http", "https"];
+        const WS: &[&str] = &["ws", "wss"];
+        let nodes = self.nodes.iter().enumerate().map(|(index, n)| SourceView {
+            list: "nodes",
+            index,
+            name: &n.name,
+            urls: vec![("url", Some(&n.url)), ("rpc_url", n.rpc_url.as_ref())],
+            schemes: HTTP,
+            connect_timeout_secs: n.connect_timeout_secs,
+            silence_secs: n.no_message_timeout_secs,
+        });
+        let clouds = self.cspr_cloud.iter().enumerate().map(|(index, c)| SourceView {
+            list: "cspr_cloud",
+            index,
+            name: &c.name,
+            urls: vec![("url", Some(&c.url))],
+            schemes: WS,
+            connect_timeout_secs: c.connect_timeout_secs,
+            silence_secs: c.no_message_timeout_secs,
+        });
+        let f1r3fly = self.f1r3fly.iter().enumerate().map(|(index, f)| SourceView {
+            list: "f1r3fly",
+            index,
+            name: &f.name,
+            urls: vec![("url", Some(&f.url))],
+            schemes: WS,
+            connect_timeout_secs: f.connect_timeout_secs,
+            silence_secs: f.no_message_timeout_secs,
+        });
+        nodes.chain(clouds).chain(f1r3fly)
+    }
+
     fn validate(&self, text: &str) -> Result<(), String> {
         let at = |span: std::ops::Range<usize>, key: String, problem: String| {
             let line = text[..span.start].matches('\n').count() + 1;
             format!("line {line}: `{key}`: {problem}")
         };
-        for (i, node) in self.nodes.iter().enumerate() {
-            if node.name.get_ref().is_empty() || node.name.get_ref().contains('/') {
-                let problem = "a node name must be non-empty and without `/` (1.x streams are `name/main`, ...)";
-                return Err(at(node.name.span(), format!("nodes[{i}].name"), problem.into()));
+        let mut names: Vec<&str> = Vec::new();
+        for source in self.sources() {
+            let (list, i, name) = (source.list, source.index, source.name);
+            if name.get_ref().is_empty() || name.get_ref().contains('/') {
+                let problem = "a source name must be non-empty and without `/` (1.x streams are `name/main`, ...)";
+                return Err(at(name.span(), format!("{list}[{i}].name"), problem.into()));
             }
-            if self.nodes[..i].iter().any(|n| n.name.get_ref() == node.name.get_ref()) {
-                let problem = format!("duplicate node name {:?}", node.name.get_ref());
-                return Err(at(node.name.span(), format!("nodes[{i}].name"), problem));
+            if names.contains(&name.get_ref().as_str()) {
+                let problem = format!("duplicate source name {:?}", name.get_ref());
+                return Err(at(name.span(), format!("{list}[{i}].name"), problem));
             }
+            names.push(name.get_ref());
             for (key, secs) in [
-                ("connect_timeout_secs", node.connect_timeout_secs),
-                ("no_message_timeout_secs", node.no_message_timeout_secs),
+                ("connect_timeout_secs", source.connect_timeout_secs),
+                ("no_message_timeout_secs", source.silence_secs),
             ] {
                 if !(1..=86_400).contains(&secs) {
                     let problem = format!("{key} must be between 1 and 86400 seconds");
-                    return Err(at(node.name.span(), format!("nodes[{i}].{key}"), problem));
+                    return Err(at(name.span(), format!("{list}[{i}].{key}"), problem));
                 }
             }
+            for (key, url) in source.urls {
+                let Some(url) = url else { continue };
+                let scheme = reqwest::Url::parse(url.get_ref()).map(|u| u.scheme().to_owned());
+                let problem = match scheme {
+                    Err(e) => format!("not a URL: {e}"),
+                    Ok(scheme) if !source.schemes.contains(&scheme.as_str()) => {
+                        format!("expected a {} URL", source.schemes.join(" or "))
+                    }
+                    Ok(_) => continue,
+                };
+                return Err(at(url.span(), format!("{list}[{i}].{key}"), problem));
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
             if !(1..=4096).contains(&node.max_frame_mib) {
                 let problem = "max_frame_mib must be between 1 and 4096".to_owned();
                 return Err(at(node.name.span(), format!("nodes[{i}].max_frame_mib"), problem));
@@ -252,14 +371,16 @@ impl Config {
                 let problem = "max_backfill_blocks must be between 1 and 1000000".to_owned();
                 return Err(at(node.name.span(), format!("nodes[{i}].max_backfill_blocks"), problem));
             }
-            for (key, url) in [("url", Some(&node.url)), ("rpc_url", node.rpc_url.as_ref())] {
-                if let Some(Err(e)) = url.map(|url| reqwest::Url::parse(url.get_ref())) {
-                    return Err(at(
-                        url.expect("parsed").span(),
-                        format!("nodes[{i}].{key}"),
-                        format!("not a URL: {e}"),
-                    ));
-                }
+        }
+        for (i, cloud) in self.cspr_cloud.iter().enumerate() {
+            if cloud.contract_package_hashes.is_empty() && cloud.contract_hashes.is_empty() {
+                let problem = "give contract_package_hashes or contract_hashes to follow".to_owned();
+                return Err(at(cloud.name.span(), format!("cspr_cloud[{i}]"), problem));
+            }
+            let hashes = cloud.contract_package_hashes.iter().chain(&cloud.contract_hashes);
+            if let Some(bad) = hashes.into_iter().find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit())) {
+                let problem = format!("{bad:?} is not a 32-byte hex hash");
+                return Err(at(cloud.name.span(), format!("cspr_cloud[{i}]"), problem));
             }
         }
         for (i, plugin) in self.plugins.iter().enumerate() {
@@ -312,10 +433,20 @@ mod tests {
     fn semantic_errors_name_key_and_line() {
         let text = "[[nodes]]\nname = \"a\"\nurl = \"http://x\"\n\n[[nodes]]\nname = \"a\"\nurl = \"http://y\"\n";
         let err = Config::parse(text).unwrap_err();
-        assert_eq!(err, "line 6: `nodes[1].name`: duplicate node name \"a\"");
+        assert_eq!(err, "line 6: `nodes[1].name`: duplicate source name \"a\"");
 
         let err = Config::parse("[[nodes]]\nname = \"a/main\"\nurl = \"http://x\"\n").unwrap_err();
-        assert!(err.starts_with("line 2: `nodes[0].name`: a node name must be non-empty and without `/`"), "{err}");
+        assert!(err.starts_with("line 2: `nodes[0].name`: a source name must be non-empty and without `/`"), "{err}");
+
+        let text = "[[nodes]]\nname = \"a\"\nurl = \"http://x\"\n\n[[f1r3fly]]\nname = \"a\"\nurl = \"ws://y\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert_eq!(err, "line 6: `f1r3fly[0].name`: duplicate source name \"a\"");
+
+        let err = Config::parse("[[f1r3fly]]\nname = \"f\"\nurl = \"http://y\"\n").unwrap_err();
+        assert_eq!(err, "line 3: `f1r3fly[0].url`: expected a ws or wss URL");
+
+        let err = Config::parse("[[cspr_cloud]]\nname = \"c\"\nurl = \"wss://y\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: `cspr_cloud[0]`: give contract_package_hashes"), "{err}");
 
         let err = Config::parse("[[nodes]]\nname = \"a\"\nurl = \"not a url\"\n").unwrap_err();
         assert!(err.starts_with("line 3: `nodes[0].url`: not a URL"), "{err}");

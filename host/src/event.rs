@@ -222,7 +222,7 @@ impl EventFields {
 }
 
 /// FNV-1a: a stable content fingerprint for events Sluice has no natural key for.
-fn fingerprint(raw: &str) -> u64 {
+pub fn fingerprint(raw: &str) -> u64 {
     raw.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 

@@ -17,3 +17,9 @@ pub mod pipeline;
 pub mod plugins;
 pub mod source;
 pub mod store;
+
+/// Make ring the process's TLS crypto provider (for https and wss sources, and every HTTP client
+/// built with this crate's reqwest). Call once before building a client; later calls do nothing.
+pub fn install_tls_provider() {
+    _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -80,6 +80,10 @@ pub struct Rig {
     pub rest_url: bool,
     /// More keys for every `[[nodes]]` entry.
     pub node_toml: String,
+    /// The sources' config, when it is not generated from `nodes`.
+    pub sources_toml: Option<String>,
+    /// Environment variables of the host.
+    pub host_env: Vec<(String, String)>,
     pub host: Option<Process>,
 }
 
@@ -120,10 +124,41 @@ impl Rig {
             nodes,
             rest_url,
             node_toml: node_toml.to_owned(),
+            sources_toml: None,
+            host_env: Vec::new(),
             host: None,
             dir,
         };
         std::fs::write(rig.config_path(), rig.config(plugins_toml)).unwrap();
+        rig.start_host();
+        rig
+    }
+
+    /// Start one mock of another kind (`mock_command`, e.g. `mock-f1r3fly`) with `mock_args`, and
+    /// a host with the sources `sources_toml(port)` describes and the environment `host_env`.
+    pub fn start_source(
+        mock_command: &str,
+        mock_args: &[&str],
+        sources_toml: impl Fn(u16) -> String,
+        host_env: &[(&str, &str)],
+    ) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut mock = sluice();
+        mock.args([mock_command, "--listen", &format!("127.0.0.1:{port}")]).args(mock_args);
+        let mock = Process::spawn(mock, dir.path().join("mock0.log"));
+        let mut rig = Rig {
+            http: format!("http://127.0.0.1:{}", free_port()),
+            admin: format!("http://127.0.0.1:{}", free_port()),
+            nodes: vec![(port, mock)],
+            rest_url: false,
+            node_toml: String::new(),
+            sources_toml: Some(sources_toml(port)),
+            host_env: host_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            host: None,
+            dir,
+        };
+        std::fs::write(rig.config_path(), rig.config("")).unwrap();
         rig.start_host();
         rig
     }
@@ -152,6 +187,7 @@ impl Rig {
                 )
             })
             .collect();
+        let nodes = self.sources_toml.clone().unwrap_or(nodes);
         format!(
             "{nodes}[storage]\npath = \"{db}\"\nplugin_cache = \"{cache}\"\n\n\
              [http]\nlisten = \"{http}\"\n\n[admin]\nlisten = \"{admin}\"\n\n{plugins_toml}",
@@ -173,7 +209,7 @@ impl Rig {
     /// (Re)start the host on the same config and database.
     pub fn start_host(&mut self) {
         let mut run = sluice();
-        run.args(["run", "--config"]).arg(self.config_path()).current_dir(root());
+        run.args(["run", "--config"]).arg(self.config_path()).current_dir(root()).envs(self.host_env.clone());
         self.host = Some(Process::spawn(run, self.dir.path().join("host.log")));
         self.wait_for("the host to answer /health", || get_json(&format!("{}/health", self.http)).is_some());
     }
@@ -249,6 +285,7 @@ pub fn read_sse(url: &str, frames: usize) -> Vec<(u64, String)> {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
+    sluice::install_tls_provider();
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 

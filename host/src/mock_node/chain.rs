@@ -289,7 +289,7 @@ fn push_transaction_hash(out: &mut String, block: u64, nth: u64) {
 }
 
 /// A 32-byte hash in hex, unique per (`n`, `domain`).
-fn push_hash(out: &mut String, n: u64, domain: u64) {
+pub fn push_hash(out: &mut String, n: u64, domain: u64) {
     for lane in 0..4u64 {
         write!(out, "{:016x}", splitmix(n ^ (domain << 56) ^ (lane << 48))).expect("write to String");
     }
@@ -303,7 +303,7 @@ fn splitmix(x: u64) -> u64 {
 }
 
 /// One block every 8 s of a day in 2025, millisecond precision.
-fn push_timestamp(out: &mut String, block: u64) {
+pub fn push_timestamp(out: &mut String, block: u64) {
     let seconds = block * 8;
     let (day, hour, minute, second) =
         (1 + (seconds / 86_400) % 28, (seconds / 3600) % 24, (seconds / 60) % 60, seconds % 60);

@@ -1,5 +1,6 @@
-//! `sluice mock-node`: a stand-in Casper node (2.x, or 1.x with `--protocol 1`) speaking the
-//! real wire format.
+//! Stand-ins for the services Sluice reads from and does not own, speaking their real wire
+//! formats: `sluice mock-node`, a Casper node (2.x, or 1.x with `--protocol 1`), here;
+//! `sluice mock-cspr-cloud` in [`cspr_cloud`]; `sluice mock-f1r3fly` in [`f1r3fly`].
 //!
 //! `GET /events?start_from=N` (1.x: `/events/main`, `/events/deploys`, `/events/sigs`, each with
 //! its own ids) sends `data:{"ApiVersion":"…"}` (no id), then `data:<event>\nid:<n>\n\n` frames
@@ -8,6 +9,8 @@
 //! gap backfill. When the node restarts, open connections get the bare `"Shutdown"` frame first.
 
 mod chain;
+pub mod cspr_cloud;
+pub mod f1r3fly;
 mod rpc;
 
 use chain::Chain;

@@ -2,7 +2,7 @@
 //! `/events/sigs`), each resuming after the last id stored for it.
 
 use super::backoff::{Backoff, HEALTHY};
-use super::{ConnectionState, NodeStatus};
+use super::{ConnectionState, NodeStatus, state_after_refusal};
 use crate::config::{NodeConfig, Protocol};
 use crate::event::{Delivery, Frame, Payload};
 use crate::store::now_ms;
@@ -160,7 +160,12 @@ impl Connection {
             probing &= connected_since.is_none();
             let status = &self.status;
             status.count(&status.disconnects);
-            status.set_state(ConnectionState::Reconnecting);
+            status.set_state(match &ended {
+                Disconnect::Http(e) => {
+                    e.status().map_or(ConnectionState::Reconnecting, |s| state_after_refusal(s.as_u16()))
+                }
+                _ => ConnectionState::Reconnecting,
+            });
             let healthy = self.last_id != progress_from || connected_since.is_some_and(|s| s.elapsed() >= HEALTHY);
             let delay = backoff.next_delay(healthy);
             tracing::warn!(stream = %self.stream, "disconnected ({ended}); reconnecting in {delay:.1?}");
@@ -193,10 +198,12 @@ impl Connection {
         // the limit ends the connection before it is buffered whole.
         let silence = node.no_message_timeout();
         let (limit, mut line) = (node.max_frame_bytes(), 0usize);
+        let status = self.status.clone();
         let bytes = tokio_stream::StreamExt::timeout(response.bytes_stream(), silence).map(move |item| {
             let chunk = item
                 .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no bytes for {silence:?}")))?
                 .map_err(std::io::Error::other)?;
+            status.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
             line = match chunk.iter().rposition(|b| *b == b'\n') {
                 Some(newline) => chunk.len() - newline - 1,
                 None => line + chunk.len(),
@@ -259,7 +266,10 @@ impl Connection {
         let status = &self.status;
         status.count(&status.frames);
         let payload = match Frame::parse(data) {
-            Ok(Frame::Event(event)) => Payload::Event(event),
+            Ok(Frame::Event(event)) => {
+                status.count_event(&event.kind);
+                Payload::Event(event)
+            }
             Ok(Frame::ApiVersion(version)) => {
                 tracing::info!(stream = %self.stream, %version, "node API version");
                 *status.api_version.lock().expect("status lock") = Some(version.clone());

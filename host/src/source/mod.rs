@@ -1,14 +1,21 @@
-//! Node connections: each configured node is followed by its own task, which turns SSE frames
-//! into [`Delivery`] values for the pipeline and reconnects (resuming with `start_from`) after
-//! every drop.
+//! Source connections: each configured source is followed by its own task, which turns what
+//! arrives into [`Delivery`](crate::event::Delivery) values for the pipeline and reconnects after
+//! every drop. Casper nodes (SSE, resuming with `start_from`, gaps backfilled over JSON-RPC) are
+//! in `casper` and `backfill`; CSPR.cloud and F1r3fly (WebSocket) in `cspr_cloud` and `f1r3fly`
+//! over the shared `websocket` loop.
 
 mod backfill;
 mod backoff;
 mod casper;
+mod cspr_cloud;
+mod f1r3fly;
 mod rpc;
+mod websocket;
 
 pub use backfill::backfill;
 pub use casper::follow;
+pub use cspr_cloud::follow_cspr_cloud;
+pub use f1r3fly::follow_f1r3fly;
 
 use serde::Serialize;
 use std::sync::Mutex;
@@ -24,6 +31,21 @@ pub enum ConnectionState {
     Connected,
     /// Waiting before the next attempt.
     Reconnecting,
+    /// The last attempt was refused for good reason (bad credentials, forbidden): retrying
+    /// slowly until the operator fixes it.
+    Failed,
+    /// The source answered in a protocol or version Sluice does not speak: retrying slowly.
+    Incompatible,
+}
+
+/// The state after a source refused a connection with HTTP status `status`: credentials or
+/// permissions (401, 403) need the operator; a missing endpoint (404) means the wrong protocol.
+fn state_after_refusal(status: u16) -> ConnectionState {
+    match status {
+        401 | 403 => ConnectionState::Failed,
+        404 => ConnectionState::Incompatible,
+        _ => ConnectionState::Reconnecting,
+    }
 }
 
 /// Live view of one node connection, shared with the API.
@@ -43,6 +65,10 @@ pub struct NodeStatus {
     pub last_event_ids: Mutex<std::collections::BTreeMap<String, u32>>,
     /// Frames received (events, rejected frames and metadata).
     pub frames: AtomicU64,
+    /// Bytes received.
+    pub bytes: AtomicU64,
+    /// Events received, per event type.
+    pub events_by_kind: Mutex<std::collections::BTreeMap<String, u64>>,
     /// Frames that could not be parsed.
     pub rejected: AtomicU64,
     /// Connections lost or refused.
@@ -66,6 +92,8 @@ impl NodeStatus {
             protocol: Mutex::default(),
             last_event_ids: Mutex::default(),
             frames: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            events_by_kind: Mutex::default(),
             rejected: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
@@ -80,5 +108,13 @@ impl NodeStatus {
 
     fn count(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
+    }
+
+    fn count_event(&self, kind: &str) {
+        let mut kinds = self.events_by_kind.lock().expect("status lock");
+        match kinds.get_mut(kind) {
+            Some(count) => *count += 1,
+            None => _ = kinds.insert(kind.to_owned(), 1),
+        }
     }
 }
