@@ -68,6 +68,17 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     let transaction = get_json(&format!("{}/transaction/{FIXTURE_TRANSACTION}", rig.http)).unwrap();
     assert_eq!(transaction["processed"]["kind"], "TransactionProcessed");
     assert!(transaction["accepted"].is_null());
+    // Status and metrics: the connection, the events per type.
+    let status = get_json(&format!("{}/status", rig.http)).unwrap();
+    assert_eq!(status["sources"][0]["events_by_kind"]["BlockAdded"], 1251, "{status}");
+    let (_, metrics) = get(&format!("{}/metrics", rig.admin)).unwrap();
+    for line in [
+        "node_statuses{node=\"mock\"} 2",
+        "sluice_source_events_total{node=\"mock\",kind=\"TransactionProcessed\"} 1251",
+        &format!("sluice_ingest_stored_total {total}"),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in\n{metrics}");
+    }
     let latest = get_json(&format!("{}/block", rig.http)).unwrap();
     assert_eq!(latest["data"]["BlockAdded"]["block"]["Version2"]["header"]["height"], 1_000_000 + 1249);
 
@@ -331,6 +342,8 @@ fn a_refused_cspr_cloud_key_is_reported_as_failed() {
     });
     assert_eq!(rig.number("SELECT count(*) FROM events"), Some(0));
     assert!(rig.host.as_ref().unwrap().log().contains("401"));
+    let (_, metrics) = get(&format!("{}/metrics", rig.admin)).unwrap();
+    assert!(metrics.contains("node_statuses{node=\"cloud\"} -1"), "{metrics}");
 }
 
 #[test]

@@ -51,6 +51,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         ingest: ingest.clone(),
         plugins: plugins.stats().into(),
         shutdown: stopped.clone(),
+        started: std::time::Instant::now(),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let pipeline = Pipeline { writer, plugins, bus, stats: ingest }.spawn(receiver);

@@ -274,9 +274,13 @@ pub fn read_sse(url: &str, frames: usize) -> Vec<(u64, String)> {
         let mut body = response.bytes_stream();
         let mut text = String::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        // SSE blocks seen so far (counted on the new text only): parse once there can be enough.
+        let mut blocks = 0;
         while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+            let scanned = text.len().saturating_sub(1);
             text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-            if text.ends_with("\n\n") && parse_sse(&text, frames).len() == frames {
+            blocks += text.as_bytes()[scanned..].windows(2).filter(|pair| pair == b"\n\n").count();
+            if blocks >= frames && text.ends_with("\n\n") && parse_sse(&text, frames).len() == frames {
                 break;
             }
         }

@@ -1,4 +1,4 @@
-//! `GET /health` (public) and `GET /plugins` (admin): how Sluice is doing.
+//! `GET /health`, `GET /status` (public) and `GET /plugins` (admin): how Sluice is doing.
 
 use super::AppState;
 use super::error::ApiError;
@@ -17,6 +17,15 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "ingest": &*state.ingest,
         "store": totals,
     })))
+}
+
+/// Each source's connection state and counters.
+pub async fn status(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "sources": &*state.nodes,
+    }))
 }
 
 /// Per-plugin call counters, failures and suspension state.

@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod gaps;
 mod health;
+mod metrics;
 mod transactions;
 mod views;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub plugins: Arc<[Arc<PluginStats>]>,
     /// Changes (or closes) when the server shuts down; ends open streams.
     pub shutdown: tokio::sync::watch::Receiver<()>,
+    /// When the host started.
+    pub started: std::time::Instant,
 }
 
 /// Routes served on `[http] listen`.
@@ -43,6 +46,7 @@ pub fn public(state: AppState) -> Router {
         .route("/transaction/{hash}", get(transactions::by_hash))
         .route("/gaps", get(gaps::list))
         .route("/health", get(health::health))
+        .route("/status", get(health::status))
         .fallback(error::no_route)
         .with_state(state)
 }
@@ -51,6 +55,7 @@ pub fn public(state: AppState) -> Router {
 pub fn admin(state: AppState) -> Router {
     Router::new()
         .route("/plugins", get(health::plugins))
+        .route("/metrics", get(metrics::metrics))
         .route("/health", get(health::health))
         .fallback(error::no_route)
         .with_state(state)

@@ -1,0 +1,115 @@
+//! `GET /metrics` (admin): the live counters in the OpenMetrics text format Prometheus scrapes,
+//! read from the sources, the pipeline and the plugins at scrape time.
+
+use super::AppState;
+use crate::source::{ConnectionState, NodeStatus};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Render every metric.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Live(state)));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String");
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+}
+
+/// `node_statuses` values, as the casper-sidecar reports them.
+fn status_code(state: ConnectionState) -> i64 {
+    match state {
+        ConnectionState::Connecting => 1,
+        ConnectionState::Connected => 2,
+        ConnectionState::Reconnecting => 3,
+        ConnectionState::Failed => -1,
+        ConnectionState::Incompatible => -2,
+    }
+}
+
+struct Live(AppState);
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Live")
+    }
+}
+
+/// Per-source counters: metric name, help, and where the value is.
+const SOURCE_COUNTERS: [(&str, &str, fn(&NodeStatus) -> &AtomicU64); 7] = [
+    ("sluice_source_frames", "Frames or messages received", |s| &s.frames),
+    ("sluice_source_bytes", "Bytes received", |s| &s.bytes),
+    ("sluice_source_rejected", "Frames that could not be parsed (kept raw)", |s| &s.rejected),
+    ("sluice_source_disconnects", "Connections lost or refused", |s| &s.disconnects),
+    ("sluice_source_restarts", "Node restarts detected (event ids went backwards)", |s| &s.restarts),
+    ("sluice_source_gaps", "Times a node no longer held the events asked for", |s| &s.gaps),
+    ("sluice_source_backfilled_blocks", "Blocks fetched over JSON-RPC to fill gaps", |s| &s.backfilled_blocks),
+];
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let AppState { nodes, ingest, plugins, .. } = &self.0;
+        let help = "Source connection state: 1 connecting, 2 connected, 3 reconnecting, -1 failed, -2 incompatible";
+        let mut family = encoder.encode_descriptor("node_statuses", help, None, MetricType::Gauge)?;
+        for node in nodes.iter() {
+            let state = *node.state.lock().expect("status lock");
+            ConstGauge::new(status_code(state)).encode(family.encode_family(&[("node", node.name.as_str())])?)?;
+        }
+        for (name, help, counter) in SOURCE_COUNTERS {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for node in nodes.iter() {
+                let value = counter(node).load(Relaxed);
+                ConstCounter::new(value).encode(family.encode_family(&[("node", node.name.as_str())])?)?;
+            }
+        }
+        let help = "Events received, per source and event type (duplicates included)";
+        let mut family = encoder.encode_descriptor("sluice_source_events", help, None, MetricType::Counter)?;
+        for node in nodes.iter() {
+            for (kind, count) in node.events_by_kind.lock().expect("status lock").iter() {
+                let labels = [("node", node.name.as_str()), ("kind", kind.as_str())];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, value) in [
+            ("sluice_ingest_stored", "Events stored for the first time", &ingest.stored),
+            (
+                "sluice_ingest_duplicates",
+                "Events already stored (resent, or seen by several sources)",
+                &ingest.duplicates,
+            ),
+            ("sluice_ingest_rejected", "Frames stored as rejected", &ingest.rejected),
+            ("sluice_ingest_dropped", "Events hidden by a plugin", &ingest.dropped),
+        ] {
+            ConstCounter::new(value.load(Relaxed)).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        for (name, help, counter) in [
+            (
+                "sluice_plugin_calls",
+                "Calls to a plugin's on-event",
+                (|p| &p.calls) as fn(&crate::plugins::PluginStats) -> &AtomicU64,
+            ),
+            ("sluice_plugin_traps", "Plugin calls that trapped", |p| &p.traps),
+            ("sluice_plugin_timeouts", "Plugin calls stopped at the time limit", |p| &p.timeouts),
+        ] {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for plugin in plugins.iter() {
+                let value = counter(plugin).load(Relaxed);
+                ConstCounter::new(value).encode(family.encode_family(&[("plugin", plugin.name.as_str())])?)?;
+            }
+        }
+        Ok(())
+    }
+}
