@@ -147,12 +147,21 @@ fn an_unreadable_frame_is_skipped_instead_of_stalling_the_node() {
 
 #[test]
 fn a_node_restart_that_resets_ids_skips_nothing() {
+    assert_restart_skips_nothing(&[], "TransactionProcessed");
+}
+
+#[test]
+fn a_1x_node_restart_that_resets_ids_skips_nothing() {
+    assert_restart_skips_nothing(&["--protocol", "1"], "DeployProcessed");
+}
+
+fn assert_restart_skips_nothing(protocol: &[&str], processed: &str) {
     // The node restarts once 2500 events exist (it says "Shutdown" first): ids start from 0 again
     // while the chain goes on.
-    let rig = Rig::start(&["--rate", "2000", "--restart-after", "2500"], "");
-    rig.wait_for_stored(5000);
-    let health = get_json(&format!("{}/health", rig.http)).unwrap();
-    assert!(health["nodes"][0]["restarts"].as_u64() >= Some(1), "{health}");
+    let rig = Rig::start(&[&["--rate", "2000", "--restart-after", "2500"], protocol].concat(), "");
+    let health = || get_json(&format!("{}/health", rig.http)).unwrap();
+    rig.wait_for("a restart", || health()["nodes"][0]["restarts"].as_u64() >= Some(1));
+    rig.wait_for_stored(health()["store"]["events"].as_u64().unwrap() + 1000);
     assert!(rig.host.as_ref().unwrap().log().contains("node announced shutdown"));
     // Every generated block from the first on is stored, with no hole around the restart.
     let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
@@ -163,7 +172,7 @@ fn a_node_restart_that_resets_ids_skips_nothing() {
     );
     assert_eq!((lowest, count), (1_000_000, highest - lowest + 1));
     assert!(highest > 1_000_000 + 2500 / 4, "blocks from after the restart are stored");
-    let processed = rig.number("SELECT count(*) FROM events WHERE kind = 'TransactionProcessed'").unwrap();
+    let processed = rig.number(&format!("SELECT count(*) FROM events WHERE kind = '{processed}'")).unwrap();
     assert!(processed >= count, "{processed} processed transactions for {count} blocks");
 }
 
@@ -184,42 +193,58 @@ fn a_node_gone_silent_is_left_and_resumed() {
 
 #[test]
 fn a_gap_beyond_the_node_buffer_is_recorded_and_backfilled_over_json_rpc() {
-    // The node keeps only 100 events; while Sluice is stopped it produces about 400 more.
-    let mut rig = Rig::start(&["--rate", "400", "--buffer", "100"], "");
+    assert_gap_is_backfilled(&[], "mock", "TRUE", "TransactionProcessed", 4);
+}
+
+#[test]
+fn a_gap_in_a_1x_node_is_backfilled_too() {
+    let main = "kind IN ('BlockAdded', 'DeployProcessed')";
+    assert_gap_is_backfilled(&["--protocol", "1"], "mock/main", main, "DeployProcessed", 2);
+}
+
+/// The node keeps only 100 events per stream; while Sluice is stopped it produces about 400
+/// more. `stream` carries the blocks (its events are those matching `of_stream`),
+/// `events_per_block` of its events per block.
+fn assert_gap_is_backfilled(protocol: &[&str], stream: &str, of_stream: &str, processed: &str, events_per_block: i64) {
+    let mut rig = Rig::start(&[&["--rate", "400", "--buffer", "100"], protocol].concat(), "");
     rig.wait_for_stored(100);
     rig.stop_host();
-    let cursor = rig.number("SELECT last_event_id FROM node_cursors").unwrap();
+    let cursor = rig.number(&format!("SELECT last_event_id FROM node_cursors WHERE stream = '{stream}'")).unwrap();
     std::thread::sleep(std::time::Duration::from_secs(1));
     rig.start_host();
     let gaps_url = format!("{}/gaps", rig.http);
-    rig.wait_for("a backfilled gap", || {
-        get_json(&gaps_url).is_some_and(|g| !g["gaps"][0]["backfilled_at_ms"].is_null())
-    });
-    let gap = get_json(&gaps_url).unwrap()["gaps"][0].clone();
-    assert_eq!((gap["stream"].as_str(), gap["from_id"].as_i64()), (Some("mock"), Some(cursor + 1)));
+    let all_backfilled = |gaps: &Value| {
+        gaps["gaps"].as_array().is_some_and(|gaps| {
+            gaps.iter().any(|g| g["stream"] == stream) && gaps.iter().all(|g| !g["backfilled_at_ms"].is_null())
+        })
+    };
+    rig.wait_for("backfilled gaps", || get_json(&gaps_url).is_some_and(|g| all_backfilled(&g)));
+    let gaps = get_json(&gaps_url).unwrap();
+    let gap = gaps["gaps"].as_array().unwrap().iter().find(|g| g["stream"] == stream).unwrap().clone();
+    assert_eq!(gap["from_id"].as_i64(), Some(cursor + 1));
     let to = gap["to_id"].as_i64().unwrap();
-    assert!(to > cursor + 200, "{gap}");
-    assert!(gap["backfill_note"].is_null(), "{gap}");
-    let stored = |range: &str| rig.number(&format!("SELECT count(*) FROM events WHERE node_event_id {range}")).unwrap();
-    assert_eq!(stored(&format!("BETWEEN {} AND {to}", cursor + 1)), 0, "the node no longer had these");
-    assert_eq!(stored(&format!("= {}", to + 1)), 1, "ingestion goes on right after the gap");
+    assert!(to > cursor + 100, "{gap}");
+    assert!(gaps["gaps"].as_array().unwrap().iter().all(|g| g["backfill_note"].is_null()), "{gaps}");
+    let stored = |condition: &str| rig.number(&format!("SELECT count(*) FROM events WHERE {condition}")).unwrap();
+    let in_stream = |condition: &str| stored(&format!("node_event_id {condition} AND {of_stream}"));
+    assert_eq!(in_stream(&format!("BETWEEN {} AND {to}", cursor + 1)), 0, "the node no longer had these");
+    assert_eq!(in_stream(&format!("= {}", to + 1)), 1, "ingestion goes on right after the gap");
 
     // The gap's blocks came back over JSON-RPC, each with its processed transaction: the chain of
     // blocks has no hole, and every block but the newest has its transaction's execution.
-    let backfilled = gap["backfilled_blocks"].as_i64().unwrap();
-    assert!(backfilled >= (to - cursor) / 4 - 1, "{gap}");
-    assert_eq!(stored("IS NULL AND kind = 'BlockAdded'"), backfilled);
-    let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
-    let (count, highest) = (
-        rig.number(&format!("SELECT count(*) {blocks}")).unwrap(),
-        rig.number(&format!("SELECT max(block_height) {blocks}")).unwrap(),
-    );
+    let backfilled: i64 =
+        gaps["gaps"].as_array().unwrap().iter().map(|g| g["backfilled_blocks"].as_i64().unwrap()).sum();
+    assert!(backfilled >= (to - cursor) / events_per_block - 1, "{gaps}");
+    assert_eq!(stored("node_event_id IS NULL AND kind = 'BlockAdded'"), backfilled);
+    let blocks = "kind = 'BlockAdded' AND block_height >= 1000000";
+    let (count, highest) =
+        (stored(blocks), rig.number(&format!("SELECT max(block_height) FROM events WHERE {blocks}")).unwrap());
     assert_eq!(count, highest - 1_000_000 + 1, "no block is missing");
-    let without_execution = rig.number(&format!(
-        "SELECT count(*) {blocks} AND block_height < {highest} AND NOT EXISTS (SELECT 1 FROM events t
-         WHERE t.kind = 'TransactionProcessed' AND t.block_hash = events.block_hash)"
+    let without_execution = stored(&format!(
+        "{blocks} AND block_height < {highest} AND NOT EXISTS (SELECT 1 FROM events t
+         WHERE t.kind = '{processed}' AND t.block_hash = events.block_hash)"
     ));
-    assert_eq!(without_execution, Some(0));
+    assert_eq!(without_execution, 0);
     let (status, _) = get(&format!("{}/gaps?limit=0", rig.http)).unwrap();
     assert_eq!(status, 400);
 }
@@ -227,17 +252,20 @@ fn a_gap_beyond_the_node_buffer_is_recorded_and_backfilled_over_json_rpc() {
 #[test]
 fn a_casper_1x_node_is_followed_on_its_three_streams() {
     // The mock's /status says 1.5.8, so Sluice follows /events/main, /events/deploys and
-    // /events/sigs, each with its own ids and cursor; connections are cut every 500 events.
-    let rig = Rig::start(&["--protocol", "1", "--rate", "0", "--count", "5000", "--drop-after", "500"], "");
-    let total = 7 + 5000;
+    // /events/sigs, each with its own ids and cursor; connections are cut every 500 events, and
+    // every 100th generated event of each stream is malformed (25 + 12 + 12 of 5000).
+    let mock = ["--protocol", "1", "--rate", "0", "--count", "5000", "--drop-after", "500", "--corrupt-every", "100"];
+    let rig = Rig::start(&mock, "");
+    let total = 7 + 5000 - 49;
     rig.wait_for_stored(total);
+    rig.wait_for("every frame", || rig.number("SELECT count(*) FROM rejected_frames") == Some(49));
     let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events"), total as i64);
     for (kind, expected) in [
         ("BlockAdded", 1251),
-        ("DeployAccepted", 1251),
-        ("DeployProcessed", 1251),
-        ("FinalitySignature", 1251),
+        ("DeployAccepted", 1251 - 12),
+        ("DeployProcessed", 1251 - 25),
+        ("FinalitySignature", 1251 - 12),
         ("DeployExpired", 1),
         ("Fault", 1),
         ("Step", 1),
@@ -274,6 +302,16 @@ fn without_a_status_url_a_1x_node_is_found_by_probing() {
 fn a_frame_over_the_size_limit_is_skipped_and_the_rest_goes_on() {
     // Padded to over 2 MiB of (valid) JSON; the node's limit is 1 MiB.
     assert_damaged_frames_are_skipped("--bloat-every", "max_frame_mib = 1", "max_frame_mib");
+}
+
+#[test]
+fn a_frame_of_40_mib_is_stored_whole() {
+    // Below the default limit (256 MiB), a frame as large as a big 2.x Step goes through.
+    let rig = Rig::start(&["--rate", "0", "--count", "40", "--bloat-every", "20", "--bloat-mib", "40"], "");
+    rig.wait_for_stored(47);
+    assert_eq!(rig.number("SELECT count(*) FROM rejected_frames"), Some(0));
+    let large = rig.number("SELECT count(*) FROM events WHERE length(raw) > 40 * 1024 * 1024");
+    assert_eq!(large, Some(2));
 }
 
 #[test]

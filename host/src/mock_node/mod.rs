@@ -67,9 +67,12 @@ pub struct MockOptions {
     /// Send every Nth generated event with a byte that is not UTF-8, which no SSE parser reads.
     #[arg(long)]
     pub garble_every: Option<u32>,
-    /// Pad every Nth generated event with 2 MiB of JSON white space (to exercise frame limits).
+    /// Pad every Nth generated event with JSON white space (to exercise frame limits).
     #[arg(long)]
     pub bloat_every: Option<u32>,
+    /// MiB of padding `--bloat-every` adds (a real 2.x `Step` can exceed 30 MB).
+    #[arg(long, default_value_t = 2)]
+    pub bloat_mib: usize,
     /// Restart once this many events exist: connections get `"Shutdown"` and close, the buffer
     /// empties and ids start again from 0 while the chain goes on.
     #[arg(long)]
@@ -125,7 +128,7 @@ impl Node {
             chain.render(index, scratch);
         }
         if Node::every(chain, index, self.options.bloat_every) {
-            scratch.insert_str(scratch.len() - 1, &" ".repeat(2 << 20));
+            scratch.insert_str(scratch.len() - 1, &" ".repeat(self.options.bloat_mib << 20));
         }
         out.extend_from_slice(b"data:");
         out.extend_from_slice(scratch.as_bytes());

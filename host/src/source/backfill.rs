@@ -51,12 +51,17 @@ pub async fn backfill(
                 continue;
             }
         };
+        // One gap per round: the next one then sees the blocks this one stored (1.x nodes have a
+        // gap per stream, usually over the same blocks).
         for (gap, below) in gaps {
             if done.contains(&gap) {
                 continue;
             }
             match filler.fill(&store, gap, below).await {
-                Ok(true) => _ = done.insert(gap),
+                Ok(true) => {
+                    done.insert(gap);
+                    break;
+                }
                 Ok(false) => {}
                 Err(Stop::Shutdown) => return,
                 Err(Stop::Unreachable(e)) => {
