@@ -100,22 +100,15 @@ impl Template {
                 }
                 Piece::Slot(Slot::Timestamp) => push_timestamp(out, block),
                 Piece::Slot(Slot::BodyTransactions(count)) => {
-                    out.push_str("\"transactions\":{\"3\":[");
-                    for nth in 0..*count {
-                        out.push_str(if nth == 0 { "{\"Version1\":\"" } else { ",{\"Version1\":\"" });
-                        push_transaction_hash(out, block, nth);
-                        out.push_str("\"}");
-                    }
-                    out.push_str("]}");
+                    push_transaction_list(
+                        out,
+                        block,
+                        *count,
+                        ["\"transactions\":{\"3\":[", "{\"Version1\":\"", "\"}", "]}"],
+                    );
                 }
                 Piece::Slot(Slot::DeployHashes(count)) => {
-                    out.push_str("\"deploy_hashes\":[");
-                    for nth in 0..*count {
-                        out.push_str(if nth == 0 { "\"" } else { ",\"" });
-                        push_transaction_hash(out, block, nth);
-                        out.push('"');
-                    }
-                    out.push(']');
+                    push_transaction_list(out, block, *count, ["\"deploy_hashes\":[", "\"", "\"", "]"]);
                 }
             }
         }
@@ -281,6 +274,21 @@ impl Chain {
             }
         }
     }
+}
+
+/// The hashes of block `block`'s first `count` transactions as a JSON list: `[open, before,
+/// hash, after, ",", before, hash, after, …, close]`.
+fn push_transaction_list(out: &mut String, block: u64, count: u64, [open, before, after, close]: [&str; 4]) {
+    out.push_str(open);
+    for nth in 0..count {
+        if nth > 0 {
+            out.push(',');
+        }
+        out.push_str(before);
+        push_transaction_hash(out, block, nth);
+        out.push_str(after);
+    }
+    out.push_str(close);
 }
 
 /// The hash of the `nth` transaction of generated block `block`.

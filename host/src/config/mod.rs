@@ -1,0 +1,256 @@
+//! The TOML configuration: what `sluice run --config FILE` reads and `sluice check` validates.
+//!
+//! Unknown keys are rejected (a typo must not be silently ignored) and every error names the key
+//! and the line. Relative paths are relative to the working directory.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+mod sources;
+
+pub use sources::{CsprCloudConfig, F1r3flyConfig, NodeConfig, Protocol};
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Casper nodes to ingest from.
+    #[serde(default)]
+    pub nodes: Vec<NodeConfig>,
+    /// CSPR.cloud contract-event streams to ingest from.
+    #[serde(default)]
+    pub cspr_cloud: Vec<CsprCloudConfig>,
+    /// F1r3fly nodes to ingest from.
+    #[serde(default)]
+    pub f1r3fly: Vec<F1r3flyConfig>,
+    /// Where events are stored.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The public API server.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The operator API server (plugin statistics); localhost only by default.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// WASM plugins, run in this order for every event.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// SQLite file; `:memory:` keeps it in a temporary file removed at exit.
+    #[serde(default = "defaults::storage_path")]
+    pub path: String,
+    /// Directory for compiled plugin code; default: `plugin-cache` beside the database.
+    pub plugin_cache: Option<PathBuf>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { path: defaults::storage_path(), plugin_cache: None }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the public API (REST and SSE).
+    #[serde(default = "defaults::http_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: defaults::http_listen() }
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin API; `127.0.0.1` unless you mean to expose it.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: defaults::admin_listen() }
+    }
+}
+
+/// One `[[plugins]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique name; annotations are stored under it.
+    pub name: Spanned<String>,
+    /// Path of the component (`.wasm`, target `wasm32-wasip2`).
+    pub path: Spanned<PathBuf>,
+    /// Longest a single call may run, in milliseconds.
+    #[serde(default = "defaults::plugin_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Most linear memory the plugin may use, in MiB.
+    #[serde(default = "defaults::plugin_memory_mib")]
+    pub memory_mib: u64,
+    /// After this many failed calls in a row the plugin is suspended (events pass it by).
+    #[serde(default = "defaults::plugin_max_failures")]
+    pub max_consecutive_failures: u32,
+    /// Handed to the plugin's `init` as a JSON object.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn connect_timeout_secs() -> u64 {
+        10
+    }
+    pub fn no_message_timeout_secs() -> u64 {
+        60
+    }
+    pub fn max_frame_mib() -> u64 {
+        256
+    }
+    pub fn max_backfill_blocks() -> u32 {
+        10_000
+    }
+    pub fn cspr_cloud_key_env() -> String {
+        "CSPR_CLOUD_ACCESS_KEY".into()
+    }
+    pub fn storage_path() -> String {
+        "./data/sluice.db".into()
+    }
+    pub fn http_listen() -> SocketAddr {
+        ([127, 0, 0, 1], 18888).into()
+    }
+    pub fn admin_listen() -> SocketAddr {
+        ([127, 0, 0, 1], 18887).into()
+    }
+    pub fn plugin_timeout_ms() -> u64 {
+        100
+    }
+    pub fn plugin_memory_mib() -> u64 {
+        64
+    }
+    pub fn plugin_max_failures() -> u32 {
+        10
+    }
+}
+
+/// A configuration that cannot be used, with the file, line and key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    file: String,
+    message: String,
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { file: file.clone(), message: format!("cannot read: {e}") })?;
+        Config::parse(&text).map_err(|message| ConfigError { file, message })
+    }
+
+    /// Parse and validate configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        config.validate(text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, text: &str) -> Result<(), String> {
+        let at = |span: std::ops::Range<usize>, key: String, problem: String| {
+            let line = text[..span.start].matches('\n').count() + 1;
+            format!("line {line}: `{key}`: {problem}")
+        };
+        self.validate_sources(at)?;
+        for (i, plugin) in self.plugins.iter().enumerate() {
+            if self.plugins[..i].iter().any(|p| p.name.get_ref() == plugin.name.get_ref()) {
+                let problem = format!("duplicate plugin name {:?}", plugin.name.get_ref());
+                return Err(at(plugin.name.span(), format!("plugins[{i}].name"), problem));
+            }
+            let path = plugin.path.get_ref();
+            if !path.is_file() {
+                let hint = "build the plugins first (`cargo xtask plugins`)";
+                let problem = format!("no file at {} ({hint})", path.display());
+                return Err(at(plugin.path.span(), format!("plugins[{i}].path"), problem));
+            }
+            let limits = [
+                ("timeout_ms", plugin.timeout_ms, 60_000),
+                ("memory_mib", plugin.memory_mib, 65_536),
+                ("max_consecutive_failures", u64::from(plugin.max_consecutive_failures), u64::from(u32::MAX)),
+            ];
+            for (key, value, max) in limits {
+                if !(1..=max).contains(&value) {
+                    let problem = format!("{key} must be between 1 and {max}");
+                    return Err(at(plugin.name.span(), format!("plugins[{i}].{key}"), problem));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_an_empty_file() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.http.listen.to_string(), "127.0.0.1:18888");
+        assert_eq!(config.admin.listen.ip().to_string(), "127.0.0.1");
+        assert_eq!(config.storage.path, "./data/sluice.db");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("[http]\nlisten = \"127.0.0.1:1\"\n\n[storage]\npaht = \"x\"\n").unwrap_err();
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("paht"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_key_and_line() {
+        let text = "[[nodes]]\nname = \"a\"\nurl = \"http://x\"\n\n[[nodes]]\nname = \"a\"\nurl = \"http://y\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert_eq!(err, "line 6: `nodes[1].name`: duplicate source name \"a\"");
+
+        let err = Config::parse("[[nodes]]\nname = \"a/main\"\nurl = \"http://x\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: `nodes[0].name`: a source name must be non-empty and without `/`"), "{err}");
+
+        let text = "[[nodes]]\nname = \"a\"\nurl = \"http://x\"\n\n[[f1r3fly]]\nname = \"a\"\nurl = \"ws://y\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert_eq!(err, "line 6: `f1r3fly[0].name`: duplicate source name \"a\"");
+
+        let err = Config::parse("[[f1r3fly]]\nname = \"f\"\nurl = \"http://y\"\n").unwrap_err();
+        assert_eq!(err, "line 3: `f1r3fly[0].url`: expected a ws or wss URL");
+
+        let err = Config::parse("[[cspr_cloud]]\nname = \"c\"\nurl = \"wss://y\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: `cspr_cloud[0]`: give contract_package_hashes"), "{err}");
+
+        let err = Config::parse("[[nodes]]\nname = \"a\"\nurl = \"not a url\"\n").unwrap_err();
+        assert!(err.starts_with("line 3: `nodes[0].url`: not a URL"), "{err}");
+
+        let err = Config::parse("[[plugins]]\nname = \"f\"\npath = \"/no/such.wasm\"\n").unwrap_err();
+        assert!(err.starts_with("line 3: `plugins[0].path`: no file at /no/such.wasm"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let err = Config::parse("[http]\nlisten = 5\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+    }
+}
