@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A chain event delivered by a node, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,16 +33,28 @@ pub struct NodeEvent {
 #[derive(Debug)]
 pub struct Delivery {
     /// Configured name of the node.
-    pub node: std::sync::Arc<str>,
+    pub node: Arc<str>,
     /// The node's SSE stream it came by, which owns the id: the node name (2.x `/events`) or
     /// `name/main`, `name/deploys`, `name/sigs` (1.x).
-    pub stream: std::sync::Arc<str>,
+    pub stream: Arc<str>,
     /// The frame's SSE `id:`, if it had one.
     pub node_event_id: Option<u32>,
     /// Wall-clock arrival time, milliseconds since the Unix epoch.
     pub received_at_ms: i64,
     /// What arrived.
     pub payload: Payload,
+}
+
+impl Delivery {
+    /// A delivery received now.
+    pub fn now(node: Arc<str>, stream: Arc<str>, node_event_id: Option<u32>, payload: Payload) -> Delivery {
+        Delivery { node, stream, node_event_id, received_at_ms: now_ms(), payload }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The content of a [`Delivery`].

@@ -3,10 +3,28 @@
 
 #![allow(dead_code)]
 
+use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The block of the captured 2.x fixtures.
+pub const FIXTURE_BLOCK: &str = "cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758";
+
+/// The captured 2.x events (the shared fixtures, without `ApiVersion`), as the mock serves them.
+pub fn fixtures() -> Vec<Value> {
+    let dir = root().join("../shared/fixtures/casper2");
+    let dir = if dir.is_dir() { dir } else { root().join("host/fixtures/casper2") };
+    let mut events: Vec<Value> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap())
+        .filter(|event: &Value| event.get("ApiVersion").is_none())
+        .collect();
+    events.sort_by_key(|e| e.to_string());
+    assert_eq!(events.len(), 7, "fixtures in {}", dir.display());
+    events
+}
 
 /// The `sluice` binary under test.
 pub fn sluice() -> Command {
@@ -272,20 +290,25 @@ pub fn read_sse(url: &str, frames: usize) -> Vec<(u64, String)> {
     runtime().block_on(async {
         let response = reqwest::get(url).await.expect("SSE request");
         let mut body = response.bytes_stream();
-        let mut text = String::new();
+        // Bytes, not text: a chunk may end inside a character.
+        let mut bytes = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        // SSE blocks seen so far (counted on the new text only): parse once there can be enough.
+        // SSE blocks seen so far (counted on the new bytes only): parse once there can be enough.
         let mut blocks = 0;
         while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
-            let scanned = text.len().saturating_sub(1);
-            text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
-            blocks += text.as_bytes()[scanned..].windows(2).filter(|pair| pair == b"\n\n").count();
-            if blocks >= frames && text.ends_with("\n\n") && parse_sse(&text, frames).len() == frames {
+            let scanned = bytes.len().saturating_sub(1);
+            bytes.extend_from_slice(&chunk);
+            blocks += bytes[scanned..].windows(2).filter(|pair| pair == b"\n\n").count();
+            if blocks >= frames && bytes.ends_with(b"\n\n") && parse_sse(text(&bytes), frames).len() == frames {
                 break;
             }
         }
-        parse_sse(&text, frames)
+        parse_sse(text(&bytes), frames)
     })
+}
+
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("UTF-8 SSE")
 }
 
 fn runtime() -> tokio::runtime::Runtime {

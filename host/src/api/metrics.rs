@@ -24,6 +24,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 
+/// A label value as the exposition format can carry it: quotes, backslashes and control
+/// characters (which a source may put in an event type) become `_`.
+fn label(value: &str) -> String {
+    value.chars().map(|c| if c == '"' || c == '\\' || c.is_control() { '_' } else { c }).collect()
+}
+
 /// `node_statuses` values, as the casper-sidecar reports them.
 fn status_code(state: ConnectionState) -> i64 {
     match state {
@@ -61,20 +67,20 @@ impl Collector for Live {
         let mut family = encoder.encode_descriptor("node_statuses", help, None, MetricType::Gauge)?;
         for node in nodes.iter() {
             let state = *node.state.lock().expect("status lock");
-            ConstGauge::new(status_code(state)).encode(family.encode_family(&[("node", node.name.as_str())])?)?;
+            ConstGauge::new(status_code(state)).encode(family.encode_family(&[("node", label(&node.name))])?)?;
         }
         for (name, help, counter) in SOURCE_COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for node in nodes.iter() {
                 let value = counter(node).load(Relaxed);
-                ConstCounter::new(value).encode(family.encode_family(&[("node", node.name.as_str())])?)?;
+                ConstCounter::new(value).encode(family.encode_family(&[("node", label(&node.name))])?)?;
             }
         }
         let help = "Events received, per source and event type (duplicates included)";
         let mut family = encoder.encode_descriptor("sluice_source_events", help, None, MetricType::Counter)?;
         for node in nodes.iter() {
             for (kind, count) in node.events_by_kind.lock().expect("status lock").iter() {
-                let labels = [("node", node.name.as_str()), ("kind", kind.as_str())];
+                let labels = [("node", label(&node.name)), ("kind", label(kind))];
                 ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -107,7 +113,7 @@ impl Collector for Live {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for plugin in plugins.iter() {
                 let value = counter(plugin).load(Relaxed);
-                ConstCounter::new(value).encode(family.encode_family(&[("plugin", plugin.name.as_str())])?)?;
+                ConstCounter::new(value).encode(family.encode_family(&[("plugin", label(&plugin.name))])?)?;
             }
         }
         Ok(())

@@ -6,17 +6,19 @@
 //! (accepted transactions, signatures) cannot be fetched this way and stay missing.
 //!
 //! Which blocks: those above the highest block stored when the gap was found, up to the blocks
-//! stored since, that are not stored (another node may have delivered some), and the stored
-//! blocks beside them, whose transactions' events the gap may have cut off. A backfilled event
-//! has the same natural key as the streamed one, so either way each is stored once.
+//! stored since, that are not stored (another node may have delivered some), plus the block below
+//! the gap and the one before each hole, whose transactions' events the gap may have cut off.
+//! Only events the store does not hold are sent, so a streamed event (whose 2.x `messages` the
+//! RPC cannot give back) is never replaced, and each is stored once either way.
 
 use super::NodeStatus;
+use super::backoff::Backoff;
 use super::rpc::{Rpc, RpcError};
 use crate::config::NodeConfig;
 use crate::event::{Delivery, Frame, Payload};
-use crate::store::{Store, now_ms, reader};
+use crate::store::{Store, reader};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -38,34 +40,41 @@ pub async fn backfill(
         Ok(client) => client,
         Err(e) => return tracing::error!(node = %name, "cannot build an HTTP client: {e}"),
     };
-    let filler = Filler { rpc: Rpc::new(client, &rpc_url), name, status, out, limit: node.max_backfill_blocks };
-    // Gaps whose result is on its way to the store.
+    let rpc = Rpc::new(client, &rpc_url, node.max_frame_bytes());
+    let filler = Filler { rpc, name, status, store, out, limit: node.max_backfill_blocks };
+    // Gaps filled whose record is still on its way to the store.
     let mut done = HashSet::new();
+    let (mut backoff, mut delay) = (Backoff::new(), POLL);
     while !filler.out.is_closed() {
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(delay).await;
+        delay = POLL;
         let node = filler.name.to_string();
-        let gaps = match store.read(move |conn| reader::gaps_to_backfill(conn, &node)).await {
+        let gaps = match filler.store.read(move |conn| reader::gaps_to_backfill(conn, &node)).await {
             Ok(gaps) => gaps,
             Err(e) => {
                 tracing::warn!(node = %filler.name, "cannot read the gaps to backfill: {e:#}");
                 continue;
             }
         };
-        // One gap per round: the next one then sees the blocks this one stored (1.x nodes have a
-        // gap per stream, usually over the same blocks).
+        // One gap at a time, and the next only once the last one's record is stored: it then
+        // sees the blocks stored for the last one (a 1.x node has a gap per stream, usually over
+        // the same blocks).
+        done.retain(|gap| gaps.iter().any(|(listed, _)| listed == gap));
+        if !done.is_empty() {
+            continue;
+        }
         for (gap, below) in gaps {
-            if done.contains(&gap) {
-                continue;
-            }
-            match filler.fill(&store, gap, below).await {
+            match filler.fill(gap, below).await {
                 Ok(true) => {
                     done.insert(gap);
+                    backoff = Backoff::new();
                     break;
                 }
                 Ok(false) => {}
                 Err(Stop::Shutdown) => return,
                 Err(Stop::Unreachable(e)) => {
-                    tracing::warn!(node = %filler.name, gap, "backfill paused, the node's JSON-RPC failed: {e}");
+                    delay = backoff.next_delay(false).max(POLL);
+                    tracing::warn!(node = %filler.name, gap, "backfill paused for {delay:.1?}: the node's JSON-RPC failed: {e}");
                     break;
                 }
             }
@@ -86,6 +95,7 @@ struct Filler {
     rpc: Rpc,
     name: Arc<str>,
     status: Arc<NodeStatus>,
+    store: Store,
     out: mpsc::Sender<Delivery>,
     /// Most blocks fetched for one gap.
     limit: u32,
@@ -95,13 +105,13 @@ impl Filler {
     /// Fetch and store the blocks of gap `gap`, then record the backfill. `below` is the highest
     /// block stored when the gap was found. Returns false when it is too early: no block above
     /// the gap is stored yet, so where it ends is unknown.
-    async fn fill(&self, store: &Store, gap: i64, below: Option<u64>) -> Result<bool, Stop> {
+    async fn fill(&self, gap: i64, below: Option<u64>) -> Result<bool, Stop> {
         let Some(below) = below else {
             self.record(gap, 0, vec!["no block was stored before the gap".into()]).await?;
             return Ok(true);
         };
         let limit = self.limit as usize;
-        let stored = store.read(move |conn| reader::block_heights_above(conn, below, limit)).await;
+        let stored = self.store.read(move |conn| reader::block_heights_above(conn, below, limit)).await;
         let stored: HashSet<u64> = match stored {
             Ok(heights) if heights.is_empty() => return Ok(false),
             Ok(heights) => heights.into_iter().collect(),
@@ -111,62 +121,81 @@ impl Filler {
             }
         };
         let highest = stored.iter().max().copied().unwrap_or(below);
-        let mut missing: Vec<u64> = (below + 1..highest).filter(|h| !stored.contains(h)).collect();
+        // The newest missing heights first, at most `limit` (whatever height a node claims).
+        let mut missing: Vec<u64> = (below + 1..highest).rev().filter(|h| !stored.contains(h)).take(limit).collect();
+        missing.reverse();
         let mut notes = Vec::new();
-        if missing.len() > limit {
-            notes.push(format!(
-                "{} blocks missing; only the newest {limit} fetched (max_backfill_blocks)",
-                missing.len()
-            ));
-            missing.drain(..missing.len() - limit);
+        let all_missing = (highest - below - 1) as usize - (stored.len() - 1);
+        if all_missing > missing.len() {
+            notes.push(format!("{all_missing} blocks missing; only the newest {limit} fetched (max_backfill_blocks)"));
         }
-        // The blocks on either side of a hole are stored, but the gap may have cut through
-        // their transactions' events: fetch them again (what is stored already is skipped).
-        let mut heights: Vec<u64> = missing.iter().flat_map(|h| [h - 1, *h, h + 1]).collect();
-        heights.sort_unstable();
-        heights.dedup();
+        // The block below the gap and the stored block before each hole are fetched too: the gap
+        // may have cut off their transactions' events. Only events not stored yet are sent.
+        let heights: BTreeSet<u64> =
+            missing.iter().map(|h| h - 1).chain(missing.iter().copied()).chain([below]).collect();
         tracing::info!(node = %self.name, gap, blocks = missing.len(), "backfilling a gap over JSON-RPC");
         let mut blocks = 0;
         for height in heights {
-            match self.fetch_block(height).await {
-                Ok(events) => {
-                    for raw in events {
-                        self.send(parsed(raw)).await?;
-                    }
-                    if !stored.contains(&height) && height != below {
-                        blocks += 1;
-                        self.status.backfilled_blocks.fetch_add(1, Relaxed);
-                    }
-                }
+            match self.fetch_block(height, &mut notes).await {
+                Ok(events) => blocks += self.send_new(events).await?,
                 Err(RpcError::Unreachable(e)) => return Err(Stop::Unreachable(e)),
-                Err(e @ RpcError::Answer { .. }) => notes.push(format!("block {height}: {e}")),
+                Err(e) => notes.push(format!("block {height}: {e}")),
             }
         }
+        self.status.backfilled_blocks.fetch_add(u64::from(blocks), Relaxed);
         self.record(gap, blocks, notes).await?;
         Ok(true)
     }
 
-    /// The block at `height` and its transactions' executions, as node events (JSON).
-    async fn fetch_block(&self, height: u64) -> Result<Vec<String>, RpcError> {
+    /// The block at `height` and its transactions' executions, as node events (JSON). A
+    /// transaction that cannot be fetched is noted in `notes` and left out.
+    async fn fetch_block(&self, height: u64, notes: &mut Vec<String>) -> Result<Vec<String>, RpcError> {
         let result = self.rpc.call("chain_get_block", json!({"block_identifier": {"Height": height}})).await?;
         let Some((block_added, transactions)) = block_added(&result) else {
             return Err(unexpected("chain_get_block"));
         };
         let mut events = vec![block_added];
         for transaction in transactions {
-            let processed = match transaction {
-                Transaction::V2(hash) => {
-                    let result = self.rpc.call("info_get_transaction", json!({"transaction_hash": hash})).await?;
-                    transaction_processed(&result).ok_or_else(|| unexpected("info_get_transaction"))?
-                }
-                Transaction::Deploy(hash) => {
-                    let result = self.rpc.call("info_get_deploy", json!({"deploy_hash": hash})).await?;
-                    deploy_processed(&result).ok_or_else(|| unexpected("info_get_deploy"))?
-                }
+            let (method, params, hash) = match &transaction {
+                Transaction::V2(hash) => ("info_get_transaction", json!({"transaction_hash": hash}), hash.to_string()),
+                Transaction::Deploy(hash) => ("info_get_deploy", json!({"deploy_hash": hash}), hash.clone()),
             };
-            events.push(processed);
+            let processed = self.rpc.call(method, params).await.and_then(|result| {
+                let processed = match transaction {
+                    Transaction::V2(_) => transaction_processed(&result),
+                    Transaction::Deploy(_) => deploy_processed(&result),
+                };
+                processed.ok_or_else(|| unexpected(method))
+            });
+            match processed {
+                Ok(processed) => events.push(processed),
+                Err(e @ RpcError::Unreachable(_)) => return Err(e),
+                Err(e) => notes.push(format!("transaction {hash} of block {height}: {e}")),
+            }
         }
         Ok(events)
+    }
+
+    /// Send the events the store does not hold yet (a streamed event, which may carry more than
+    /// the RPC answers, stays as it is); returns how many of them were blocks.
+    async fn send_new(&self, events: Vec<String>) -> Result<u32, Stop> {
+        let payloads: Vec<Payload> = events.into_iter().map(parsed).collect();
+        let keys: Vec<String> = payloads
+            .iter()
+            .filter_map(|p| if let Payload::Event(e) = p { Some(e.key.clone()) } else { None })
+            .collect();
+        let stored = self.store.read(move |conn| reader::stored_keys(conn, &keys)).await.unwrap_or_default();
+        let mut blocks = 0;
+        for payload in payloads {
+            if let Payload::Event(event) = &payload {
+                if stored.contains(&event.key) {
+                    continue;
+                }
+                blocks += u32::from(event.kind == "BlockAdded");
+            }
+            self.send(payload).await?;
+        }
+        Ok(blocks)
     }
 
     /// Record the end of a gap's backfill (after its events, so in the same or a later batch).
@@ -179,13 +208,7 @@ impl Filler {
     }
 
     async fn send(&self, payload: Payload) -> Result<(), Stop> {
-        let delivery = Delivery {
-            node: self.name.clone(),
-            stream: self.name.clone(),
-            node_event_id: None,
-            received_at_ms: now_ms(),
-            payload,
-        };
+        let delivery = Delivery::now(self.name.clone(), self.name.clone(), None, payload);
         self.out.send(delivery).await.map_err(|_| Stop::Shutdown)
     }
 }
@@ -262,7 +285,7 @@ fn transaction_processed(result: &Value) -> Option<String> {
         "timestamp": header["timestamp"],
         "ttl": header["ttl"],
         "block_hash": execution["block_hash"],
-        "execution_result": execution.get("execution_result")?,
+        "execution_result": execution.get("execution_result").filter(|r| !r.is_null())?,
         "messages": [],
     }});
     Some(event.to_string())

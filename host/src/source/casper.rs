@@ -5,7 +5,6 @@ use super::backoff::{Backoff, HEALTHY};
 use super::{ConnectionState, NodeStatus, state_after_refusal};
 use crate::config::{NodeConfig, Protocol};
 use crate::event::{Delivery, Frame, Payload};
-use crate::store::now_ms;
 use futures::{StreamExt, TryStreamExt};
 use sse_stream::{Sse, SseStream};
 use std::collections::HashMap;
@@ -180,7 +179,7 @@ impl Connection {
         node: &NodeConfig,
         connected_since: &mut Option<Instant>,
     ) -> Disconnect {
-        self.status.set_state(ConnectionState::Connecting);
+        self.status.connecting();
         // With no stored cursor, ask for the node's whole buffer; otherwise resume after it.
         let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));
         // A first connection takes whatever the buffer holds; any other is checked.
@@ -263,28 +262,23 @@ impl Connection {
             // The cursor moves past the gap with it, so a restart does not record it twice.
             self.hand_on(Some(sent - 1), gap).await?;
         }
-        let status = &self.status;
-        status.count(&status.frames);
         let payload = match Frame::parse(data) {
-            Ok(Frame::Event(event)) => {
-                status.count_event(&event.kind);
-                Payload::Event(event)
-            }
+            Ok(Frame::Event(event)) => Payload::Event(event),
             Ok(Frame::ApiVersion(version)) => {
                 tracing::info!(stream = %self.stream, %version, "node API version");
-                *status.api_version.lock().expect("status lock") = Some(version.clone());
                 Payload::ApiVersion(version)
             }
             Ok(Frame::Shutdown) => {
                 tracing::info!(stream = %self.stream, "node announced shutdown");
+                self.status.count(&self.status.frames);
                 return Ok(());
             }
             Err(e) => {
-                status.count(&status.rejected);
                 tracing::warn!(stream = %self.stream, ?node_event_id, "rejected frame: {e}");
                 Payload::Rejected { reason: e.reason, raw: e.raw }
             }
         };
+        self.status.record(&payload);
         self.hand_on(node_event_id, payload).await
     }
 
@@ -312,13 +306,7 @@ impl Connection {
 
     /// Send a delivery to the pipeline and move the cursor past it.
     async fn hand_on(&mut self, node_event_id: Option<u32>, payload: Payload) -> Result<(), Disconnect> {
-        let delivery = Delivery {
-            node: self.name.clone(),
-            stream: self.stream.clone(),
-            node_event_id,
-            received_at_ms: now_ms(),
-            payload,
-        };
+        let delivery = Delivery::now(self.name.clone(), self.stream.clone(), node_event_id, payload);
         self.out.send(delivery).await.map_err(|_| Disconnect::Shutdown)?;
         if let Some(id) = node_event_id {
             self.last_id = Some(id);

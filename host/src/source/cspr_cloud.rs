@@ -27,11 +27,7 @@ pub async fn follow_cspr_cloud(
     out: mpsc::Sender<Delivery>,
 ) {
     *status.protocol.lock().expect("status lock") = Some("cspr.cloud");
-    let settings = Settings {
-        name: Arc::from(config.name.get_ref().as_str()),
-        connect_timeout: std::time::Duration::from_secs(config.connect_timeout_secs),
-        silence: std::time::Duration::from_secs(config.no_message_timeout_secs),
-    };
+    let settings = Settings::new(config.name.get_ref(), config.connect_timeout_secs, config.no_message_timeout_secs);
     websocket::follow(CsprCloud { config, access_key }, settings, status, out).await;
 }
 

@@ -20,11 +20,7 @@ const SCHEMA_VERSION: u64 = 1;
 /// Follow one F1r3fly node forever; returns when `out` is closed.
 pub async fn follow_f1r3fly(config: F1r3flyConfig, status: Arc<NodeStatus>, out: mpsc::Sender<Delivery>) {
     *status.protocol.lock().expect("status lock") = Some("f1r3fly");
-    let settings = Settings {
-        name: Arc::from(config.name.get_ref().as_str()),
-        connect_timeout: std::time::Duration::from_secs(config.connect_timeout_secs),
-        silence: std::time::Duration::from_secs(config.no_message_timeout_secs),
-    };
+    let settings = Settings::new(config.name.get_ref(), config.connect_timeout_secs, config.no_message_timeout_secs);
     websocket::follow(F1r3fly { url: config.url.into_inner() }, settings, status, out).await;
 }
 

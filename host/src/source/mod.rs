@@ -17,6 +17,7 @@ pub use casper::follow;
 pub use cspr_cloud::follow_cspr_cloud;
 pub use f1r3fly::follow_f1r3fly;
 
+use crate::event::Payload;
 use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -38,6 +39,9 @@ pub enum ConnectionState {
     Incompatible,
 }
 
+/// Most event types counted apart per source.
+const MAX_KINDS: usize = 64;
+
 /// The state after a source refused a connection with HTTP status `status`: credentials or
 /// permissions (401, 403) need the operator; a missing endpoint (404) means the wrong protocol.
 fn state_after_refusal(status: u16) -> ConnectionState {
@@ -48,7 +52,8 @@ fn state_after_refusal(status: u16) -> ConnectionState {
     }
 }
 
-/// Live view of one node connection, shared with the API.
+/// Live view of one source connection (a Casper node, a CSPR.cloud stream, an F1r3fly node),
+/// shared with the API.
 #[derive(Debug, Serialize)]
 pub struct NodeStatus {
     /// Configured name.
@@ -59,7 +64,8 @@ pub struct NodeStatus {
     pub api_version: Mutex<Option<String>>,
     /// `build_version` from the node's REST `/status`, when `rest_url` is configured.
     pub build_version: Mutex<Option<String>>,
-    /// Event API in use (`1.x` or `2.x`), once known.
+    /// What the source speaks: `1.x` or `2.x` (Casper event API, once known), `cspr.cloud`,
+    /// `f1r3fly`.
     pub protocol: Mutex<Option<&'static str>>,
     /// Last SSE id received, per stream (`name` on 2.x; `name/main`, ... on 1.x).
     pub last_event_ids: Mutex<std::collections::BTreeMap<String, u32>>,
@@ -106,15 +112,40 @@ impl NodeStatus {
         *self.state.lock().expect("status lock") = state;
     }
 
+    /// About to connect again: a `failed` or `incompatible` state stays until a connection
+    /// succeeds, so it is what an operator sees while the source keeps refusing.
+    fn connecting(&self) {
+        let mut state = self.state.lock().expect("status lock");
+        if !matches!(*state, ConnectionState::Failed | ConnectionState::Incompatible) {
+            *state = ConnectionState::Connecting;
+        }
+    }
+
+    /// Count what one frame (or message) from the source turned out to be.
+    fn record(&self, payload: &Payload) {
+        self.count(&self.frames);
+        match payload {
+            Payload::Event(event) => self.count_event(&event.kind),
+            Payload::Rejected { .. } => self.count(&self.rejected),
+            Payload::ApiVersion(version) => *self.api_version.lock().expect("status lock") = Some(version.clone()),
+            Payload::Gap { .. } | Payload::Backfilled { .. } => {}
+        }
+    }
+
     fn count(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Count an event under its type; past [`MAX_KINDS`] types (a source names them), under
+    /// `other`.
     fn count_event(&self, kind: &str) {
         let mut kinds = self.events_by_kind.lock().expect("status lock");
-        match kinds.get_mut(kind) {
-            Some(count) => *count += 1,
-            None => _ = kinds.insert(kind.to_owned(), 1),
+        if let Some(count) = kinds.get_mut(kind) {
+            *count += 1;
+        } else if kinds.len() < MAX_KINDS {
+            kinds.insert(kind.to_owned(), 1);
+        } else {
+            *kinds.entry("other".to_owned()).or_default() += 1;
         }
     }
 }

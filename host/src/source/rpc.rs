@@ -12,6 +12,8 @@ pub struct Rpc {
     client: reqwest::Client,
     url: String,
     next_id: AtomicU64,
+    /// Largest answer read, in bytes.
+    max_bytes: usize,
 }
 
 /// Why a call gave no result.
@@ -20,6 +22,9 @@ pub enum RpcError {
     /// The node could not be reached or did not answer JSON-RPC: worth trying again later.
     #[error("{0}")]
     Unreachable(#[from] reqwest::Error),
+    /// The answer is larger than the limit (`max_frame_mib`).
+    #[error("the answer is larger than {0} bytes (max_frame_mib)")]
+    TooLarge(usize),
     /// The node answered with an error (unknown block, pruned state, ...).
     #[error("error {code}: {message}")]
     Answer {
@@ -31,17 +36,26 @@ pub enum RpcError {
 }
 
 impl Rpc {
-    /// A client for the endpoint at `url`.
-    pub fn new(client: reqwest::Client, url: &str) -> Rpc {
-        Rpc { client, url: url.to_owned(), next_id: AtomicU64::new(1) }
+    /// A client for the endpoint at `url` that reads answers of up to `max_bytes`.
+    pub fn new(client: reqwest::Client, url: &str, max_bytes: usize) -> Rpc {
+        Rpc { client, url: url.to_owned(), next_id: AtomicU64::new(1), max_bytes }
     }
 
     /// Call `method` with `params` and return its `result`.
     pub async fn call(&self, method: &str, params: Value) -> Result<Value, RpcError> {
         let id = self.next_id.fetch_add(1, Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let response = self.client.post(&self.url).json(&request).timeout(TIMEOUT).send().await?;
-        let mut answer: Value = response.error_for_status()?.json().await?;
+        let mut response =
+            self.client.post(&self.url).json(&request).timeout(TIMEOUT).send().await?.error_for_status()?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(RpcError::TooLarge(self.max_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut answer: Value = serde_json::from_slice(&body)
+            .map_err(|e| RpcError::Answer { code: 0, message: format!("not a JSON-RPC answer: {e}") })?;
         match answer.get_mut("result") {
             Some(result) => Ok(result.take()),
             None => Err(RpcError::Answer {

@@ -1,18 +1,18 @@
 //! The loop the WebSocket sources share: connect with the source's request (URL and headers),
 //! read messages under a silence timeout, let the source's [`Feed`] turn each text message into
 //! a delivery, and reconnect with backoff. Neither CSPR.cloud nor F1r3fly can resume from a
-//! cursor, so duplicates (replays, redeliveries) are expected and dropped by the store's natural
-//! keys.
+//! cursor (CSPR.cloud's `Persistent-Session` aside, which the service keeps on its side), so
+//! duplicates (replays, redeliveries) are expected and dropped by the store's natural keys.
 
 use super::backoff::{Backoff, HEALTHY};
 use super::{ConnectionState, NodeStatus, state_after_refusal};
 use crate::event::{Delivery, Payload};
-use crate::store::now_ms;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, handshake::client::Request};
 
 /// What a WebSocket source makes of its messages.
@@ -43,6 +43,20 @@ pub struct Settings {
     /// Reconnect when nothing at all arrives for this long.
     pub silence: Duration,
 }
+
+impl Settings {
+    /// Settings from a source's configured name and timeouts (seconds).
+    pub fn new(name: &str, connect_timeout_secs: u64, no_message_timeout_secs: u64) -> Settings {
+        Settings {
+            name: Arc::from(name),
+            connect_timeout: Duration::from_secs(connect_timeout_secs),
+            silence: Duration::from_secs(no_message_timeout_secs),
+        }
+    }
+}
+
+/// Largest message accepted from a WebSocket source (their messages are a few KB).
+const MAX_MESSAGE: usize = 16 << 20;
 
 /// Follow a WebSocket source forever; returns when `out` is closed.
 pub async fn follow(mut feed: impl Feed, settings: Settings, status: Arc<NodeStatus>, out: mpsc::Sender<Delivery>) {
@@ -101,10 +115,11 @@ async fn run(
     out: &mpsc::Sender<Delivery>,
     delivered: &mut bool,
 ) -> Result<(), Ended> {
-    status.set_state(ConnectionState::Connecting);
+    status.connecting();
     let request = feed.request().map_err(Ended::Failed)?;
     let url = request.uri().to_string();
-    let connect = tokio_tungstenite::connect_async(request);
+    let limits = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
+    let connect = tokio_tungstenite::connect_async_with_config(request, Some(limits), false);
     let (mut socket, _) = match tokio::time::timeout(settings.connect_timeout, connect).await {
         Ok(connected) => connected.map_err(Ended::Refused)?,
         Err(_) => return Err(Ended::Lost(format!("no connection within {:?}", settings.connect_timeout))),
@@ -120,16 +135,12 @@ async fn run(
         };
         status.bytes.fetch_add(message.len() as u64, Relaxed);
         let payload = match message {
-            Message::Text(text) => {
-                status.count(&status.frames);
-                match feed.read(&text) {
-                    Read::Deliver(payload) => payload,
-                    Read::Skip => continue,
-                    Read::Incompatible(why) => return Err(Ended::Incompatible(why)),
-                }
-            }
+            Message::Text(text) => match feed.read(&text) {
+                Read::Deliver(payload) => payload,
+                Read::Skip => continue,
+                Read::Incompatible(why) => return Err(Ended::Incompatible(why)),
+            },
             Message::Binary(bytes) => {
-                status.count(&status.frames);
                 let reason = format!("a binary message of {} bytes where text was expected", bytes.len());
                 Payload::Rejected { reason, raw: String::from_utf8_lossy(&bytes).into_owned() }
             }
@@ -137,22 +148,11 @@ async fn run(
             // Pings are answered by the library; either way they show the source is alive.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
-        match &payload {
-            Payload::Event(event) => status.count_event(&event.kind),
-            Payload::Rejected { reason, .. } => {
-                status.count(&status.rejected);
-                tracing::warn!(source = %settings.name, "rejected message: {reason}");
-            }
-            Payload::ApiVersion(version) => *status.api_version.lock().expect("status lock") = Some(version.clone()),
-            Payload::Gap { .. } | Payload::Backfilled { .. } => {}
+        if let Payload::Rejected { reason, .. } = &payload {
+            tracing::warn!(source = %settings.name, "rejected message: {reason}");
         }
-        let delivery = Delivery {
-            node: settings.name.clone(),
-            stream: settings.name.clone(),
-            node_event_id: None,
-            received_at_ms: now_ms(),
-            payload,
-        };
+        status.record(&payload);
+        let delivery = Delivery::now(settings.name.clone(), settings.name.clone(), None, payload);
         if out.send(delivery).await.is_err() {
             return Ok(());
         }

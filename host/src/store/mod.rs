@@ -59,7 +59,8 @@ impl Location {
     }
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// The unique index's key: BLAKE3 of the natural key, cut to 128 bits. Cryptographic, so a
+/// hostile node cannot craft an event whose key collides with a real one's and hides it.
+fn key_hash(key: &str) -> [u8; 16] {
+    blake3::hash(key.as_bytes()).as_bytes()[..16].try_into().expect("BLAKE3 gives 32 bytes")
 }

@@ -146,10 +146,23 @@ pub fn gaps(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Gap>> {
 pub fn gaps_to_backfill(conn: &Connection, node: &str) -> rusqlite::Result<Vec<(i64, Option<u64>)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, below_height FROM gaps
-         WHERE backfilled_at_ms IS NULL AND (stream = ?1 OR stream LIKE ?1 || '/%') ORDER BY id",
+         WHERE backfilled_at_ms IS NULL AND (stream = ?1 OR substr(stream, 1, length(?1) + 1) = ?1 || '/')
+         ORDER BY id",
     )?;
     let rows = stmt.query_map([node], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.map(|h| h as u64))))?;
     rows.collect()
+}
+
+/// Which of `keys` (natural keys) are stored.
+pub fn stored_keys(conn: &Connection, keys: &[String]) -> rusqlite::Result<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare_cached("SELECT 1 FROM events WHERE key_hash = ?1")?;
+    let mut stored = std::collections::HashSet::new();
+    for key in keys {
+        if stmt.exists([super::key_hash(key)])? {
+            stored.insert(key.clone());
+        }
+    }
+    Ok(stored)
 }
 
 /// Heights of the blocks stored above `height`, lowest first, at most `limit`.

@@ -91,11 +91,18 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
     if version == 6 {
+        // One transaction: a crash leaves version 6 as it was. Gaps from before backfill existed
+        // are marked as not backfilled, with the reason.
         conn.execute_batch(
-            "ALTER TABLE gaps ADD COLUMN below_height INTEGER;
+            "BEGIN;
+             ALTER TABLE gaps ADD COLUMN below_height INTEGER;
              ALTER TABLE gaps ADD COLUMN backfilled_blocks INTEGER;
              ALTER TABLE gaps ADD COLUMN backfill_note TEXT;
-             ALTER TABLE gaps ADD COLUMN backfilled_at_ms INTEGER;",
+             ALTER TABLE gaps ADD COLUMN backfilled_at_ms INTEGER;
+             UPDATE gaps SET backfilled_blocks = 0, backfilled_at_ms = detected_at_ms,
+                 backfill_note = 'recorded before gap backfill existed; not backfilled';
+             PRAGMA user_version = 7;
+             COMMIT;",
         )?;
     }
     conn.execute_batch(TABLES)?;

@@ -1,6 +1,6 @@
 //! The single writer: appends deliveries in one transaction per batch and records plugin outcomes.
 
-use super::{Location, StoredEvent, schema};
+use super::{Location, StoredEvent, key_hash, schema};
 use crate::event::{Delivery, Payload};
 use anyhow::Context;
 use rusqlite::{Connection, params};
@@ -19,12 +19,6 @@ pub struct Outcome {
 /// Owns the write connection. Only the pipeline thread holds one.
 pub struct Writer {
     conn: Connection,
-}
-
-/// The unique index's key: BLAKE3 of the natural key, cut to 128 bits. Cryptographic, so a
-/// hostile node cannot craft an event whose key collides with a real one's and hides it.
-fn key_hash(key: &str) -> [u8; 16] {
-    blake3::hash(key.as_bytes()).as_bytes()[..16].try_into().expect("BLAKE3 gives 32 bytes")
 }
 
 impl Writer {
@@ -149,7 +143,7 @@ impl Writer {
                      api_version = coalesce(excluded.api_version, api_version),
                      updated_at_ms = excluded.updated_at_ms",
             )?;
-            let now = super::now_ms();
+            let now = crate::event::now_ms();
             for (stream, (last_id, api_version)) in cursors {
                 save_cursor.execute(params![stream, last_id, api_version, now])?;
             }
