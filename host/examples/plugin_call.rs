@@ -4,7 +4,7 @@
 
 use sluice::config::Config;
 use sluice::plugins::{Plugins, runtime};
-use sluice::store::StoredEvent;
+use sluice::store::{Location, Processor, StoredEvent};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,18 +34,21 @@ fn main() -> anyhow::Result<()> {
         ),
     ];
     let engine = runtime::engine(&root.join("target/plugin-cache"))?;
+    // Plugins read their storage from a database; this one stays empty.
+    let location = Location::resolve(":memory:")?;
+    sluice::store::Writer::open(&location)?;
     println!("{CALLS} calls per measurement, median of {REPEATS}:\n");
     println!("| plugins | event | µs per event |");
     println!("|---|---|---:|");
     for (name, toml) in &scenarios {
         let config = Config::parse(toml).map_err(anyhow::Error::msg)?;
-        let mut plugins = Plugins::load(&engine, &config.plugins)?;
+        let mut plugins = Plugins::load(&engine, &config.plugins, &location)?;
         for (label, event) in &events {
             let mut samples: Vec<f64> = (0..REPEATS)
                 .map(|_| {
                     let start = Instant::now();
                     for _ in 0..CALLS {
-                        std::hint::black_box(plugins.process(event));
+                        std::hint::black_box(plugins.decide(event));
                     }
                     start.elapsed().as_secs_f64() * 1e6 / f64::from(CALLS)
                 })

@@ -39,7 +39,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         None => location.path().with_file_name("plugin-cache"),
     };
     let engine = runtime::engine(&cache_dir)?;
-    let plugins = Plugins::load(&engine, &config.plugins)?;
+    let plugins = Plugins::load(&engine, &config.plugins, &location)?;
+    writer.create_plugin_indexes(&plugins.declared_indexes())?;
 
     let (stop, stopped) = tokio::sync::watch::channel(());
     let bus = Bus::new();
@@ -50,6 +51,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         nodes: config.source_names().map(|name| Arc::new(NodeStatus::new(name))).collect(),
         ingest: ingest.clone(),
         plugins: plugins.stats().into(),
+        routes: plugins.routes(),
         shutdown: stopped.clone(),
         started: std::time::Instant::now(),
     };

@@ -58,7 +58,7 @@ impl Pipeline {
             let plugins = &mut self.plugins;
             let shutting_down = || deliveries.is_closed();
             let Some(stored) = retrying("storing a batch", shutting_down, || {
-                self.writer.append(&batch, |event| plugins.process(event))
+                self.writer.append(&batch, plugins)
             }) else {
                 tracing::error!("shutting down with a batch not stored; the nodes will send it again");
                 break;

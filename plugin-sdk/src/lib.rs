@@ -37,10 +37,11 @@ pub mod bindings {
     });
 }
 
-pub use bindings::sluice::plugin::types::{Event, Verdict};
+pub use bindings::sluice::plugin::types::{Entry, Event, IndexSpec, Manifest, Request, Response, Verdict};
 
 /// What a plugin implements. One value lives per instance; the host creates instances as it
-/// needs (and again after a trap), each with the same configuration.
+/// needs (and again after a trap), each with the same configuration. Implement the methods the
+/// [`manifest`](Plugin::manifest) announces; the others are never called.
 pub trait Plugin: Sized + 'static {
     /// The plugin's `[plugins.config]` table, deserialized.
     type Config: serde::de::DeserializeOwned;
@@ -49,8 +50,60 @@ pub trait Plugin: Sized + 'static {
     /// the plugin; when an instance is rebuilt after a trap, it counts as one more failure.
     fn new(config: Self::Config) -> Result<Self, String>;
 
-    /// Decide what happens to one event.
-    fn on_event(&mut self, event: &Event) -> Verdict;
+    /// What the plugin does. The default: a filter (only [`on_event`](Plugin::on_event)).
+    fn manifest(&self) -> Manifest {
+        Manifest { filter: true, index_kinds: Vec::new(), routes: false, indexes: Vec::new() }
+    }
+
+    /// Filters: decide what happens to one event.
+    fn on_event(&mut self, _event: &Event) -> Verdict {
+        Verdict::Keep
+    }
+
+    /// Indexers: handle new events, writing to [`storage`]. An error rolls back the batch's
+    /// writes.
+    fn index(&mut self, _events: &[Event]) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Routes: answer a request under `/plugins/{name}/` (storage is read-only here).
+    fn handle(&mut self, _request: Request) -> Response {
+        Response::json(404, &serde_json::json!({"code": "not_found", "message": "no such route"}))
+    }
+}
+
+impl Response {
+    /// A response with a JSON body.
+    pub fn json(status: u16, body: &serde_json::Value) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+}
+
+impl Request {
+    /// The value of query parameter `name`, if present (no percent-decoding beyond `+`).
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| value.replace('+', " "))
+    }
+}
+
+/// The plugin's own storage: collections of JSON values by key (see the WIT `storage`
+/// interface). Nothing here can reach another plugin's data.
+pub mod storage {
+    pub use crate::bindings::sluice::plugin::storage::{find, get, remove, scan, set};
+
+    /// Read a value and parse it as `T`; `None` when absent or not a `T`.
+    pub fn get_json<T: serde::de::DeserializeOwned>(collection: &str, key: &str) -> Option<T> {
+        get(collection, key).and_then(|value| serde_json::from_str(&value).ok())
+    }
+
+    /// Store `value` as JSON.
+    pub fn set_json<T: serde::Serialize>(collection: &str, key: &str, value: &T) -> Result<(), String> {
+        set(collection, key, &serde_json::to_string(value).map_err(|e| e.to_string())?)
+    }
 }
 
 /// Log through the host, tagged with the plugin's name.
@@ -98,19 +151,28 @@ macro_rules! export {
             }
 
             impl $crate::bindings::Guest for Exports {
-                fn init(config: ::std::string::String) -> ::core::result::Result<(), ::std::string::String> {
+                fn init(config: ::std::string::String) -> ::core::result::Result<$crate::Manifest, ::std::string::String> {
                     let plugin = $crate::__private::configure::<$plugin>(&config)?;
+                    let manifest = <$plugin as $crate::Plugin>::manifest(&plugin);
                     INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(plugin));
-                    ::core::result::Result::Ok(())
+                    ::core::result::Result::Ok(manifest)
                 }
 
                 fn on_event(event: $crate::Event) -> $crate::Verdict {
-                    INSTANCE.with(|slot| {
-                        let mut slot = slot.borrow_mut();
-                        let plugin = slot.as_mut().expect("the host calls init before on-event");
-                        <$plugin as $crate::Plugin>::on_event(plugin, &event)
-                    })
+                    with_plugin(|plugin| <$plugin as $crate::Plugin>::on_event(plugin, &event))
                 }
+
+                fn index(events: ::std::vec::Vec<$crate::Event>) -> ::core::result::Result<(), ::std::string::String> {
+                    with_plugin(|plugin| <$plugin as $crate::Plugin>::index(plugin, &events))
+                }
+
+                fn handle(request: $crate::Request) -> $crate::Response {
+                    with_plugin(|plugin| <$plugin as $crate::Plugin>::handle(plugin, request))
+                }
+            }
+
+            fn with_plugin<T>(call: impl FnOnce(&mut $plugin) -> T) -> T {
+                INSTANCE.with(|slot| call(slot.borrow_mut().as_mut().expect("the host calls init first")))
             }
 
             $crate::bindings::export_world!(Exports);

@@ -6,12 +6,13 @@ mod events;
 mod gaps;
 mod health;
 mod metrics;
+mod plugin_routes;
 mod transactions;
 mod views;
 
 use crate::bus::Bus;
 use crate::pipeline::IngestStats;
-use crate::plugins::PluginStats;
+use crate::plugins::{PluginStats, Routes};
 use crate::source::NodeStatus;
 use crate::store::Store;
 use axum::Router;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub ingest: Arc<IngestStats>,
     /// Plugin counters.
     pub plugins: Arc<[Arc<PluginStats>]>,
+    /// Plugins serving HTTP under `/plugins/{name}/`.
+    pub routes: Routes,
     /// Changes (or closes) when the server shuts down; ends open streams.
     pub shutdown: tokio::sync::watch::Receiver<()>,
     /// When the host started.
@@ -47,6 +50,8 @@ pub fn public(state: AppState) -> Router {
         .route("/gaps", get(gaps::list))
         .route("/health", get(health::health))
         .route("/status", get(health::status))
+        .route("/plugins/{name}", axum::routing::any(plugin_routes::root))
+        .route("/plugins/{name}/{*path}", axum::routing::any(plugin_routes::path))
         .fallback(error::no_route)
         .with_state(state)
 }

@@ -103,6 +103,14 @@ pub struct PluginConfig {
     /// After this many failed calls in a row the plugin is suspended (events pass it by).
     #[serde(default = "defaults::plugin_max_failures")]
     pub max_consecutive_failures: u32,
+    /// Largest output accepted from one call (an annotation, a stored value, a response body),
+    /// in KiB.
+    #[serde(default = "defaults::plugin_max_output_kib")]
+    pub max_output_kib: u64,
+    /// What a failed call does: `skip` (record a dead letter and go on) or `halt` (suspend the
+    /// plugin at once; the host keeps running).
+    #[serde(default)]
+    pub on_error: OnError,
     /// Handed to the plugin's `init` as a JSON object.
     #[serde(default)]
     pub config: toml::Table,
@@ -144,6 +152,20 @@ mod defaults {
     pub fn plugin_max_failures() -> u32 {
         10
     }
+    pub fn plugin_max_output_kib() -> u64 {
+        1024
+    }
+}
+
+/// A plugin's error policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Record the failure (a dead letter for indexers) and go on with the next event.
+    #[default]
+    Skip,
+    /// Suspend the plugin at its first failure.
+    Halt,
 }
 
 /// A configuration that cannot be used, with the file, line and key at fault.
@@ -177,6 +199,11 @@ impl Config {
         };
         self.validate_sources(at)?;
         for (i, plugin) in self.plugins.iter().enumerate() {
+            let name = plugin.name.get_ref();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                let problem = "a plugin name is letters, digits, `-` and `_` (it is part of `/plugins/{name}/`)";
+                return Err(at(plugin.name.span(), format!("plugins[{i}].name"), problem.into()));
+            }
             if self.plugins[..i].iter().any(|p| p.name.get_ref() == plugin.name.get_ref()) {
                 let problem = format!("duplicate plugin name {:?}", plugin.name.get_ref());
                 return Err(at(plugin.name.span(), format!("plugins[{i}].name"), problem));
@@ -191,6 +218,7 @@ impl Config {
                 ("timeout_ms", plugin.timeout_ms, 60_000),
                 ("memory_mib", plugin.memory_mib, 65_536),
                 ("max_consecutive_failures", u64::from(plugin.max_consecutive_failures), u64::from(u32::MAX)),
+                ("max_output_kib", plugin.max_output_kib, 1 << 20),
             ];
             for (key, value, max) in limits {
                 if !(1..=max).contains(&value) {

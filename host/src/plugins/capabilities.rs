@@ -1,10 +1,12 @@
 //! What a plugin may do to the outside world: per-instance state behind its WIT imports.
 //!
 //! Every plugin gets WASI p2 with nothing granted (no files, sockets, environment or stdio) so
-//! that ordinary Rust guests link, plus the `sluice:plugin/host` interface (logging). Blocking
-//! (`wasi:io/poll`) traps: see [`forbid_blocking`].
+//! that ordinary Rust guests link, the `sluice:plugin/host` interface (logging) and its own
+//! storage (`sluice:plugin/storage`, see [`super::storage`]). Blocking (`wasi:io/poll`) traps:
+//! see [`forbid_blocking`].
 
-use super::instance::sluice::plugin::{host, types};
+use super::instance::sluice::plugin::{host, storage, types};
+use super::storage::PluginStorage;
 use std::sync::Arc;
 use wasmtime::StoreLimits;
 use wasmtime::component::{Linker, ResourceTable};
@@ -17,12 +19,45 @@ pub struct HostState {
     table: ResourceTable,
     /// Memory ceiling, enforced by wasmtime.
     pub limits: StoreLimits,
+    /// The plugin's own storage.
+    pub storage: PluginStorage,
 }
 
 impl HostState {
     /// Fresh state for an instance of `plugin`.
-    pub fn new(plugin: Arc<str>, limits: StoreLimits) -> HostState {
-        HostState { plugin, wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits }
+    pub fn new(plugin: Arc<str>, limits: StoreLimits, storage: PluginStorage) -> HostState {
+        HostState { plugin, wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits, storage }
+    }
+}
+
+impl storage::Host for HostState {
+    fn get(&mut self, collection: String, key: String) -> Option<String> {
+        self.storage.get(&collection, &key)
+    }
+
+    fn set(&mut self, collection: String, key: String, value: String) -> Result<(), String> {
+        self.storage.put(collection, key, Some(value))
+    }
+
+    fn remove(&mut self, collection: String, key: String) -> Result<(), String> {
+        self.storage.put(collection, key, None)
+    }
+
+    fn scan(&mut self, collection: String, prefix: String, after: Option<String>, limit: u32) -> Vec<types::Entry> {
+        let entries = self.storage.scan(&collection, &prefix, after.as_deref(), limit);
+        entries.into_iter().map(|(key, value)| types::Entry { key, value }).collect()
+    }
+
+    fn find(
+        &mut self,
+        collection: String,
+        field: String,
+        value: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<types::Entry>, String> {
+        let entries = self.storage.find(&collection, &field, &value, after.as_deref(), limit)?;
+        Ok(entries.into_iter().map(|(key, value)| types::Entry { key, value }).collect())
     }
 }
 

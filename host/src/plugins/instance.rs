@@ -4,16 +4,25 @@
 //! pre-linked component and re-initialised with the same config.
 
 use super::capabilities::{self, HostState};
-use crate::store::StoredEvent;
+use super::storage::PluginStorage;
+use crate::store::plugin_data::{self, Write};
+use crate::store::{Location, StoredEvent};
 use anyhow::Context;
+use std::collections::HashSet;
 use std::sync::Arc;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "plugin",
-});
+/// Host bindings of the `sluice:plugin` world (`wit/sluice.wit`); the WIT documents them.
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+    });
+}
+
+pub use bindings::*;
 
 /// Limits applied to every call into a plugin.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +31,8 @@ pub struct Limits {
     pub deadline_ticks: u64,
     /// Linear memory ceiling in bytes.
     pub memory_bytes: usize,
+    /// Largest output accepted: an annotation, a stored value, a response body.
+    pub output_bytes: usize,
 }
 
 /// Why a call did not return a verdict.
@@ -33,22 +44,32 @@ pub enum CallError {
     /// The plugin trapped (panic, out of memory, bad access, ...).
     #[error("trapped: {0:#}")]
     Trap(anyhow::Error),
+    /// The plugin returned more than `output_bytes`.
+    #[error("returned {0} bytes, over the output limit")]
+    TooLarge(usize),
+    /// The plugin returned an error.
+    #[error("returned an error: {0}")]
+    Failed(String),
 }
 
 /// Everything needed to build fresh instances of one plugin.
+#[derive(Clone)]
 pub struct Template {
     name: Arc<str>,
     pre: PluginPre<HostState>,
     engine: Engine,
     config_json: String,
     limits: Limits,
+    location: Location,
 }
 
 /// A live, initialised instance.
 pub struct Instance {
     store: Store<HostState>,
     bindings: Plugin,
-    deadline_ticks: u64,
+    limits: Limits,
+    /// What `init` said the plugin does.
+    pub manifest: Manifest,
 }
 
 impl Template {
@@ -59,39 +80,82 @@ impl Template {
         component: &Component,
         config_json: String,
         limits: Limits,
+        location: Location,
     ) -> anyhow::Result<Template> {
         let mut linker = Linker::<HostState>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         capabilities::forbid_blocking(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = PluginPre::new(linker.instantiate_pre(component)?)?;
-        Ok(Template { name, pre, engine: engine.clone(), config_json, limits })
+        Ok(Template { name, pre, engine: engine.clone(), config_json, limits, location })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Instantiate and call `init` with the plugin's config.
     pub fn instantiate(&self) -> anyhow::Result<Instance> {
         let limiter =
             StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
-        let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limiter));
+        let conn = crate::store::reader::open_read_only(&self.location).context("opening the plugin's storage")?;
+        let storage = PluginStorage::new(self.name.clone(), conn, self.limits.output_bytes);
+        let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limiter, storage));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.limits.deadline_ticks);
         let bindings = self.pre.instantiate(&mut store).map_err(anyhow::Error::from).context("instantiating")?;
         store.set_epoch_deadline(self.limits.deadline_ticks);
-        bindings
+        let manifest = bindings
             .call_init(&mut store, &self.config_json)
             .map_err(classify)
             .context("calling init")?
             .map_err(|message| anyhow::anyhow!("init rejected its config: {message}"))?;
-        Ok(Instance { store, bindings, deadline_ticks: self.limits.deadline_ticks })
+        let mut indexes = HashSet::new();
+        for spec in &manifest.indexes {
+            anyhow::ensure!(
+                !spec.collection.is_empty() && plugin_data::valid_field(&spec.field),
+                "the manifest declares an index on {:?}.{:?}: a field is letters, digits and `_`",
+                spec.collection,
+                spec.field
+            );
+            indexes.insert((spec.collection.clone(), spec.field.clone()));
+        }
+        store.data_mut().storage.set_indexes(Arc::new(indexes));
+        Ok(Instance { store, bindings, limits: self.limits, manifest })
     }
 }
 
 impl Instance {
-    /// Hand one event to the plugin, within the time limit.
+    /// Hand one event to a filter, within the time limit.
     pub fn on_event(&mut self, event: &Event) -> Result<Verdict, CallError> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        self.bindings.call_on_event(&mut self.store, event).map_err(classify)
+        self.store.set_epoch_deadline(self.limits.deadline_ticks);
+        let verdict = self.bindings.call_on_event(&mut self.store, event).map_err(classify)?;
+        match &verdict {
+            Verdict::Annotate(json) if json.len() > self.limits.output_bytes => Err(CallError::TooLarge(json.len())),
+            _ => Ok(verdict),
+        }
+    }
+
+    /// Hand a batch of events to an indexer, within the time limit; its storage writes, or
+    /// the error it returned (its writes are then discarded).
+    pub fn index(&mut self, events: &[Event]) -> Result<Result<Vec<Write>, String>, CallError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks);
+        self.store.data_mut().storage.begin_writes();
+        let result = self.bindings.call_index(&mut self.store, events).map_err(classify);
+        let writes = self.store.data_mut().storage.take_writes();
+        Ok(result?.map(|()| writes))
+    }
+
+    /// Hand an HTTP request to the plugin's routes, within the time limit.
+    pub fn handle(&mut self, request: &Request) -> Result<Response, CallError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks);
+        let response = self.bindings.call_handle(&mut self.store, request).map_err(classify)?;
+        match response.body.len() {
+            size if size > self.limits.output_bytes => Err(CallError::TooLarge(size)),
+            _ => Ok(response),
+        }
     }
 }
 

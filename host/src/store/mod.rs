@@ -6,9 +6,11 @@
 mod schema;
 mod writer;
 
+pub mod plugin_data;
+
 pub mod reader;
 pub use reader::Store;
-pub use writer::{Outcome, Writer};
+pub use writer::{Outcome, Processor, Writer};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -44,10 +44,7 @@ impl Store {
         if let Some(conn) = self.idle.lock().expect("pool lock").pop() {
             return Ok(conn);
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(self.location.path(), flags)?;
-        schema::configure(&conn)?;
-        Ok(conn)
+        Ok(open_read_only(&self.location)?)
     }
 
     fn checkin(&self, conn: Connection) {
@@ -56,6 +53,14 @@ impl Store {
             idle.push(conn);
         }
     }
+}
+
+/// A new read-only connection to the database at `location`.
+pub fn open_read_only(location: &Location) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(location.path(), flags)?;
+    schema::configure(&conn)?;
+    Ok(conn)
 }
 
 /// Map a row selected with [`EVENT_COLUMNS`].

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -63,6 +63,31 @@ CREATE TABLE IF NOT EXISTS gaps (
 );
 CREATE INDEX IF NOT EXISTS gaps_to_backfill ON gaps (stream) WHERE backfilled_at_ms IS NULL;
 
+-- Plugins' own storage (see plugin_data.rs): JSON values by plugin, collection and key.
+CREATE TABLE IF NOT EXISTS plugin_data (
+    plugin     TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (plugin, collection, key)
+) WITHOUT ROWID;
+
+-- The last sequence each indexing plugin processed, committed with its writes.
+CREATE TABLE IF NOT EXISTS plugin_cursors (
+    plugin   TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+);
+
+-- Dead letters: events a plugin failed on, with the error.
+CREATE TABLE IF NOT EXISTS plugin_failures (
+    id       INTEGER PRIMARY KEY,
+    plugin   TEXT NOT NULL,
+    from_seq INTEGER NOT NULL,
+    to_seq   INTEGER NOT NULL,
+    error    TEXT NOT NULL,
+    at_ms    INTEGER NOT NULL
+);
+
 -- Per SSE stream (the node name on 2.x, `name/main` etc. on 1.x): where to resume.
 CREATE TABLE IF NOT EXISTS node_cursors (
     stream        TEXT PRIMARY KEY,
@@ -87,7 +112,7 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     anyhow::ensure!(
-        [0, 6, SCHEMA_VERSION].contains(&version),
+        [0, 6, 7, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
     if version == 6 {

@@ -1,5 +1,6 @@
 //! The single writer: appends deliveries in one transaction per batch and records plugin outcomes.
 
+use super::plugin_data::{self, PluginBatch};
 use super::{Location, StoredEvent, key_hash, schema};
 use crate::event::{Delivery, Payload};
 use anyhow::Context;
@@ -14,6 +15,15 @@ pub struct Outcome {
     pub dropped: bool,
     /// JSON object of annotations (plugin name → value), if any.
     pub annotations: Option<String>,
+}
+
+/// What runs inside a batch's transaction: the plugins.
+pub trait Processor {
+    /// Rule on one new event (filters).
+    fn decide(&mut self, event: &StoredEvent) -> Outcome;
+    /// After the batch's new events: what to commit with them (indexers' storage writes,
+    /// cursors, dead letters). `last_seq` is the store's last sequence after the batch.
+    fn finish(&mut self, stored: &[(StoredEvent, Outcome)], last_seq: u64) -> Vec<PluginBatch>;
 }
 
 /// Owns the write connection. Only the pipeline thread holds one.
@@ -45,7 +55,7 @@ impl Writer {
     pub fn append(
         &mut self,
         batch: &[Delivery],
-        mut decide: impl FnMut(&StoredEvent) -> Outcome,
+        processor: &mut impl Processor,
     ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
         let tx = self.conn.transaction()?;
         let mut stored = Vec::new();
@@ -103,7 +113,7 @@ impl Writer {
                                 raw: Arc::from(e.raw.as_str()),
                                 annotations: None,
                             };
-                            let outcome = decide(&event);
+                            let outcome = processor.decide(&event);
                             if outcome != Outcome::default() {
                                 record_outcome.execute(params![event.seq, outcome.dropped, outcome.annotations])?;
                             }
@@ -147,9 +157,24 @@ impl Writer {
             for (stream, (last_id, api_version)) in cursors {
                 save_cursor.execute(params![stream, last_id, api_version, now])?;
             }
+            let last_seq = match stored.last() {
+                Some((event, _)) => event.seq,
+                None => tx.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get::<_, i64>(0))? as u64,
+            };
+            for plugin in processor.finish(&stored, last_seq) {
+                plugin_data::apply(&tx, &plugin, now)?;
+            }
         }
         tx.commit()?;
         Ok(stored)
+    }
+
+    /// Create the storage indexes plugins declared: (plugin, collection, field).
+    pub fn create_plugin_indexes(&self, indexes: &[(String, String, String)]) -> anyhow::Result<()> {
+        for (plugin, collection, field) in indexes {
+            plugin_data::create_index(&self.conn, plugin, collection, field)?;
+        }
+        Ok(())
     }
 
     /// The last event id stored for each SSE stream, used to resume with `start_from`.

@@ -1,0 +1,85 @@
+//! `/plugins/{name}/…`: requests handed to the plugin's `handle` export, answered as it says.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::plugins::Request as PluginRequest;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+/// Largest request body handed to a plugin.
+const MAX_BODY: usize = 1 << 20;
+
+/// `/plugins/{name}`: the plugin's `/`.
+pub async fn root(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    call(state, name, "/".into(), method, uri, headers, body).await
+}
+
+/// `/plugins/{name}/{*path}`.
+pub async fn path(
+    State(state): State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    call(state, name, format!("/{path}"), method, uri, headers, body).await
+}
+
+async fn call(
+    state: AppState,
+    name: String,
+    path: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !state.routes.serves(&name) {
+        return Err(ApiError::not_found(format!("no plugin {name:?} serves HTTP")));
+    }
+    if body.len() > MAX_BODY {
+        return Err(ApiError::bad_request("body_too_large", format!("bodies are limited to {MAX_BODY} bytes")));
+    }
+    let request = PluginRequest {
+        method: method.to_string(),
+        path,
+        query: uri.query().unwrap_or_default().to_owned(),
+        headers: headers
+            .iter()
+            .filter_map(|(key, value)| Some((key.to_string(), value.to_str().ok()?.to_owned())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let routes = state.routes.clone();
+    let answer = tokio::task::spawn_blocking(move || routes.handle(&name, &request)).await.map_err(anyhow::Error::from)?;
+    match answer {
+        Some(Ok(response)) => Ok(render(response)),
+        Some(Err(_)) => Ok(plugin_failed()),
+        None => Err(ApiError::not_found("no such plugin")),
+    }
+}
+
+fn render(response: crate::plugins::Response) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut built = Response::builder().status(status);
+    for (key, value) in &response.headers {
+        built = built.header(key, value);
+    }
+    built.body(Body::from(response.body)).unwrap_or_else(|_| plugin_failed())
+}
+
+/// 502: the plugin failed (trapped, timed out, answered too much or an invalid header).
+fn plugin_failed() -> Response {
+    let body = serde_json::json!({"code": "plugin_failed", "message": "the plugin failed to answer; see the admin /plugins"});
+    (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
+}
