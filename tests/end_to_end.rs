@@ -3,13 +3,9 @@
 mod support;
 
 use serde_json::Value;
-use support::{FIXTURE_BLOCK, Rig, check, fixtures, get, get_json, plugin, read_sse};
+use support::{FIXTURE_BLOCK, Rig, check, fixtures, get, get_json, plugin, plugin_toml, read_sse};
 
 const FIXTURE_TRANSACTION: &str = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
-
-fn plugin_toml(name: &str, wasm: &str, extra: &str, config: &str) -> String {
-    format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n{extra}\n[plugins.config]\n{config}\n\n", plugin(wasm))
-}
 
 #[test]
 fn every_event_is_stored_once_across_reconnects_and_served() {

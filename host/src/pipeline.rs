@@ -57,9 +57,8 @@ impl Pipeline {
         while deliveries.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
             let plugins = &mut self.plugins;
             let shutting_down = || deliveries.is_closed();
-            let Some(stored) = retrying("storing a batch", shutting_down, || {
-                self.writer.append(&batch, plugins)
-            }) else {
+            let Some(stored) = retrying("storing a batch", shutting_down, || self.writer.append(&batch, plugins))
+            else {
                 tracing::error!("shutting down with a batch not stored; the nodes will send it again");
                 break;
             };

@@ -86,7 +86,11 @@ impl Response {
 impl Request {
     /// The value of query parameter `name`, if present (no percent-decoding beyond `+`).
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| value.replace('+', " "))
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.replace('+', " "))
     }
 }
 
@@ -151,7 +155,9 @@ macro_rules! export {
             }
 
             impl $crate::bindings::Guest for Exports {
-                fn init(config: ::std::string::String) -> ::core::result::Result<$crate::Manifest, ::std::string::String> {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<$crate::Manifest, ::std::string::String> {
                     let plugin = $crate::__private::configure::<$plugin>(&config)?;
                     let manifest = <$plugin as $crate::Plugin>::manifest(&plugin);
                     INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(plugin));

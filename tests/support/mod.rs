@@ -43,6 +43,12 @@ pub fn plugin(name: &str) -> String {
     path.display().to_string()
 }
 
+/// A `[[plugins]]` entry for plugin `name` built from `wasm`, with more keys (`extra`) and its
+/// `[plugins.config]` table.
+pub fn plugin_toml(name: &str, wasm: &str, extra: &str, config: &str) -> String {
+    format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n{extra}\n[plugins.config]\n{config}\n\n", plugin(wasm))
+}
+
 /// A loopback port nobody is listening on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -61,7 +61,8 @@ async fn call(
         body: body.to_vec(),
     };
     let routes = state.routes.clone();
-    let answer = tokio::task::spawn_blocking(move || routes.handle(&name, &request)).await.map_err(anyhow::Error::from)?;
+    let answer =
+        tokio::task::spawn_blocking(move || routes.handle(&name, &request)).await.map_err(anyhow::Error::from)?;
     match answer {
         Some(Ok(response)) => Ok(render(response)),
         Some(Err(_)) => Ok(plugin_failed()),
@@ -80,6 +81,7 @@ fn render(response: crate::plugins::Response) -> Response {
 
 /// 502: the plugin failed (trapped, timed out, answered too much or an invalid header).
 fn plugin_failed() -> Response {
-    let body = serde_json::json!({"code": "plugin_failed", "message": "the plugin failed to answer; see the admin /plugins"});
+    let body =
+        serde_json::json!({"code": "plugin_failed", "message": "the plugin failed to answer; see the admin /plugins"});
     (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
 }

@@ -95,7 +95,10 @@ impl Plugins {
     /// The storage indexes the plugins declared: (plugin, collection, field).
     pub fn declared_indexes(&self) -> Vec<(String, String, String)> {
         let declared = self.slots.iter().flat_map(|slot| {
-            slot.manifest.indexes.iter().map(|spec| (slot.stats.name.clone(), spec.collection.clone(), spec.field.clone()))
+            slot.manifest
+                .indexes
+                .iter()
+                .map(|spec| (slot.stats.name.clone(), spec.collection.clone(), spec.field.clone()))
         });
         declared.collect()
     }
@@ -169,8 +172,12 @@ impl Processor for Plugins {
                         batch.failures.push((range.0, range.1, error));
                     }
                 }
+                // A halted plugin's cursor stays before the batch it failed on.
+                if !batch.failures.is_empty() && slot.on_error == OnError::Halt {
+                    batch.last_seq = range.0 - 1;
+                }
             }
-            slot.stats.last_seq.store(last_seq, Relaxed);
+            slot.stats.last_seq.store(batch.last_seq, Relaxed);
             batches.push(batch);
         }
         batches
@@ -188,8 +195,9 @@ impl Slot {
             output_bytes: usize::try_from(config.max_output_kib << 10).unwrap_or(usize::MAX),
         };
         let config_json = serde_json::to_string(&config.config)?;
-        let template = Template::new(Arc::from(name.as_str()), engine, &component, config_json, limits, location.clone())
-            .map_err(failed)?;
+        let template =
+            Template::new(Arc::from(name.as_str()), engine, &component, config_json, limits, location.clone())
+                .map_err(failed)?;
         let instance = template.instantiate().map_err(failed)?;
         let manifest = instance.manifest.clone();
         tracing::info!(plugin = %name, path = %config.path.get_ref().display(), ?manifest, "plugin loaded");

@@ -25,7 +25,9 @@ impl Routes {
     /// Routes for these plugins.
     pub fn new(plugins: impl Iterator<Item = (Template, Arc<PluginStats>)>) -> Routes {
         let plugins = plugins
-            .map(|(template, stats)| (template.name().to_owned(), Mutex::new(RouteSlot { template, instance: None, stats })))
+            .map(|(template, stats)| {
+                (template.name().to_owned(), Mutex::new(RouteSlot { template, instance: None, stats }))
+            })
             .collect();
         Routes { plugins: Arc::new(plugins) }
     }

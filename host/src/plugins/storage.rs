@@ -92,7 +92,8 @@ impl PluginStorage {
         if !self.indexes.contains(&(collection.to_owned(), field.to_owned())) {
             return Err(format!("no index on {collection}.{field}: declare it in the manifest"));
         }
-        let wanted: serde_json::Value = serde_json::from_str(value).map_err(|e| format!("the value is not JSON: {e}"))?;
+        let wanted: serde_json::Value =
+            serde_json::from_str(value).map_err(|e| format!("the value is not JSON: {e}"))?;
         let limit = limit.min(MAX_PAGE);
         let extra = self.overlay.as_ref().map_or(0, |o| o.len() as u32);
         let stored = plugin_data::find(&self.conn, &self.plugin, collection, field, &wanted, after, limit + extra)

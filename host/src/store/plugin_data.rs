@@ -52,9 +52,8 @@ pub fn scan(
          ORDER BY key LIMIT ?5",
     )?;
     let after = after.unwrap_or("");
-    let rows = stmt.query_map(params![plugin, collection, after, prefix, limit.min(MAX_PAGE)], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
+    let rows = stmt
+        .query_map(params![plugin, collection, after, prefix, limit.min(MAX_PAGE)], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 

@@ -1,0 +1,147 @@
+//! The plugin platform end to end: an indexer with its own storage and routes (the test-only
+//! `tally` plugin), isolation between plugins, consistency after `kill -9`, dead letters.
+
+mod support;
+
+use serde_json::Value;
+use support::{Rig, get, get_json, plugin_toml};
+
+/// Wait until every stored event went through plugin `name`'s indexer.
+fn wait_indexed(rig: &Rig, name: &str, events: i64) {
+    rig.wait_for(&format!("{name} to index {events} events"), || {
+        rig.number(&format!("SELECT last_seq FROM plugin_cursors WHERE plugin = '{name}'")) == Some(events)
+    });
+}
+
+/// Events of each type in the store, after sequence `after`.
+fn stored_counts(rig: &Rig, after: i64) -> Vec<(String, i64)> {
+    let db = rig.db();
+    let mut stmt = db.prepare("SELECT kind, count(*) FROM events WHERE seq > ?1 GROUP BY kind ORDER BY kind").unwrap();
+    stmt.query_map([after], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// The indexer's count for `kind`, through its route (0 when it has none).
+fn indexed_count(rig: &Rig, plugin: &str, kind: &str) -> i64 {
+    get_json(&format!("{}/plugins/{plugin}/counts/{kind}", rig.http)).map_or(0, |c| c["count"].as_i64().unwrap_or(0))
+}
+
+#[test]
+fn an_indexer_keeps_its_own_storage_and_serves_it() {
+    let rig = Rig::start(&["--rate", "0", "--count", "2000"], &plugin_toml("tally", "tally", "", ""));
+    rig.wait_for_stored(2007);
+    wait_indexed(&rig, "tally", 2007);
+    let counts = stored_counts(&rig, 0);
+    assert_eq!(counts.len(), 7, "{counts:?}");
+    for (kind, count) in &counts {
+        assert_eq!(indexed_count(&rig, "tally", kind), *count, "{kind}");
+    }
+
+    // Paging through a scan, and a lookup through the index the plugin declared.
+    let first = get_json(&format!("{}/plugins/tally/counts?limit=3", rig.http)).unwrap();
+    let kinds: Vec<String> = serde_json::from_value(first["kinds"].clone()).unwrap();
+    let rest = get_json(&format!("{}/plugins/tally/counts?after={}", rig.http, kinds[2])).unwrap();
+    let rest: Vec<String> = serde_json::from_value(rest["kinds"].clone()).unwrap();
+    let all: Vec<String> = kinds.into_iter().chain(rest).collect();
+    assert_eq!(all, counts.iter().map(|(kind, _)| kind.clone()).collect::<Vec<_>>());
+    let eras = rig
+        .db()
+        .prepare("SELECT era_id, count(*) FROM events WHERE kind = 'BlockAdded' GROUP BY era_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>();
+    for (era, blocks) in eras {
+        let found = get_json(&format!("{}/plugins/tally/blocks?era={era}", rig.http)).unwrap();
+        assert_eq!(found["blocks"].as_array().unwrap().len() as i64, blocks.min(1000), "era {era}");
+        assert!(found["blocks"].as_array().unwrap().iter().all(|b| b["era"] == era));
+    }
+
+    // Routes may only read; a body over the output limit is refused; unknown plugins are 404.
+    let (status, body) = post(&format!("{}/plugins/tally/counts/BlockAdded", rig.http));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("read-only"), "{body}");
+    let (status, body) = get(&format!("{}/plugins/tally/huge", rig.http)).unwrap();
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["code"].as_str()), (502, Some("plugin_failed")));
+    let (status, _) = get(&format!("{}/plugins/nobody/counts", rig.http)).unwrap();
+    assert_eq!(status, 404);
+    let plugins = get_json(&format!("{}/plugins", rig.admin)).unwrap();
+    assert_eq!(plugins["plugins"][0]["errors"], 1, "the oversized answer is counted: {plugins}");
+}
+
+fn post(url: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    sluice::install_tls_provider();
+    runtime.block_on(async {
+        let response = reqwest::Client::new().post(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
+#[test]
+fn plugins_cannot_see_each_others_storage() {
+    let plugins = [
+        plugin_toml("tally_a", "tally", "", "kinds = [\"BlockAdded\"]"),
+        plugin_toml("tally_b", "tally", "", "kinds = [\"TransactionAccepted\"]"),
+    ]
+    .concat();
+    let rig = Rig::start(&["--rate", "0", "--count", "400"], &plugins);
+    rig.wait_for_stored(407);
+    wait_indexed(&rig, "tally_a", 407);
+    wait_indexed(&rig, "tally_b", 407);
+    // Same code, same collection and key names: each sees only what it wrote.
+    let kinds = |plugin: &str| get_json(&format!("{}/plugins/{plugin}/counts", rig.http)).unwrap()["kinds"].clone();
+    assert_eq!(kinds("tally_a"), serde_json::json!(["BlockAdded"]));
+    assert_eq!(kinds("tally_b"), serde_json::json!(["TransactionAccepted"]));
+    assert_eq!(indexed_count(&rig, "tally_b", "BlockAdded"), 0);
+    assert_eq!(indexed_count(&rig, "tally_a", "BlockAdded"), 101);
+    let owners =
+        rig.number("SELECT count(DISTINCT plugin) FROM plugin_data WHERE collection = 'counts' AND key = 'BlockAdded'");
+    assert_eq!(owners, Some(1));
+}
+
+#[test]
+fn after_kill_9_the_index_equals_a_clean_run() {
+    // The writes of an indexed batch commit with the batch: a host killed mid-stream and
+    // restarted neither loses nor double-applies any.
+    let mut rig = Rig::start(&["--rate", "3000", "--count", "9000"], &plugin_toml("tally", "tally", "", ""));
+    rig.wait_for_stored(2000);
+    drop(rig.host.take()); // SIGKILL
+    rig.start_host();
+    rig.wait_for_stored(9007);
+    wait_indexed(&rig, "tally", 9007);
+    for (kind, count) in stored_counts(&rig, 0) {
+        assert_eq!(indexed_count(&rig, "tally", &kind), count, "{kind}");
+    }
+}
+
+#[test]
+fn a_failing_batch_is_a_dead_letter_and_halt_stops_only_that_plugin() {
+    // Both refuse the batch holding the fixtures' Step (sequence 7 at most): `skip` records it
+    // and goes on, `halt` records it and stops there.
+    let plugins = [
+        plugin_toml("skipper", "tally", "", "fail_on = \"Step\""),
+        plugin_toml("halter", "tally", "on_error = \"halt\"", "fail_on = \"Step\""),
+    ]
+    .concat();
+    let rig = Rig::start(&["--rate", "1000", "--count", "3000"], &plugins);
+    rig.wait_for_stored(3007);
+    wait_indexed(&rig, "skipper", 3007);
+    let db = rig.db();
+    let failure = |plugin: &str| -> (i64, i64, String) {
+        db.query_row("SELECT from_seq, to_seq, error FROM plugin_failures WHERE plugin = ?1", [plugin], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+    };
+    let (from, to, error) = failure("skipper");
+    assert!(from <= 7 && to >= 7 && error.contains("refusing a batch with a Step"), "{from}..{to}: {error}");
+    for (kind, count) in stored_counts(&rig, to) {
+        assert_eq!(indexed_count(&rig, "skipper", &kind), count, "after the dead letter: {kind}");
+    }
+    let (from, _, _) = failure("halter");
+    assert_eq!(rig.number("SELECT last_seq FROM plugin_cursors WHERE plugin = 'halter'"), Some(from - 1));
+    let plugins = get_json(&format!("{}/plugins", rig.admin)).unwrap();
+    assert_eq!(plugins["plugins"][1]["suspended"], true, "{plugins}");
+    assert_eq!(plugins["plugins"][0]["suspended"], false, "{plugins}");
+}

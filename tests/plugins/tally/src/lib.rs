@@ -1,0 +1,104 @@
+//! Test-only indexer with routes, to show the plugin platform end to end.
+//!
+//! Indexes the event types in `kinds` (default: all): counts events per type (`counts/{kind}`)
+//! and keeps each block's height, hash and era (`blocks/{height}`, indexed by `era`).
+//! Config `fail_on` (an event type) makes `index` fail on batches holding one.
+//!
+//! Routes: `GET /counts/{kind}`, `GET /counts?after=&limit=` (paged), `GET /blocks?era=N`,
+//! `POST /counts/{kind}` (tries to write: storage is read-only in routes), `GET /huge` (2 MiB).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sluice_plugin_sdk::{Event, IndexSpec, Manifest, Plugin, Request, Response, storage};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "all")]
+    kinds: Vec<String>,
+    fail_on: Option<String>,
+}
+
+fn all() -> Vec<String> {
+    vec!["*".into()]
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Count {
+    count: u64,
+}
+
+struct Tally(Config);
+
+impl Plugin for Tally {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self, String> {
+        Ok(Tally(config))
+    }
+
+    fn manifest(&self) -> Manifest {
+        Manifest {
+            filter: false,
+            index_kinds: self.0.kinds.clone(),
+            routes: true,
+            indexes: vec![IndexSpec { collection: "blocks".into(), field: "era".into() }],
+        }
+    }
+
+    fn index(&mut self, events: &[Event]) -> Result<(), String> {
+        for event in events {
+            if self.0.fail_on.as_deref() == Some(event.kind.as_str()) {
+                return Err(format!("tally: refusing a batch with a {}", event.kind));
+            }
+            let mut count: Count = storage::get_json("counts", &event.kind).unwrap_or_default();
+            count.count += 1;
+            storage::set_json("counts", &event.kind, &count)?;
+            if event.kind == "BlockAdded" {
+                let json: Value = serde_json::from_str(&event.json).map_err(|e| e.to_string())?;
+                let block = &json["BlockAdded"];
+                let header = block["block"].get("Version2").unwrap_or(&block["block"])["header"].clone();
+                let height = header["height"].as_u64().unwrap_or_default();
+                let record = json!({"height": height, "hash": block["block_hash"], "era": header["era_id"]});
+                storage::set_json("blocks", &format!("{height:020}"), &record)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, request: Request) -> Response {
+        let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+        match (request.method.as_str(), segments.as_slice()) {
+            ("GET", ["counts", kind]) => match storage::get("counts", kind) {
+                Some(value) => Response::json(200, &serde_json::from_str(&value).unwrap_or(Value::Null)),
+                None => Response::json(404, &json!({"code": "not_found", "message": "no such kind"})),
+            },
+            ("GET", ["counts"]) => {
+                let limit = request.query_param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+                let after = request.query_param("after");
+                let entries = storage::scan("counts", "", after.as_deref(), limit);
+                let kinds: Vec<&str> = entries.iter().map(|entry| entry.key.as_str()).collect();
+                Response::json(200, &json!({"kinds": kinds}))
+            }
+            ("GET", ["blocks"]) => {
+                let era = request.query_param("era").unwrap_or_default();
+                match storage::find("blocks", "era", &era, None, 1000) {
+                    Ok(entries) => {
+                        let blocks: Vec<Value> =
+                            entries.iter().map(|e| serde_json::from_str(&e.value).unwrap_or(Value::Null)).collect();
+                        Response::json(200, &json!({"blocks": blocks}))
+                    }
+                    Err(message) => Response::json(400, &json!({"code": "bad_query", "message": message})),
+                }
+            }
+            ("POST", ["counts", kind]) => match storage::set("counts", kind, "{\"count\":0}") {
+                Ok(()) => Response::json(200, &json!({"written": true})),
+                Err(message) => Response::json(403, &json!({"code": "read_only", "message": message})),
+            },
+            ("GET", ["huge"]) => Response { status: 200, headers: vec![], body: vec![b'x'; 2 << 20] },
+            _ => Response::json(404, &json!({"code": "not_found", "message": "no such route"})),
+        }
+    }
+}
+
+sluice_plugin_sdk::export!(Tally);
