@@ -6,10 +6,12 @@ mod support;
 use serde_json::Value;
 use support::{Rig, get, get_json, plugin_toml};
 
-/// Wait until every stored event went through plugin `name`'s indexer.
+/// Wait until every stored event went through plugin `name`'s indexer (its current version, or
+/// the storage id `name@version`).
 fn wait_indexed(rig: &Rig, name: &str, events: i64) {
+    let condition = if name.contains('@') { format!("plugin = '{name}'") } else { format!("plugin LIKE '{name}@%'") };
     rig.wait_for(&format!("{name} to index {events} events"), || {
-        rig.number(&format!("SELECT last_seq FROM plugin_cursors WHERE plugin = '{name}'")) == Some(events)
+        rig.number(&format!("SELECT max(last_seq) FROM plugin_cursors WHERE {condition}")) == Some(events)
     });
 }
 
@@ -129,10 +131,8 @@ fn a_failing_batch_is_a_dead_letter_and_halt_stops_only_that_plugin() {
     wait_indexed(&rig, "skipper", 3007);
     let db = rig.db();
     let failure = |plugin: &str| -> (i64, i64, String) {
-        db.query_row("SELECT from_seq, to_seq, error FROM plugin_failures WHERE plugin = ?1", [plugin], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap()
+        let sql = "SELECT from_seq, to_seq, error FROM plugin_failures WHERE plugin LIKE ?1 || '@%'";
+        db.query_row(sql, [plugin], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap()
     };
     let (from, to, error) = failure("skipper");
     assert!(from <= 7 && to >= 7 && error.contains("refusing a batch with a Step"), "{from}..{to}: {error}");
@@ -140,8 +140,35 @@ fn a_failing_batch_is_a_dead_letter_and_halt_stops_only_that_plugin() {
         assert_eq!(indexed_count(&rig, "skipper", &kind), count, "after the dead letter: {kind}");
     }
     let (from, _, _) = failure("halter");
-    assert_eq!(rig.number("SELECT last_seq FROM plugin_cursors WHERE plugin = 'halter'"), Some(from - 1));
+    assert_eq!(rig.number("SELECT last_seq FROM plugin_cursors WHERE plugin LIKE 'halter@%'"), Some(from - 1));
     let plugins = get_json(&format!("{}/plugins", rig.admin)).unwrap();
     assert_eq!(plugins["plugins"][1]["suspended"], true, "{plugins}");
     assert_eq!(plugins["plugins"][0]["suspended"], false, "{plugins}");
+}
+
+#[test]
+fn a_new_indexer_and_a_new_version_replay_the_log_and_match_live_processing() {
+    let live = plugin_toml("live", "tally", "", "");
+    let mut rig = Rig::start(&["--rate", "2000", "--count", "4000"], &live);
+    rig.wait_for_stored(2000);
+    rig.stop_host();
+    let old_version: String =
+        rig.db().query_row("SELECT plugin FROM plugin_cursors WHERE plugin LIKE 'live@%'", [], |r| r.get(0)).unwrap();
+    // Restarted with a second indexer (same code, new name) and a new version of the first
+    // (a new config): both replay the stored log, then follow live events.
+    let config = "kinds = [\"BlockAdded\", \"TransactionAccepted\", \"TransactionProcessed\", \"FinalitySignature\", \"TransactionExpired\", \"Fault\", \"Step\"]";
+    rig.write_config(&[plugin_toml("live", "tally", "", config), plugin_toml("added", "tally", "", "")].concat());
+    rig.start_host();
+    rig.wait_for_stored(4007);
+    wait_indexed(&rig, "added", 4007);
+    let new_version: String =
+        rig.db().query_row("SELECT plugin FROM plugin_cursors WHERE plugin LIKE 'live@%'", [], |r| r.get(0)).unwrap();
+    assert_ne!(new_version, old_version);
+    wait_indexed(&rig, &new_version, 4007);
+    for (kind, count) in stored_counts(&rig, 0) {
+        assert_eq!(indexed_count(&rig, "added", &kind), count, "added: {kind}");
+        assert_eq!(indexed_count(&rig, "live", &kind), count, "new version: {kind}");
+    }
+    let leftovers = rig.number(&format!("SELECT count(*) FROM plugin_data WHERE plugin = '{old_version}'"));
+    assert_eq!(leftovers, Some(0), "the old version's storage is removed once the new one is live");
 }

@@ -56,7 +56,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         started: std::time::Instant::now(),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
-    let pipeline = Pipeline { writer, plugins, bus, stats: ingest }.spawn(receiver);
+    let log = crate::store::reader::open_read_only(&location)?;
+    let pipeline = Pipeline { writer, plugins, bus, stats: ingest, log }.spawn(receiver);
     let mut followers = Vec::new();
     let mut statuses = state.nodes.iter().cloned();
     for (node, status) in config.nodes.iter().zip(statuses.by_ref()) {

@@ -18,6 +18,9 @@ use tokio::sync::mpsc;
 /// Most deliveries stored in one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// Most stored events replayed into catching-up indexers between two batches.
+const REPLAY_SLICE: usize = 2048;
+
 /// Ingestion counters, shared with the API.
 #[derive(Debug, Default, Serialize)]
 pub struct IngestStats {
@@ -41,6 +44,8 @@ pub struct Pipeline {
     pub bus: Bus,
     /// Counters.
     pub stats: Arc<IngestStats>,
+    /// A read connection to the store, for replaying the log into catching-up indexers.
+    pub log: rusqlite::Connection,
 }
 
 impl Pipeline {
@@ -54,7 +59,25 @@ impl Pipeline {
 
     fn run(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while deliveries.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+        let mut head = self.writer.last_seq().unwrap_or_default();
+        loop {
+            // While indexers replay the log, a slice of it between batches; otherwise wait.
+            if self.plugins.catching_up() {
+                self.replay_slice(head, || deliveries.is_closed());
+                while batch.len() < MAX_BATCH
+                    && let Ok(delivery) = deliveries.try_recv()
+                {
+                    batch.push(delivery);
+                }
+                if batch.is_empty() {
+                    if deliveries.is_closed() && deliveries.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+            } else if deliveries.blocking_recv_many(&mut batch, MAX_BATCH) == 0 {
+                break;
+            }
             let plugins = &mut self.plugins;
             let shutting_down = || deliveries.is_closed();
             let Some(stored) = retrying("storing a batch", shutting_down, || self.writer.append(&batch, plugins))
@@ -62,6 +85,7 @@ impl Pipeline {
                 tracing::error!("shutting down with a batch not stored; the nodes will send it again");
                 break;
             };
+            head = stored.last().map_or(head, |(event, _)| event.seq);
             self.count(&batch, stored.len());
             batch.clear();
             for (mut event, outcome) in stored {
@@ -74,6 +98,21 @@ impl Pipeline {
             }
         }
         tracing::info!("pipeline stopped: no more sources");
+    }
+
+    /// Replay the next slice of the stored log (up to `head`) into the catching-up indexers
+    /// and commit what they wrote.
+    fn replay_slice(&mut self, head: u64, shutting_down: impl Fn() -> bool) {
+        let (batches, retired) = match self.plugins.catch_up(&self.log, head, REPLAY_SLICE) {
+            Ok(work) => work,
+            Err(e) => {
+                tracing::error!("replaying the stored log failed: {e:#}");
+                std::thread::sleep(Duration::from_millis(100));
+                return;
+            }
+        };
+        // Not committed at shutdown: the cursors still point before it, so it is replayed again.
+        _ = retrying("storing replayed plugin data", shutting_down, || self.writer.commit_plugins(&batches, &retired));
     }
 
     fn count(&self, batch: &[Delivery], stored: usize) {

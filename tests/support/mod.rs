@@ -187,6 +187,11 @@ impl Rig {
         rig
     }
 
+    /// Rewrite the host's config with these plugins (the host reads it at its next start).
+    pub fn write_config(&self, plugins_toml: &str) {
+        std::fs::write(self.config_path(), self.config(plugins_toml)).unwrap();
+    }
+
     fn config(&self, plugins_toml: &str) -> String {
         let mut node_toml = self.node_toml.clone();
         if !node_toml.contains("no_message_timeout_secs") {

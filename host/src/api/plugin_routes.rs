@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::plugins::Request as PluginRequest;
+use crate::plugins::{Request as PluginRequest, RouteError};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -44,9 +44,6 @@ async fn call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !state.routes.serves(&name) {
-        return Err(ApiError::not_found(format!("no plugin {name:?} serves HTTP")));
-    }
     if body.len() > MAX_BODY {
         return Err(ApiError::bad_request("body_too_large", format!("bodies are limited to {MAX_BODY} bytes")));
     }
@@ -64,10 +61,20 @@ async fn call(
     let answer =
         tokio::task::spawn_blocking(move || routes.handle(&name, &request)).await.map_err(anyhow::Error::from)?;
     match answer {
-        Some(Ok(response)) => Ok(render(response)),
-        Some(Err(_)) => Ok(plugin_failed()),
-        None => Err(ApiError::not_found("no such plugin")),
+        Ok(response) => Ok(render(response)),
+        Err(RouteError::Failed(_)) => Ok(plugin_failed()),
+        Err(RouteError::CatchingUp) => Ok(catching_up()),
+        Err(RouteError::NoSuchPlugin) => Err(ApiError::not_found("no plugin of that name serves HTTP")),
     }
+}
+
+/// 503: the plugin's indexer is replaying the stored log; its data is not complete yet.
+fn catching_up() -> Response {
+    let body = serde_json::json!({
+        "code": "catching_up",
+        "message": "the plugin is replaying the stored events; try again shortly (progress in the admin /plugins)"
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 fn render(response: crate::plugins::Response) -> Response {

@@ -111,6 +111,9 @@ pub struct PluginConfig {
     /// plugin at once; the host keeps running).
     #[serde(default)]
     pub on_error: OnError,
+    /// Indexers: the first stored sequence a new version replays from (1: the whole log).
+    #[serde(default = "defaults::replay_from")]
+    pub replay_from: u64,
     /// Handed to the plugin's `init` as a JSON object.
     #[serde(default)]
     pub config: toml::Table,
@@ -154,6 +157,9 @@ mod defaults {
     }
     pub fn plugin_max_output_kib() -> u64 {
         1024
+    }
+    pub fn replay_from() -> u64 {
+        1
     }
 }
 

@@ -56,6 +56,7 @@ pub enum CallError {
 #[derive(Clone)]
 pub struct Template {
     name: Arc<str>,
+    storage_id: Arc<str>,
     pre: PluginPre<HostState>,
     engine: Engine,
     config_json: String,
@@ -76,6 +77,7 @@ impl Template {
     /// Link a compiled component with the capabilities every plugin gets.
     pub fn new(
         name: Arc<str>,
+        storage_id: Arc<str>,
         engine: &Engine,
         component: &Component,
         config_json: String,
@@ -87,7 +89,7 @@ impl Template {
         capabilities::forbid_blocking(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = PluginPre::new(linker.instantiate_pre(component)?)?;
-        Ok(Template { name, pre, engine: engine.clone(), config_json, limits, location })
+        Ok(Template { name, storage_id, pre, engine: engine.clone(), config_json, limits, location })
     }
 
     /// The plugin's name.
@@ -95,12 +97,18 @@ impl Template {
         &self.name
     }
 
+    /// Whose entries its storage holds: the name and a hash of the code and config, so a new
+    /// version of an indexer starts from fresh storage.
+    pub fn storage_id(&self) -> &str {
+        &self.storage_id
+    }
+
     /// Instantiate and call `init` with the plugin's config.
     pub fn instantiate(&self) -> anyhow::Result<Instance> {
         let limiter =
             StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
         let conn = crate::store::reader::open_read_only(&self.location).context("opening the plugin's storage")?;
-        let storage = PluginStorage::new(self.name.clone(), conn, self.limits.output_bytes);
+        let storage = PluginStorage::new(self.storage_id.clone(), conn, self.limits.output_bytes);
         let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limiter, storage));
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();

@@ -4,15 +4,18 @@
 
 use super::PluginStats;
 use super::instance::{CallError, Instance, Request, Response, Template};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-/// The plugins that serve HTTP, by name.
+/// The plugins that serve HTTP, by name; shared with the pipeline, which swaps a plugin's
+/// entry when a new version of it goes live.
 #[derive(Clone, Default)]
 pub struct Routes {
-    plugins: Arc<HashMap<String, Mutex<RouteSlot>>>,
+    live: Arc<RwLock<HashMap<String, Arc<Mutex<RouteSlot>>>>>,
+    /// Plugins whose routes wait for their indexer to catch up (503 until then).
+    pending: Arc<RwLock<HashSet<String>>>,
 }
 
 struct RouteSlot {
@@ -21,33 +24,48 @@ struct RouteSlot {
     stats: Arc<PluginStats>,
 }
 
+/// Why a request got no answer from a plugin.
+pub enum RouteError {
+    /// No plugin of that name serves HTTP.
+    NoSuchPlugin,
+    /// The plugin's indexer is still replaying the stored log.
+    CatchingUp,
+    /// The call failed (trap, time limit, output limit).
+    Failed(String),
+}
+
 impl Routes {
     /// Routes for these plugins.
     pub fn new(plugins: impl Iterator<Item = (Template, Arc<PluginStats>)>) -> Routes {
-        let plugins = plugins
-            .map(|(template, stats)| {
-                (template.name().to_owned(), Mutex::new(RouteSlot { template, instance: None, stats }))
-            })
-            .collect();
-        Routes { plugins: Arc::new(plugins) }
+        let routes = Routes::default();
+        plugins.for_each(|plugin| routes.replace(plugin));
+        routes
     }
 
-    /// Whether plugin `name` serves HTTP.
-    pub fn serves(&self, name: &str) -> bool {
-        self.plugins.contains_key(name)
+    /// Serve `plugin` (a new version replaces the old one's instance).
+    pub fn replace(&self, (template, stats): (Template, Arc<PluginStats>)) {
+        let name = template.name().to_owned();
+        self.pending.write().expect("routes lock").remove(&name);
+        let slot = Arc::new(Mutex::new(RouteSlot { template, instance: None, stats }));
+        self.live.write().expect("routes lock").insert(name, slot);
     }
 
-    /// Names of the plugins that serve HTTP.
-    pub fn names(&self) -> Vec<String> {
-        self.plugins.keys().cloned().collect()
+    /// Mark these plugins as coming once their indexer has caught up.
+    pub fn set_pending(&self, names: impl Iterator<Item = String>) {
+        let live = self.live.read().expect("routes lock");
+        let mut pending = self.pending.write().expect("routes lock");
+        pending.extend(names.filter(|name| !live.contains_key(name)));
     }
 
-    /// Answer `request` with plugin `name`; `None` when it does not serve HTTP. Blocks for up
-    /// to the plugin's time limit.
-    pub fn handle(&self, name: &str, request: &Request) -> Option<Result<Response, String>> {
-        let slot = self.plugins.get(name)?;
+    /// Answer `request` with plugin `name`. Blocks for up to the plugin's time limit.
+    pub fn handle(&self, name: &str, request: &Request) -> Result<Response, RouteError> {
+        let slot = self.live.read().expect("routes lock").get(name).cloned();
+        let Some(slot) = slot else {
+            let pending = self.pending.read().expect("routes lock").contains(name);
+            return Err(if pending { RouteError::CatchingUp } else { RouteError::NoSuchPlugin });
+        };
         let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Some(slot.handle(request))
+        slot.handle(request).map_err(RouteError::Failed)
     }
 }
 

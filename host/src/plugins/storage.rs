@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 /// What one instance may do with its plugin's storage.
 pub struct PluginStorage {
+    /// The storage id (`name@version`) its entries are stored under.
     plugin: Arc<str>,
     conn: Connection,
     /// Indexes the plugin declared: (collection, field).

@@ -113,6 +113,22 @@ pub fn cursor(conn: &Connection, plugin: &str) -> rusqlite::Result<Option<u64>> 
         .map(|seq| seq.map(|s| s as u64))
 }
 
+/// Remove everything stored under `storage_id`: entries and cursor (an older version's).
+pub fn remove_all(tx: &Transaction<'_>, storage_id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM plugin_data WHERE plugin = ?1", [storage_id])?;
+    tx.execute("DELETE FROM plugin_cursors WHERE plugin = ?1", [storage_id])?;
+    Ok(())
+}
+
+/// The storage ids of other versions of plugin `name` (`name@…` but not `current`).
+pub fn other_versions(conn: &Connection, name: &str, current: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT plugin FROM plugin_cursors WHERE substr(plugin, 1, length(?1) + 1) = ?1 || '@' AND plugin != ?2",
+    )?;
+    let rows = stmt.query_map([name, current], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Write one plugin's batch: its storage changes, dead letters and cursor.
 pub fn apply(tx: &Transaction<'_>, batch: &PluginBatch, now_ms: i64) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare_cached(

@@ -90,6 +90,15 @@ pub fn events_from(conn: &Connection, from: u64, limit: usize) -> rusqlite::Resu
     rows.collect()
 }
 
+/// Up to `limit` events after `after`, in sequence order, dropped ones included: the log
+/// indexers replay.
+pub fn log_after(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![i64::try_from(after).unwrap_or(i64::MAX), limit as i64], stored_event)?;
+    rows.collect()
+}
+
 /// Every node that delivered event `seq`: the first, then the others in order of arrival.
 pub fn seen_by(conn: &Connection, seq: u64) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(

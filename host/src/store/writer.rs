@@ -169,6 +169,26 @@ impl Writer {
         Ok(stored)
     }
 
+    /// Commit plugin work done outside a batch (history replay): each plugin's writes and
+    /// cursor, and the removal of `retired` storage ids (older versions), in one transaction.
+    pub fn commit_plugins(&mut self, batches: &[PluginBatch], retired: &[String]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        let now = crate::event::now_ms();
+        for batch in batches {
+            plugin_data::apply(&tx, batch, now)?;
+        }
+        for storage_id in retired {
+            plugin_data::remove_all(&tx, storage_id)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The highest sequence stored (0 when empty).
+    pub fn last_seq(&self) -> anyhow::Result<u64> {
+        Ok(super::reader::last_seq(&self.conn)?)
+    }
+
     /// Create the storage indexes plugins declared: (plugin, collection, field).
     pub fn create_plugin_indexes(&self, indexes: &[(String, String, String)]) -> anyhow::Result<()> {
         for (plugin, collection, field) in indexes {
