@@ -177,3 +177,26 @@ fn a_new_indexer_and_a_new_version_replay_the_log_and_match_live_processing() {
     let leftovers = rig.number(&format!("SELECT count(*) FROM plugin_data WHERE plugin = '{old_version}'"));
     assert_eq!(leftovers, Some(0), "the old version's storage is removed once the new one is live");
 }
+
+#[test]
+fn sluice_replay_rebuilds_an_indexer_from_the_log() {
+    let mut rig = Rig::start(&["--rate", "0", "--count", "2000"], &plugin_toml("tally", "tally", "", ""));
+    rig.wait_for_stored(2007);
+    wait_indexed(&rig, "tally", 2007);
+    rig.stop_host();
+    let snapshot = |rig: &Rig| -> Vec<(String, String)> {
+        let db = rig.db();
+        let mut stmt = db.prepare("SELECT key, value FROM plugin_data ORDER BY collection, key").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let live = snapshot(&rig);
+    let output = support::sluice()
+        .args(["replay", "--plugin", "tally", "--config"])
+        .arg(rig.config_path())
+        .current_dir(support::root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("replayed events 1..=2007"));
+    assert_eq!(snapshot(&rig), live, "replaying the log rebuilds exactly what live indexing built");
+}

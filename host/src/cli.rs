@@ -53,6 +53,18 @@ enum Command {
         #[command(flatten)]
         options: mock_node::f1r3fly::F1r3flyOptions,
     },
+    /// Rebuild one indexer's storage from the stored log (while `sluice run` is stopped).
+    Replay {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The plugin to replay.
+        #[arg(long)]
+        plugin: String,
+        /// First sequence to replay (default: the plugin's `replay_from`).
+        #[arg(long)]
+        from: Option<u64>,
+    },
     /// Start a mock node and Sluice with the stock plugins, and print what to try.
     Demo {
         /// Configuration used for the Sluice side.
@@ -82,6 +94,10 @@ impl Cli {
             Command::MockF1r3fly { listen, options } => {
                 tracing::info!("mock F1r3fly node serving ws://{listen}/ws/events");
                 Ok(mock_node::f1r3fly::serve(bind(listen).await?, options).await?)
+            }
+            Command::Replay { config, plugin, from } => {
+                let config = Config::load(&config)?;
+                tokio::task::spawn_blocking(move || crate::replay::replay(config, &plugin, from)).await?
             }
             Command::Demo { config } => demo(Config::load(&config)?).await,
         }

@@ -15,6 +15,7 @@ pub mod event;
 pub mod mock_node;
 pub mod pipeline;
 pub mod plugins;
+pub mod replay;
 pub mod source;
 pub mod store;
 

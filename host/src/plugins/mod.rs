@@ -122,6 +122,12 @@ impl Plugins {
         Ok(plugins)
     }
 
+    /// The storage id of indexer `name` (`None` when there is no such indexer).
+    pub fn storage_id(&self, name: &str) -> Option<String> {
+        let all = self.slots.iter().chain(&self.catching_up);
+        all.filter(|slot| slot.indexes()).find(|slot| slot.stats.name == name).map(|s| s.template.storage_id().to_owned())
+    }
+
     /// Whether some indexers are replaying the stored log.
     pub fn catching_up(&self) -> bool {
         self.catching_up.iter().any(|slot| !slot.stats.suspended.load(Relaxed))
