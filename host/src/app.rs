@@ -4,11 +4,13 @@ use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::pipeline::{IngestStats, Pipeline};
-use crate::plugins::{Plugins, runtime};
+use crate::plugins::{Plugins, ReloadStatus, runtime};
 use crate::source::{self, NodeStatus};
 use crate::store::{Location, Store, Writer};
+use crate::watch::Watch;
 use anyhow::Context;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -16,8 +18,13 @@ use tokio::sync::mpsc;
 /// Deliveries that may wait for the pipeline before node connections pause.
 const DELIVERY_QUEUE: usize = 4096;
 
-/// Run Sluice with `config` until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+/// Run Sluice with `config` until `shutdown` completes; with `config_path`, plugins are reloaded
+/// when that file or a plugin's code changes.
+pub async fn run(
+    config: Config,
+    config_path: Option<&Path>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     crate::install_tls_provider();
     let access_keys = config
         .cspr_cloud
@@ -32,15 +39,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let admin = bind(config.admin.listen, "admin.listen").await?;
 
     let location = Location::resolve(&config.storage.path).context("storage.path")?;
-    let writer = Writer::open(&location)?;
+    let mut writer = Writer::open(&location)?;
     let cursors = writer.cursors()?;
     let cache_dir = match &config.storage.plugin_cache {
         Some(dir) => dir.clone(),
         None => location.path().with_file_name("plugin-cache"),
     };
     let engine = runtime::engine(&cache_dir)?;
-    let plugins = Plugins::load(&engine, &config.plugins, &location)?;
+    let mut plugins = Plugins::load(&engine, &config.plugins, &location)?;
     writer.create_plugin_indexes(&plugins.declared_indexes())?;
+    writer.commit_plugins(&[], &plugins.take_retired())?;
+    let (reload_sender, reloads) = mpsc::unbounded_channel();
+    let reload_status = Arc::new(ReloadStatus::default());
+    if let Some(config_path) = config_path {
+        let watch = Watch {
+            config_path: config_path.to_path_buf(),
+            engine: engine.clone(),
+            location: location.clone(),
+            versions: plugins.versions(),
+            out: reload_sender,
+            status: reload_status.clone(),
+        };
+        watch.start(&config)?;
+    }
 
     let (stop, stopped) = tokio::sync::watch::channel(());
     let bus = Bus::new();
@@ -50,14 +71,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         bus: bus.clone(),
         nodes: config.source_names().map(|name| Arc::new(NodeStatus::new(name))).collect(),
         ingest: ingest.clone(),
-        plugins: plugins.stats().into(),
+        plugins: plugins.registry(),
         routes: plugins.routes(),
         shutdown: stopped.clone(),
         started: std::time::Instant::now(),
+        reload: reload_status.clone(),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let log = crate::store::reader::open_read_only(&location)?;
-    let pipeline = Pipeline { writer, plugins, bus, stats: ingest, log }.spawn(receiver);
+    let pipeline = Pipeline { writer, plugins, bus, stats: ingest, log, reloads, reload_status }.spawn(receiver);
     let mut followers = Vec::new();
     let mut statuses = state.nodes.iter().cloned();
     for (node, status) in config.nodes.iter().zip(statuses.by_ref()) {

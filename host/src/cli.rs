@@ -77,7 +77,7 @@ impl Cli {
     /// Carry out the command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Run { config } => crate::app::run(Config::load(&config)?, stop_signal()).await,
+            Command::Run { config: path } => crate::app::run(Config::load(&path)?, Some(&path), stop_signal()).await,
             Command::Check { config } => {
                 let parsed = Config::load(&config)?;
                 println!("{}: ok ({} nodes, {} plugins)", config.display(), parsed.nodes.len(), parsed.plugins.len());
@@ -99,13 +99,14 @@ impl Cli {
                 let config = Config::load(&config)?;
                 tokio::task::spawn_blocking(move || crate::replay::replay(config, &plugin, from)).await?
             }
-            Command::Demo { config } => demo(Config::load(&config)?).await,
+            Command::Demo { config } => demo(&config).await,
         }
     }
 }
 
 /// The demo: the mock node on the first configured node's address, then Sluice.
-async fn demo(config: Config) -> anyhow::Result<()> {
+async fn demo(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
     let node = config.nodes.first().context("the demo config needs one [[nodes]] entry")?;
     let url = reqwest::Url::parse(node.url.get_ref())?;
     let address = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port_or_known_default().unwrap_or(80));
@@ -123,7 +124,7 @@ async fn demo(config: Config) -> anyhow::Result<()> {
          curl http://{}/plugins                  # plugin counters (admin)\n\nCtrl-C stops.\n",
         config.admin.listen
     );
-    crate::app::run(config, stop_signal()).await
+    crate::app::run(config, Some(path), stop_signal()).await
 }
 
 async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

@@ -18,6 +18,7 @@ pub mod plugins;
 pub mod replay;
 pub mod source;
 pub mod store;
+pub mod watch;
 
 /// Make ring the process's TLS crypto provider (for https and wss sources, and every HTTP client
 /// built with this crate's reqwest). Call once before building a client; later calls do nothing.

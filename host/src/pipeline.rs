@@ -7,7 +7,7 @@
 
 use crate::bus::Bus;
 use crate::event::{Delivery, Payload};
-use crate::plugins::Plugins;
+use crate::plugins::{Plugins, Reload, ReloadStatus};
 use crate::store::Writer;
 use serde::Serialize;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub struct IngestStats {
     pub rejected: AtomicU64,
     /// Events hidden by a plugin.
     pub dropped: AtomicU64,
+    /// The store's highest sequence.
+    pub last_seq: AtomicU64,
 }
 
 /// Everything the pipeline thread owns.
@@ -46,6 +48,18 @@ pub struct Pipeline {
     pub stats: Arc<IngestStats>,
     /// A read connection to the store, for replaying the log into catching-up indexers.
     pub log: rusqlite::Connection,
+    /// New plugin versions to switch to between two batches.
+    pub reloads: mpsc::UnboundedReceiver<Reload>,
+    /// How reloads go.
+    pub reload_status: Arc<ReloadStatus>,
+}
+
+/// What the pipeline waits for.
+enum Next {
+    /// Deliveries (0: the sources are gone).
+    Received(usize),
+    /// New plugin versions.
+    Reload(Reload),
 }
 
 impl Pipeline {
@@ -60,7 +74,11 @@ impl Pipeline {
     fn run(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut head = self.writer.last_seq().unwrap_or_default();
+        self.stats.last_seq.store(head, Relaxed);
         loop {
+            while let Ok(reload) = self.reloads.try_recv() {
+                self.reload(reload, head);
+            }
             // While indexers replay the log, a slice of it between batches; otherwise wait.
             if self.plugins.catching_up() {
                 self.replay_slice(head, || deliveries.is_closed());
@@ -75,8 +93,22 @@ impl Pipeline {
                     }
                     continue;
                 }
-            } else if deliveries.blocking_recv_many(&mut batch, MAX_BATCH) == 0 {
-                break;
+            } else {
+                let reloads = &mut self.reloads;
+                let next = futures::executor::block_on(async {
+                    tokio::select! {
+                        received = deliveries.recv_many(&mut batch, MAX_BATCH) => Next::Received(received),
+                        Some(reload) = reloads.recv() => Next::Reload(reload),
+                    }
+                });
+                match next {
+                    Next::Received(0) => break,
+                    Next::Received(_) => {}
+                    Next::Reload(reload) => {
+                        self.reload(reload, head);
+                        continue;
+                    }
+                }
             }
             let plugins = &mut self.plugins;
             let shutting_down = || deliveries.is_closed();
@@ -86,6 +118,7 @@ impl Pipeline {
                 break;
             };
             head = stored.last().map_or(head, |(event, _)| event.seq);
+            self.stats.last_seq.store(head, Relaxed);
             self.count(&batch, stored.len());
             batch.clear();
             for (mut event, outcome) in stored {
@@ -98,6 +131,20 @@ impl Pipeline {
             }
         }
         tracing::info!("pipeline stopped: no more sources");
+    }
+
+    /// Switch to new plugin versions, between two batches.
+    fn reload(&mut self, reload: Reload, head: u64) {
+        let started = std::time::Instant::now();
+        let applied = self
+            .writer
+            .create_plugin_indexes(&reload.declared_indexes())
+            .and_then(|()| self.plugins.apply(reload, head, &self.log))
+            .and_then(|retired| self.writer.commit_plugins(&[], &retired));
+        match applied {
+            Ok(()) => self.reload_status.applied(started.elapsed()),
+            Err(e) => self.reload_status.refused(format!("{e:#}")),
+        }
     }
 
     /// Replay the next slice of the stored log (up to `head`) into the catching-up indexers

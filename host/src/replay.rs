@@ -20,7 +20,8 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
     }
     let location = Location::resolve(&config.storage.path).context("storage.path")?;
     let mut writer = Writer::open(&location)?;
-    let cache_dir = config.storage.plugin_cache.clone().unwrap_or_else(|| location.path().with_file_name("plugin-cache"));
+    let cache_dir =
+        config.storage.plugin_cache.clone().unwrap_or_else(|| location.path().with_file_name("plugin-cache"));
     let engine = runtime::engine(&cache_dir)?;
     // Start from empty storage: load once to learn its storage id, clear it, load again.
     let storage_id = Plugins::load(&engine, std::slice::from_ref(&plugin), &location)?

@@ -25,10 +25,12 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "sources": &*state.nodes,
+        "plugin_reload": &*state.reload,
     }))
 }
 
 /// Per-plugin call counters, failures and suspension state.
 pub async fn plugins(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "plugins": &*state.plugins }))
+    let plugins = state.plugins.read().expect("registry lock").clone();
+    Json(json!({ "plugins": plugins }))
 }

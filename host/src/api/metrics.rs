@@ -2,6 +2,7 @@
 //! read from the sources, the pipeline and the plugins at scrape time.
 
 use super::AppState;
+use crate::plugins::PluginStats;
 use crate::source::{ConnectionState, NodeStatus};
 use axum::extract::State;
 use axum::http::header;
@@ -60,6 +61,15 @@ const SOURCE_COUNTERS: [(&str, &str, fn(&NodeStatus) -> &AtomicU64); 7] = [
     ("sluice_source_backfilled_blocks", "Blocks fetched over JSON-RPC to fill gaps", |s| &s.backfilled_blocks),
 ];
 
+/// Per-plugin counters: metric name, help, and where the value is.
+const PLUGIN_COUNTERS: [(&str, &str, fn(&PluginStats) -> &AtomicU64); 5] = [
+    ("sluice_plugin_calls", "Calls into a plugin (on-event, index, handle)", |p| &p.calls),
+    ("sluice_plugin_indexed", "Events handed to a plugin's index", |p| &p.indexed),
+    ("sluice_plugin_traps", "Plugin calls that trapped", |p| &p.traps),
+    ("sluice_plugin_timeouts", "Plugin calls stopped at the time limit", |p| &p.timeouts),
+    ("sluice_plugin_errors", "Plugin calls that returned an error or too much output", |p| &p.errors),
+];
+
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let AppState { nodes, ingest, plugins, .. } = &self.0;
@@ -101,20 +111,26 @@ impl Collector for Live {
                 MetricType::Counter,
             )?)?;
         }
-        for (name, help, counter) in [
-            (
-                "sluice_plugin_calls",
-                "Calls to a plugin's on-event",
-                (|p| &p.calls) as fn(&crate::plugins::PluginStats) -> &AtomicU64,
-            ),
-            ("sluice_plugin_traps", "Plugin calls that trapped", |p| &p.traps),
-            ("sluice_plugin_timeouts", "Plugin calls stopped at the time limit", |p| &p.timeouts),
-        ] {
+        let plugins = plugins.read().expect("registry lock").clone();
+        for (name, help, counter) in PLUGIN_COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for plugin in plugins.iter() {
+            for plugin in &plugins {
                 let value = counter(plugin).load(Relaxed);
                 ConstCounter::new(value).encode(family.encode_family(&[("plugin", label(&plugin.name))])?)?;
             }
+        }
+        let help = "Seconds spent in a plugin's calls";
+        let mut family = encoder.encode_descriptor("sluice_plugin_busy_seconds", help, None, MetricType::Counter)?;
+        for plugin in &plugins {
+            let seconds = plugin.busy_ns.load(Relaxed) as f64 / 1e9;
+            ConstCounter::new(seconds).encode(family.encode_family(&[("plugin", label(&plugin.name))])?)?;
+        }
+        let head = ingest.last_seq.load(Relaxed);
+        let help = "Stored events a plugin has not processed yet (an indexer catching up, a halted plugin)";
+        let mut family = encoder.encode_descriptor("sluice_plugin_events_behind", help, None, MetricType::Gauge)?;
+        for plugin in &plugins {
+            let behind = head.saturating_sub(plugin.last_seq.load(Relaxed)) as i64;
+            ConstGauge::new(behind).encode(family.encode_family(&[("plugin", label(&plugin.name))])?)?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ mod views;
 
 use crate::bus::Bus;
 use crate::pipeline::IngestStats;
-use crate::plugins::{PluginStats, Routes};
+use crate::plugins::{Registry, Routes};
 use crate::source::NodeStatus;
 use crate::store::Store;
 use axum::Router;
@@ -31,13 +31,15 @@ pub struct AppState {
     /// Ingestion counters.
     pub ingest: Arc<IngestStats>,
     /// Plugin counters.
-    pub plugins: Arc<[Arc<PluginStats>]>,
+    pub plugins: Registry,
     /// Plugins serving HTTP under `/plugins/{name}/`.
     pub routes: Routes,
     /// Changes (or closes) when the server shuts down; ends open streams.
     pub shutdown: tokio::sync::watch::Receiver<()>,
     /// When the host started.
     pub started: std::time::Instant,
+    /// How plugin reloads go.
+    pub reload: Arc<crate::plugins::ReloadStatus>,
 }
 
 /// Routes served on `[http] listen`.

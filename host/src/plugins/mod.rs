@@ -14,47 +14,42 @@
 
 mod capabilities;
 mod instance;
+mod reload;
 mod routes;
 pub mod runtime;
+mod slot;
 mod storage;
 
 pub use instance::{Request, Response};
+pub use reload::{Reload, ReloadStatus};
 pub use routes::{RouteError, Routes};
 
-use crate::config::{OnError, PluginConfig};
+use crate::config::PluginConfig;
 use crate::store::plugin_data;
 use crate::store::plugin_data::PluginBatch;
 use crate::store::{Location, Outcome, Processor, StoredEvent, reader};
-use anyhow::Context;
-use instance::{CallError, Event, Instance, Limits, Manifest, Template, Verdict};
+use instance::{Event, Verdict};
 use serde::Serialize;
+use slot::Slot;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
 use wasmtime::Engine;
+
+/// Every plugin's counters, live ones and catching-up ones, in config order; shared with the
+/// API and kept current as plugins are promoted or reloaded.
+pub type Registry = Arc<RwLock<Vec<Arc<PluginStats>>>>;
 
 /// The loaded plugins, in the order they run.
 pub struct Plugins {
+    registry: Registry,
     /// Live plugins, in config order.
     slots: Vec<Slot>,
     /// Indexers replaying the stored log (new, or a new version); each joins `slots`, replacing
     /// its older version, when it reaches the head.
     catching_up: Vec<Slot>,
     routes: Routes,
-}
-
-struct Slot {
-    template: Template,
-    instance: Option<Instance>,
-    manifest: Manifest,
-    /// Position in the config.
-    position: usize,
-    /// Indexers: the last sequence processed.
-    cursor: u64,
-    consecutive_failures: u32,
-    max_consecutive_failures: u32,
-    on_error: OnError,
-    stats: Arc<PluginStats>,
+    /// Storage ids of older versions to remove, not yet handed to the writer.
+    retired: Vec<String>,
 }
 
 /// Live counters of one plugin, shared with the admin API.
@@ -96,36 +91,85 @@ impl Plugins {
     /// storage is in the database at `location`. A plugin that fails to load stops start-up
     /// with an error naming it.
     pub fn load(engine: &Engine, configs: &[PluginConfig], location: &Location) -> anyhow::Result<Plugins> {
-        let conn = reader::open_read_only(location)?;
-        let head = reader::last_seq(&conn)?;
-        let mut plugins = Plugins { slots: Vec::new(), catching_up: Vec::new(), routes: Routes::default() };
+        let log = reader::open_read_only(location)?;
+        let head = reader::last_seq(&log)?;
+        let mut plugins = Plugins {
+            registry: Registry::default(),
+            slots: Vec::new(),
+            catching_up: Vec::new(),
+            routes: Routes::default(),
+            retired: Vec::new(),
+        };
+        let mut retired = Vec::new();
         for (position, config) in configs.iter().enumerate() {
             let mut slot = Slot::load(engine, config, location)?;
             slot.position = position;
-            if slot.indexes() {
-                // Where its storage stands; a new one starts at `replay_from`.
-                let stored = plugin_data::cursor(&conn, slot.template.storage_id())?;
-                slot.cursor = stored.unwrap_or(config.replay_from.saturating_sub(1)).min(head);
-                if slot.cursor < head {
-                    tracing::info!(plugin = %slot.stats.name, from = slot.cursor + 1, head, "replaying the stored log");
-                    slot.stats.catching_up.store(true, Relaxed);
-                    plugins.catching_up.push(slot);
-                    continue;
-                }
-            }
-            plugins.slots.push(slot);
+            retired.extend(plugins.place(slot, head, &log)?);
         }
-        plugins.routes = Routes::new(plugins.slots.iter().filter(|s| s.manifest.routes).map(Slot::route));
-        plugins
-            .routes
-            .set_pending(plugins.catching_up.iter().filter(|s| s.manifest.routes).map(|s| s.stats.name.clone()));
+        if !retired.is_empty() {
+            tracing::info!(?retired, "older plugin versions' storage will be removed");
+        }
+        plugins.retired = retired;
+        plugins.sync_registry();
         Ok(plugins)
+    }
+
+    /// Put a newly loaded plugin to work: an indexer behind the head replays the log first
+    /// (its older version, if any, stays live meanwhile); anything else replaces its older
+    /// version at once. Returns the storage ids to remove (older versions of an indexer that
+    /// went live directly).
+    fn place(&mut self, mut slot: Slot, head: u64, log: &rusqlite::Connection) -> anyhow::Result<Vec<String>> {
+        let name = slot.stats.name.clone();
+        self.catching_up.retain(|pending| pending.stats.name != name);
+        if slot.indexes() {
+            // Where its storage stands; a new one starts at `replay_from`.
+            let stored = plugin_data::cursor(log, slot.template.storage_id())?;
+            slot.cursor = stored.unwrap_or(slot.replay_from.saturating_sub(1)).min(head);
+            if slot.cursor < head {
+                tracing::info!(plugin = %name, from = slot.cursor + 1, head, "replaying the stored log");
+                slot.stats.catching_up.store(true, Relaxed);
+                if slot.manifest.routes {
+                    self.routes.set_pending(std::iter::once(name));
+                }
+                self.catching_up.push(slot);
+                return Ok(Vec::new());
+            }
+        }
+        let retired = match slot.indexes() {
+            true => plugin_data::other_versions(log, &name, slot.template.storage_id())?,
+            false => Vec::new(),
+        };
+        self.go_live(slot);
+        Ok(retired)
+    }
+
+    /// Make `slot` the live version of its plugin, in config order.
+    fn go_live(&mut self, slot: Slot) {
+        slot.stats.catching_up.store(false, Relaxed);
+        match slot.manifest.routes {
+            true => self.routes.replace(slot.route()),
+            false => self.routes.remove(&slot.stats.name),
+        }
+        match self.slots.iter().position(|live| live.stats.name == slot.stats.name) {
+            Some(old) => self.slots[old] = slot,
+            None => {
+                let at = self.slots.iter().position(|live| live.position > slot.position).unwrap_or(self.slots.len());
+                self.slots.insert(at, slot);
+            }
+        }
+    }
+
+    /// Storage ids of older plugin versions to remove (once: the caller commits it).
+    pub fn take_retired(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.retired)
     }
 
     /// The storage id of indexer `name` (`None` when there is no such indexer).
     pub fn storage_id(&self, name: &str) -> Option<String> {
         let all = self.slots.iter().chain(&self.catching_up);
-        all.filter(|slot| slot.indexes()).find(|slot| slot.stats.name == name).map(|s| s.template.storage_id().to_owned())
+        all.filter(|slot| slot.indexes())
+            .find(|slot| slot.stats.name == name)
+            .map(|s| s.template.storage_id().to_owned())
     }
 
     /// Whether some indexers are replaying the stored log.
@@ -154,36 +198,31 @@ impl Plugins {
             let slot = self.catching_up.remove(at);
             retired.extend(plugin_data::other_versions(log, &slot.stats.name, slot.template.storage_id())?);
             tracing::info!(plugin = %slot.stats.name, head, "caught up with the stored log; now live");
-            slot.stats.catching_up.store(false, Relaxed);
-            if slot.manifest.routes {
-                self.routes.replace(slot.route());
-            }
-            match self.slots.iter().position(|live| live.stats.name == slot.stats.name) {
-                Some(old) => self.slots[old] = slot,
-                None => {
-                    let at =
-                        self.slots.iter().position(|live| live.position > slot.position).unwrap_or(self.slots.len());
-                    self.slots.insert(at, slot);
-                }
-            }
+            self.go_live(slot);
         }
+        self.sync_registry();
         Ok((batches, retired))
     }
 
-    /// Counters of every plugin, for the API.
-    pub fn stats(&self) -> Vec<Arc<PluginStats>> {
-        self.slots.iter().map(|slot| slot.stats.clone()).collect()
+    /// Every plugin's counters, for the API (it follows reloads and promotions).
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
     }
 
-    /// The storage indexes the plugins declared: (plugin, collection, field).
-    pub fn declared_indexes(&self) -> Vec<(String, String, String)> {
-        let declared = self.slots.iter().flat_map(|slot| {
-            slot.manifest
-                .indexes
-                .iter()
-                .map(|spec| (slot.stats.name.clone(), spec.collection.clone(), spec.field.clone()))
-        });
-        declared.collect()
+    /// Every plugin's counters now.
+    pub fn stats(&self) -> Vec<Arc<PluginStats>> {
+        self.registry.read().expect("registry lock").clone()
+    }
+
+    fn sync_registry(&self) {
+        let mut all: Vec<&Slot> = self.slots.iter().chain(&self.catching_up).collect();
+        all.sort_by_key(|slot| slot.position);
+        *self.registry.write().expect("registry lock") = all.into_iter().map(|slot| slot.stats.clone()).collect();
+    }
+
+    /// The JSON fields the plugins declared storage indexes on.
+    pub fn declared_indexes(&self) -> Vec<String> {
+        declared_fields(self.slots.iter().chain(&self.catching_up))
     }
 
     /// The plugins that serve HTTP, with their own instances (shared: it follows the plugins
@@ -195,6 +234,14 @@ impl Plugins {
     fn active(&mut self) -> impl Iterator<Item = &mut Slot> {
         self.slots.iter_mut().filter(|slot| !slot.stats.suspended.load(Relaxed))
     }
+}
+
+fn declared_fields<'a>(slots: impl Iterator<Item = &'a Slot>) -> Vec<String> {
+    let mut fields: Vec<String> =
+        slots.flat_map(|slot| slot.manifest.indexes.iter().map(|spec| spec.field.clone())).collect();
+    fields.sort();
+    fields.dedup();
+    fields
 }
 
 impl Processor for Plugins {
@@ -234,143 +281,5 @@ impl Processor for Plugins {
     fn finish(&mut self, stored: &[(StoredEvent, Outcome)], last_seq: u64) -> Vec<PluginBatch> {
         let events: Vec<&StoredEvent> = stored.iter().map(|(event, _)| event).collect();
         self.active().filter(|slot| slot.indexes()).map(|slot| slot.index(&events, last_seq)).collect()
-    }
-}
-
-impl Slot {
-    /// Whether it is an indexer.
-    fn indexes(&self) -> bool {
-        !self.manifest.index_kinds.is_empty()
-    }
-
-    /// What the route table needs of it.
-    fn route(&self) -> (Template, Arc<PluginStats>) {
-        (self.template.clone(), self.stats.clone())
-    }
-
-    /// Index the `events` of its kinds; the batch to commit, with its cursor at `last_seq`
-    /// (before the failed events for a plugin that halts).
-    fn index<E: std::borrow::Borrow<StoredEvent>>(&mut self, events: &[E], last_seq: u64) -> PluginBatch {
-        let kinds = &self.manifest.index_kinds;
-        let events: Vec<Event> = events
-            .iter()
-            .map(|event| event.borrow())
-            .filter(|event| kinds.iter().any(|kind| kind == "*" || *kind == event.kind))
-            .map(Event::of)
-            .collect();
-        let mut batch =
-            PluginBatch { plugin: self.template.storage_id().to_owned(), last_seq, ..PluginBatch::default() };
-        if let (Some(first), Some(last)) = (events.first(), events.last()) {
-            let range = (first.sequence, last.sequence);
-            let context = format!("events {}..={}", range.0, range.1);
-            self.stats.indexed.fetch_add(events.len() as u64, Relaxed);
-            match self.call(&context, |instance| instance.index(&events)) {
-                Some(Ok(writes)) => batch.writes = writes,
-                Some(Err(message)) => {
-                    self.fail(&context, CallError::Failed(message.clone()));
-                    batch.failures.push((range.0, range.1, message));
-                }
-                None => {
-                    let error = self.stats.last_error.lock().expect("stats lock").clone().unwrap_or_default();
-                    batch.failures.push((range.0, range.1, error));
-                }
-            }
-            // A halted plugin's cursor stays before the batch it failed on.
-            if !batch.failures.is_empty() && self.on_error == OnError::Halt {
-                batch.last_seq = range.0 - 1;
-            }
-        }
-        self.cursor = batch.last_seq;
-        self.stats.last_seq.store(batch.last_seq, Relaxed);
-        batch
-    }
-
-    fn load(engine: &Engine, config: &PluginConfig, location: &Location) -> anyhow::Result<Slot> {
-        let name = config.name.get_ref();
-        let failed = |e: anyhow::Error| e.context(format!("plugin {name:?}"));
-        let component = runtime::compile(engine, config.path.get_ref()).map_err(failed)?;
-        let limits = Limits {
-            deadline_ticks: runtime::ticks(Duration::from_millis(config.timeout_ms)),
-            memory_bytes: usize::try_from(config.memory_mib << 20).unwrap_or(usize::MAX),
-            output_bytes: usize::try_from(config.max_output_kib << 10).unwrap_or(usize::MAX),
-        };
-        let config_json = serde_json::to_string(&config.config)?;
-        let code =
-            std::fs::read(config.path.get_ref()).with_context(|| format!("plugin {name:?}: reading its code"))?;
-        let version = blake3::Hasher::new().update(&code).update(config_json.as_bytes()).finalize().to_hex();
-        let storage_id = Arc::from(format!("{name}@{}", &version[..16]));
-        let template = Template::new(
-            Arc::from(name.as_str()),
-            storage_id,
-            engine,
-            &component,
-            config_json,
-            limits,
-            location.clone(),
-        )
-        .map_err(failed)?;
-        let instance = template.instantiate().map_err(failed)?;
-        let manifest = instance.manifest.clone();
-        tracing::info!(plugin = %name, path = %config.path.get_ref().display(), ?manifest, "plugin loaded");
-        Ok(Slot {
-            template,
-            instance: Some(instance),
-            manifest,
-            position: 0,
-            cursor: 0,
-            consecutive_failures: 0,
-            max_consecutive_failures: config.max_consecutive_failures,
-            on_error: config.on_error,
-            stats: Arc::new(PluginStats { name: name.clone(), ..PluginStats::default() }),
-        })
-    }
-
-    /// Call the plugin on its warm instance (a fresh one after a failure); `None` when the call
-    /// failed (already counted and logged, with `context`).
-    fn call<T>(&mut self, context: &str, op: impl FnOnce(&mut Instance) -> Result<T, CallError>) -> Option<T> {
-        let started = Instant::now();
-        self.stats.calls.fetch_add(1, Relaxed);
-        let result = match self.instance.take() {
-            Some(instance) => Ok(instance),
-            None => self.template.instantiate().map_err(CallError::Trap),
-        }
-        .and_then(|mut instance| {
-            let value = op(&mut instance)?;
-            self.instance = Some(instance);
-            Ok(value)
-        });
-        self.stats.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
-        match result {
-            Ok(value) => {
-                self.consecutive_failures = 0;
-                Some(value)
-            }
-            Err(error) => {
-                self.fail(context, error);
-                None
-            }
-        }
-    }
-
-    /// Count and log a failure; suspend the plugin when its policy says so.
-    fn fail(&mut self, context: &str, error: CallError) {
-        let stats = &self.stats;
-        match error {
-            CallError::Timeout => stats.timeouts.fetch_add(1, Relaxed),
-            CallError::Trap(_) => stats.traps.fetch_add(1, Relaxed),
-            CallError::TooLarge(_) | CallError::Failed(_) => stats.errors.fetch_add(1, Relaxed),
-        };
-        let message = format!("{context}: {error}");
-        tracing::warn!(plugin = %stats.name, "plugin failed on {message}");
-        *stats.last_error.lock().expect("stats lock") = Some(message);
-        self.consecutive_failures += 1;
-        if self.on_error == OnError::Halt || self.consecutive_failures >= self.max_consecutive_failures {
-            stats.suspended.store(true, Relaxed);
-            tracing::error!(
-                plugin = %stats.name,
-                failures = self.consecutive_failures,
-                "plugin suspended; events now pass it by"
-            );
-        }
     }
 }

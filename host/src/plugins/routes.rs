@@ -50,6 +50,12 @@ impl Routes {
         self.live.write().expect("routes lock").insert(name, slot);
     }
 
+    /// Stop serving plugin `name`.
+    pub fn remove(&self, name: &str) {
+        self.live.write().expect("routes lock").remove(name);
+        self.pending.write().expect("routes lock").remove(name);
+    }
+
     /// Mark these plugins as coming once their indexer has caught up.
     pub fn set_pending(&self, names: impl Iterator<Item = String>) {
         let live = self.live.read().expect("routes lock");

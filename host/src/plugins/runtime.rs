@@ -39,11 +39,10 @@ fn start_epoch_clock(engine: &Engine) {
         .expect("spawning the epoch clock");
 }
 
-/// Compile a component, or load it from the cache when this exact file was compiled before.
-pub fn compile(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
-    Component::from_file(engine, path)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("compiling {}", path.display()))
+/// Compile a component (read from `path`), or load it from the cache when these exact bytes
+/// were compiled before.
+pub fn compile(engine: &Engine, code: &[u8], path: &Path) -> anyhow::Result<Component> {
+    Component::new(engine, code).map_err(anyhow::Error::from).with_context(|| format!("compiling {}", path.display()))
 }
 
 /// Whole ticks covering `timeout` (at least one).

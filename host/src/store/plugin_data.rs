@@ -97,9 +97,10 @@ fn field_expression(field: &str) -> String {
     format!("json_extract(value, '$.{field}')")
 }
 
-/// Create the index a plugin declared on `collection`'s `field` (both checked by the caller).
-pub fn create_index(conn: &Connection, plugin: &str, collection: &str, field: &str) -> rusqlite::Result<()> {
-    let name = format!("plugin_index_{}", blake3::hash(format!("{plugin}\0{collection}\0{field}").as_bytes()).to_hex());
+/// Create the index for JSON field `field` (checked by the caller), which every plugin and
+/// collection declaring an index on a field of that name shares.
+pub fn create_index(conn: &Connection, field: &str) -> rusqlite::Result<()> {
+    let name = format!("plugin_index_{field}");
     conn.execute_batch(&format!(
         "CREATE INDEX IF NOT EXISTS \"{name}\" ON plugin_data (plugin, collection, {}, key)",
         field_expression(field)

@@ -189,10 +189,10 @@ impl Writer {
         Ok(super::reader::last_seq(&self.conn)?)
     }
 
-    /// Create the storage indexes plugins declared: (plugin, collection, field).
-    pub fn create_plugin_indexes(&self, indexes: &[(String, String, String)]) -> anyhow::Result<()> {
-        for (plugin, collection, field) in indexes {
-            plugin_data::create_index(&self.conn, plugin, collection, field)?;
+    /// Create the storage indexes plugins declared on these JSON fields.
+    pub fn create_plugin_indexes(&self, fields: &[String]) -> anyhow::Result<()> {
+        for field in fields {
+            plugin_data::create_index(&self.conn, field)?;
         }
         Ok(())
     }

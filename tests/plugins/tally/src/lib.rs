@@ -2,14 +2,15 @@
 //!
 //! Indexes the event types in `kinds` (default: all): counts events per type (`counts/{kind}`)
 //! and keeps each block's height, hash and era (`blocks/{height}`, indexed by `era`).
-//! Config `fail_on` (an event type) makes `index` fail on batches holding one.
+//! Config `fail_on` (an event type) makes `index` fail on batches holding one; with `label`, it
+//! is also a filter that annotates every event with `{"label": label}`.
 //!
 //! Routes: `GET /counts/{kind}`, `GET /counts?after=&limit=` (paged), `GET /blocks?era=N`,
 //! `POST /counts/{kind}` (tries to write: storage is read-only in routes), `GET /huge` (2 MiB).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sluice_plugin_sdk::{Event, IndexSpec, Manifest, Plugin, Request, Response, storage};
+use sluice_plugin_sdk::{Event, IndexSpec, Manifest, Plugin, Request, Response, Verdict, storage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +18,7 @@ struct Config {
     #[serde(default = "all")]
     kinds: Vec<String>,
     fail_on: Option<String>,
+    label: Option<String>,
 }
 
 fn all() -> Vec<String> {
@@ -39,11 +41,15 @@ impl Plugin for Tally {
 
     fn manifest(&self) -> Manifest {
         Manifest {
-            filter: false,
+            filter: self.0.label.is_some(),
             index_kinds: self.0.kinds.clone(),
             routes: true,
             indexes: vec![IndexSpec { collection: "blocks".into(), field: "era".into() }],
         }
+    }
+
+    fn on_event(&mut self, _event: &Event) -> Verdict {
+        Verdict::Annotate(json!({"label": self.0.label}).to_string())
     }
 
     fn index(&mut self, events: &[Event]) -> Result<(), String> {

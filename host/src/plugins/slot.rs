@@ -1,0 +1,209 @@
+//! One loaded plugin: its template, warm instance, manifest, cursor and failure policy.
+
+use super::instance::{CallError, Event, Instance, Limits, Manifest, Template};
+use super::{PluginStats, runtime};
+use crate::config::{OnError, PluginConfig};
+use crate::store::plugin_data::PluginBatch;
+use crate::store::{Location, StoredEvent};
+use anyhow::Context;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use wasmtime::Engine;
+
+/// A loaded plugin.
+pub(super) struct Slot {
+    pub template: Template,
+    instance: Option<Instance>,
+    pub manifest: Manifest,
+    /// Fingerprint of its code, config and limits.
+    pub version: String,
+    /// Indexers: where a new version starts replaying.
+    pub replay_from: u64,
+    /// Position in the config.
+    pub position: usize,
+    /// Indexers: the last sequence processed.
+    pub cursor: u64,
+    consecutive_failures: u32,
+    max_consecutive_failures: u32,
+    on_error: OnError,
+    pub stats: Arc<PluginStats>,
+}
+
+impl Slot {
+    /// Whether it is an indexer.
+    pub fn indexes(&self) -> bool {
+        !self.manifest.index_kinds.is_empty()
+    }
+
+    /// What the route table needs of it.
+    pub fn route(&self) -> (Template, Arc<PluginStats>) {
+        (self.template.clone(), self.stats.clone())
+    }
+
+    /// Index the `events` of its kinds; the batch to commit, with its cursor at `last_seq`
+    /// (before the failed events for a plugin that halts).
+    pub fn index<E: std::borrow::Borrow<StoredEvent>>(&mut self, events: &[E], last_seq: u64) -> PluginBatch {
+        let kinds = &self.manifest.index_kinds;
+        let events: Vec<Event> = events
+            .iter()
+            .map(|event| event.borrow())
+            .filter(|event| kinds.iter().any(|kind| kind == "*" || *kind == event.kind))
+            .map(Event::of)
+            .collect();
+        let mut batch =
+            PluginBatch { plugin: self.template.storage_id().to_owned(), last_seq, ..PluginBatch::default() };
+        if let (Some(first), Some(last)) = (events.first(), events.last()) {
+            let range = (first.sequence, last.sequence);
+            let context = format!("events {}..={}", range.0, range.1);
+            self.stats.indexed.fetch_add(events.len() as u64, Relaxed);
+            match self.call(&context, |instance| instance.index(&events)) {
+                Some(Ok(writes)) => batch.writes = writes,
+                Some(Err(message)) => {
+                    self.fail(&context, CallError::Failed(message.clone()));
+                    batch.failures.push((range.0, range.1, message));
+                }
+                None => {
+                    let error = self.stats.last_error.lock().expect("stats lock").clone().unwrap_or_default();
+                    batch.failures.push((range.0, range.1, error));
+                }
+            }
+            // A halted plugin's cursor stays before the batch it failed on.
+            if !batch.failures.is_empty() && self.on_error == OnError::Halt {
+                batch.last_seq = range.0 - 1;
+            }
+        }
+        self.cursor = batch.last_seq;
+        self.stats.last_seq.store(batch.last_seq, Relaxed);
+        batch
+    }
+
+    /// Load the plugin `config` names: compile (or take from the cache), link, initialise.
+    pub fn load(engine: &Engine, config: &PluginConfig, location: &Location) -> anyhow::Result<Slot> {
+        Slot::from_build(engine, config, Build::read(config)?, location)
+    }
+
+    /// Load a plugin from its `build`.
+    pub fn from_build(
+        engine: &Engine,
+        config: &PluginConfig,
+        build: Build,
+        location: &Location,
+    ) -> anyhow::Result<Slot> {
+        let name = config.name.get_ref();
+        let failed = |e: anyhow::Error| e.context(format!("plugin {name:?}"));
+        let component = runtime::compile(engine, &build.code, config.path.get_ref()).map_err(failed)?;
+        let Build { config_json, limits, storage_id, version, .. } = build;
+        let template = Template::new(
+            Arc::from(name.as_str()),
+            Arc::from(storage_id),
+            engine,
+            &component,
+            config_json,
+            limits,
+            location.clone(),
+        )
+        .map_err(failed)?;
+        let instance = template.instantiate().map_err(failed)?;
+        let manifest = instance.manifest.clone();
+        tracing::info!(plugin = %name, path = %config.path.get_ref().display(), ?manifest, "plugin loaded");
+        Ok(Slot {
+            template,
+            instance: Some(instance),
+            manifest,
+            version,
+            replay_from: config.replay_from,
+            position: 0,
+            cursor: 0,
+            consecutive_failures: 0,
+            max_consecutive_failures: config.max_consecutive_failures,
+            on_error: config.on_error,
+            stats: Arc::new(PluginStats { name: name.clone(), ..PluginStats::default() }),
+        })
+    }
+
+    /// Call the plugin on its warm instance (a fresh one after a failure); `None` when the call
+    /// failed (already counted and logged, with `context`).
+    pub fn call<T>(&mut self, context: &str, op: impl FnOnce(&mut Instance) -> Result<T, CallError>) -> Option<T> {
+        let started = Instant::now();
+        self.stats.calls.fetch_add(1, Relaxed);
+        let result = match self.instance.take() {
+            Some(instance) => Ok(instance),
+            None => self.template.instantiate().map_err(CallError::Trap),
+        }
+        .and_then(|mut instance| {
+            let value = op(&mut instance)?;
+            self.instance = Some(instance);
+            Ok(value)
+        });
+        self.stats.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        match result {
+            Ok(value) => {
+                self.consecutive_failures = 0;
+                Some(value)
+            }
+            Err(error) => {
+                self.fail(context, error);
+                None
+            }
+        }
+    }
+
+    /// Count and log a failure; suspend the plugin when its policy says so.
+    pub fn fail(&mut self, context: &str, error: CallError) {
+        let stats = &self.stats;
+        match error {
+            CallError::Timeout => stats.timeouts.fetch_add(1, Relaxed),
+            CallError::Trap(_) => stats.traps.fetch_add(1, Relaxed),
+            CallError::TooLarge(_) | CallError::Failed(_) => stats.errors.fetch_add(1, Relaxed),
+        };
+        let message = format!("{context}: {error}");
+        tracing::warn!(plugin = %stats.name, "plugin failed on {message}");
+        *stats.last_error.lock().expect("stats lock") = Some(message);
+        self.consecutive_failures += 1;
+        if self.on_error == OnError::Halt || self.consecutive_failures >= self.max_consecutive_failures {
+            stats.suspended.store(true, Relaxed);
+            tracing::error!(
+                plugin = %stats.name,
+                failures = self.consecutive_failures,
+                "plugin suspended; events now pass it by"
+            );
+        }
+    }
+}
+
+/// A plugin as configured, read but not loaded: its code, config and limits, and the versions
+/// they make.
+pub struct Build {
+    code: Vec<u8>,
+    config_json: String,
+    limits: Limits,
+    /// Whose entries its storage holds: the name and a hash of the code and config.
+    storage_id: String,
+    /// Fingerprint of everything that changes how it runs: a reload replaces it when this
+    /// differs.
+    pub version: String,
+}
+
+impl Build {
+    /// Read the plugin's code and settings.
+    pub fn read(config: &PluginConfig) -> anyhow::Result<Build> {
+        let name = config.name.get_ref();
+        let path = config.path.get_ref();
+        let code = std::fs::read(path).with_context(|| format!("plugin {name:?}: reading {}", path.display()))?;
+        let limits = Limits {
+            deadline_ticks: runtime::ticks(Duration::from_millis(config.timeout_ms)),
+            memory_bytes: usize::try_from(config.memory_mib << 20).unwrap_or(usize::MAX),
+            output_bytes: usize::try_from(config.max_output_kib << 10).unwrap_or(usize::MAX),
+        };
+        let config_json = serde_json::to_string(&config.config)?;
+        let data = blake3::Hasher::new().update(&code).update(config_json.as_bytes()).finalize().to_hex();
+        let storage_id = format!("{name}@{}", &data[..16]);
+        let settings = format!(
+            "{data} {limits:?} {:?} {} {}",
+            config.on_error, config.max_consecutive_failures, config.replay_from
+        );
+        let version = blake3::hash(settings.as_bytes()).to_hex().to_string();
+        Ok(Build { code, config_json, limits, storage_id, version })
+    }
+}
