@@ -200,3 +200,31 @@ fn sluice_replay_rebuilds_an_indexer_from_the_log() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("replayed events 1..=2007"));
     assert_eq!(snapshot(&rig), live, "replaying the log rebuilds exactly what live indexing built");
 }
+
+#[test]
+fn a_decoder_derives_events_stored_after_their_source_and_indexed_like_any_other() {
+    let plugins = [
+        plugin_toml("decoder", "tally", "", "kinds = []\nderive = true"),
+        plugin_toml("counter", "tally", "", "kinds = [\"TallyDerived\"]"),
+    ]
+    .concat();
+    let mut rig = Rig::start(&["--rate", "0", "--count", "800", "--drop-after", "300"], &plugins);
+    let processed: i64 = 1 + 200;
+    rig.wait_for_stored(807 + processed as u64);
+    wait_indexed(&rig, "counter", 807 + processed);
+    let count = |sql: &str| rig.number(sql).unwrap();
+    assert_eq!(count("SELECT count(*) FROM events WHERE kind = 'TallyDerived' AND node = 'plugin:decoder'"), processed);
+    // Each right after its source, pointing back at it, with its transaction indexed.
+    let misplaced = "SELECT count(*) FROM events d JOIN events s ON s.seq = d.seq - 1
+                     WHERE d.kind = 'TallyDerived' AND (s.kind != 'TransactionProcessed'
+                        OR json_extract(d.raw, '$.TallyDerived.from') != s.seq OR d.transaction_hash != s.transaction_hash)";
+    assert_eq!(count(misplaced), 0);
+    assert_eq!(indexed_count(&rig, "counter", "TallyDerived"), processed);
+    // Restarted, nothing is derived twice; the SSE stream carries derived events too.
+    rig.stop_host();
+    rig.start_host();
+    rig.wait_for_stored(807 + processed as u64);
+    assert_eq!(rig.number("SELECT count(*) FROM events WHERE kind = 'TallyDerived'"), Some(processed));
+    let frames = support::read_sse(&format!("{}/events?start_from=1", rig.http), 20);
+    assert!(frames.iter().any(|(_, data)| data.contains("TallyDerived")), "{frames:?}");
+}

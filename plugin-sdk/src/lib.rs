@@ -37,7 +37,9 @@ pub mod bindings {
     });
 }
 
-pub use bindings::sluice::plugin::types::{Entry, Event, IndexSpec, Manifest, Request, Response, Verdict};
+pub use bindings::sluice::plugin::types::{
+    DerivedEvent, Entry, Event, IndexSpec, Manifest, Request, Response, Verdict,
+};
 
 /// What a plugin implements. One value lives per instance; the host creates instances as it
 /// needs (and again after a trap), each with the same configuration. Implement the methods the
@@ -52,7 +54,12 @@ pub trait Plugin: Sized + 'static {
 
     /// What the plugin does. The default: a filter (only [`on_event`](Plugin::on_event)).
     fn manifest(&self) -> Manifest {
-        Manifest { filter: true, index_kinds: Vec::new(), routes: false, indexes: Vec::new() }
+        Manifest { decode: false, filter: true, index_kinds: Vec::new(), routes: false, indexes: Vec::new() }
+    }
+
+    /// Decoders: events derived from one a source delivered (stored right after it).
+    fn decode(&mut self, _event: &Event) -> Vec<DerivedEvent> {
+        Vec::new()
     }
 
     /// Filters: decide what happens to one event.
@@ -162,6 +169,10 @@ macro_rules! export {
                     let manifest = <$plugin as $crate::Plugin>::manifest(&plugin);
                     INSTANCE.with(|slot| *slot.borrow_mut() = ::core::option::Option::Some(plugin));
                     ::core::result::Result::Ok(manifest)
+                }
+
+                fn decode(event: $crate::Event) -> ::std::vec::Vec<$crate::DerivedEvent> {
+                    with_plugin(|plugin| <$plugin as $crate::Plugin>::decode(plugin, &event))
                 }
 
                 fn on_event(event: $crate::Event) -> $crate::Verdict {

@@ -136,6 +136,16 @@ impl Template {
 }
 
 impl Instance {
+    /// Hand one event to a decoder, within the time limit.
+    pub fn decode(&mut self, event: &Event) -> Result<Vec<DerivedEvent>, CallError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks);
+        let derived = self.bindings.call_decode(&mut self.store, event).map_err(classify)?;
+        match derived.iter().map(|d| d.json.len() + d.key.len()).sum::<usize>() {
+            size if size > self.limits.output_bytes => Err(CallError::TooLarge(size)),
+            _ => Ok(derived),
+        }
+    }
+
     /// Hand one event to a filter, within the time limit.
     pub fn on_event(&mut self, event: &Event) -> Result<Verdict, CallError> {
         self.store.set_epoch_deadline(self.limits.deadline_ticks);

@@ -35,6 +35,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use wasmtime::Engine;
 
+/// The source name of derived events: `plugin:{name}`.
+pub const DERIVED_BY: &str = "plugin:";
+
 /// Every plugin's counters, live ones and catching-up ones, in config order; shared with the
 /// API and kept current as plugins are promoted or reloaded.
 pub type Registry = Arc<RwLock<Vec<Arc<PluginStats>>>>;
@@ -69,6 +72,8 @@ pub struct PluginStats {
     pub annotated: AtomicU64,
     /// Events handed to `index`.
     pub indexed: AtomicU64,
+    /// Events `decode` derived (and stored, unless already stored).
+    pub derived: AtomicU64,
     /// Highest sequence it has processed (filters and indexers).
     pub last_seq: AtomicU64,
     /// Calls that trapped (panics, out of memory, ...).
@@ -250,12 +255,22 @@ impl Processor for Plugins {
         if self.slots.is_empty() {
             return Outcome::default();
         }
+        // Decoders see what sources delivered, not what decoders derived.
+        let decodable = !event.node.starts_with(DERIVED_BY);
         let event = Event::of(event);
+        let context = || format!("event {} ({})", event.sequence, event.kind);
         let mut annotations = serde_json::Map::new();
-        let mut dropped = false;
-        for slot in self.active().filter(|slot| slot.manifest.filter) {
+        let (mut dropped, mut derived) = (false, Vec::new());
+        for slot in self.active().filter(|slot| slot.manifest.filter || (decodable && slot.manifest.decode)) {
             slot.stats.last_seq.store(event.sequence, Relaxed);
-            let verdict = slot.call(&format!("event {} ({})", event.sequence, event.kind), |i| i.on_event(&event));
+            if decodable && slot.manifest.decode {
+                let decoded = slot.call(context, |i| i.decode(&event)).unwrap_or_default();
+                derived.extend(decoded.into_iter().filter_map(|d| slot.derived(d)));
+            }
+            if !slot.manifest.filter {
+                continue;
+            }
+            let verdict = slot.call(context, |i| i.on_event(&event));
             let stats = &slot.stats;
             match verdict {
                 Some(Verdict::Keep) => _ = stats.kept.fetch_add(1, Relaxed),
@@ -273,7 +288,7 @@ impl Processor for Plugins {
             }
         }
         let annotations = (!annotations.is_empty()).then(|| serde_json::Value::Object(annotations).to_string());
-        Outcome { dropped, annotations }
+        Outcome { dropped, annotations, derived }
     }
 
     /// Hand the batch's new events to the indexers; what each wrote, its cursor and its dead

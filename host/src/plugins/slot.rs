@@ -1,10 +1,11 @@
 //! One loaded plugin: its template, warm instance, manifest, cursor and failure policy.
 
-use super::instance::{CallError, Event, Instance, Limits, Manifest, Template};
+use super::instance::{CallError, DerivedEvent, Event, Instance, Limits, Manifest, Template};
 use super::{PluginStats, runtime};
 use crate::config::{OnError, PluginConfig};
+use crate::event::NodeEvent;
 use crate::store::plugin_data::PluginBatch;
-use crate::store::{Location, StoredEvent};
+use crate::store::{Derived, Location, StoredEvent};
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,6 +37,33 @@ impl Slot {
         !self.manifest.index_kinds.is_empty()
     }
 
+    /// A decoded event as the store takes it; `None` (counted as an error) when it is not
+    /// one: no kind, JSON that does not parse, a height out of range.
+    pub fn derived(&self, event: DerivedEvent) -> Option<Derived> {
+        let name = &self.stats.name;
+        let valid = !event.kind.is_empty()
+            && serde_json::from_str::<serde::de::IgnoredAny>(&event.json).is_ok()
+            && event.block_height.is_none_or(|h| i64::try_from(h).is_ok());
+        if !valid {
+            self.stats.errors.fetch_add(1, Relaxed);
+            tracing::warn!(plugin = %name, kind = %event.kind, "a derived event that is not valid was skipped");
+            return None;
+        }
+        self.stats.derived.fetch_add(1, Relaxed);
+        Some(Derived {
+            plugin: format!("{}{name}", super::DERIVED_BY),
+            event: NodeEvent {
+                key: format!("derived:{name}:{}", event.key),
+                kind: event.kind,
+                block_hash: event.block_hash.map(|h| h.to_lowercase()),
+                block_height: event.block_height,
+                transaction_hash: event.transaction_hash.map(|h| h.to_lowercase()),
+                era_id: None,
+                raw: event.json,
+            },
+        })
+    }
+
     /// What the route table needs of it.
     pub fn route(&self) -> (Template, Arc<PluginStats>) {
         (self.template.clone(), self.stats.clone())
@@ -57,7 +85,7 @@ impl Slot {
             let range = (first.sequence, last.sequence);
             let context = format!("events {}..={}", range.0, range.1);
             self.stats.indexed.fetch_add(events.len() as u64, Relaxed);
-            match self.call(&context, |instance| instance.index(&events)) {
+            match self.call(|| context.clone(), |instance| instance.index(&events)) {
                 Some(Ok(writes)) => batch.writes = writes,
                 Some(Err(message)) => {
                     self.fail(&context, CallError::Failed(message.clone()));
@@ -124,7 +152,11 @@ impl Slot {
 
     /// Call the plugin on its warm instance (a fresh one after a failure); `None` when the call
     /// failed (already counted and logged, with `context`).
-    pub fn call<T>(&mut self, context: &str, op: impl FnOnce(&mut Instance) -> Result<T, CallError>) -> Option<T> {
+    pub fn call<T>(
+        &mut self,
+        context: impl Fn() -> String,
+        op: impl FnOnce(&mut Instance) -> Result<T, CallError>,
+    ) -> Option<T> {
         let started = Instant::now();
         self.stats.calls.fetch_add(1, Relaxed);
         let result = match self.instance.take() {
@@ -143,7 +175,7 @@ impl Slot {
                 Some(value)
             }
             Err(error) => {
-                self.fail(context, error);
+                self.fail(&context(), error);
                 None
             }
         }

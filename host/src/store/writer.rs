@@ -2,7 +2,7 @@
 
 use super::plugin_data::{self, PluginBatch};
 use super::{Location, StoredEvent, key_hash, schema};
-use crate::event::{Delivery, Payload};
+use crate::event::{Delivery, NodeEvent, Payload};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
@@ -15,6 +15,62 @@ pub struct Outcome {
     pub dropped: bool,
     /// JSON object of annotations (plugin name → value), if any.
     pub annotations: Option<String>,
+    /// Events decoders derived from it, to store right after it.
+    pub derived: Vec<Derived>,
+}
+
+/// Insert `event` as delivered by `node`; the stored event, or `None` when its key is stored
+/// already.
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    statement: &mut rusqlite::CachedStatement<'_>,
+    e: &NodeEvent,
+    node: &str,
+    node_event_id: Option<u32>,
+    received_at_ms: i64,
+) -> rusqlite::Result<Option<StoredEvent>> {
+    let inserted = statement.execute(params![
+        key_hash(&e.key),
+        e.key,
+        e.kind,
+        e.block_hash,
+        e.block_height,
+        e.transaction_hash,
+        e.era_id,
+        node,
+        node_event_id,
+        received_at_ms,
+        e.raw,
+    ])?;
+    Ok((inserted == 1).then(|| StoredEvent {
+        seq: tx.last_insert_rowid() as u64,
+        kind: e.kind.clone(),
+        node: node.to_owned(),
+        received_at_ms,
+        raw: Arc::from(e.raw.as_str()),
+        annotations: None,
+    }))
+}
+
+/// Write a non-default outcome onto its event's row.
+fn record(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    event: &StoredEvent,
+    outcome: &Outcome,
+) -> rusqlite::Result<()> {
+    if outcome.dropped || outcome.annotations.is_some() {
+        statement.execute(params![event.seq, outcome.dropped, outcome.annotations])?;
+    }
+    Ok(())
+}
+
+/// An event a decoder plugin derived from a stored one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    /// Stored as its source: `plugin:NAME`.
+    pub plugin: String,
+    /// The event (its key is the plugin's, prefixed with the plugin's name).
+    pub event: NodeEvent,
 }
 
 /// What runs inside a batch's transaction: the plugins.
@@ -90,41 +146,24 @@ impl Writer {
                 }
                 match &delivery.payload {
                     Payload::Event(e) => {
-                        let key_hash = key_hash(&e.key);
-                        let inserted = insert_event.execute(params![
-                            key_hash,
-                            e.key,
-                            e.kind,
-                            e.block_hash,
-                            e.block_height,
-                            e.transaction_hash,
-                            e.era_id,
-                            &*delivery.node,
-                            delivery.node_event_id,
-                            delivery.received_at_ms,
-                            e.raw,
-                        ])?;
-                        if inserted == 1 {
-                            let event = StoredEvent {
-                                seq: tx.last_insert_rowid() as u64,
-                                kind: e.kind.clone(),
-                                node: delivery.node.to_string(),
-                                received_at_ms: delivery.received_at_ms,
-                                raw: Arc::from(e.raw.as_str()),
-                                annotations: None,
-                            };
-                            let outcome = processor.decide(&event);
-                            if outcome != Outcome::default() {
-                                record_outcome.execute(params![event.seq, outcome.dropped, outcome.annotations])?;
+                        let (node, at) = (&*delivery.node, delivery.received_at_ms);
+                        let Some(event) = insert(&tx, &mut insert_event, e, node, delivery.node_event_id, at)? else {
+                            record_sighting.execute(params![key_hash(&e.key), node, delivery.node_event_id, at])?;
+                            continue;
+                        };
+                        // The plugins rule on the event, then on the events decoders derived
+                        // from it, stored right after it (once: by their keys).
+                        let mut outcome = processor.decide(&event);
+                        let derived = std::mem::take(&mut outcome.derived);
+                        record(&mut record_outcome, &event, &outcome)?;
+                        stored.push((event, outcome));
+                        for derived in derived {
+                            let by = derived.plugin.as_str();
+                            if let Some(event) = insert(&tx, &mut insert_event, &derived.event, by, None, at)? {
+                                let outcome = processor.decide(&event);
+                                record(&mut record_outcome, &event, &outcome)?;
+                                stored.push((event, outcome));
                             }
-                            stored.push((event, outcome));
-                        } else {
-                            record_sighting.execute(params![
-                                key_hash,
-                                &*delivery.node,
-                                delivery.node_event_id,
-                                delivery.received_at_ms
-                            ])?;
                         }
                     }
                     Payload::Rejected { reason, raw } => {

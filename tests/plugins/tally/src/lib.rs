@@ -3,14 +3,15 @@
 //! Indexes the event types in `kinds` (default: all): counts events per type (`counts/{kind}`)
 //! and keeps each block's height, hash and era (`blocks/{height}`, indexed by `era`).
 //! Config `fail_on` (an event type) makes `index` fail on batches holding one; with `label`, it
-//! is also a filter that annotates every event with `{"label": label}`.
+//! is also a filter that annotates every event with `{"label": label}`; with `derive = true`, it
+//! is also a decoder deriving a `TallyDerived` event from each `TransactionProcessed`.
 //!
 //! Routes: `GET /counts/{kind}`, `GET /counts?after=&limit=` (paged), `GET /blocks?era=N`,
 //! `POST /counts/{kind}` (tries to write: storage is read-only in routes), `GET /huge` (2 MiB).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sluice_plugin_sdk::{Event, IndexSpec, Manifest, Plugin, Request, Response, Verdict, storage};
+use sluice_plugin_sdk::{DerivedEvent, Event, IndexSpec, Manifest, Plugin, Request, Response, Verdict, storage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +20,8 @@ struct Config {
     kinds: Vec<String>,
     fail_on: Option<String>,
     label: Option<String>,
+    #[serde(default)]
+    derive: bool,
 }
 
 fn all() -> Vec<String> {
@@ -41,11 +44,31 @@ impl Plugin for Tally {
 
     fn manifest(&self) -> Manifest {
         Manifest {
+            decode: self.0.derive,
             filter: self.0.label.is_some(),
             index_kinds: self.0.kinds.clone(),
             routes: true,
             indexes: vec![IndexSpec { collection: "blocks".into(), field: "era".into() }],
         }
+    }
+
+    fn decode(&mut self, event: &Event) -> Vec<DerivedEvent> {
+        if event.kind != "TransactionProcessed" {
+            return Vec::new();
+        }
+        let json: Value = serde_json::from_str(&event.json).unwrap_or(Value::Null);
+        let processed = &json["TransactionProcessed"];
+        let hash =
+            processed["transaction_hash"].as_object().and_then(|h| h.values().next()?.as_str().map(str::to_owned));
+        let derived = json!({"TallyDerived": {"from": event.sequence, "transaction": hash}});
+        vec![DerivedEvent {
+            kind: "TallyDerived".into(),
+            key: hash.clone().unwrap_or_default(),
+            json: derived.to_string(),
+            transaction_hash: hash,
+            block_hash: processed["block_hash"].as_str().map(str::to_owned),
+            block_height: None,
+        }]
     }
 
     fn on_event(&mut self, _event: &Event) -> Verdict {
