@@ -53,6 +53,9 @@ enum Command {
         #[command(flatten)]
         options: mock_node::f1r3fly::F1r3flyOptions,
     },
+    /// Plugin development.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Rebuild one indexer's storage from the stored log (while `sluice run` is stopped).
     Replay {
         /// Configuration file (TOML).
@@ -70,6 +73,18 @@ enum Command {
         /// Configuration used for the Sluice side.
         #[arg(long, default_value = "examples/demo.toml")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate: an indexer with HTTP routes and a test in the real host runtime.
+    New {
+        /// Crate name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Folder to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -94,6 +109,14 @@ impl Cli {
             Command::MockF1r3fly { listen, options } => {
                 tracing::info!("mock F1r3fly node serving ws://{listen}/ws/events");
                 Ok(mock_node::f1r3fly::serve(bind(listen).await?, options).await?)
+            }
+            Command::Plugin(PluginCommand::New { name, dir }) => {
+                let created = crate::scaffold::new_plugin(&name, &dir)?;
+                println!(
+                    "created {}\n  cd {0} && cargo build --release --target wasm32-wasip2 && cargo test",
+                    created.display()
+                );
+                Ok(())
             }
             Command::Replay { config, plugin, from } => {
                 let config = Config::load(&config)?;

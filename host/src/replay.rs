@@ -24,9 +24,9 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
         config.storage.plugin_cache.clone().unwrap_or_else(|| location.path().with_file_name("plugin-cache"));
     let engine = runtime::engine(&cache_dir)?;
     // Start from empty storage: load once to learn its storage id, clear it, load again.
-    let storage_id = Plugins::load(&engine, std::slice::from_ref(&plugin), &location)?
-        .storage_id(name)
-        .with_context(|| format!("plugin {name:?} does not index events: nothing to replay"))?;
+    let loaded = Plugins::load(&engine, std::slice::from_ref(&plugin), &location)?;
+    anyhow::ensure!(loaded.is_indexer(name), "plugin {name:?} does not index events: nothing to replay");
+    let storage_id = loaded.storage_id(name).context("the plugin did not load")?;
     writer.commit_plugins(&[], &[storage_id])?;
     let mut plugins = Plugins::load(&engine, std::slice::from_ref(&plugin), &location)?;
     writer.create_plugin_indexes(&plugins.declared_indexes())?;

@@ -169,12 +169,18 @@ impl Plugins {
         std::mem::take(&mut self.retired)
     }
 
-    /// The storage id of indexer `name` (`None` when there is no such indexer).
+    /// The storage id of plugin `name` (`None` when there is no such plugin).
     pub fn storage_id(&self, name: &str) -> Option<String> {
-        let all = self.slots.iter().chain(&self.catching_up);
-        all.filter(|slot| slot.indexes())
-            .find(|slot| slot.stats.name == name)
-            .map(|s| s.template.storage_id().to_owned())
+        self.find(name).map(|slot| slot.template.storage_id().to_owned())
+    }
+
+    /// Whether plugin `name` is an indexer.
+    pub fn is_indexer(&self, name: &str) -> bool {
+        self.find(name).is_some_and(Slot::indexes)
+    }
+
+    fn find(&self, name: &str) -> Option<&Slot> {
+        self.slots.iter().chain(&self.catching_up).find(|slot| slot.stats.name == name)
     }
 
     /// Whether some indexers are replaying the stored log.
