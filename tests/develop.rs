@@ -58,3 +58,40 @@ fn plugin_new_creates_a_crate_that_builds_and_runs_in_the_host() {
     let again = sluice().args(["plugin", "new", "my-counter", "--dir"]).arg(dir.path()).output().unwrap();
     assert!(!again.status.success(), "an existing crate is not overwritten");
 }
+
+#[test]
+fn the_sdk_reads_2x_and_1x_events_alike() {
+    let fixture = |path: &str| std::fs::read_to_string(root().join("host/fixtures").join(path)).unwrap();
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let mut tally = Harness::load(&std::path::PathBuf::from(plugin("tally")), "derive = true").unwrap();
+    let fed = tally
+        .feed(&[
+            &fixture("casper2/block_added_event_v2.json"),
+            &fixture("casper2/transaction_processed_event_with_messages.json"),
+            &fixture("casper1/block_added_event.json"),
+            &fixture("casper1/deploy_processed_event.json"),
+        ])
+        .unwrap();
+    let derived: Vec<serde_json::Value> = fed
+        .iter()
+        .filter(|f| f.event.kind == "TallyDerived")
+        .map(|f| json(&f.event.raw)["TallyDerived"].clone())
+        .collect();
+    let v2 = json(&fixture("casper2/transaction_processed_event_with_messages.json"))["TransactionProcessed"].clone();
+    let v1 = json(&fixture("casper1/deploy_processed_event.json"))["DeployProcessed"].clone();
+    assert_eq!(derived[0]["effects"], v2["execution_result"]["Version2"]["effects"].as_array().unwrap().len());
+    assert_eq!(derived[0]["messages"], v2["messages"].as_array().unwrap().len());
+    assert_eq!(
+        derived[1]["effects"],
+        v1["execution_result"]["Success"]["effect"]["transforms"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        (&derived[0]["succeeded"], &derived[1]["succeeded"]),
+        (&serde_json::json!(true), &serde_json::json!(true))
+    );
+    assert_eq!(derived[1]["transaction"], v1["deploy_hash"]);
+    let b2 = tally.get("blocks", &format!("{:020}", 89049)).unwrap().unwrap();
+    assert_eq!(b2["proposer"], "0140afe8f752e5ff100e0189c080bc207e8805b3e5e82f792ec608de2f11f39f6c");
+    let b1 = tally.get("blocks", &format!("{:020}", 97)).unwrap().unwrap();
+    assert_eq!(b1["proposer"], "01601bda04ea125e2ca1881e817c46403b32862eb053370e0b93adad220378578a");
+}

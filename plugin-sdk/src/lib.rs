@@ -24,6 +24,8 @@
 
 extern crate self as sluice_plugin_sdk;
 
+pub mod casper;
+
 /// Bindings generated from the `sluice:plugin` WIT world (`wit/sluice.wit`).
 #[doc(hidden)]
 pub mod bindings {
@@ -76,6 +78,13 @@ pub trait Plugin: Sized + 'static {
     /// Routes: answer a request under `/plugins/{name}/` (storage is read-only here).
     fn handle(&mut self, _request: Request) -> Response {
         Response::json(404, &serde_json::json!({"code": "not_found", "message": "no such route"}))
+    }
+}
+
+impl Event {
+    /// The event as a typed Casper view (2.x and 1.x).
+    pub fn casper(&self) -> casper::CasperEvent {
+        casper::CasperEvent::parse(&self.json)
     }
 }
 

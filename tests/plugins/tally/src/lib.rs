@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sluice_plugin_sdk::casper::CasperEvent;
 use sluice_plugin_sdk::{DerivedEvent, Event, IndexSpec, Manifest, Plugin, Request, Response, Verdict, storage};
 
 #[derive(Deserialize)]
@@ -53,20 +54,20 @@ impl Plugin for Tally {
     }
 
     fn decode(&mut self, event: &Event) -> Vec<DerivedEvent> {
-        if event.kind != "TransactionProcessed" {
-            return Vec::new();
-        }
-        let json: Value = serde_json::from_str(&event.json).unwrap_or(Value::Null);
-        let processed = &json["TransactionProcessed"];
-        let hash =
-            processed["transaction_hash"].as_object().and_then(|h| h.values().next()?.as_str().map(str::to_owned));
-        let derived = json!({"TallyDerived": {"from": event.sequence, "transaction": hash}});
+        let CasperEvent::Processed(processed) = event.casper() else { return Vec::new() };
+        let derived = json!({"TallyDerived": {
+            "from": event.sequence,
+            "transaction": processed.hash,
+            "succeeded": processed.succeeded,
+            "effects": processed.effects.len(),
+            "messages": processed.messages.len(),
+        }});
         vec![DerivedEvent {
             kind: "TallyDerived".into(),
-            key: hash.clone().unwrap_or_default(),
+            key: processed.hash.clone(),
             json: derived.to_string(),
-            transaction_hash: hash,
-            block_hash: processed["block_hash"].as_str().map(str::to_owned),
+            transaction_hash: Some(processed.hash),
+            block_hash: Some(processed.block_hash),
             block_height: None,
         }]
     }
@@ -83,13 +84,9 @@ impl Plugin for Tally {
             let mut count: Count = storage::get_json("counts", &event.kind).unwrap_or_default();
             count.count += 1;
             storage::set_json("counts", &event.kind, &count)?;
-            if event.kind == "BlockAdded" {
-                let json: Value = serde_json::from_str(&event.json).map_err(|e| e.to_string())?;
-                let block = &json["BlockAdded"];
-                let header = block["block"].get("Version2").unwrap_or(&block["block"])["header"].clone();
-                let height = header["height"].as_u64().unwrap_or_default();
-                let record = json!({"height": height, "hash": block["block_hash"], "era": header["era_id"]});
-                storage::set_json("blocks", &format!("{height:020}"), &record)?;
+            if let CasperEvent::BlockAdded(block) = event.casper() {
+                let record = json!({"height": block.height, "hash": block.hash, "era": block.era_id, "proposer": block.proposer});
+                storage::set_json("blocks", &format!("{:020}", block.height), &record)?;
             }
         }
         Ok(())
