@@ -228,3 +228,25 @@ fn a_decoder_derives_events_stored_after_their_source_and_indexed_like_any_other
     let frames = support::read_sse(&format!("{}/events?start_from=1", rig.http), 20);
     assert!(frames.iter().any(|(_, data)| data.contains("TallyDerived")), "{frames:?}");
 }
+
+#[test]
+fn a_plugin_queries_only_the_node_it_is_granted_and_only_to_read() {
+    let plugins = [
+        plugin_toml("granted", "tally", "node = \"mock\"", "kinds = []"),
+        plugin_toml("plain", "tally", "", "kinds = []"),
+    ]
+    .concat();
+    let rig = Rig::start(&["--rate", "0", "--count", "100"], &plugins);
+    rig.wait_for_stored(107);
+    let block = get_json(&format!("{}/plugins/granted/node/1000003", rig.http)).unwrap();
+    let hash = block["block_with_signatures"]["block"]["Version2"]["hash"].as_str().unwrap().to_owned();
+    let stored =
+        rig.db().query_row("SELECT block_hash FROM events WHERE block_height = 1000003", [], |r| r.get::<_, String>(0));
+    assert_eq!(Some(hash), stored.ok());
+    let (status, body) = get(&format!("{}/plugins/plain/node/1000003", rig.http)).unwrap();
+    assert_eq!(status, 502);
+    assert!(body.contains("no node granted"), "{body}");
+    let (status, body) = get(&format!("{}/plugins/granted/node-write", rig.http)).unwrap();
+    assert_eq!(status, 403);
+    assert!(body.contains("not a read-only query"), "{body}");
+}

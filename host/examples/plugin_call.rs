@@ -3,7 +3,7 @@
 //! effects and messages, 8.7 KB). Run with `cargo xtask bench` (after the ingest benchmark).
 
 use sluice::config::Config;
-use sluice::plugins::{Plugins, runtime};
+use sluice::plugins::{HostServices, Plugins, runtime};
 use sluice::store::{Location, Processor, StoredEvent};
 use std::path::Path;
 use std::sync::Arc;
@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---:|");
     for (name, toml) in &scenarios {
         let config = Config::parse(toml).map_err(anyhow::Error::msg)?;
-        let mut plugins = Plugins::load(&engine, &config.plugins, &location)?;
+        let mut plugins = Plugins::load(&engine, &config.plugins, &HostServices::new(location.clone()))?;
         for (label, event) in &events {
             let mut samples: Vec<f64> = (0..REPEATS)
                 .map(|_| {

@@ -4,7 +4,7 @@ use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::pipeline::{IngestStats, Pipeline};
-use crate::plugins::{Plugins, ReloadStatus, runtime};
+use crate::plugins::{HostServices, NodeQueries, Plugins, ReloadStatus, runtime};
 use crate::source::{self, NodeStatus};
 use crate::store::{Location, Store, Writer};
 use crate::watch::Watch;
@@ -46,7 +46,15 @@ pub async fn run(
         None => location.path().with_file_name("plugin-cache"),
     };
     let engine = runtime::engine(&cache_dir)?;
-    let mut plugins = Plugins::load(&engine, &config.plugins, &location)?;
+    let mut services = HostServices::new(location.clone());
+    for node in &config.nodes {
+        if let Some(rpc_url) = &node.rpc_url {
+            let queries =
+                NodeQueries::new(rpc_url.get_ref(), tokio::runtime::Handle::current(), node.max_frame_bytes())?;
+            services.nodes.insert(node.name.get_ref().clone(), Arc::new(queries));
+        }
+    }
+    let mut plugins = Plugins::load(&engine, &config.plugins, &services)?;
     writer.create_plugin_indexes(&plugins.declared_indexes())?;
     writer.commit_plugins(&[], &plugins.take_retired())?;
     let (reload_sender, reloads) = mpsc::unbounded_channel();
@@ -55,7 +63,7 @@ pub async fn run(
         let watch = Watch {
             config_path: config_path.to_path_buf(),
             engine: engine.clone(),
-            location: location.clone(),
+            services,
             versions: plugins.versions(),
             out: reload_sender,
             status: reload_status.clone(),

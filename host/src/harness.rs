@@ -12,7 +12,7 @@
 
 use crate::config::Config;
 use crate::event::{Delivery, Frame, Payload};
-use crate::plugins::{Plugins, Request, runtime};
+use crate::plugins::{HostServices, Plugins, Request, runtime};
 use crate::store::{Location, StoredEvent, Writer, plugin_data, reader};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ impl Harness {
         let location = Location::resolve(&config.storage.path)?;
         let mut writer = Writer::open(&location)?;
         let engine = runtime::engine(&dir.path().join("cache"))?;
-        let mut plugins = Plugins::load(&engine, &config.plugins, &location)?;
+        let mut plugins = Plugins::load(&engine, &config.plugins, &HostServices::new(location.clone()))?;
         writer.create_plugin_indexes(&plugins.declared_indexes())?;
         writer.commit_plugins(&[], &plugins.take_retired())?;
         let storage_id = plugins.storage_id(NAME).context("the plugin did not load")?;

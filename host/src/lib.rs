@@ -17,6 +17,7 @@ pub mod mock_node;
 pub mod pipeline;
 pub mod plugins;
 pub mod replay;
+pub mod rpc;
 pub mod scaffold;
 pub mod source;
 pub mod store;

@@ -2,7 +2,7 @@
 //! with a progress bar. Run it while `sluice run` is stopped (it writes the same database).
 
 use crate::config::Config;
-use crate::plugins::{Plugins, runtime};
+use crate::plugins::{HostServices, Plugins, runtime};
 use crate::store::{Location, Writer, reader};
 use anyhow::Context;
 
@@ -24,11 +24,12 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
         config.storage.plugin_cache.clone().unwrap_or_else(|| location.path().with_file_name("plugin-cache"));
     let engine = runtime::engine(&cache_dir)?;
     // Start from empty storage: load once to learn its storage id, clear it, load again.
-    let loaded = Plugins::load(&engine, std::slice::from_ref(&plugin), &location)?;
+    let services = HostServices::new(location.clone());
+    let loaded = Plugins::load(&engine, std::slice::from_ref(&plugin), &services)?;
     anyhow::ensure!(loaded.is_indexer(name), "plugin {name:?} does not index events: nothing to replay");
     let storage_id = loaded.storage_id(name).context("the plugin did not load")?;
     writer.commit_plugins(&[], &[storage_id])?;
-    let mut plugins = Plugins::load(&engine, std::slice::from_ref(&plugin), &location)?;
+    let mut plugins = Plugins::load(&engine, std::slice::from_ref(&plugin), &services)?;
     writer.create_plugin_indexes(&plugins.declared_indexes())?;
     let log = reader::open_read_only(&location)?;
     let head = writer.last_seq()?;

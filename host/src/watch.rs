@@ -5,8 +5,7 @@
 //! the error shows in `GET /status`.
 
 use crate::config::Config;
-use crate::plugins::{Reload, ReloadStatus};
-use crate::store::Location;
+use crate::plugins::{HostServices, Reload, ReloadStatus};
 use anyhow::Context;
 use notify::{RecursiveMode, Watcher};
 use std::collections::{HashMap, HashSet};
@@ -26,8 +25,8 @@ pub struct Watch {
     pub config_path: PathBuf,
     /// The engine plugins are compiled with.
     pub engine: Engine,
-    /// The database (plugins read their storage from it).
-    pub location: Location,
+    /// What plugins get from the host.
+    pub services: HostServices,
     /// The running plugins' versions.
     pub versions: HashMap<String, String>,
     /// Where reloads go (the pipeline).
@@ -92,7 +91,7 @@ impl Watch {
                 return None;
             }
         };
-        match Reload::prepare(&self.engine, &config.plugins, &self.location, &self.versions) {
+        match Reload::prepare(&self.engine, &config.plugins, &self.services, &self.versions) {
             Ok(reload) if reload.is_empty(&self.versions) => tracing::debug!("config changed; the plugins did not"),
             Ok(reload) => {
                 self.versions = reload.versions(&self.versions);

@@ -126,6 +126,16 @@ pub mod storage {
     }
 }
 
+/// Read-only queries to the Casper node the operator granted this plugin (`node = "NAME"` in
+/// its config).
+pub mod node {
+    /// Call `method` with `params` and parse the answer's `result`.
+    pub fn query(method: &str, params: &serde_json::Value) -> Result<serde_json::Value, String> {
+        let answer = crate::bindings::sluice::plugin::node::query(method, &params.to_string())?;
+        serde_json::from_str(&answer).map_err(|e| format!("the answer is not JSON: {e}"))
+    }
+}
+
 /// Log through the host, tagged with the plugin's name.
 pub mod log {
     use crate::bindings::sluice::plugin::host::{self, Level};

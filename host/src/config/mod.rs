@@ -111,6 +111,8 @@ pub struct PluginConfig {
     /// plugin at once; the host keeps running).
     #[serde(default)]
     pub on_error: OnError,
+    /// The `[[nodes]]` entry (with an `rpc_url`) the plugin may query, if any.
+    pub node: Option<Spanned<String>>,
     /// Indexers: the first stored sequence a new version replays from (1: the whole log).
     #[serde(default = "defaults::replay_from")]
     pub replay_from: u64,
@@ -214,6 +216,13 @@ impl Config {
                 let problem = format!("duplicate plugin name {:?}", plugin.name.get_ref());
                 return Err(at(plugin.name.span(), format!("plugins[{i}].name"), problem));
             }
+            if let Some(node) = &plugin.node {
+                let granted = self.nodes.iter().find(|n| n.name.get_ref() == node.get_ref());
+                if granted.is_none_or(|n| n.rpc_url.is_none()) {
+                    let problem = format!("no [[nodes]] entry named {:?} with an rpc_url", node.get_ref());
+                    return Err(at(node.span(), format!("plugins[{i}].node"), problem));
+                }
+            }
             let path = plugin.path.get_ref();
             if !path.is_file() {
                 let hint = "build the plugins first (`cargo xtask plugins`)";
@@ -277,6 +286,12 @@ mod tests {
 
         let err = Config::parse("[[nodes]]\nname = \"a\"\nurl = \"not a url\"\n").unwrap_err();
         assert!(err.starts_with("line 3: `nodes[0].url`: not a URL"), "{err}");
+
+        let err = Config::parse("[[plugins]]\nname = \"f\"\npath = \"Cargo.toml\"\nnode = \"x\"\n").unwrap_err();
+        assert_eq!(err, "line 4: `plugins[0].node`: no [[nodes]] entry named \"x\" with an rpc_url");
+
+        let err = Config::parse("[[plugins]]\nname = \"a b\"\npath = \"Cargo.toml\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: `plugins[0].name`: a plugin name is letters"), "{err}");
 
         let err = Config::parse("[[plugins]]\nname = \"f\"\npath = \"/no/such.wasm\"\n").unwrap_err();
         assert!(err.starts_with("line 3: `plugins[0].path`: no file at /no/such.wasm"), "{err}");

@@ -5,7 +5,8 @@
 //! storage (`sluice:plugin/storage`, see [`super::storage`]). Blocking (`wasi:io/poll`) traps:
 //! see [`forbid_blocking`].
 
-use super::instance::sluice::plugin::{host, storage, types};
+use super::instance::sluice::plugin::{host, node, storage, types};
+use super::node::NodeQueries;
 use super::storage::PluginStorage;
 use std::sync::Arc;
 use wasmtime::StoreLimits;
@@ -21,12 +22,28 @@ pub struct HostState {
     pub limits: StoreLimits,
     /// The plugin's own storage.
     pub storage: PluginStorage,
+    /// The node it may query, if the operator granted one.
+    node: Option<Arc<NodeQueries>>,
 }
 
 impl HostState {
     /// Fresh state for an instance of `plugin`.
-    pub fn new(plugin: Arc<str>, limits: StoreLimits, storage: PluginStorage) -> HostState {
-        HostState { plugin, wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits, storage }
+    pub fn new(
+        plugin: Arc<str>,
+        limits: StoreLimits,
+        storage: PluginStorage,
+        node: Option<Arc<NodeQueries>>,
+    ) -> HostState {
+        HostState { plugin, wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits, storage, node }
+    }
+}
+
+impl node::Host for HostState {
+    fn query(&mut self, method: String, params: String) -> Result<String, String> {
+        match &self.node {
+            Some(node) => node.query(&method, &params),
+            None => Err("no node granted: set `node = \"NAME\"` in the plugin's config".into()),
+        }
     }
 }
 

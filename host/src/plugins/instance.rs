@@ -3,7 +3,9 @@
 //! A trapped instance cannot be entered again, so after a trap the instance is rebuilt from the
 //! pre-linked component and re-initialised with the same config.
 
+use super::HostServices;
 use super::capabilities::{self, HostState};
+use super::node::NodeQueries;
 use super::storage::PluginStorage;
 use crate::store::plugin_data::{self, Write};
 use crate::store::{Location, StoredEvent};
@@ -62,6 +64,7 @@ pub struct Template {
     config_json: String,
     limits: Limits,
     location: Location,
+    node: Option<Arc<NodeQueries>>,
 }
 
 /// A live, initialised instance.
@@ -82,14 +85,22 @@ impl Template {
         component: &Component,
         config_json: String,
         limits: Limits,
-        location: Location,
+        services: &HostServices,
+        node: Option<&str>,
     ) -> anyhow::Result<Template> {
+        let node = match node {
+            Some(node) => {
+                Some(services.nodes.get(node).cloned().with_context(|| format!("no node {node:?} to query"))?)
+            }
+            None => None,
+        };
+        let location = services.location.clone();
         let mut linker = Linker::<HostState>::new(engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         capabilities::forbid_blocking(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = PluginPre::new(linker.instantiate_pre(component)?)?;
-        Ok(Template { name, storage_id, pre, engine: engine.clone(), config_json, limits, location })
+        Ok(Template { name, storage_id, pre, engine: engine.clone(), config_json, limits, location, node })
     }
 
     /// The plugin's name.
@@ -109,7 +120,8 @@ impl Template {
             StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
         let conn = crate::store::reader::open_read_only(&self.location).context("opening the plugin's storage")?;
         let storage = PluginStorage::new(self.storage_id.clone(), conn, self.limits.output_bytes);
-        let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limiter, storage));
+        let state = HostState::new(self.name.clone(), limiter, storage, self.node.clone());
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.limits.deadline_ticks);

@@ -14,6 +14,7 @@
 
 mod capabilities;
 mod instance;
+mod node;
 mod reload;
 mod routes;
 pub mod runtime;
@@ -21,6 +22,7 @@ mod slot;
 mod storage;
 
 pub use instance::{Request, Response};
+pub use node::NodeQueries;
 pub use reload::{Reload, ReloadStatus};
 pub use routes::{RouteError, Routes};
 
@@ -34,6 +36,23 @@ use slot::Slot;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use wasmtime::Engine;
+
+/// What the host offers plugins besides running them: the database their storage lives in,
+/// and the nodes they may be granted queries to (by node name).
+#[derive(Clone)]
+pub struct HostServices {
+    /// The database.
+    pub location: Location,
+    /// Nodes with a JSON-RPC URL, by name.
+    pub nodes: std::collections::HashMap<String, Arc<NodeQueries>>,
+}
+
+impl HostServices {
+    /// Storage in the database at `location`; no node to query.
+    pub fn new(location: Location) -> HostServices {
+        HostServices { location, nodes: Default::default() }
+    }
+}
 
 /// The source name of derived events: `plugin:{name}`.
 pub const DERIVED_BY: &str = "plugin:";
@@ -95,8 +114,8 @@ impl Plugins {
     /// Compile (or load from the cache), link and initialise every configured plugin, whose
     /// storage is in the database at `location`. A plugin that fails to load stops start-up
     /// with an error naming it.
-    pub fn load(engine: &Engine, configs: &[PluginConfig], location: &Location) -> anyhow::Result<Plugins> {
-        let log = reader::open_read_only(location)?;
+    pub fn load(engine: &Engine, configs: &[PluginConfig], services: &HostServices) -> anyhow::Result<Plugins> {
+        let log = reader::open_read_only(&services.location)?;
         let head = reader::last_seq(&log)?;
         let mut plugins = Plugins {
             registry: Registry::default(),
@@ -107,7 +126,7 @@ impl Plugins {
         };
         let mut retired = Vec::new();
         for (position, config) in configs.iter().enumerate() {
-            let mut slot = Slot::load(engine, config, location)?;
+            let mut slot = Slot::load(engine, config, services)?;
             slot.position = position;
             retired.extend(plugins.place(slot, head, &log)?);
         }

@@ -3,9 +3,8 @@
 //! between two batches, so no event is lost, repeated or reordered at the switch.
 
 use super::slot::{Build, Slot};
-use super::{Plugins, declared_fields};
+use super::{HostServices, Plugins, declared_fields};
 use crate::config::PluginConfig;
-use crate::store::Location;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,14 +24,14 @@ impl Reload {
     pub fn prepare(
         engine: &Engine,
         configs: &[PluginConfig],
-        location: &Location,
+        services: &HostServices,
         running: &HashMap<String, String>,
     ) -> anyhow::Result<Reload> {
         let mut changed = Vec::new();
         for (position, config) in configs.iter().enumerate() {
             let build = Build::read(config)?;
             if running.get(config.name.get_ref()) != Some(&build.version) {
-                let mut slot = Slot::from_build(engine, config, build, location)?;
+                let mut slot = Slot::from_build(engine, config, build, services)?;
                 slot.position = position;
                 changed.push(slot);
             }

@@ -1,11 +1,11 @@
 //! One loaded plugin: its template, warm instance, manifest, cursor and failure policy.
 
 use super::instance::{CallError, DerivedEvent, Event, Instance, Limits, Manifest, Template};
-use super::{PluginStats, runtime};
+use super::{HostServices, PluginStats, runtime};
 use crate::config::{OnError, PluginConfig};
 use crate::event::NodeEvent;
 use crate::store::plugin_data::PluginBatch;
-use crate::store::{Derived, Location, StoredEvent};
+use crate::store::{Derived, StoredEvent};
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -107,8 +107,8 @@ impl Slot {
     }
 
     /// Load the plugin `config` names: compile (or take from the cache), link, initialise.
-    pub fn load(engine: &Engine, config: &PluginConfig, location: &Location) -> anyhow::Result<Slot> {
-        Slot::from_build(engine, config, Build::read(config)?, location)
+    pub fn load(engine: &Engine, config: &PluginConfig, services: &HostServices) -> anyhow::Result<Slot> {
+        Slot::from_build(engine, config, Build::read(config)?, services)
     }
 
     /// Load a plugin from its `build`.
@@ -116,7 +116,7 @@ impl Slot {
         engine: &Engine,
         config: &PluginConfig,
         build: Build,
-        location: &Location,
+        services: &HostServices,
     ) -> anyhow::Result<Slot> {
         let name = config.name.get_ref();
         let failed = |e: anyhow::Error| e.context(format!("plugin {name:?}"));
@@ -129,7 +129,8 @@ impl Slot {
             &component,
             config_json,
             limits,
-            location.clone(),
+            services,
+            config.node.as_ref().map(|node| node.get_ref().as_str()),
         )
         .map_err(failed)?;
         let instance = template.instantiate().map_err(failed)?;

@@ -13,9 +13,9 @@
 
 use super::NodeStatus;
 use super::backoff::Backoff;
-use super::rpc::{Rpc, RpcError};
 use crate::config::NodeConfig;
 use crate::event::{Delivery, Frame, Payload};
+use crate::rpc::{Rpc, RpcError};
 use crate::store::{Store, reader};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};

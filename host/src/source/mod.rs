@@ -9,7 +9,6 @@ mod backoff;
 mod casper;
 mod cspr_cloud;
 mod f1r3fly;
-mod rpc;
 mod websocket;
 
 pub use backfill::backfill;

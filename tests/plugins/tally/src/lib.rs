@@ -7,12 +7,14 @@
 //! is also a decoder deriving a `TallyDerived` event from each `TransactionProcessed`.
 //!
 //! Routes: `GET /counts/{kind}`, `GET /counts?after=&limit=` (paged), `GET /blocks?era=N`,
-//! `POST /counts/{kind}` (tries to write: storage is read-only in routes), `GET /huge` (2 MiB).
+//! `POST /counts/{kind}` (tries to write: storage is read-only in routes), `GET /huge` (2 MiB),
+//! `GET /node/{height}` (the block at that height, asked of the node the plugin is granted) and
+//! `GET /node-write` (a method that is not a query).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_plugin_sdk::casper::CasperEvent;
-use sluice_plugin_sdk::{DerivedEvent, Event, IndexSpec, Manifest, Plugin, Request, Response, Verdict, storage};
+use sluice_plugin_sdk::{DerivedEvent, Event, IndexSpec, Manifest, Plugin, Request, Response, Verdict, node, storage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +122,17 @@ impl Plugin for Tally {
             ("POST", ["counts", kind]) => match storage::set("counts", kind, "{\"count\":0}") {
                 Ok(()) => Response::json(200, &json!({"written": true})),
                 Err(message) => Response::json(403, &json!({"code": "read_only", "message": message})),
+            },
+            ("GET", ["node", height]) => {
+                let params = json!({"block_identifier": {"Height": height.parse::<u64>().unwrap_or_default()}});
+                match node::query("chain_get_block", &params) {
+                    Ok(answer) => Response::json(200, &answer),
+                    Err(message) => Response::json(502, &json!({"code": "node", "message": message})),
+                }
+            }
+            ("GET", ["node-write"]) => match node::query("account_put_transaction", &json!({})) {
+                Ok(answer) => Response::json(200, &answer),
+                Err(message) => Response::json(403, &json!({"code": "node", "message": message})),
             },
             ("GET", ["huge"]) => Response { status: 200, headers: vec![], body: vec![b'x'; 2 << 20] },
             _ => Response::json(404, &json!({"code": "not_found", "message": "no such route"})),

@@ -1,4 +1,5 @@
-//! A Casper node's JSON-RPC 2.0 endpoint (`rpc_url`, usually `http://node:7777/rpc`).
+//! A Casper node's JSON-RPC 2.0 endpoint (`rpc_url`, usually `http://node:7777/rpc`), used by
+//! gap backfill and by plugins' node queries.
 
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
