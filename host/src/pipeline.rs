@@ -7,7 +7,8 @@
 
 use crate::bus::Bus;
 use crate::event::{Delivery, Payload};
-use crate::plugins::{Plugins, Reload, ReloadStatus};
+use crate::plugins::{DERIVED_BY, Plugins, Reload, ReloadStatus};
+use crate::store::{Outcome, StoredEvent};
 use crate::store::Writer;
 use serde::Serialize;
 use std::sync::Arc;
@@ -24,8 +25,10 @@ const REPLAY_SLICE: usize = 2048;
 /// Ingestion counters, shared with the API.
 #[derive(Debug, Default, Serialize)]
 pub struct IngestStats {
-    /// Events stored for the first time.
+    /// Events from sources stored for the first time.
     pub stored: AtomicU64,
+    /// Events decoders derived, stored.
+    pub derived: AtomicU64,
     /// Events that were already stored (resent by a node, or seen by several nodes).
     pub duplicates: AtomicU64,
     /// Frames stored as rejected.
@@ -119,7 +122,7 @@ impl Pipeline {
             };
             head = stored.last().map_or(head, |(event, _)| event.seq);
             self.stats.last_seq.store(head, Relaxed);
-            self.count(&batch, stored.len());
+            self.count(&batch, &stored);
             batch.clear();
             for (mut event, outcome) in stored {
                 if outcome.dropped {
@@ -162,11 +165,13 @@ impl Pipeline {
         _ = retrying("storing replayed plugin data", shutting_down, || self.writer.commit_plugins(&batches, &retired));
     }
 
-    fn count(&self, batch: &[Delivery], stored: usize) {
+    fn count(&self, batch: &[Delivery], stored: &[(StoredEvent, Outcome)]) {
         let events = batch.iter().filter(|d| matches!(d.payload, Payload::Event(_))).count();
         let rejected = batch.iter().filter(|d| matches!(d.payload, Payload::Rejected { .. })).count();
-        self.stats.stored.fetch_add(stored as u64, Relaxed);
-        self.stats.duplicates.fetch_add((events - stored) as u64, Relaxed);
+        let derived = stored.iter().filter(|(event, _)| event.node.starts_with(DERIVED_BY)).count();
+        self.stats.stored.fetch_add((stored.len() - derived) as u64, Relaxed);
+        self.stats.derived.fetch_add(derived as u64, Relaxed);
+        self.stats.duplicates.fetch_add((events - (stored.len() - derived)) as u64, Relaxed);
         self.stats.rejected.fetch_add(rejected as u64, Relaxed);
     }
 }

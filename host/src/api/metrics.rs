@@ -95,7 +95,8 @@ impl Collector for Live {
             }
         }
         for (name, help, value) in [
-            ("sluice_ingest_stored", "Events stored for the first time", &ingest.stored),
+            ("sluice_ingest_stored", "Events from sources stored for the first time", &ingest.stored),
+            ("sluice_ingest_derived", "Events decoders derived, stored", &ingest.derived),
             (
                 "sluice_ingest_duplicates",
                 "Events already stored (resent, or seen by several sources)",
