@@ -56,6 +56,10 @@ impl Plugin for Tally {
     }
 
     fn decode(&mut self, event: &Event) -> Vec<DerivedEvent> {
+        // The kind first: parsing the JSON is the expensive part.
+        if !matches!(event.kind.as_str(), "TransactionProcessed" | "DeployProcessed") {
+            return Vec::new();
+        }
         let CasperEvent::Processed(processed) = event.casper() else { return Vec::new() };
         let derived = json!({"TallyDerived": {
             "from": event.sequence,
@@ -86,7 +90,9 @@ impl Plugin for Tally {
             let mut count: Count = storage::get_json("counts", &event.kind).unwrap_or_default();
             count.count += 1;
             storage::set_json("counts", &event.kind, &count)?;
-            if let CasperEvent::BlockAdded(block) = event.casper() {
+            if event.kind == "BlockAdded"
+                && let CasperEvent::BlockAdded(block) = event.casper()
+            {
                 let record = json!({"height": block.height, "hash": block.hash, "era": block.era_id, "proposer": block.proposer});
                 storage::set_json("blocks", &format!("{:020}", block.height), &record)?;
             }
