@@ -27,9 +27,15 @@ fn stored_counts(rig: &Rig, skipped: std::ops::RangeInclusive<i64>) -> Vec<(Stri
 /// No sequence (`stored_counts` of every event).
 const NONE: std::ops::RangeInclusive<i64> = 0..=0;
 
-/// The indexer's count for `kind`, through its route (0 when it has none).
+/// The indexer's count for `kind`, through its route (0 when it has none: a 404 `not_found`).
 fn indexed_count(rig: &Rig, plugin: &str, kind: &str) -> i64 {
-    get_json(&format!("{}/plugins/{plugin}/counts/{kind}", rig.http)).map_or(0, |c| c["count"].as_i64().unwrap_or(0))
+    let (status, body) = get(&format!("{}/plugins/{plugin}/counts/{kind}", rig.http)).expect("the host answers");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
+    match status {
+        200 => body["count"].as_i64().expect("a count"),
+        404 if body["code"] == "not_found" => 0,
+        _ => panic!("{plugin} answered {status}: {body}"),
+    }
 }
 
 #[test]
@@ -129,6 +135,8 @@ fn a_failing_batch_is_a_dead_letter_and_halt_stops_only_that_plugin() {
     let plugins = [
         plugin_toml("skipper", "tally", "", "fail_on = \"Step\""),
         plugin_toml("halter", "tally", "on_error = \"halt\"", "fail_on = \"Step\""),
+        // Fails on every batch with a block: suspended after 3 failures in a row.
+        plugin_toml("quitter", "tally", "max_consecutive_failures = 3", "fail_on = \"BlockAdded\""),
     ]
     .concat();
     let rig = Rig::start(&["--rate", "1000", "--count", "3000"], &plugins);
@@ -149,6 +157,10 @@ fn a_failing_batch_is_a_dead_letter_and_halt_stops_only_that_plugin() {
     let plugins = get_json(&format!("{}/plugins", rig.admin)).unwrap();
     assert_eq!(plugins["plugins"][1]["suspended"], true, "{plugins}");
     assert_eq!(plugins["plugins"][0]["suspended"], false, "{plugins}");
+    assert_eq!(plugins["plugins"][2]["suspended"], true, "{plugins}");
+    // At least 3 (a batch without a block succeeds and starts the count again).
+    let quit_after = rig.number("SELECT count(*) FROM plugin_failures WHERE plugin LIKE 'quitter@%'").unwrap();
+    assert!(quit_after >= 3, "{quit_after}");
 }
 
 #[test]

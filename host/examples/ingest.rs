@@ -71,7 +71,10 @@ fn main() {
     println!("| p50 (ms) | p99 (ms) | max (ms) |\n|---:|---:|---:|\n| {p50:.0} | {p99:.0} | {max:.0} |");
 
     let starts: Vec<f64> = (0..runs).map(|_| cold_start(&sluice, &root, &three)).collect();
-    println!("\nCold start, `sluice run` to `/health` answering, three cached plugins: median {:.0} ms", median(&starts));
+    println!(
+        "\nCold start, `sluice run` to `/health` answering, three cached plugins: median {:.0} ms",
+        median(&starts)
+    );
     let pauses = reload_pauses(&sluice, &root, &wasm("tally"), runs);
     println!(
         "Hot reload of a plugin under a 1000 events/s stream, pipeline pause: median {:.2} ms, max {:.2} ms ({runs} reloads)",
@@ -96,7 +99,9 @@ fn reload_pauses(sluice: &Path, root: &Path, tally: &str, reloads: u64) -> Vec<f
     let node = free_port();
     let _mock = spawn(Command::new(sluice).args(mock_args(node, 1_000_000, 1000.0)));
     let plugin = |label: u64| {
-        format!("[[plugins]]\nname = \"tally\"\npath = \"{tally}\"\n[plugins.config]\nkinds = []\nlabel = \"v{label}\"\n")
+        format!(
+            "[[plugins]]\nname = \"tally\"\npath = \"{tally}\"\n[plugins.config]\nkinds = []\nlabel = \"v{label}\"\n"
+        )
     };
     let host = Host::start(sluice, root, node, &plugin(0));
     let config = host.dir.path().join("bench.toml");

@@ -4,7 +4,7 @@ use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::pipeline::{IngestStats, Pipeline};
-use crate::plugins::{HostServices, NodeQueries, Plugins, ReloadStatus, runtime};
+use crate::plugins::{HostServices, Plugins, ReloadStatus, runtime};
 use crate::source::{self, NodeStatus};
 use crate::store::{Location, Store, Writer};
 use crate::watch::Watch;
@@ -46,14 +46,7 @@ pub async fn run(
         None => location.path().with_file_name("plugin-cache"),
     };
     let engine = runtime::engine(&cache_dir)?;
-    let mut services = HostServices::new(location.clone());
-    for node in &config.nodes {
-        if let Some(rpc_url) = &node.rpc_url {
-            let queries =
-                NodeQueries::new(rpc_url.get_ref(), tokio::runtime::Handle::current(), node.max_frame_bytes())?;
-            services.nodes.insert(node.name.get_ref().clone(), Arc::new(queries));
-        }
-    }
+    let services = HostServices::from_config(&config, location.clone())?;
     let mut plugins = Plugins::load(&engine, &config.plugins, &services)?;
     writer.create_plugin_indexes(&plugins.declared_indexes())?;
     writer.commit_plugins(&[], &plugins.take_retired())?;
@@ -65,6 +58,7 @@ pub async fn run(
             engine: engine.clone(),
             services,
             versions: plugins.versions(),
+            order: config.plugins.iter().map(|p| p.name.get_ref().clone()).collect(),
             out: reload_sender,
             status: reload_status.clone(),
         };

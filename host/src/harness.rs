@@ -58,11 +58,12 @@ impl Harness {
     pub fn load(wasm: &Path, config_toml: &str) -> anyhow::Result<Harness> {
         crate::install_tls_provider();
         let dir = tempfile::Builder::new().prefix("sluice-harness-").tempdir()?;
+        let quoted = |path: &Path| toml::Value::String(path.display().to_string()).to_string();
         let text = format!(
-            "[storage]\npath = \":memory:\"\nplugin_cache = \"{cache}\"\n\n\
-             [[plugins]]\nname = \"{NAME}\"\npath = \"{wasm}\"\n[plugins.config]\n{config_toml}\n",
-            cache = dir.path().join("cache").display(),
-            wasm = wasm.display(),
+            "[storage]\npath = \":memory:\"\nplugin_cache = {cache}\n\n\
+             [[plugins]]\nname = \"{NAME}\"\npath = {wasm}\n[plugins.config]\n{config_toml}\n",
+            cache = quoted(&dir.path().join("cache")),
+            wasm = quoted(wasm),
         );
         let config = Config::parse(&text).map_err(anyhow::Error::msg)?;
         let location = Location::resolve(&config.storage.path)?;

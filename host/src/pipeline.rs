@@ -8,8 +8,8 @@
 use crate::bus::Bus;
 use crate::event::{Delivery, Payload};
 use crate::plugins::{DERIVED_BY, Plugins, Reload, ReloadStatus};
-use crate::store::{Outcome, StoredEvent};
 use crate::store::Writer;
+use crate::store::{Outcome, StoredEvent};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -76,7 +76,9 @@ impl Pipeline {
 
     fn run(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut head = self.writer.last_seq().unwrap_or_default();
+        let Some(mut head) = retrying("reading the store", || deliveries.is_closed(), || self.writer.last_seq()) else {
+            return;
+        };
         self.stats.last_seq.store(head, Relaxed);
         loop {
             while let Ok(reload) = self.reloads.try_recv() {
@@ -84,7 +86,9 @@ impl Pipeline {
             }
             // While indexers replay the log, a slice of it between batches; otherwise wait.
             if self.plugins.catching_up() {
-                self.replay_slice(head, || deliveries.is_closed());
+                if !self.replay_slice(head, || deliveries.is_closed()) {
+                    break;
+                }
                 while batch.len() < MAX_BATCH
                     && let Ok(delivery) = deliveries.try_recv()
                 {
@@ -150,19 +154,25 @@ impl Pipeline {
         }
     }
 
-    /// Replay the next slice of the stored log (up to `head`) into the catching-up indexers
-    /// and commit what they wrote.
-    fn replay_slice(&mut self, head: u64, shutting_down: impl Fn() -> bool) {
-        let (batches, retired) = match self.plugins.catch_up(&self.log, head, REPLAY_SLICE) {
-            Ok(work) => work,
+    /// Replay the next slice of the stored log (up to `head`) into the catching-up indexers,
+    /// commit what they wrote, then let those at the head go live. False when the commit was
+    /// abandoned at shutdown (the stored cursors still point before the slice).
+    fn replay_slice(&mut self, head: u64, shutting_down: impl Fn() -> bool) -> bool {
+        let slice = match self.plugins.catch_up(&self.log, head, REPLAY_SLICE) {
+            Ok(slice) => slice,
             Err(e) => {
                 tracing::error!("replaying the stored log failed: {e:#}");
                 std::thread::sleep(Duration::from_millis(100));
-                return;
+                return true;
             }
         };
-        // Not committed at shutdown: the cursors still point before it, so it is replayed again.
-        _ = retrying("storing replayed plugin data", shutting_down, || self.writer.commit_plugins(&batches, &retired));
+        let commit = || self.writer.commit_plugins(&slice.batches, &slice.retired);
+        if retrying("storing replayed plugin data", shutting_down, commit).is_none() {
+            self.plugins.rewind(&slice);
+            return false;
+        }
+        self.plugins.promote(head);
+        true
     }
 
     fn count(&self, batch: &[Delivery], stored: &[(StoredEvent, Outcome)]) {

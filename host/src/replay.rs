@@ -24,7 +24,7 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
         config.storage.plugin_cache.clone().unwrap_or_else(|| location.path().with_file_name("plugin-cache"));
     let engine = runtime::engine(&cache_dir)?;
     // Start from empty storage: load once to learn its storage id, clear it, load again.
-    let services = HostServices::new(location.clone());
+    let services = HostServices::from_config(&config, location.clone())?;
     let loaded = Plugins::load(&engine, std::slice::from_ref(&plugin), &services)?;
     anyhow::ensure!(loaded.is_indexer(name), "plugin {name:?} does not index events: nothing to replay");
     let storage_id = loaded.storage_id(name).context("the plugin did not load")?;
@@ -40,14 +40,24 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
     );
     progress.set_message(format!("replaying into {name}"));
     while plugins.catching_up() {
-        let (batches, retired) = plugins.catch_up(&log, head, SLICE)?;
-        writer.commit_plugins(&batches, &retired)?;
-        if let Some(batch) = batches.first() {
-            progress.set_position(batch.last_seq + 1 - first);
+        let slice = plugins.catch_up(&log, head, SLICE)?;
+        writer.commit_plugins(&slice.batches, &slice.retired)?;
+        plugins.promote(head);
+        if let Some(batch) = slice.batches.first() {
+            progress.set_position((batch.last_seq + 1).saturating_sub(first));
         }
     }
     progress.finish();
-    let failures = plugins.stats().iter().map(|s| s.errors.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>();
+    let stats = plugins.stats();
+    let stats = stats.first().context("the plugin is gone")?;
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    let failures = load(&stats.errors) + load(&stats.traps) + load(&stats.timeouts);
+    anyhow::ensure!(
+        !stats.suspended.load(std::sync::atomic::Ordering::Relaxed),
+        "{name} was suspended at {} after {failures} failed calls: {}",
+        load(&stats.last_seq),
+        stats.last_error.lock().expect("stats lock").clone().unwrap_or_default()
+    );
     println!("{name}: replayed events {first}..={head}; {failures} failed calls (see plugin_failures)");
     Ok(())
 }

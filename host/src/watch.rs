@@ -29,6 +29,8 @@ pub struct Watch {
     pub services: HostServices,
     /// The running plugins' versions.
     pub versions: HashMap<String, String>,
+    /// The running plugins' names, in config order.
+    pub order: Vec<String>,
     /// Where reloads go (the pipeline).
     pub out: mpsc::UnboundedSender<Reload>,
     /// Reported in `/status`.
@@ -92,9 +94,12 @@ impl Watch {
             }
         };
         match Reload::prepare(&self.engine, &config.plugins, &self.services, &self.versions) {
-            Ok(reload) if reload.is_empty(&self.versions) => tracing::debug!("config changed; the plugins did not"),
+            Ok(reload) if reload.is_empty(&self.versions, &self.order) => {
+                tracing::debug!("config changed; the plugins did not")
+            }
             Ok(reload) => {
                 self.versions = reload.versions(&self.versions);
+                self.order = reload.order().to_vec();
                 _ = self.out.send(reload);
             }
             Err(e) => self.status.refused(format!("{e:#}")),

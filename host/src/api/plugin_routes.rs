@@ -51,8 +51,10 @@ async fn call(
         method: method.to_string(),
         path,
         query: uri.query().unwrap_or_default().to_owned(),
+        // Credentials are the client's business with Sluice, not the plugin's.
         headers: headers
             .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "authorization" | "cookie" | "proxy-authorization"))
             .filter_map(|(key, value)| Some((key.to_string(), value.to_str().ok()?.to_owned())))
             .collect(),
         body: body.to_vec(),
@@ -80,7 +82,10 @@ fn catching_up() -> Response {
 fn render(response: crate::plugins::Response) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut built = Response::builder().status(status);
-    for (key, value) in &response.headers {
+    // The connection is Sluice's: a plugin sets content headers, not framing or cookies.
+    let framing = ["connection", "content-length", "transfer-encoding", "set-cookie", "upgrade"];
+    for (key, value) in response.headers.iter().filter(|(key, _)| !framing.contains(&key.to_ascii_lowercase().as_str()))
+    {
         built = built.header(key, value);
     }
     built.body(Body::from(response.body)).unwrap_or_else(|_| plugin_failed())

@@ -168,8 +168,9 @@ impl Config {
         let mut names: Vec<&str> = Vec::new();
         for source in self.sources() {
             let (list, i, name) = (source.list, source.index, source.name);
-            if name.get_ref().is_empty() || name.get_ref().contains('/') {
-                let problem = "a source name must be non-empty and without `/` (1.x streams are `name/main`, ...)";
+            if name.get_ref().is_empty() || name.get_ref().contains(['/', ':']) {
+                let problem = "a source name must be non-empty and without `/` or `:` (1.x streams are `name/main`, \
+                               derived events come from `plugin:name`)";
                 return Err(at(name.span(), format!("{list}[{i}].name"), problem.into()));
             }
             if names.contains(&name.get_ref().as_str()) {

@@ -150,44 +150,74 @@ impl Template {
 impl Instance {
     /// Hand one event to a decoder, within the time limit.
     pub fn decode(&mut self, event: &Event) -> Result<Vec<DerivedEvent>, CallError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks);
-        let derived = self.bindings.call_decode(&mut self.store, event).map_err(classify)?;
-        match derived.iter().map(|d| d.json.len() + d.key.len()).sum::<usize>() {
-            size if size > self.limits.output_bytes => Err(CallError::TooLarge(size)),
-            _ => Ok(derived),
+        let derived = self.call(|bindings, store| bindings.call_decode(store, event))?;
+        if derived.len() > MAX_DERIVED {
+            return Err(CallError::Failed(format!(
+                "derived {} events from one (at most {MAX_DERIVED})",
+                derived.len()
+            )));
         }
+        let size: usize = derived
+            .iter()
+            .map(|d| {
+                let hashes = [&d.transaction_hash, &d.block_hash]
+                    .iter()
+                    .filter_map(|h| h.as_ref().map(String::len))
+                    .sum::<usize>();
+                d.json.len() + d.key.len() + d.kind.len() + hashes
+            })
+            .sum();
+        if size > self.limits.output_bytes {
+            return Err(CallError::TooLarge(size));
+        }
+        Ok(derived)
     }
 
     /// Hand one event to a filter, within the time limit.
     pub fn on_event(&mut self, event: &Event) -> Result<Verdict, CallError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks);
-        let verdict = self.bindings.call_on_event(&mut self.store, event).map_err(classify)?;
+        let verdict = self.call(|bindings, store| bindings.call_on_event(store, event))?;
         match &verdict {
             Verdict::Annotate(json) if json.len() > self.limits.output_bytes => Err(CallError::TooLarge(json.len())),
             _ => Ok(verdict),
         }
     }
 
-    /// Hand a batch of events to an indexer, within the time limit; its storage writes, or
-    /// the error it returned (its writes are then discarded).
-    pub fn index(&mut self, events: &[Event]) -> Result<Result<Vec<Write>, String>, CallError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks);
+    /// Hand a batch of events to an indexer, within the time limit; its storage writes. An
+    /// error it returns fails the call (its writes are discarded).
+    pub fn index(&mut self, events: &[Event]) -> Result<Vec<Write>, CallError> {
         self.store.data_mut().storage.begin_writes();
-        let result = self.bindings.call_index(&mut self.store, events).map_err(classify);
+        let result = self.call(|bindings, store| bindings.call_index(store, events));
         let writes = self.store.data_mut().storage.take_writes();
-        Ok(result?.map(|()| writes))
+        result?.map_err(CallError::Failed)?;
+        Ok(writes)
     }
 
     /// Hand an HTTP request to the plugin's routes, within the time limit.
     pub fn handle(&mut self, request: &Request) -> Result<Response, CallError> {
-        self.store.set_epoch_deadline(self.limits.deadline_ticks);
-        let response = self.bindings.call_handle(&mut self.store, request).map_err(classify)?;
+        let response = self.call(|bindings, store| bindings.call_handle(store, request))?;
         match response.body.len() {
             size if size > self.limits.output_bytes => Err(CallError::TooLarge(size)),
             _ => Ok(response),
         }
     }
+
+    /// Make one call within the time limit; it fails when a storage read failed during it
+    /// (the plugin then saw "absent" where there may be data).
+    fn call<T>(
+        &mut self,
+        call: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> Result<T, CallError> {
+        self.store.set_epoch_deadline(self.limits.deadline_ticks);
+        let result = call(&self.bindings, &mut self.store).map_err(classify);
+        match self.store.data_mut().storage.take_failure() {
+            Some(failure) => Err(CallError::Failed(failure)),
+            None => result,
+        }
+    }
 }
+
+/// Most events one `decode` call may derive.
+const MAX_DERIVED: usize = 1000;
 
 impl Event {
     /// The WIT view of a stored event, built once per event for the whole chain.

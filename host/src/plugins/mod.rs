@@ -30,12 +30,23 @@ use crate::config::PluginConfig;
 use crate::store::plugin_data;
 use crate::store::plugin_data::PluginBatch;
 use crate::store::{Location, Outcome, Processor, StoredEvent, reader};
+use anyhow::Context;
 use instance::{Event, Verdict};
 use serde::Serialize;
 use slot::Slot;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use wasmtime::Engine;
+
+/// One slice of history replay: what to commit with it.
+pub struct CatchUp {
+    /// The indexers' writes and cursors.
+    pub batches: Vec<PluginBatch>,
+    /// Storage ids of older versions to remove (their replacements reach the head).
+    pub retired: Vec<String>,
+    /// Cursors before the slice, to rewind to if the commit fails.
+    before: Vec<(String, u64)>,
+}
 
 /// What the host offers plugins besides running them: the database their storage lives in,
 /// and the nodes they may be granted queries to (by node name).
@@ -51,6 +62,19 @@ impl HostServices {
     /// Storage in the database at `location`; no node to query.
     pub fn new(location: Location) -> HostServices {
         HostServices { location, nodes: Default::default() }
+    }
+
+    /// Storage at `location`, and queries to every configured node with an `rpc_url`.
+    pub fn from_config(config: &crate::config::Config, location: Location) -> anyhow::Result<HostServices> {
+        let mut services = HostServices::new(location);
+        for node in &config.nodes {
+            if let Some(rpc_url) = &node.rpc_url {
+                let runtime = tokio::runtime::Handle::try_current().context("node queries need a tokio runtime")?;
+                let queries = NodeQueries::new(rpc_url.get_ref(), runtime)?;
+                services.nodes.insert(node.name.get_ref().clone(), Arc::new(queries));
+            }
+        }
+        Ok(services)
     }
 }
 
@@ -208,30 +232,60 @@ impl Plugins {
     }
 
     /// Replay up to `max` stored events (read through `log`, up to `head`) into each indexer
-    /// that is catching up. Returns what to commit and the storage ids to remove (older
-    /// versions of the indexers that reached the head, which take their place now).
-    pub fn catch_up(
+    /// that is catching up. Returns what to commit; then call [`promote`](Self::promote), or
+    /// [`rewind`](Self::rewind) when the commit fails.
+    pub fn catch_up(&mut self, log: &rusqlite::Connection, head: u64, max: usize) -> anyhow::Result<CatchUp> {
+        let before: Vec<(String, u64)> = self.catching_up.iter().map(|s| (s.stats.name.clone(), s.cursor)).collect();
+        let slice = self.replay(log, head, max);
+        if slice.is_err() {
+            self.rewind_to(&before);
+        }
+        let (batches, retired) = slice?;
+        Ok(CatchUp { batches, retired, before })
+    }
+
+    fn replay(
         &mut self,
         log: &rusqlite::Connection,
         head: u64,
         max: usize,
     ) -> anyhow::Result<(Vec<PluginBatch>, Vec<String>)> {
-        let mut batches = Vec::new();
+        let (mut batches, mut retired) = (Vec::new(), Vec::new());
         for slot in self.catching_up.iter_mut().filter(|slot| !slot.stats.suspended.load(Relaxed)) {
             let mut events = reader::log_after(log, slot.cursor, max)?;
             events.retain(|event| event.seq <= head);
             let last_seq = events.last().map_or(head, |event| event.seq);
-            batches.push(slot.index(&events, last_seq));
+            let batch = slot.index(&events, last_seq);
+            if batch.last_seq >= head {
+                retired.extend(plugin_data::other_versions(log, &slot.stats.name, slot.template.storage_id())?);
+            }
+            batches.push(batch);
         }
-        let mut retired = Vec::new();
+        Ok((batches, retired))
+    }
+
+    /// After a catch-up's commit: the indexers at `head` go live, each in place of its older
+    /// version.
+    pub fn promote(&mut self, head: u64) {
         while let Some(at) = self.catching_up.iter().position(|slot| slot.cursor >= head) {
             let slot = self.catching_up.remove(at);
-            retired.extend(plugin_data::other_versions(log, &slot.stats.name, slot.template.storage_id())?);
             tracing::info!(plugin = %slot.stats.name, head, "caught up with the stored log; now live");
             self.go_live(slot);
         }
         self.sync_registry();
-        Ok((batches, retired))
+    }
+
+    /// After a catch-up's commit failed: its slice will be replayed again.
+    pub fn rewind(&mut self, catch_up: &CatchUp) {
+        self.rewind_to(&catch_up.before);
+    }
+
+    fn rewind_to(&mut self, cursors: &[(String, u64)]) {
+        for slot in &mut self.catching_up {
+            if let Some((_, cursor)) = cursors.iter().find(|(name, _)| *name == slot.stats.name) {
+                slot.cursor = *cursor;
+            }
+        }
     }
 
     /// Every plugin's counters, for the API (it follows reloads and promotions).
@@ -292,7 +346,8 @@ impl Processor for Plugins {
                 let decoded = slot.call(context, |i| i.decode(&event)).unwrap_or_default();
                 derived.extend(decoded.into_iter().filter_map(|d| slot.derived(d)));
             }
-            if !slot.manifest.filter {
+            // After a drop, the filters after it are skipped; decoders still see the event.
+            if !slot.manifest.filter || dropped {
                 continue;
             }
             let verdict = slot.call(context, |i| i.on_event(&event));
@@ -303,7 +358,6 @@ impl Processor for Plugins {
                 Some(Verdict::Drop) => {
                     stats.dropped.fetch_add(1, Relaxed);
                     dropped = true;
-                    break;
                 }
                 Some(Verdict::Annotate(json)) => {
                     stats.annotated.fetch_add(1, Relaxed);

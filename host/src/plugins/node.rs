@@ -1,6 +1,7 @@
 //! The `sluice:plugin/node` capability: read-only JSON-RPC queries to a Casper node the
 //! operator granted the plugin (`node = "NAME"` in its config), answered from a cache when
-//! asked again. A query blocks the calling plugin; its time counts against `timeout_ms`.
+//! asked again. A query blocks the calling plugin (up to 5 s); the time limit cannot interrupt
+//! it, but a call that has run past `timeout_ms` is stopped as soon as the query returns.
 
 use crate::rpc::Rpc;
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +31,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 const FRESH_FOR: Duration = Duration::from_secs(60);
 /// Most answers kept.
 const CACHED: usize = 10_000;
+/// Largest answer accepted.
+const MAX_ANSWER: usize = 16 << 20;
+/// Largest answer kept in the cache.
+const MAX_CACHED_ANSWER: usize = 256 << 10;
 
 /// One node's JSON-RPC, shared by the plugins granted it.
 pub struct NodeQueries {
@@ -46,10 +51,10 @@ struct Cache {
 }
 
 impl NodeQueries {
-    /// Queries to the node at `rpc_url`, made on `runtime`, with answers of up to `max_bytes`.
-    pub fn new(rpc_url: &str, runtime: tokio::runtime::Handle, max_bytes: usize) -> anyhow::Result<NodeQueries> {
+    /// Queries to the node at `rpc_url`, made on `runtime`.
+    pub fn new(rpc_url: &str, runtime: tokio::runtime::Handle) -> anyhow::Result<NodeQueries> {
         let client = reqwest::Client::builder().connect_timeout(TIMEOUT).build()?;
-        Ok(NodeQueries { rpc: Rpc::new(client, rpc_url, max_bytes), runtime, cache: Mutex::default() })
+        Ok(NodeQueries { rpc: Rpc::new(client, rpc_url, MAX_ANSWER), runtime, cache: Mutex::default() })
     }
 
     /// Call `method` with `params` (JSON); the `result` as JSON, or why there is none.
@@ -65,16 +70,17 @@ impl NodeQueries {
             return Ok(answer.clone());
         }
         let call = tokio::time::timeout(TIMEOUT, self.rpc.call(method, params_json));
-        // On a runtime worker (a plugin's `init` at start-up), let the runtime know it blocks.
-        let answer = match tokio::runtime::Handle::try_current() {
-            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(call)),
-            Err(_) => self.runtime.block_on(call),
-        };
-        let answer = match answer {
+        // On a thread of its own: the caller may be anywhere (the pipeline, a blocking task, a
+        // runtime worker running `init`), and only outside the runtime may one wait on it.
+        let answer = std::thread::scope(|scope| scope.spawn(|| self.runtime.block_on(call)).join());
+        let answer = match answer.map_err(|_| "the query panicked".to_owned())? {
             Ok(Ok(result)) => result.to_string(),
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err(format!("no answer within {TIMEOUT:?}")),
         };
+        if answer.len() > MAX_CACHED_ANSWER {
+            return Ok(answer);
+        }
         let mut cache = self.cache.lock().expect("cache lock");
         if cache.answers.insert(key.clone(), (Instant::now(), answer.clone())).is_none() {
             cache.order.push_back(key);

@@ -40,10 +40,13 @@ impl Reload {
     }
 
     /// Whether it changes nothing.
-    pub fn is_empty(&self, running: &HashMap<String, String>) -> bool {
-        self.changed.is_empty()
-            && self.order.len() == running.len()
-            && self.order.iter().all(|n| running.contains_key(n))
+    pub fn is_empty(&self, running: &HashMap<String, String>, running_order: &[String]) -> bool {
+        self.changed.is_empty() && self.order == running_order && running.len() == running_order.len()
+    }
+
+    /// The plugins' names in the new config order.
+    pub fn order(&self) -> &[String] {
+        &self.order
     }
 
     /// The versions running once it is applied.
@@ -86,7 +89,6 @@ impl Plugins {
         let mut retired = Vec::new();
         for slot in reload.changed {
             tracing::info!(plugin = %slot.stats.name, version = %&slot.version[..16], "plugin reloaded");
-            slot.stats.suspended.store(false, Relaxed);
             retired.extend(self.place(slot, head, log)?);
         }
         self.sync_registry();

@@ -35,19 +35,12 @@ pub enum RouteError {
 }
 
 impl Routes {
-    /// Routes for these plugins.
-    pub fn new(plugins: impl Iterator<Item = (Template, Arc<PluginStats>)>) -> Routes {
-        let routes = Routes::default();
-        plugins.for_each(|plugin| routes.replace(plugin));
-        routes
-    }
-
     /// Serve `plugin` (a new version replaces the old one's instance).
     pub fn replace(&self, (template, stats): (Template, Arc<PluginStats>)) {
         let name = template.name().to_owned();
-        self.pending.write().expect("routes lock").remove(&name);
         let slot = Arc::new(Mutex::new(RouteSlot { template, instance: None, stats }));
-        self.live.write().expect("routes lock").insert(name, slot);
+        self.live.write().expect("routes lock").insert(name.clone(), slot);
+        self.pending.write().expect("routes lock").remove(&name);
     }
 
     /// Stop serving plugin `name`.

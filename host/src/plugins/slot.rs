@@ -86,11 +86,7 @@ impl Slot {
             let context = format!("events {}..={}", range.0, range.1);
             self.stats.indexed.fetch_add(events.len() as u64, Relaxed);
             match self.call(|| context.clone(), |instance| instance.index(&events)) {
-                Some(Ok(writes)) => batch.writes = writes,
-                Some(Err(message)) => {
-                    self.fail(&context, CallError::Failed(message.clone()));
-                    batch.failures.push((range.0, range.1, message));
-                }
+                Some(writes) => batch.writes = writes,
                 None => {
                     let error = self.stats.last_error.lock().expect("stats lock").clone().unwrap_or_default();
                     batch.failures.push((range.0, range.1, error));
@@ -98,7 +94,7 @@ impl Slot {
             }
             // A halted plugin's cursor stays before the batch it failed on.
             if !batch.failures.is_empty() && self.on_error == OnError::Halt {
-                batch.last_seq = range.0 - 1;
+                batch.last_seq = range.0.saturating_sub(1);
             }
         }
         self.cursor = batch.last_seq;

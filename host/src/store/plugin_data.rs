@@ -37,7 +37,8 @@ pub fn get(conn: &Connection, plugin: &str, collection: &str, key: &str) -> rusq
         .optional()
 }
 
-/// Entries whose key starts with `prefix`, after `after`, in key order, at most `limit`.
+/// Entries whose key starts with `prefix`, after `after`, in key order, at most `limit` (the
+/// caller bounds it).
 pub fn scan(
     conn: &Connection,
     plugin: &str,
@@ -46,14 +47,14 @@ pub fn scan(
     after: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<(String, String)>> {
+    // Keys run from `prefix` up to `prefix` + the last character: a range of the primary key.
     let mut stmt = conn.prepare_cached(
         "SELECT key, value FROM plugin_data
-         WHERE plugin = ?1 AND collection = ?2 AND key > ?3 AND substr(key, 1, length(?4)) = ?4
+         WHERE plugin = ?1 AND collection = ?2 AND key > ?3 AND key >= ?4 AND key < ?4 || char(1114111)
          ORDER BY key LIMIT ?5",
     )?;
     let after = after.unwrap_or("");
-    let rows = stmt
-        .query_map(params![plugin, collection, after, prefix, limit.min(MAX_PAGE)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rows = stmt.query_map(params![plugin, collection, after, prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
@@ -82,9 +83,8 @@ pub fn find(
         other => rusqlite::types::Value::Text(other.to_string()),
     };
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![plugin, collection, value, after.unwrap_or(""), limit.min(MAX_PAGE)], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
+    let rows =
+        stmt.query_map(params![plugin, collection, value, after.unwrap_or(""), limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
@@ -100,7 +100,8 @@ fn field_expression(field: &str) -> String {
 /// Create the index for JSON field `field` (checked by the caller), which every plugin and
 /// collection declaring an index on a field of that name shares.
 pub fn create_index(conn: &Connection, field: &str) -> rusqlite::Result<()> {
-    let name = format!("plugin_index_{field}");
+    // SQLite names ignore case; fields do not.
+    let name = format!("plugin_index_{}", &blake3::hash(field.as_bytes()).to_hex()[..16]);
     conn.execute_batch(&format!(
         "CREATE INDEX IF NOT EXISTS \"{name}\" ON plugin_data (plugin, collection, {}, key)",
         field_expression(field)
