@@ -31,7 +31,7 @@ use crate::store::plugin_data;
 use crate::store::plugin_data::PluginBatch;
 use crate::store::{Location, Outcome, Processor, StoredEvent, reader};
 use anyhow::Context;
-use instance::{Event, Verdict};
+use instance::{CallError, Event, Instance, Template, Verdict};
 use serde::Serialize;
 use slot::Slot;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -317,6 +317,44 @@ impl Plugins {
 
     fn active(&mut self) -> impl Iterator<Item = &mut Slot> {
         self.slots.iter_mut().filter(|slot| !slot.stats.suspended.load(Relaxed))
+    }
+}
+
+impl PluginStats {
+    /// Call `op` on `template`'s warm instance in `slot` (made first when there is none), and
+    /// count it: time, and the failure by kind. A failed call drops the instance (a trapped one
+    /// cannot be entered again); the failure is logged and kept as `last_error` with `context`.
+    fn call<T>(
+        &self,
+        template: &Template,
+        slot: &mut Option<Instance>,
+        context: impl Fn() -> String,
+        op: impl FnOnce(&mut Instance) -> Result<T, CallError>,
+    ) -> Result<T, String> {
+        let started = std::time::Instant::now();
+        self.calls.fetch_add(1, Relaxed);
+        let result = match slot.take() {
+            Some(instance) => Ok(instance),
+            None => template.instantiate().map_err(CallError::Trap),
+        }
+        .and_then(|mut instance| {
+            let value = op(&mut instance)?;
+            *slot = Some(instance);
+            Ok(value)
+        });
+        self.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        result.map_err(|error| {
+            let counter = match &error {
+                CallError::Timeout => &self.timeouts,
+                CallError::Trap(_) => &self.traps,
+                CallError::TooLarge(_) | CallError::Failed(_) => &self.errors,
+            };
+            counter.fetch_add(1, Relaxed);
+            let message = format!("{}: {error}", context());
+            tracing::warn!(plugin = %self.name, "plugin failed on {message}");
+            *self.last_error.lock().expect("stats lock") = Some(message.clone());
+            message
+        })
     }
 }
 

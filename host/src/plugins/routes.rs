@@ -3,11 +3,9 @@
 //! lock. Calls block: the API makes them on a blocking thread.
 
 use super::PluginStats;
-use super::instance::{CallError, Instance, Request, Response, Template};
+use super::instance::{Instance, Request, Response, Template};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
 
 /// The plugins that serve HTTP, by name; shared with the pipeline, which swaps a plugin's
 /// entry when a new version of it goes live.
@@ -70,29 +68,7 @@ impl Routes {
 
 impl RouteSlot {
     fn handle(&mut self, request: &Request) -> Result<Response, String> {
-        let started = Instant::now();
-        self.stats.calls.fetch_add(1, Relaxed);
-        let result = match self.instance.take() {
-            Some(instance) => Ok(instance),
-            None => self.template.instantiate().map_err(CallError::Trap),
-        }
-        .and_then(|mut instance| {
-            let response = instance.handle(request)?;
-            self.instance = Some(instance);
-            Ok(response)
-        });
-        self.stats.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
-        result.map_err(|error| {
-            let counter = match &error {
-                CallError::Timeout => &self.stats.timeouts,
-                CallError::Trap(_) => &self.stats.traps,
-                CallError::TooLarge(_) | CallError::Failed(_) => &self.stats.errors,
-            };
-            counter.fetch_add(1, Relaxed);
-            let message = format!("{} {}: {error}", request.method, request.path);
-            tracing::warn!(plugin = %self.stats.name, "route failed: {message}");
-            *self.stats.last_error.lock().expect("stats lock") = Some(message.clone());
-            message
-        })
+        let context = || format!("{} {}", request.method, request.path);
+        self.stats.call(&self.template, &mut self.instance, context, |instance| instance.handle(request))
     }
 }

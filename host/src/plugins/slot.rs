@@ -9,7 +9,7 @@ use crate::store::{Derived, StoredEvent};
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wasmtime::Engine;
 
 /// A loaded plugin.
@@ -148,47 +148,27 @@ impl Slot {
     }
 
     /// Call the plugin on its warm instance (a fresh one after a failure); `None` when the call
-    /// failed (already counted and logged, with `context`).
+    /// failed (counted and logged, with `context`; the plugin may be suspended).
     pub fn call<T>(
         &mut self,
         context: impl Fn() -> String,
         op: impl FnOnce(&mut Instance) -> Result<T, CallError>,
     ) -> Option<T> {
-        let started = Instant::now();
-        self.stats.calls.fetch_add(1, Relaxed);
-        let result = match self.instance.take() {
-            Some(instance) => Ok(instance),
-            None => self.template.instantiate().map_err(CallError::Trap),
-        }
-        .and_then(|mut instance| {
-            let value = op(&mut instance)?;
-            self.instance = Some(instance);
-            Ok(value)
-        });
-        self.stats.busy_ns.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
-        match result {
+        match self.stats.call(&self.template, &mut self.instance, context, op) {
             Ok(value) => {
                 self.consecutive_failures = 0;
                 Some(value)
             }
-            Err(error) => {
-                self.fail(&context(), error);
+            Err(_) => {
+                self.failed();
                 None
             }
         }
     }
 
-    /// Count and log a failure; suspend the plugin when its policy says so.
-    pub fn fail(&mut self, context: &str, error: CallError) {
+    /// One more failure in a row; suspend the plugin when its policy says so.
+    fn failed(&mut self) {
         let stats = &self.stats;
-        match error {
-            CallError::Timeout => stats.timeouts.fetch_add(1, Relaxed),
-            CallError::Trap(_) => stats.traps.fetch_add(1, Relaxed),
-            CallError::TooLarge(_) | CallError::Failed(_) => stats.errors.fetch_add(1, Relaxed),
-        };
-        let message = format!("{context}: {error}");
-        tracing::warn!(plugin = %stats.name, "plugin failed on {message}");
-        *stats.last_error.lock().expect("stats lock") = Some(message);
         self.consecutive_failures += 1;
         if self.on_error == OnError::Halt || self.consecutive_failures >= self.max_consecutive_failures {
             stats.suspended.store(true, Relaxed);
