@@ -2,7 +2,9 @@
 //!
 //! The pipeline, in module order: [`source`] → [`store`] → [`plugins`] → [`bus`] → [`api`];
 //! [`pipeline`] drives the middle three on one thread, [`app`] wires them for `sluice run`.
-//! [`event`] and [`config`] are the shared vocabulary; [`cli`] and [`mock_node`] sit beside.
+//! [`watch`] hot-reloads plugins. [`event`], [`config`] and [`rpc`] (a node's JSON-RPC) are
+//! shared vocabulary; [`cli`], [`replay`], [`scaffold`], [`harness`] and [`mock_node`] sit
+//! beside.
 
 #![warn(missing_docs)]
 
