@@ -262,3 +262,24 @@ fn a_plugin_queries_only_the_node_it_is_granted_and_only_to_read() {
     assert_eq!(status, 403);
     assert!(body.contains("not a read-only query"), "{body}");
 }
+
+#[test]
+fn a_new_decoder_that_indexes_decodes_live_events_while_it_replays_the_log() {
+    let mut rig = Rig::start(&["--rate", "1500", "--count", "12000"], "");
+    rig.wait_for_stored(4000);
+    rig.stop_host();
+    let restart_head = rig.number("SELECT max(seq) FROM events").unwrap();
+    // Slow indexing (busy work per event) keeps it replaying while live events arrive.
+    let decoder = plugin_toml("decoder", "tally", "timeout_ms = 20000", "derive = true\nindex_spin = 2000000");
+    rig.write_config(&decoder);
+    rig.start_host();
+    rig.wait_for("the stream to end", || rig.number("SELECT count(*) FROM events WHERE node = 'mock'") == Some(12_007));
+    // Every transaction processed after the restart got its derived event, replay or not.
+    let missing = rig.number(&format!(
+        "SELECT count(*) FROM events s WHERE s.kind = 'TransactionProcessed' AND s.seq > {restart_head}
+         AND NOT EXISTS (SELECT 1 FROM events d WHERE d.kind = 'TallyDerived' AND d.transaction_hash = s.transaction_hash)"
+    ));
+    assert_eq!(missing, Some(0));
+    let plugins = get_json(&format!("{}/plugins", rig.admin)).unwrap();
+    assert!(plugins["plugins"][0]["derived"].as_u64() > Some(0), "{plugins}");
+}

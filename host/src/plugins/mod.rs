@@ -298,7 +298,12 @@ impl Plugins {
         self.registry.read().expect("registry lock").clone()
     }
 
-    fn sync_registry(&self) {
+    /// After the set of plugins changed: the registry follows, and an indexer catching up with
+    /// no live version stands in for its own filtering and decoding.
+    fn sync_registry(&mut self) {
+        for pending in &mut self.catching_up {
+            pending.standing_in = !self.slots.iter().any(|live| live.stats.name == pending.stats.name);
+        }
         let mut all: Vec<&Slot> = self.slots.iter().chain(&self.catching_up).collect();
         all.sort_by_key(|slot| slot.position);
         *self.registry.write().expect("registry lock") = all.into_iter().map(|slot| slot.stats.clone()).collect();
@@ -369,7 +374,7 @@ fn declared_fields<'a>(slots: impl Iterator<Item = &'a Slot>) -> Vec<String> {
 impl Processor for Plugins {
     /// Run one event through the filters. The first `drop` ends the chain.
     fn decide(&mut self, event: &StoredEvent) -> Outcome {
-        if self.slots.is_empty() {
+        if self.slots.is_empty() && self.catching_up.is_empty() {
             return Outcome::default();
         }
         // Decoders see what sources delivered, not what decoders derived.
@@ -378,7 +383,11 @@ impl Processor for Plugins {
         let context = || format!("event {} ({})", event.sequence, event.kind);
         let mut annotations = serde_json::Map::new();
         let (mut dropped, mut derived) = (false, Vec::new());
-        for slot in self.active().filter(|slot| slot.manifest.filter || (decodable && slot.manifest.decode)) {
+        // Live plugins, then any new indexer still catching up, which filters and decodes live
+        // events meanwhile (its index gets them through the replay).
+        let standing_in = self.catching_up.iter_mut().filter(|slot| slot.standing_in);
+        let chain = self.slots.iter_mut().chain(standing_in).filter(|slot| !slot.stats.suspended.load(Relaxed));
+        for slot in chain.filter(|slot| slot.manifest.filter || (decodable && slot.manifest.decode)) {
             slot.stats.last_seq.store(event.sequence, Relaxed);
             if decodable && slot.manifest.decode {
                 let decoded = slot.call(context, |i| i.decode(&event)).unwrap_or_default();

@@ -25,6 +25,8 @@ pub(super) struct Slot {
     pub position: usize,
     /// Indexers: the last sequence processed.
     pub cursor: u64,
+    /// Catching up with no live version: it filters and decodes live events meanwhile.
+    pub standing_in: bool,
     consecutive_failures: u32,
     max_consecutive_failures: u32,
     on_error: OnError,
@@ -140,6 +142,7 @@ impl Slot {
             replay_from: config.replay_from,
             position: 0,
             cursor: 0,
+            standing_in: false,
             consecutive_failures: 0,
             max_consecutive_failures: config.max_consecutive_failures,
             on_error: config.on_error,

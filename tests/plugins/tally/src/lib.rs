@@ -25,6 +25,9 @@ struct Config {
     label: Option<String>,
     #[serde(default)]
     derive: bool,
+    /// Busy-work per indexed event, in loop turns (to make a replay take a while).
+    #[serde(default)]
+    index_spin: u64,
 }
 
 fn all() -> Vec<String> {
@@ -84,6 +87,10 @@ impl Plugin for Tally {
 
     fn index(&mut self, events: &[Event]) -> Result<(), String> {
         for event in events {
+            let mut spins = 0u64;
+            while spins < self.0.index_spin {
+                spins = std::hint::black_box(spins + 1);
+            }
             if self.0.fail_on.as_deref() == Some(event.kind.as_str()) {
                 return Err(format!("tally: refusing a batch with a {}", event.kind));
             }
