@@ -48,8 +48,7 @@ pub async fn run(
     let engine = runtime::engine(&cache_dir)?;
     let services = HostServices::from_config(&config, location.clone())?;
     let mut plugins = Plugins::load(&engine, &config.plugins, &services)?;
-    writer.create_plugin_indexes(&plugins.declared_indexes())?;
-    writer.commit_plugins(&[], &plugins.take_retired())?;
+    plugins.prepare_storage(&mut writer)?;
     let (reload_sender, reloads) = mpsc::unbounded_channel();
     let reload_status = Arc::new(ReloadStatus::default());
     if let Some(config_path) = config_path {

@@ -70,8 +70,7 @@ impl Harness {
         let mut writer = Writer::open(&location)?;
         let engine = runtime::engine(&dir.path().join("cache"))?;
         let mut plugins = Plugins::load(&engine, &config.plugins, &HostServices::new(location.clone()))?;
-        writer.create_plugin_indexes(&plugins.declared_indexes())?;
-        writer.commit_plugins(&[], &plugins.take_retired())?;
+        plugins.prepare_storage(&mut writer)?;
         let storage_id = plugins.storage_id(NAME).context("the plugin did not load")?;
         Ok(Harness { _dir: dir, location, writer, plugins, storage_id, next_id: 0 })
     }

@@ -30,7 +30,7 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
     let storage_id = loaded.storage_id(name).context("the plugin did not load")?;
     writer.commit_plugins(&[], &[storage_id])?;
     let mut plugins = Plugins::load(&engine, std::slice::from_ref(&plugin), &services)?;
-    writer.create_plugin_indexes(&plugins.declared_indexes())?;
+    plugins.prepare_storage(&mut writer)?;
     let log = reader::open_read_only(&location)?;
     let head = writer.last_seq()?;
     let first = plugin.replay_from.min(head + 1);

@@ -111,9 +111,13 @@ pub struct Message {
 impl CasperEvent {
     /// Read a node event's JSON (`{"BlockAdded":{…}}`, …).
     pub fn parse(json: &str) -> CasperEvent {
-        let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+        CasperEvent::from_value(&serde_json::from_str(json).unwrap_or(Value::Null))
+    }
+
+    /// Read a node event already parsed as JSON.
+    pub fn from_value(value: &Value) -> CasperEvent {
         let Some((kind, body)) = value.as_object().and_then(|o| o.iter().next()) else {
-            return CasperEvent::Other(String::new(), value);
+            return CasperEvent::Other(String::new(), value.clone());
         };
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
         let number = |v: &Value| v.as_u64().unwrap_or_default();

@@ -207,9 +207,11 @@ impl Plugins {
         }
     }
 
-    /// Storage ids of older plugin versions to remove (once: the caller commits it).
-    pub fn take_retired(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.retired)
+    /// Prepare the store for the loaded plugins: create the indexes they declared and remove
+    /// the storage of older versions that live ones replaced.
+    pub fn prepare_storage(&mut self, writer: &mut crate::store::Writer) -> anyhow::Result<()> {
+        writer.create_plugin_indexes(&self.declared_indexes())?;
+        writer.commit_plugins(&[], &std::mem::take(&mut self.retired))
     }
 
     /// The storage id of plugin `name` (`None` when there is no such plugin).

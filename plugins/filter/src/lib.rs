@@ -132,7 +132,7 @@ impl Filter {
             return true;
         }
         let json: Value = serde_json::from_str(&event.json).unwrap_or(Value::Null);
-        let casper = CasperEvent::parse(&event.json);
+        let casper = CasperEvent::from_value(&json);
         if let Some(accounts) = &self.accounts
             && !accounts_of(&casper, &json).iter().filter_map(|a| account_hash(a).ok()).any(|a| accounts.contains(&a))
         {
