@@ -58,13 +58,16 @@ impl Harness {
     pub fn load(wasm: &Path, config_toml: &str) -> anyhow::Result<Harness> {
         crate::install_tls_provider();
         let dir = tempfile::Builder::new().prefix("sluice-harness-").tempdir()?;
-        let quoted = |path: &Path| toml::Value::String(path.display().to_string()).to_string();
-        let text = format!(
-            "[storage]\npath = \":memory:\"\nplugin_cache = {cache}\n\n\
-             [[plugins]]\nname = \"{NAME}\"\npath = {wasm}\n[plugins.config]\n{config_toml}\n",
-            cache = quoted(&dir.path().join("cache")),
-            wasm = quoted(wasm),
-        );
+        // The plugin's table is parsed on its own, so it may hold arrays of tables.
+        let plugin_config: toml::Table = config_toml.parse().context("the plugin's config is not TOML")?;
+        let mut document = toml::Table::new();
+        let path = |path: &Path| toml::Value::String(path.display().to_string());
+        let storage = [("path", ":memory:".into()), ("plugin_cache", path(&dir.path().join("cache")))];
+        document.insert("storage".into(), toml::Value::Table(storage.map(|(k, v)| (k.to_owned(), v)).into_iter().collect()));
+        let plugin = [("name", NAME.into()), ("path", path(wasm)), ("config", toml::Value::Table(plugin_config))];
+        let plugin = toml::Value::Table(plugin.map(|(k, v)| (k.to_owned(), v)).into_iter().collect());
+        document.insert("plugins".into(), toml::Value::Array(vec![plugin]));
+        let text = toml::to_string(&document)?;
         let config = Config::parse(&text).map_err(anyhow::Error::msg)?;
         let location = Location::resolve(&config.storage.path)?;
         let mut writer = Writer::open(&location)?;
@@ -97,6 +100,13 @@ impl Harness {
             annotations: outcome.annotations.and_then(|a| serde_json::from_str(&a).ok()),
         });
         Ok(fed.collect())
+    }
+
+    /// The plugin's most recent failure (a trap, a timeout, an error it returned), if any.
+    pub fn last_error(&self) -> Option<String> {
+        let stats = self.plugins.stats();
+        let stats = stats.iter().find(|s| s.name == NAME)?;
+        stats.last_error.lock().ok()?.clone()
     }
 
     /// The value under `key` in the plugin's `collection`, as JSON.

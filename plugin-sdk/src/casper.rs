@@ -70,6 +70,8 @@ pub struct Processed {
     pub hash: String,
     /// The block it executed in.
     pub block_hash: String,
+    /// When the transaction was made (`2024-06-20T09:21:29.898Z`).
+    pub timestamp: String,
     /// Whether it succeeded.
     pub succeeded: bool,
     /// Why it failed, when it did.
@@ -211,6 +213,7 @@ fn processed(body: &Value, hash: &Value) -> Processed {
     Processed {
         hash: hash.as_str().unwrap_or_default().to_owned(),
         block_hash: body["block_hash"].as_str().unwrap_or_default().to_owned(),
+        timestamp: body["timestamp"].as_str().unwrap_or_default().to_owned(),
         succeeded,
         error_message,
         effects,

@@ -357,3 +357,54 @@ pub fn check(config: &str) -> (bool, String) {
     let output = sluice().args(["check", "--config"]).arg(&path).current_dir(root()).output().unwrap();
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
+
+/// A shared fixture file, or its copy in `host/fixtures` (what the binary embeds).
+pub fn fixture_text(path: &str) -> String {
+    let shared = root().join("../shared/fixtures").join(path);
+    let file = if shared.is_file() { shared } else { root().join("host/fixtures").join(path) };
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// The real voting-contract deploy (`info_get_deploy`) as the `DeployProcessed` event a 1.x
+/// node streams for it (`v2`: the `TransactionProcessed` a 2.x node streams for a legacy deploy).
+pub fn voting_deploy_event(v2: bool) -> Value {
+    let info: Value = serde_json::from_str(&fixture_text("ces/voting_created_deploy_v1.json")).unwrap();
+    let (deploy, execution) = (&info["deploy"], &info["execution_results"][0]);
+    let header = &deploy["header"];
+    if v2 {
+        serde_json::json!({"TransactionProcessed": {
+            "transaction_hash": {"Deploy": deploy["hash"]},
+            "initiator_addr": {"PublicKey": header["account"]},
+            "timestamp": header["timestamp"], "ttl": header["ttl"],
+            "block_hash": execution["block_hash"],
+            "execution_result": {"Version1": execution["result"]},
+            "messages": [],
+        }})
+    } else {
+        serde_json::json!({"DeployProcessed": {
+            "deploy_hash": deploy["hash"], "account": header["account"],
+            "timestamp": header["timestamp"], "ttl": header["ttl"], "dependencies": [],
+            "block_hash": execution["block_hash"], "execution_result": execution["result"],
+        }})
+    }
+}
+
+/// The voting contract (the deploy calls it) and its `__events` seed URef, from the fixture's README.
+pub const VOTING_CONTRACT: &str = "91e93913fdfc4fb2f542c996a9bb337d64d10332b24167466a830846dc1e6410";
+pub const VOTING_EVENTS_UREF: &str = "uref-d2263e86f497f42e405d5d1390aa3c1a8bfc35f3699fdc3be806a5cfe139dac9-007";
+
+/// The two events of the voting deploy, as the fixture's README gives them: (transform, event id,
+/// name, fields).
+pub fn voting_known_answers() -> [(u64, u64, &'static str, Value); 2] {
+    let account = "account-hash-56befc13a6fd62e18f361700a5e08f966901c34df8041b36ec97d54d605c23de";
+    [
+        (99, 2, "BallotCast", serde_json::json!({"voter": account, "voting_id": 0, "voting_type": 0, "choice": 1, "stake": "1000"})),
+        (115, 3, "SimpleVotingCreated", serde_json::json!({
+            "document_hash": "\u{0001}", "creator": account, "stake": "1000", "voting_id": 0,
+            "config_informal_quorum": 0, "config_informal_voting_time": 432000, "config_formal_quorum": 0,
+            "config_formal_voting_time": 432000, "config_total_onboarded": "1",
+            "config_double_time_between_votings": false, "config_voting_clearness_delta": "8",
+            "config_time_between_informal_and_formal_voting": 86400,
+        })),
+    ]
+}

@@ -1,0 +1,212 @@
+//! The Casper Event Standard's byte layout, decoded with casper-types' bytesrepr.
+//!
+//! A CES event is a dictionary value written under the contract's `__events` dictionary:
+//! a `CLValue` of type `List(U8)` ‖ the dictionary's seed URef address ‖ the item key (the
+//! event's index, in decimal). The list holds `String("event_" + name)` and then each field of
+//! the event in the order of the contract's schema (`__events_schema`: a
+//! `BTreeMap<String, Vec<(String, CLType)>>`).
+
+use casper_types::bytesrepr::{Bytes, FromBytes};
+use casper_types::{CLType, CLValue, Key, PublicKey, U128, U256, U512, URef, cl_value_to_json};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// Each event's fields, by event name, as the contract declared them.
+pub type Schemas = BTreeMap<String, Vec<(String, CLType)>>;
+
+/// Read a contract's `__events_schema` value.
+pub fn parse_schemas(bytes: &[u8]) -> Result<Schemas, String> {
+    let (schemas, rest) = Schemas::from_bytes(bytes).map_err(|e| format!("not a CES schema: {e}"))?;
+    match rest.is_empty() {
+        true => Ok(schemas),
+        false => Err(format!("not a CES schema: {} bytes left over", rest.len())),
+    }
+}
+
+/// A dictionary write that holds a CES event (not yet attributed to a contract).
+#[derive(Debug, PartialEq)]
+pub struct EventWrite {
+    /// The dictionary's seed URef address: which contract's `__events` it is.
+    pub seed: [u8; 32],
+    /// The event's index in that dictionary (CES counts from 0).
+    pub event_id: u64,
+    /// The event's bytes: its name, then its fields.
+    pub payload: Vec<u8>,
+}
+
+/// A written dictionary value as CES writes events, or `None` when it is anything else (a
+/// balance, an allowance, any value whose inner type is not `List(U8)`).
+pub fn event_write(dictionary_value: &[u8]) -> Option<EventWrite> {
+    let (value, rest) = CLValue::from_bytes(dictionary_value).ok()?;
+    if *value.cl_type() != CLType::List(Box::new(CLType::U8)) {
+        return None;
+    }
+    let (seed, rest) = Bytes::from_bytes(rest).ok()?;
+    let (item_key, _) = Bytes::from_bytes(rest).ok()?;
+    let event_id = std::str::from_utf8(&item_key).ok()?.parse().ok()?;
+    // The list's own bytes: a u32 count, then the bytes.
+    let (payload, _) = Vec::<u8>::from_bytes(value.inner_bytes()).ok()?;
+    Some(EventWrite { seed: seed.as_slice().try_into().ok()?, event_id, payload })
+}
+
+/// The name of the event in `payload` (without the `event_` prefix).
+pub fn event_name(payload: &[u8]) -> Result<(String, &[u8]), String> {
+    let (name, fields) = String::from_bytes(payload).map_err(|e| format!("no event name: {e}"))?;
+    match name.strip_prefix("event_") {
+        Some(name) => Ok((name.to_owned(), fields)),
+        None => Err(format!("{name:?} does not start with \"event_\"")),
+    }
+}
+
+/// One decoded event: its fields as JSON and as the bytes they came from (hex).
+#[derive(Debug, PartialEq)]
+pub struct Decoded {
+    pub name: String,
+    pub data: Map<String, Value>,
+    pub fields_raw: Map<String, Value>,
+}
+
+/// Decode `payload` by its contract's schemas.
+pub fn decode(payload: &[u8], schemas: &Schemas) -> Result<Decoded, String> {
+    let (name, mut rest) = event_name(payload)?;
+    let fields = schemas.get(&name).ok_or_else(|| format!("the schema has no event {name:?}"))?;
+    let (mut data, mut fields_raw) = (Map::new(), Map::new());
+    for (field, cl_type) in fields {
+        let length = encoded_length(cl_type, rest, 0).ok_or_else(|| format!("field {field:?} of {name} is cut short or invalid"))?;
+        let (bytes, after) = rest.split_at(length);
+        let value = cl_value_to_json(&CLValue::from_components(cl_type.clone(), bytes.to_vec()))
+            .ok_or_else(|| format!("field {field:?} of {name} does not decode as {cl_type}"))?;
+        data.insert(field.clone(), value);
+        fields_raw.insert(field.clone(), Value::String(hex::encode(bytes)));
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(format!("{} bytes left over after the fields of {name}", rest.len()));
+    }
+    Ok(Decoded { name, data, fields_raw })
+}
+
+/// Deepest type nesting decoded (casper-types allows 50).
+const MAX_DEPTH: u8 = 50;
+
+/// How many bytes at the start of `bytes` encode one value of `cl_type`.
+fn encoded_length(cl_type: &CLType, bytes: &[u8], depth: u8) -> Option<usize> {
+    fn length_of<T: FromBytes>(bytes: &[u8]) -> Option<usize> {
+        T::from_bytes(bytes).ok().map(|(_, rest)| bytes.len() - rest.len())
+    }
+    fn fixed(bytes: &[u8], n: usize) -> Option<usize> {
+        (bytes.len() >= n).then_some(n)
+    }
+    fn count(bytes: &[u8]) -> Option<(u32, usize)> {
+        u32::from_bytes(bytes).ok().map(|(n, _)| (n, 4))
+    }
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let depth = depth + 1;
+    // The encoded lengths of `types`, one after the other.
+    let sequence = |types: &[&CLType], start: usize| -> Option<usize> {
+        types.iter().try_fold(start, |at, t| Some(at + encoded_length(t, bytes.get(at..)?, depth)?))
+    };
+    match cl_type {
+        CLType::Bool | CLType::U8 => fixed(bytes, 1),
+        CLType::I32 | CLType::U32 => fixed(bytes, 4),
+        CLType::I64 | CLType::U64 => fixed(bytes, 8),
+        CLType::U128 => length_of::<U128>(bytes),
+        CLType::U256 => length_of::<U256>(bytes),
+        CLType::U512 => length_of::<U512>(bytes),
+        CLType::Unit => Some(0),
+        CLType::String => length_of::<String>(bytes),
+        CLType::Key => length_of::<Key>(bytes),
+        CLType::URef => length_of::<URef>(bytes),
+        CLType::PublicKey => length_of::<PublicKey>(bytes),
+        CLType::ByteArray(n) => fixed(bytes, *n as usize),
+        CLType::Option(inner) => match bytes.first()? {
+            0 => Some(1),
+            1 => sequence(&[inner], 1),
+            _ => None,
+        },
+        CLType::Result { ok, err } => match bytes.first()? {
+            0 => sequence(&[err], 1),
+            1 => sequence(&[ok], 1),
+            _ => None,
+        },
+        CLType::List(inner) => {
+            let (n, start) = count(bytes)?;
+            (0..n).try_fold(start, |at, _| sequence(&[inner], at))
+        }
+        CLType::Map { key, value } => {
+            let (n, start) = count(bytes)?;
+            (0..n).try_fold(start, |at, _| sequence(&[key, value], at))
+        }
+        CLType::Tuple1([a]) => sequence(&[a], 0),
+        CLType::Tuple2([a, b]) => sequence(&[a, b], 0),
+        CLType::Tuple3([a, b, c]) => sequence(&[a, b, c], 0),
+        // `Any` has no length of its own: nothing can follow it.
+        CLType::Any => None,
+    }
+}
+
+/// A 32-byte hash from its formatted string: bare hex, or hex after a prefix such as `hash-`,
+/// `contract-package-wasm`, `entity-contract-` or `uref-` (with a URef's `-007` access suffix).
+pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let text = match text.strip_prefix("uref-") {
+        Some(uref) => uref.rsplit_once('-').map_or(uref, |(address, _)| address),
+        None => text,
+    };
+    let hex_part = text.get(text.len().checked_sub(64)?..)?;
+    let before = text[..text.len() - 64].chars().last();
+    if before.is_some_and(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut hash = [0; 32];
+    hex::decode_to_slice(hex_part, &mut hash).ok()?;
+    Some(hash)
+}
+
+/// A schema as JSON: `{"Transfer": [["sender", "Key"], …]}`.
+pub fn schemas_json(schemas: &Schemas) -> Value {
+    let events = schemas.iter().map(|(name, fields)| {
+        let fields = fields.iter().map(|(field, cl_type)| serde_json::json!([field, cl_type.to_string()]));
+        (name.clone(), Value::Array(fields.collect()))
+    });
+    Value::Object(events.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VOTING_SCHEMA: &str = include_str!("../../../../shared/fixtures/ces/voting_schema.hex");
+
+    #[test]
+    fn schema_lists_events_in_field_order() {
+        let schemas = parse_schemas(&hex::decode(VOTING_SCHEMA.trim()).unwrap()).unwrap();
+        assert_eq!(schemas.len(), 8);
+        let ballot: Vec<&str> = schemas["BallotCast"].iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(ballot, ["voter", "voting_id", "voting_type", "choice", "stake"]);
+    }
+
+    #[test]
+    fn lengths_follow_the_types() {
+        let option_u512 = CLType::Option(Box::new(CLType::U512));
+        assert_eq!(encoded_length(&option_u512, &[1, 2, 0xe8, 3, 9], 0), Some(4));
+        assert_eq!(encoded_length(&option_u512, &[0, 9], 0), Some(1));
+        assert_eq!(encoded_length(&CLType::List(Box::new(CLType::U32)), &[2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0], 0), Some(12));
+        assert_eq!(encoded_length(&CLType::String, &[5, 0, 0, 0, b'a'], 0), None);
+        assert_eq!(encoded_length(&CLType::Any, &[1], 0), None);
+    }
+
+    #[test]
+    fn hashes_parse_with_or_without_prefixes() {
+        let hex = "d2263e86f497f42e405d5d1390aa3c1a8bfc35f3699fdc3be806a5cfe139dac9";
+        let expected = parse_hash(hex).unwrap();
+        let prefixed = ["hash-", "uref-", "contract-package-wasm", "entity-contract-"].map(|p| format!("{p}{hex}"));
+        for text in prefixed.into_iter().chain([format!("uref-{hex}-007")]) {
+            assert_eq!(parse_hash(&text), Some(expected), "{text}");
+        }
+        assert_eq!(parse_hash("hash-12"), None);
+        assert_eq!(parse_hash(&format!("a{hex}")), None);
+    }
+}
