@@ -116,3 +116,99 @@ fn bad_configs_are_refused_with_the_reason() {
     assert!(load(&format!("[[contracts]]\ncontract_hash = \"{VOTING_CONTRACT}\"\nschema_hex = \"0800\"")).contains("not a CES schema"));
     assert!(load("[[contracts]]\nevents_uref = \"x\"").contains("events_uref"));
 }
+
+/// The decoder's config in a host config file (`[plugins.config]` is its table).
+fn in_host_config(plugin_config: &str) -> String {
+    plugin_config.replace("[[contracts]]", "[[plugins.config.contracts]]")
+}
+
+/// A mock node (`protocol`) serving the voting deploy after its fixtures, with `state` for its
+/// JSON-RPC, and a host running the decoder with `extra` keys and `config`.
+fn voting_rig(protocol: &str, extra: &str, config: &str, state: Option<Value>) -> (Rig, tempfile::TempDir) {
+    let files = tempfile::tempdir().unwrap();
+    let script = files.path().join("script.jsonl");
+    std::fs::write(&script, format!("{}\n", voting_deploy_event(protocol == "2"))).unwrap();
+    let mut args = vec!["--protocol".to_owned(), protocol.to_owned(), "--script".to_owned(), script.display().to_string()];
+    if let Some(state) = state {
+        let path = files.path().join("state.json");
+        std::fs::write(&path, state.to_string()).unwrap();
+        args.extend(["--state".to_owned(), path.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rig = Rig::start(&args, &plugin_toml("ces", "ces_decoder", extra, &in_host_config(config)));
+    (rig, files)
+}
+
+/// Wait for `count` contract events answering `query` and return the page.
+fn contract_events(rig: &Rig, query: &str, count: usize) -> Value {
+    let url = format!("{}/contract-events?{query}", rig.http);
+    let mut page = Value::Null;
+    rig.wait_for(&format!("{count} contract events for {query}"), || {
+        page = get_json(&url).unwrap_or_default();
+        page["data"].as_array().is_some_and(|d| d.len() >= count)
+    });
+    page
+}
+
+#[test]
+fn through_the_host_the_voting_events_are_served_filtered_paged_and_streamed() {
+    let (rig, _files) = voting_rig("1", "", &offline_config(), None);
+    let page = contract_events(&rig, &format!("contract={VOTING_CONTRACT}"), 2);
+    let mut events = page["data"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 2, "{page}");
+    events.reverse(); // newest first
+    assert_known_answers(&events, DEPLOY);
+    assert_eq!(events[0]["source"], "plugin:ces");
+
+    // Filters, cursor pages and bad parameters.
+    let names = |query: &str| -> Vec<String> {
+        let page = get_json(&format!("{}/contract-events?{query}", rig.http)).unwrap();
+        page["data"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(names("name=BallotCast"), ["BallotCast"]);
+    assert_eq!(names(&format!("transaction={DEPLOY}&contract=hash-{VOTING_CONTRACT}")), ["SimpleVotingCreated", "BallotCast"]);
+    assert!(names(&format!("package={VOTING_CONTRACT}")).is_empty());
+    let first = get_json(&format!("{}/contract-events?limit=1", rig.http)).unwrap();
+    assert_eq!(first["data"][0]["name"], "SimpleVotingCreated");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = get_json(&format!("{}/contract-events?limit=1&cursor={cursor}", rig.http)).unwrap();
+    assert_eq!(second["data"][0]["name"], "BallotCast");
+    for (query, code) in [("contract=xyz", "invalid_hash"), ("limit=0", "invalid_limit"), ("limit=5000", "invalid_limit"), ("cursor=abc", "invalid_cursor"), ("colour=red", "invalid_query")] {
+        let (status, body) = get(&format!("{}/contract-events?{query}", rig.http)).unwrap();
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], code, "{query}");
+    }
+
+    // The SSE stream with the same filters: one contract's BallotCast events only.
+    let url = format!("{}/events?start_from=0&types=ContractEvent&contract={VOTING_CONTRACT}&name=BallotCast", rig.http);
+    let frames = read_sse(&url, 1);
+    let event: Value = serde_json::from_str(&frames[0].1).unwrap();
+    assert_eq!(event["ContractEvent"]["name"], "BallotCast", "{event}");
+    let (status, _) = get(&format!("{}/events?types=", rig.http)).unwrap();
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn through_the_host_a_schema_is_learned_from_the_nodes_json_rpc() {
+    let package = "7b8fcb09ec1c8fbd7a4b6c4e0e4c5b7f7a1b6c2d3e4f5a6b7c8d9e0f1a2b3c4d";
+    let schema_uref = "uref-9f2c54eeb2e0ad4c91e96a0e4b1d4bd47d3e87b7bc0c3a1e3b2c0d9f8e7a6b5c-007";
+    let state = serde_json::json!({
+        format!("hash-{VOTING_CONTRACT}"): {"Contract": {
+            "contract_package_hash": format!("contract-package-wasm{package}"),
+            "contract_wasm_hash": format!("contract-wasm-{}", "11".repeat(32)),
+            "named_keys": [{"name": "__events", "key": VOTING_EVENTS_UREF}, {"name": "__events_schema", "key": schema_uref}],
+            "entry_points": [], "protocol_version": "1.5.8",
+        }},
+        schema_uref: {"CLValue": {"cl_type": "Any", "bytes": fixture_text("ces/voting_schema.hex").trim(), "parsed": null}},
+    });
+    let config = format!("[[contracts]]\ncontract_hash = \"hash-{VOTING_CONTRACT}\"");
+    let (rig, _files) = voting_rig("2", "node = \"mock\"", &config, Some(state));
+    let page = contract_events(&rig, &format!("package={package}"), 2);
+    let mut events = page["data"].as_array().unwrap().clone();
+    events.reverse();
+    assert_known_answers(&events, DEPLOY);
+    assert_eq!(events[0]["contract_package_hash"], package);
+    // What it learned is published as a ContractSchema event (and kept by the plugin).
+    let schemas = rig.number("SELECT count(*) FROM events WHERE kind = 'ContractSchema'");
+    assert_eq!(schemas, Some(1));
+}

@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{FIXTURE_BLOCK, Rig, check, fixtures, get, get_json, plugin, plugin_toml, read_sse};
+use support::{FIXTURE_BLOCK, Rig, check, fixtures, get, get_json, plugin_toml, read_sse};
 
 const FIXTURE_TRANSACTION: &str = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
 

@@ -10,6 +10,9 @@ use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Event type of contract events: CSPR.cloud's, and those decoder plugins derive.
+pub const CONTRACT_EVENT: &str = "ContractEvent";
+
 /// A chain event delivered by a node, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEvent {

@@ -1,12 +1,13 @@
-//! `GET /events?start_from=N`: the SSE firehose, replayed from the store, then live.
+//! `GET /events?start_from=N`: the SSE firehose, replayed from the store, then live, with
+//! optional filters (`types`, `contract`, `package`, `name`, `transaction`).
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery};
+use super::filter::{EventFilter, StreamParams};
 use crate::store::{StoredEvent, reader};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use serde::Deserialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
@@ -16,19 +17,12 @@ use tokio_stream::wrappers::ReceiverStream;
 /// Events read from the store per query while catching up.
 const PAGE: usize = 512;
 
-/// Query parameters of `/events`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventsQuery {
-    /// First sequence number wanted; without it the stream starts with the next new event.
-    start_from: Option<u64>,
-}
-
 /// Stream events as `id: <sequence>` / `data: <node JSON>` frames.
 pub async fn firehose(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<EventsQuery>,
+    ApiQuery(query): ApiQuery<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let filter = EventFilter::new(&query)?;
     let live = state.bus.subscribe();
     let next = match query.start_from {
         Some(seq) => seq,
@@ -38,7 +32,7 @@ pub async fn firehose(
     let mut shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
-            result = feed(&state, live, next, &sender) => {
+            result = feed(&state, live, next, &filter, &sender) => {
                 if let Err(e) = result {
                     tracing::debug!("event stream ended: {e:#}");
                 }
@@ -58,16 +52,19 @@ async fn feed(
     state: &AppState,
     mut live: broadcast::Receiver<Arc<StoredEvent>>,
     mut next: u64,
+    filter: &EventFilter,
     out: &mpsc::Sender<Arc<StoredEvent>>,
 ) -> anyhow::Result<()> {
     loop {
-        catch_up(state, &mut next, out).await?;
+        catch_up(state, &mut next, filter, out).await?;
         loop {
             match live.recv().await {
                 Ok(event) if event.seq < next => {}
                 Ok(event) => {
                     next = event.seq + 1;
-                    out.send(event).await?;
+                    if filter.matches(&event) {
+                        out.send(event).await?;
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
@@ -76,12 +73,17 @@ async fn feed(
     }
 }
 
-async fn catch_up(state: &AppState, next: &mut u64, out: &mpsc::Sender<Arc<StoredEvent>>) -> anyhow::Result<()> {
+async fn catch_up(
+    state: &AppState,
+    next: &mut u64,
+    filter: &EventFilter,
+    out: &mpsc::Sender<Arc<StoredEvent>>,
+) -> anyhow::Result<()> {
     loop {
         let from = *next;
         let page = state.store.read(move |conn| reader::events_from(conn, from, PAGE)).await?;
         let Some(last) = page.last().map(|e| e.seq) else { return Ok(()) };
-        for event in page {
+        for event in page.into_iter().filter(|event| filter.matches(event)) {
             out.send(Arc::new(event)).await?;
         }
         *next = last + 1;

@@ -1,8 +1,10 @@
 //! HTTP: the public API (REST + SSE) and the admin API, both axum on hyper.
 
 mod blocks;
+mod contract_events;
 mod error;
 mod events;
+mod filter;
 mod gaps;
 mod health;
 mod metrics;
@@ -49,8 +51,10 @@ pub fn public(state: AppState) -> Router {
         .route("/block", get(blocks::latest))
         .route("/block/{id}", get(blocks::by_id))
         .route("/transaction/{hash}", get(transactions::by_hash))
+        .route("/contract-events", get(contract_events::list))
         .route("/gaps", get(gaps::list))
         .route("/health", get(health::health))
+        .route("/api/health", get(health::health))
         .route("/status", get(health::status))
         .route("/plugins/{name}", axum::routing::any(plugin_routes::root))
         .route("/plugins/{name}/{*path}", axum::routing::any(plugin_routes::path))

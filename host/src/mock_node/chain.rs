@@ -242,6 +242,11 @@ impl Chain {
         ]
     }
 
+    /// Serve `events` (node event JSON) right after the captured fixtures.
+    pub fn append_fixtures(&mut self, events: impl IntoIterator<Item = serde_json::Value>) {
+        self.fixtures.extend(events.into_iter().map(|event| event.to_string()));
+    }
+
     /// Number of captured events at the start of the stream.
     pub fn fixtures(&self) -> u32 {
         self.fixtures.len() as u32

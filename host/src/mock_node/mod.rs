@@ -28,6 +28,7 @@ pub enum Protocol {
     V2,
 }
 
+use anyhow::Context;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -81,6 +82,14 @@ pub struct MockOptions {
     /// events on a connection (to exercise the silence timeout).
     #[arg(long)]
     pub silent_after: Option<u32>,
+    /// More events to serve after the captured fixtures (on 1.x, on `/events/main`): a file of
+    /// node event JSON, one per line.
+    #[arg(long)]
+    pub script: Option<std::path::PathBuf>,
+    /// Global state for `query_global_state`: a file holding a JSON object of keys
+    /// (`hash-…`, `uref-…-007`) and their stored values (`{"Contract": {…}}`, `{"CLValue": {…}}`).
+    #[arg(long)]
+    pub state: Option<std::path::PathBuf>,
 }
 
 struct Node {
@@ -90,6 +99,8 @@ struct Node {
     streams: Vec<(&'static str, Chain)>,
     /// Transactions listed by blocks served over JSON-RPC: hash → (block, position in it).
     transactions: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
+    /// Stored values by key, for `query_global_state`.
+    state: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Node {
@@ -147,19 +158,32 @@ impl Node {
     }
 }
 
-/// The mock node's routes.
-pub fn router(options: MockOptions) -> Router {
-    let streams = match options.protocol {
+/// The mock node's routes; fails when the script or state file cannot be read.
+pub fn router(options: MockOptions) -> anyhow::Result<Router> {
+    let mut streams: Vec<(&str, Chain)> = match options.protocol {
         Protocol::V1 => Chain::casper1().into(),
         Protocol::V2 => vec![("", Chain::casper2(options.mix))],
     };
-    let node = Arc::new(Node { options, started: Instant::now(), streams, transactions: Default::default() });
-    Router::new()
+    if let Some(path) = &options.script {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let lines = text.lines().filter(|line| !line.trim().is_empty());
+        let events = lines.map(serde_json::from_str).collect::<Result<Vec<_>, _>>();
+        streams[0].1.append_fixtures(events.with_context(|| format!("{}: one JSON event per line", path.display()))?);
+    }
+    let state = match &options.state {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}: a JSON object", path.display()))?
+        }
+        None => serde_json::Map::new(),
+    };
+    let node = Arc::new(Node { options, started: Instant::now(), streams, transactions: Default::default(), state });
+    Ok(Router::new()
         .route("/events", get(events_2x))
         .route("/events/{stream}", get(events_1x))
         .route("/status", get(status))
         .route("/rpc", axum::routing::post(rpc::rpc))
-        .with_state(node)
+        .with_state(node))
 }
 
 #[derive(Deserialize)]
@@ -255,6 +279,6 @@ async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
 }
 
 /// Serve the mock node on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, options: MockOptions) -> std::io::Result<()> {
-    axum::serve(listener, router(options)).await
+pub async fn serve(listener: tokio::net::TcpListener, options: MockOptions) -> anyhow::Result<()> {
+    Ok(axum::serve(listener, router(options)?).await?)
 }

@@ -1,6 +1,7 @@
 //! The mock node's JSON-RPC, `POST /rpc`: what Sluice's gap backfill asks a node for, answered
 //! from the generated chain like a node would: `chain_get_block` by height, then
-//! `info_get_transaction` (2.x) or `info_get_deploy` (1.x) for each transaction the block lists.
+//! `info_get_transaction` (2.x) or `info_get_deploy` (1.x) for each transaction the block lists;
+//! and `query_global_state` over the state given with `--state` (what plugins ask).
 
 use super::chain::{Chain, FIRST_HEIGHT};
 use super::{Node, Protocol};
@@ -19,6 +20,7 @@ pub async fn rpc(State(node): State<Arc<Node>>, Json(request): Json<Value>) -> J
         Some("chain_get_block") => get_block(&node, params),
         Some("info_get_transaction") if node.options.protocol == Protocol::V2 => get_transaction(&node, params),
         Some("info_get_deploy") if node.options.protocol == Protocol::V1 => get_deploy(&node, params),
+        Some("query_global_state") => query_global_state(&node, params),
         other => Err((-32601, format!("method not found: {other:?}"))),
     };
     let id = request["id"].clone();
@@ -87,6 +89,20 @@ fn get_deploy(node: &Node, params: &Value) -> Result<Value, RpcError> {
         "deploy": accepted["DeployAccepted"],
         "execution_results": [{"block_hash": processed["block_hash"], "result": processed["execution_result"]}],
     }))
+}
+
+/// `{"key": k, "path": [names…]}` → the value stored under `k`, following each name through
+/// the named keys of the contract found so far.
+fn query_global_state(node: &Node, params: &Value) -> Result<Value, RpcError> {
+    let key = params["key"].as_str().ok_or((-32602, "expected a key".to_owned()))?;
+    let mut value = node.state.get(key).ok_or(no_such("key", key))?;
+    for name in params["path"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let named_keys = value["Contract"]["named_keys"].as_array().into_iter().flatten();
+        let next = named_keys.filter(|k| k["name"] == name).find_map(|k| k["key"].as_str());
+        let next = next.ok_or(no_such("named key", name))?;
+        value = node.state.get(next).ok_or(no_such("key", next))?;
+    }
+    Ok(json!({"api_version": node.api_version(), "block_header": null, "stored_value": value, "merkle_proof": ""}))
 }
 
 /// Where a transaction listed by a block served earlier sits: (block, position).

@@ -69,7 +69,8 @@ impl NodeQueries {
         {
             return Ok(answer.clone());
         }
-        let call = tokio::time::timeout(TIMEOUT, self.rpc.call(method, params_json));
+        // The timer is made inside the runtime (the pipeline thread has none).
+        let call = async { tokio::time::timeout(TIMEOUT, self.rpc.call(method, params_json)).await };
         // On a thread of its own: the caller may be anywhere (the pipeline, a blocking task, a
         // runtime worker running `init`), and only outside the runtime may one wait on it.
         let answer = std::thread::scope(|scope| scope.spawn(|| self.runtime.block_on(call)).join());

@@ -9,14 +9,12 @@
 use super::NodeStatus;
 use super::websocket::{self, Feed, Read, Settings};
 use crate::config::CsprCloudConfig;
-use crate::event::{Delivery, NodeEvent, Payload};
+use crate::event::{CONTRACT_EVENT, Delivery, NodeEvent, Payload};
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, handshake::client::Request, http::HeaderValue};
 
-/// Event type of the contract events CSPR.cloud delivers.
-pub const CONTRACT_EVENT: &str = "ContractEvent";
 
 /// Follow one CSPR.cloud stream forever; `access_key` is sent, never logged. Returns when `out`
 /// is closed.

@@ -6,6 +6,7 @@
 mod schema;
 mod writer;
 
+pub mod contract_events;
 pub mod plugin_data;
 
 pub mod reader;

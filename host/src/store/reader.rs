@@ -64,7 +64,7 @@ pub fn open_read_only(location: &Location) -> rusqlite::Result<Connection> {
 }
 
 /// Map a row selected with [`EVENT_COLUMNS`].
-fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         seq: row.get::<_, i64>(0)? as u64,
         kind: row.get(1)?,

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -88,6 +88,19 @@ CREATE TABLE IF NOT EXISTS plugin_failures (
     at_ms    INTEGER NOT NULL
 );
 
+-- Contract events (kind `ContractEvent`) by what clients filter on; see contract_events.rs.
+CREATE TABLE IF NOT EXISTS contract_events (
+    seq                   INTEGER PRIMARY KEY,
+    contract_package_hash TEXT,
+    contract_hash         TEXT,
+    name                  TEXT,
+    transaction_hash      TEXT
+);
+CREATE INDEX IF NOT EXISTS contract_events_by_package ON contract_events (contract_package_hash, seq);
+CREATE INDEX IF NOT EXISTS contract_events_by_contract ON contract_events (contract_hash, seq);
+CREATE INDEX IF NOT EXISTS contract_events_by_name ON contract_events (name, seq);
+CREATE INDEX IF NOT EXISTS contract_events_by_transaction ON contract_events (transaction_hash, seq);
+
 -- Per SSE stream (the node name on 2.x, `name/main` etc. on 1.x): where to resume.
 CREATE TABLE IF NOT EXISTS node_cursors (
     stream        TEXT PRIMARY KEY,
@@ -112,7 +125,7 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     anyhow::ensure!(
-        [0, 6, 7, SCHEMA_VERSION].contains(&version),
+        [0, 6, 7, 8, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
     if version == 6 {
@@ -131,6 +144,10 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
         )?;
     }
     conn.execute_batch(TABLES)?;
+    if version != 0 && version < 9 {
+        // Version 9 indexes contract events: index those stored before.
+        conn.execute(super::contract_events::INDEX, [0, i64::MAX])?;
+    }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }

@@ -64,6 +64,14 @@ fn record(
     Ok(())
 }
 
+/// Index `event` in `contract_events` when it is a contract event.
+fn index(statement: &mut rusqlite::CachedStatement<'_>, event: &StoredEvent) -> rusqlite::Result<()> {
+    if event.kind == crate::event::CONTRACT_EVENT {
+        statement.execute(params![event.seq as i64, event.seq as i64])?;
+    }
+    Ok(())
+}
+
 /// An event a decoder plugin derived from a stored one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derived {
@@ -137,6 +145,7 @@ impl Writer {
                 "INSERT INTO gaps (stream, from_id, to_id, detected_at_ms, below_height)
                  SELECT ?1, ?2, ?3, ?4, max(block_height) FROM events WHERE kind = 'BlockAdded'",
             )?;
+            let mut index_contract_event = tx.prepare_cached(super::contract_events::INDEX)?;
             let mut record_backfill = tx.prepare_cached(
                 "UPDATE gaps SET backfilled_blocks = ?2, backfill_note = ?3, backfilled_at_ms = ?4 WHERE id = ?1",
             )?;
@@ -151,6 +160,7 @@ impl Writer {
                             record_sighting.execute(params![key_hash(&e.key), node, delivery.node_event_id, at])?;
                             continue;
                         };
+                        index(&mut index_contract_event, &event)?;
                         // The plugins rule on the event, then on the events decoders derived
                         // from it, stored right after it (once: by their keys).
                         let mut outcome = processor.decide(&event);
@@ -160,6 +170,7 @@ impl Writer {
                         for derived in derived {
                             let by = derived.plugin.as_str();
                             if let Some(event) = insert(&tx, &mut insert_event, &derived.event, by, None, at)? {
+                                index(&mut index_contract_event, &event)?;
                                 let outcome = processor.decide(&event);
                                 record(&mut record_outcome, &event, &outcome)?;
                                 stored.push((event, outcome));

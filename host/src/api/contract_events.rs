@@ -1,0 +1,93 @@
+//! `GET /contract-events`: contract events by contract, package, name and transaction, newest
+//! first, with cursor pagination.
+
+use super::AppState;
+use super::error::{ApiError, ApiQuery};
+use crate::store::{StoredEvent, contract_events};
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Events per page unless `limit` says otherwise.
+const DEFAULT_LIMIT: usize = 50;
+/// Most events per page.
+const MAX_LIMIT: usize = 1000;
+
+/// Query parameters of `/contract-events`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractEventsQuery {
+    contract: Option<String>,
+    package: Option<String>,
+    name: Option<String>,
+    transaction: Option<String>,
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A page of contract events: `{"data": [...], "next_cursor": "…" | null}`.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ContractEventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}")));
+    }
+    let before = match query.cursor.as_deref() {
+        Some(cursor) => Some(cursor.parse().map_err(|_| ApiError::bad_request("invalid_cursor", "not a cursor from next_cursor"))?),
+        None => None,
+    };
+    let wanted = contract_events::Query {
+        contract: query.contract.as_deref().map(|h| hash_param("contract", h)).transpose()?,
+        package: query.package.as_deref().map(|h| hash_param("package", h)).transpose()?,
+        name: query.name,
+        transaction: query.transaction.as_deref().map(|h| hash_param("transaction", h)).transpose()?,
+        before,
+        limit,
+    };
+    let page = state.store.read(move |conn| contract_events::list(conn, &wanted)).await?;
+    let next_cursor = match page.last() {
+        Some((last, _)) if page.len() == limit => Some(last.seq.to_string()),
+        _ => None,
+    };
+    let data: Vec<Value> = page.iter().map(|(event, height)| view(event, *height)).collect();
+    Ok(Json(json!({ "data": data, "next_cursor": next_cursor })))
+}
+
+/// A hash parameter as stored: 64 lowercase hex digits, from bare hex or a formatted hash
+/// (`hash-…`, `contract-package-…`, `entity-contract-…`).
+pub fn hash_param(name: &str, text: &str) -> Result<String, ApiError> {
+    let hex = text.rsplit('-').next().unwrap_or(text);
+    match super::blocks::is_hash(hex) {
+        true => Ok(hex.to_lowercase()),
+        false => Err(ApiError::bad_request("invalid_hash", format!("{name} {text:?} is not a 32-byte hash in hex"))),
+    }
+}
+
+/// One contract event in one shape, whether a decoder or CSPR.cloud delivered it.
+fn view(event: &StoredEvent, block_height: Option<u64>) -> Value {
+    let raw: Value = serde_json::from_str(&event.raw).unwrap_or_default();
+    let mut view = match raw.get(crate::event::CONTRACT_EVENT) {
+        Some(decoded) => decoded.clone(),
+        None => {
+            // CSPR.cloud: {"data": {contract_package_hash, contract_hash, name, data, raw_data},
+            // "extra": {deploy_hash, event_id, transform_id}, "timestamp"}
+            let mut view = raw["data"].clone();
+            let extra = &raw["extra"];
+            view["transaction_hash"] = extra["deploy_hash"].clone();
+            view["event_id"] = extra["event_id"].clone();
+            view["transform_id"] = extra["transform_id"].clone();
+            view["timestamp"] = raw["timestamp"].clone();
+            view
+        }
+    };
+    view["sequence"] = event.seq.into();
+    view["source"] = event.node.clone().into();
+    if view.get("block_height").is_none_or(Value::is_null) {
+        view["block_height"] = block_height.into();
+    }
+    view
+}
