@@ -56,3 +56,56 @@ fn the_filter_refuses_unknown_types_unless_declared() {
     let error = Harness::load(&wasm, "mode = \"keep\"\naccounts = [\"xyz\"]").err().unwrap();
     assert!(format!("{error:#}").contains("neither a public key nor an account hash"), "{error:#}");
 }
+
+/// GET a route of a harnessed plugin as JSON (with its status).
+fn get_route(plugin: &Harness, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = plugin.request("GET", path, "").unwrap();
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+#[test]
+fn transfers_are_indexed_per_account_from_2x_and_1x_results() {
+    let mut transfers = Harness::load(&std::path::PathBuf::from(plugin("transfers")), "").unwrap();
+    // 1.x: a deploy whose effects write one transfer (the fixture's, with a WriteTransfer added).
+    let (sender, receiver) = ("11".repeat(32), "22".repeat(32));
+    let mut deploy: serde_json::Value = serde_json::from_str(&fixture("casper1/deploy_processed_event.json")).unwrap();
+    let deploy_hash = deploy["DeployProcessed"]["deploy_hash"].clone();
+    let success = &mut deploy["DeployProcessed"]["execution_result"]["Success"];
+    success["transfers"] = serde_json::json!([format!("transfer-{}", "33".repeat(32))]);
+    let written = serde_json::json!({"key": format!("transfer-{}", "33".repeat(32)), "transform": {"WriteTransfer": {
+        "deploy_hash": deploy_hash, "from": format!("account-hash-{sender}"),
+        "to": format!("account-hash-{receiver}"), "source": format!("uref-{}-007", "44".repeat(32)),
+        "target": format!("uref-{}-004", "55".repeat(32)), "amount": "2500000000", "gas": "0", "id": 7}}});
+    success["effect"]["transforms"].as_array_mut().unwrap().push(written);
+    let processed_2x = fixture("casper2/transaction_processed_event_with_messages.json");
+    transfers.feed(&[&processed_2x, &deploy.to_string()]).unwrap();
+
+    // 2.x: the initiator made two transfers of 3 motes; found by account hash or public key.
+    for account in [INITIATOR_HASH, INITIATOR] {
+        let (status, page) = get_route(&transfers, &format!("/accounts/{account}"));
+        assert_eq!(status, 200, "{page}");
+        let amounts: Vec<&str> = page["data"].as_array().unwrap().iter().map(|t| t["amount"].as_str().unwrap()).collect();
+        assert_eq!(amounts, ["3", "3"], "{page}");
+        assert_eq!(page["data"][0]["direction"], "out");
+        assert_eq!(page["data"][0]["transaction_hash"], "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1");
+    }
+    // 1.x: the sender's is out, the receiver's in.
+    let (_, sent) = get_route(&transfers, &format!("/accounts/account-hash-{sender}"));
+    let (_, received) = get_route(&transfers, &format!("/accounts/account-hash-{receiver}"));
+    assert_eq!((&sent["data"][0]["direction"], &sent["data"][0]["amount"]), (&"out".into(), &"2500000000".into()));
+    assert_eq!((&received["data"][0]["direction"], &received["data"][0]["id"]), (&"in".into(), &7.into()));
+    assert_eq!(received["data"].as_array().unwrap().len(), 1);
+
+    // Pages of one, then the end.
+    let (_, first) = get_route(&transfers, &format!("/accounts/{INITIATOR_HASH}?limit=1"));
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = get_route(&transfers, &format!("/accounts/{INITIATOR_HASH}?limit=1&cursor={cursor}"));
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    let (_, end) = get_route(&transfers, &format!("/accounts/{INITIATOR_HASH}?limit=1&cursor={}", second["next_cursor"].as_str().unwrap()));
+    assert_eq!((end["data"].as_array().unwrap().len(), &end["next_cursor"]), (0, &serde_json::Value::Null));
+    // Bad parameters: JSON errors.
+    for (path, code) in [("/accounts/xyz", "invalid_account"), (&*format!("/accounts/{INITIATOR}?limit=0"), "invalid_limit"), (&*format!("/accounts/{INITIATOR}?cursor=abc"), "invalid_cursor")] {
+        let (status, body) = get_route(&transfers, path);
+        assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}");
+    }
+}

@@ -80,6 +80,25 @@ pub struct Processed {
     pub effects: Vec<Effect>,
     /// 2.x contract messages.
     pub messages: Vec<Message>,
+    /// Native transfers it made.
+    pub transfers: Vec<Transfer>,
+}
+
+/// A native CSPR transfer (2.x `transfers`, 1.x `WriteTransfer` effects).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transfer {
+    /// The paying account, `account-hash-…` (or the initiating entity, as the node formats it).
+    pub from: String,
+    /// The receiving account, when the transfer names one.
+    pub to: Option<String>,
+    /// Source purse (`uref-…`).
+    pub source: String,
+    /// Target purse (`uref-…`).
+    pub target: String,
+    /// Amount in motes, decimal.
+    pub amount: String,
+    /// The transfer id the sender gave, if any.
+    pub id: Option<u64>,
 }
 
 /// One effect on global state.
@@ -192,9 +211,10 @@ fn processed(body: &Value, hash: &Value) -> Processed {
     let result = &body["execution_result"];
     // 2.x: {"Version2": {error_message, effects}} or {"Version1": {"Success"|"Failure": …}};
     // 1.x: {"Success"|"Failure": {effect: {transforms}}}.
-    let (succeeded, error_message, effects) = if let Some(v2) = result.get("Version2") {
+    let (succeeded, error_message, effects, transfers) = if let Some(v2) = result.get("Version2") {
         let error = v2["error_message"].as_str().map(str::to_owned);
-        (error.is_none(), error, effects(&v2["effects"], "kind"))
+        let transfers = v2["transfers"].as_array().into_iter().flatten().map(|t| transfer(inner(t)));
+        (error.is_none(), error, effects(&v2["effects"], "kind"), transfers.collect())
     } else {
         let legacy = result.get("Version1").unwrap_or(result);
         let (succeeded, outcome) = match (legacy.get("Success"), legacy.get("Failure")) {
@@ -203,7 +223,11 @@ fn processed(body: &Value, hash: &Value) -> Processed {
             (None, None) => (false, &Value::Null),
         };
         let error = outcome["error_message"].as_str().map(str::to_owned);
-        (succeeded, error, effects(&outcome["effect"]["transforms"], "transform"))
+        let effects = effects(&outcome["effect"]["transforms"], "transform");
+        // 1.x results list transfer keys; the transfers are their `WriteTransfer` effects.
+        let written = effects.iter().filter_map(|e| e.kind.get("WriteTransfer"));
+        let transfers = written.map(|t| transfer(t.clone())).collect();
+        (succeeded, error, effects, transfers)
     };
     let messages = body["messages"].as_array().into_iter().flatten().map(|m| Message {
         entity: m["entity_addr"].as_str().or(m["entity_hash"].as_str()).unwrap_or_default().to_owned(),
@@ -218,7 +242,58 @@ fn processed(body: &Value, hash: &Value) -> Processed {
         error_message,
         effects,
         messages: messages.collect(),
+        transfers,
     }
+}
+
+fn transfer(body: Value) -> Transfer {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    // 2.x `from` is an initiator: {"AccountHash": "account-hash-…"} or {"PublicKey": "01…"}.
+    let from = match &body["from"] {
+        Value::String(account) => account.clone(),
+        Value::Object(initiator) => match initiator.iter().next() {
+            Some((kind, key)) if kind == "PublicKey" => {
+                key.as_str().and_then(|k| account_hash(k).ok()).map(|h| format!("account-hash-{h}")).unwrap_or_default()
+            }
+            Some((_, key)) => key.as_str().unwrap_or_default().to_owned(),
+            None => String::new(),
+        },
+        _ => String::new(),
+    };
+    Transfer {
+        from,
+        to: text(&body["to"]),
+        source: text(&body["source"]).unwrap_or_default(),
+        target: text(&body["target"]).unwrap_or_default(),
+        amount: text(&body["amount"]).unwrap_or_default(),
+        id: body["id"].as_u64(),
+    }
+}
+
+/// An account hash (bare hex) from `account-hash-…` or a public key (hex, `01` ed25519 or `02`
+/// secp256k1 tagged): blake2b-256 of the algorithm's name, a zero byte and the key.
+pub fn account_hash(account: &str) -> Result<String, String> {
+    use blake2::digest::{Update, VariableOutput};
+    if let Some(hash) = account.strip_prefix("account-hash-") {
+        return match hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => Ok(hash.to_lowercase()),
+            false => Err(format!("{account:?} is not an account hash (64 hex digits)")),
+        };
+    }
+    let bytes =
+        hex::decode(account).map_err(|e| format!("{account:?} is neither a public key nor an account hash: {e}"))?;
+    let algorithm: &[u8] = match (bytes.first(), bytes.len()) {
+        (Some(1), 33) => b"ed25519",
+        (Some(2), 34) => b"secp256k1",
+        _ => return Err(format!("{account:?} is not a public key (01 + 32 bytes, or 02 + 33 bytes)")),
+    };
+    let mut hasher = blake2::Blake2bVar::new(32).expect("32 is a valid length");
+    hasher.update(algorithm);
+    hasher.update(&[0]);
+    hasher.update(&bytes[1..]);
+    let mut hash = [0u8; 32];
+    hasher.finalize_variable(&mut hash).expect("the length asked for");
+    Ok(hex::encode(hash))
 }
 
 fn effects(list: &Value, kind_field: &str) -> Vec<Effect> {

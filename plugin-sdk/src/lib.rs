@@ -89,6 +89,11 @@ impl Event {
 }
 
 impl Response {
+    /// An error response: `{"code": code, "message": message}` (the host's own error shape).
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
+        Response::json(status, &serde_json::json!({"code": code, "message": message.into()}))
+    }
+
     /// A response with a JSON body.
     pub fn json(status: u16, body: &serde_json::Value) -> Response {
         Response {
@@ -100,6 +105,19 @@ impl Response {
 }
 
 impl Request {
+    /// The paging parameters `cursor` and `limit` (1 to 1000, `default` when absent); a 400
+    /// response when `limit` is not a number in range.
+    pub fn page_params(&self, default: u32) -> Result<(Option<String>, u32), Response> {
+        let limit = match self.query_param("limit") {
+            Some(limit) => limit.parse().ok().filter(|l| (1..=storage::MAX_PAGE).contains(l)),
+            None => Some(default),
+        };
+        match limit {
+            Some(limit) => Ok((self.query_param("cursor"), limit)),
+            None => Err(Response::error(400, "invalid_limit", format!("limit must be 1 to {}", storage::MAX_PAGE))),
+        }
+    }
+
     /// The value of query parameter `name`, if present (no percent-decoding beyond `+`).
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.query
@@ -123,6 +141,26 @@ pub mod storage {
     /// Store `value` as JSON.
     pub fn set_json<T: serde::Serialize>(collection: &str, key: &str, value: &T) -> Result<(), String> {
         set(collection, key, &serde_json::to_string(value).map_err(|e| e.to_string())?)
+    }
+
+    /// Most entries one scan returns.
+    pub const MAX_PAGE: u32 = 1000;
+
+    /// One page of the entries of `collection` under `prefix`, in key order, after `cursor`
+    /// (the `next_cursor` of the page before): `{"data": [values…], "next_cursor": key | null}`
+    /// as a response; 400 for a cursor that is not one of this prefix's keys.
+    pub fn page(collection: &str, prefix: &str, cursor: Option<&str>, limit: u32) -> crate::Response {
+        if cursor.is_some_and(|c| !c.starts_with(prefix)) {
+            return crate::Response::error(400, "invalid_cursor", "not a cursor from next_cursor");
+        }
+        let entries = scan(collection, prefix, cursor, limit.min(MAX_PAGE));
+        let next_cursor = match entries.last() {
+            Some(last) if entries.len() == limit as usize => Some(last.key.clone()),
+            _ => None,
+        };
+        let data: Vec<serde_json::Value> =
+            entries.iter().map(|e| serde_json::from_str(&e.value).unwrap_or(serde_json::Value::Null)).collect();
+        crate::Response::json(200, &serde_json::json!({"data": data, "next_cursor": next_cursor}))
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Crates built for `wasm32-wasip2`: stock plugins and the test-only ones.
-const PLUGINS: &[&str] = &["sluice-filter", "sluice-ces-decoder", "sluice-chaos", "sluice-tally"];
+const PLUGINS: &[&str] = &["sluice-filter", "sluice-ces-decoder", "sluice-transfers", "sluice-chaos", "sluice-tally"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

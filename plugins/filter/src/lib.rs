@@ -23,10 +23,9 @@
 //! Type names are checked against the known ones, so a typo fails at start-up instead of
 //! filtering nothing. A public key and its account hash are the same account.
 
-use blake2::digest::{Update, VariableOutput};
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_plugin_sdk::casper::CasperEvent;
+use sluice_plugin_sdk::casper::{CasperEvent, account_hash};
 use sluice_plugin_sdk::{Event, Plugin, Verdict};
 use std::collections::HashSet;
 
@@ -213,28 +212,6 @@ fn height(casper: &CasperEvent, json: &Value) -> Option<u64> {
 /// `hash-…`, `contract-package-…`, `entity-contract-…` or bare hex → bare hex.
 fn bare_hash(hash: &str) -> &str {
     hash.rsplit('-').next().unwrap_or(hash)
-}
-
-/// An account hash (bare hex) from `account-hash-…` or a public key (hex, `01` ed25519 or `02`
-/// secp256k1 tagged): blake2b-256 of the algorithm's name, a zero byte and the key.
-fn account_hash(account: &str) -> Result<String, String> {
-    if let Some(hash) = account.strip_prefix("account-hash-") {
-        return Ok(hash.to_lowercase());
-    }
-    let bytes =
-        hex::decode(account).map_err(|e| format!("{account:?} is neither a public key nor an account hash: {e}"))?;
-    let algorithm: &[u8] = match (bytes.first(), bytes.len()) {
-        (Some(1), 33) => b"ed25519",
-        (Some(2), 34) => b"secp256k1",
-        _ => return Err(format!("{account:?} is not a public key (01 + 32 bytes, or 02 + 33 bytes)")),
-    };
-    let mut hasher = blake2::Blake2bVar::new(32).expect("32 is a valid length");
-    hasher.update(algorithm);
-    hasher.update(&[0]);
-    hasher.update(&bytes[1..]);
-    let mut hash = [0u8; 32];
-    hasher.finalize_variable(&mut hash).expect("the length asked for");
-    Ok(hex::encode(hash))
 }
 
 sluice_plugin_sdk::export!(Filter);
