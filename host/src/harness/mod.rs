@@ -10,6 +10,8 @@
 //! assert_eq!(status, 200, "{body}");
 //! ```
 
+pub mod ces;
+
 use crate::config::Config;
 use crate::event::{Delivery, Frame, Payload};
 use crate::plugins::{HostServices, Plugins, Request, runtime};
@@ -45,28 +47,53 @@ pub struct Fed {
 /// The name the plugin gets in the harness (its routes are `/plugins/plugin/…`).
 pub const NAME: &str = "plugin";
 
+/// A plugin that runs before the one under test (a decoder whose events it indexes, say).
+pub struct Upstream<'a> {
+    /// Its name (derived events come from `plugin:{name}`).
+    pub name: &'a str,
+    /// Its component.
+    pub wasm: &'a Path,
+    /// Its `[plugins.config]` table (TOML).
+    pub config_toml: &'a str,
+}
+
 impl Harness {
     /// Build the plugin crate at `crate_dir` for `wasm32-wasip2` (release), then [`load`] it.
     ///
     /// [`load`]: Harness::load
     pub fn build(crate_dir: impl AsRef<Path>, config_toml: &str) -> anyhow::Result<Harness> {
+        Harness::build_after(&[], crate_dir, config_toml)
+    }
+
+    /// Like [`build`](Harness::build), with `upstream` plugins running before it, in order.
+    pub fn build_after(upstream: &[Upstream], crate_dir: impl AsRef<Path>, config_toml: &str) -> anyhow::Result<Harness> {
         let wasm = build_component(crate_dir.as_ref())?;
-        Harness::load(&wasm, config_toml)
+        Harness::load_after(upstream, &wasm, config_toml)
     }
 
     /// Load the component at `wasm` with `config_toml`, its `[plugins.config]` table (TOML).
     pub fn load(wasm: &Path, config_toml: &str) -> anyhow::Result<Harness> {
+        Harness::load_after(&[], wasm, config_toml)
+    }
+
+    /// Like [`load`](Harness::load), with `upstream` plugins running before it, in order.
+    pub fn load_after(upstream: &[Upstream], wasm: &Path, config_toml: &str) -> anyhow::Result<Harness> {
         crate::install_tls_provider();
         let dir = tempfile::Builder::new().prefix("sluice-harness-").tempdir()?;
-        // The plugin's table is parsed on its own, so it may hold arrays of tables.
-        let plugin_config: toml::Table = config_toml.parse().context("the plugin's config is not TOML")?;
-        let mut document = toml::Table::new();
         let path = |path: &Path| toml::Value::String(path.display().to_string());
-        let storage = [("path", ":memory:".into()), ("plugin_cache", path(&dir.path().join("cache")))];
-        document.insert("storage".into(), toml::Value::Table(storage.map(|(k, v)| (k.to_owned(), v)).into_iter().collect()));
-        let plugin = [("name", NAME.into()), ("path", path(wasm)), ("config", toml::Value::Table(plugin_config))];
-        let plugin = toml::Value::Table(plugin.map(|(k, v)| (k.to_owned(), v)).into_iter().collect());
-        document.insert("plugins".into(), toml::Value::Array(vec![plugin]));
+        let table = |entries: Vec<(&str, toml::Value)>| {
+            toml::Value::Table(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        };
+        // Each plugin's table is parsed on its own, so it may hold arrays of tables.
+        let plugin = |name: &str, wasm: &Path, config_toml: &str| -> anyhow::Result<toml::Value> {
+            let config: toml::Table =
+                config_toml.parse().with_context(|| format!("the config of plugin {name} is not TOML"))?;
+            Ok(table(vec![("name", name.into()), ("path", path(wasm)), ("config", toml::Value::Table(config))]))
+        };
+        let mut plugins = upstream.iter().map(|u| plugin(u.name, u.wasm, u.config_toml)).collect::<anyhow::Result<Vec<_>>>()?;
+        plugins.push(plugin(NAME, wasm, config_toml)?);
+        let storage = table(vec![("path", ":memory:".into()), ("plugin_cache", path(&dir.path().join("cache")))]);
+        let document = table(vec![("storage", storage), ("plugins", toml::Value::Array(plugins))]);
         let text = toml::to_string(&document)?;
         let config = Config::parse(&text).map_err(anyhow::Error::msg)?;
         let location = Location::resolve(&config.storage.path)?;
