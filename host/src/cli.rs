@@ -135,7 +135,7 @@ async fn demo(path: &std::path::Path) -> anyhow::Result<()> {
     let address = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port_or_known_default().unwrap_or(80));
     let listener =
         tokio::net::TcpListener::bind(&address).await.with_context(|| format!("mock node: listen on {address}"))?;
-    let options = MockOptions { rate: 20.0, buffer: 100_000, ..MockOptions::default() };
+    let options = MockOptions { rate: 100.0, buffer: 100_000, mix: mock_node::Mix::Cep18, ..MockOptions::default() };
     tokio::spawn(mock_node::serve(listener, options));
     let api = format!("http://{}", config.http.listen);
     println!(
@@ -143,9 +143,14 @@ async fn demo(path: &std::path::Path) -> anyhow::Result<()> {
          Try:\n  curl -N '{api}/events?start_from=0'     # SSE firehose, replayed then live\n  \
          curl {api}/block                        # latest block\n  \
          curl {api}/block/1000010                # block by height (or hash)\n  \
+         curl '{api}/contract-events?name=Transfer&limit=5'   # the token's decoded CES events\n  \
+         curl '{api}/events?types=ContractEvent&name=Mint'    # ... as a filtered SSE stream\n  \
+         curl {api}/plugins/cep18/balances/account-hash-{holder}\n  \
+         curl {api}/plugins/cep18/supply\n  \
          curl {api}/health                       # nodes, ingest counters, store totals\n  \
          curl http://{}/plugins                  # plugin counters (admin)\n\nCtrl-C stops.\n",
-        config.admin.listen
+        config.admin.listen,
+        holder = "a1".repeat(32),
     );
     crate::app::run(config, Some(path), stop_signal()).await
 }

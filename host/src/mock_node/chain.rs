@@ -25,6 +25,9 @@ const FIXTURES_1X_MAIN: [&str; 5] = [
     include_str!("../../fixtures/casper1/step_event.json"),
 ];
 
+/// Template of the token's transactions in the 2.x chain (`Mix::Cep18`).
+pub const TOKEN_TEMPLATE: usize = 4;
+
 /// Height of the first generated block (above every fixture's).
 pub const FIRST_HEIGHT: u64 = 1_000_000;
 
@@ -136,6 +139,9 @@ pub enum Mix {
     Simple,
     /// Per block: 20 accepted transactions, the block, 20 processed, 100 finality signatures.
     Realistic,
+    /// Realistic, where every fifth processed transaction is the mock CEP-18 token's: a mint
+    /// and 9 transfers, as CES events (see `token.rs`).
+    Cep18,
 }
 
 impl Chain {
@@ -155,7 +161,7 @@ impl Chain {
         use Slot::*;
         let processed_per_block = match mix {
             Mix::Simple => 1,
-            Mix::Realistic => 20,
+            Mix::Realistic | Mix::Cep18 => 20,
         };
         let block = Template::new(
             FIXTURES[0],
@@ -174,7 +180,7 @@ impl Chain {
                 ("2024-11-27T17:24:10.516Z", Timestamp),
             ],
         );
-        let processed = Template::new(
+        let processed_template = Template::new(
             FIXTURES[2],
             &[
                 ("968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1", TransactionHash),
@@ -190,19 +196,32 @@ impl Chain {
                 ("017536433a73f7562526f3e9fcb8d720428ae2d28788a9909f3c6f637a9d848a4b", PublicKey),
             ],
         );
+        let token = Template::new(
+            &super::token::transaction().to_string(),
+            &[
+                (super::token::TRANSACTION_PLACEHOLDER, TransactionHash),
+                (super::token::BLOCK_PLACEHOLDER, BlockHash),
+                ("2025-07-14T16:51:43.510Z", Timestamp),
+            ],
+        );
         // Simple: block, accepted, processed, signature. Realistic: accepted ×20, block,
-        // processed ×20, signatures ×100.
+        // processed ×20, signatures ×100 (Cep18: every fifth processed one the token's).
+        let processed = |k: u64| match mix == Mix::Cep18 && k % 5 == 0 {
+            true => (TOKEN_TEMPLATE, k),
+            false => (2, k),
+        };
         let cycle: Vec<(usize, u64)> = match mix {
             Mix::Simple => vec![(0, 0), (1, 0), (2, 0), (3, 0)],
-            Mix::Realistic => (0..processed_per_block)
+            Mix::Realistic | Mix::Cep18 => (0..processed_per_block)
                 .map(|k| (1, k))
                 .chain([(0, 0)])
-                .chain((0..processed_per_block).map(|k| (2, k)))
+                .chain((0..processed_per_block).map(processed))
                 .chain((0..100).map(|k| (3, k)))
                 .collect(),
         };
         let per_block = cycle.len() as u64;
-        Chain::from(&FIXTURES, vec![block, accepted, processed, signature], cycle, (0..per_block).collect(), per_block)
+        let templates = vec![block, accepted, processed_template, signature, token];
+        Chain::from(&FIXTURES, templates, cycle, (0..per_block).collect(), per_block)
     }
 
     /// The 1.x streams: `/events/main`, `/events/deploys` and `/events/sigs`.
@@ -352,6 +371,7 @@ mod tests {
         for streams in [
             vec![("", Chain::casper2(Mix::Simple))],
             vec![("", Chain::casper2(Mix::Realistic))],
+            vec![("", Chain::casper2(Mix::Cep18))],
             Chain::casper1().into(),
         ] {
             let mut keys = HashSet::new();

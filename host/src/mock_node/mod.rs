@@ -12,6 +12,7 @@ mod chain;
 pub mod cspr_cloud;
 pub mod f1r3fly;
 mod rpc;
+pub mod token;
 
 use chain::Chain;
 pub use chain::Mix;
@@ -170,13 +171,14 @@ pub fn router(options: MockOptions) -> anyhow::Result<Router> {
         let events = lines.map(serde_json::from_str).collect::<Result<Vec<_>, _>>();
         streams[0].1.append_fixtures(events.with_context(|| format!("{}: one JSON event per line", path.display()))?);
     }
-    let state = match &options.state {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{}: a JSON object", path.display()))?
-        }
-        None => serde_json::Map::new(),
-    };
+    // The mock token's package, contract and schema, then what `--state` adds.
+    let mut state = token::state();
+    if let Some(path) = &options.state {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let more: serde_json::Map<_, _> =
+            serde_json::from_str(&text).with_context(|| format!("{}: a JSON object", path.display()))?;
+        state.extend(more);
+    }
     let node = Arc::new(Node { options, started: Instant::now(), streams, transactions: Default::default(), state });
     Ok(Router::new()
         .route("/events", get(events_2x))

@@ -64,7 +64,9 @@ fn get_transaction(node: &Node, params: &Value) -> Result<Value, RpcError> {
     let hash = params["transaction_hash"]["Version1"].as_str().unwrap_or_default();
     let (block, nth) = locate(node, hash)?;
     let accepted = produced(node, 0, 1, block, nth).ok_or(no_such("transaction", hash))?;
-    let processed = produced(node, 0, 2, block, nth).ok_or(no_such("transaction", hash))?;
+    let processed = produced(node, 0, 2, block, nth)
+        .or_else(|| produced(node, 0, super::chain::TOKEN_TEMPLATE, block, nth))
+        .ok_or(no_such("transaction", hash))?;
     let processed = &processed["TransactionProcessed"];
     Ok(json!({
         "api_version": node.api_version(),

@@ -1,0 +1,57 @@
+//! The mock node's CEP-18 token: what `--mix cep18` transactions emit (CES events) and what its
+//! JSON-RPC answers about it (`query_global_state` of the package, the contract and the schema),
+//! so the stock CES decoder can learn it like on a real network.
+
+use crate::harness::ces::{CesEvent, transaction_processed};
+use serde_json::{Map, Value, json};
+
+/// The token's contract package hash.
+pub const PACKAGE: &str = "5e1f7c9ab1d2e3f405162738495a6b7c8d9eafb0c1d2e3f405162738495a6b7c";
+/// Its (only) contract version.
+pub const CONTRACT: &str = "c0de18c0de18c0de18c0de18c0de18c0de18c0de18c0de18c0de18c0de18c0de";
+/// The seed URef address of its `__events` dictionary.
+pub const EVENTS_SEED: &str = "e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7";
+/// The URef address of its `__events_schema`.
+const SCHEMA_UREF: &str = "5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c5c";
+/// The CEP-18 schema (`__events_schema` bytes).
+pub const SCHEMA_HEX: &str = include_str!("../../fixtures/ces/cep18_schema.hex");
+
+/// Placeholder of each token transaction's hash in the template.
+pub const TRANSACTION_PLACEHOLDER: &str = "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a";
+/// Placeholder of its block's hash.
+pub const BLOCK_PLACEHOLDER: &str = "b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7";
+
+/// Events per token transaction: a mint to the treasury, then transfers to 9 holders.
+pub const EVENTS_PER_TRANSACTION: u64 = 10;
+
+fn holder(n: u64) -> String {
+    format!("account-hash-{}", format!("{:02x}", 0xa0 + n).repeat(32))
+}
+
+/// A `TransactionProcessed` of the token (with the placeholders): a mint and 9 transfers.
+pub fn transaction() -> Value {
+    let treasury = holder(0);
+    let mut events = vec![CesEvent::new("Mint").key(&treasury).u256(1_000_000)];
+    events.extend((1..EVENTS_PER_TRANSACTION).map(|n| CesEvent::new("Transfer").key(&treasury).key(&holder(n)).u256(1000)));
+    transaction_processed(TRANSACTION_PLACEHOLDER, BLOCK_PLACEHOLDER, EVENTS_SEED, 0, &events)
+}
+
+/// What `query_global_state` answers about the token: the package, the contract and its schema.
+pub fn state() -> Map<String, Value> {
+    let named_key = |name: &str, uref: &str| json!({"name": name, "key": format!("uref-{uref}-007")});
+    let entries = [
+        (format!("hash-{PACKAGE}"), json!({"ContractPackage": {
+            "access_key": format!("uref-{}-007", "ac".repeat(32)),
+            "versions": [{"protocol_version_major": 2, "contract_version": 1, "contract_hash": format!("contract-{CONTRACT}")}],
+            "disabled_versions": [], "groups": [], "lock_status": "Unlocked",
+        }})),
+        (format!("hash-{CONTRACT}"), json!({"Contract": {
+            "contract_package_hash": format!("contract-package-{PACKAGE}"),
+            "contract_wasm_hash": format!("contract-wasm-{}", "3a".repeat(32)),
+            "named_keys": [named_key("__events", EVENTS_SEED), named_key("__events_schema", SCHEMA_UREF)],
+            "entry_points": [], "protocol_version": "2.0.0",
+        }})),
+        (format!("uref-{SCHEMA_UREF}-007"), json!({"CLValue": {"cl_type": "Any", "bytes": SCHEMA_HEX.trim(), "parsed": null}})),
+    ];
+    entries.into_iter().collect()
+}
