@@ -54,8 +54,24 @@ fn main() {
     ]
     .concat();
     let realistic_three = "realistic mix, decoder + filter + indexer (derives 1 event per processed transaction)";
+    use sluice::mock_node::token;
+    let ces = format!(
+        "[[plugins]]\nname = \"ces\"\npath = \"{}\"\n[[plugins.config.contracts]]\ncontract_hash = \"{}\"\n\
+         events_uref = \"uref-{}-007\"\nschema_hex = \"{}\"\n\n{}",
+        wasm("ces_decoder"),
+        token::CONTRACT,
+        token::EVENTS_SEED,
+        token::SCHEMA_HEX.trim(),
+        plugin("cep18", "cep18_indexer", &format!("contract_hash = \"{}\"", token::CONTRACT)),
+    );
+    let token_mix = "cep18 mix (realistic; 20% of transactions carry 10 CES events)";
     let scenarios = scenarios.iter().map(|(name, plugins)| (name.to_string(), plugins.as_str(), "simple"));
-    let realistic = [(realistic, "", "realistic"), (realistic_three.to_owned(), three.as_str(), "realistic")];
+    let realistic = [
+        (realistic, "", "realistic"),
+        (realistic_three.to_owned(), three.as_str(), "realistic"),
+        (format!("{token_mix}, no plugins"), "", "cep18"),
+        (format!("{token_mix}, CES decoder + CEP-18 indexer"), ces.as_str(), "cep18"),
+    ];
     for (name, plugins, mix) in scenarios.chain(realistic) {
         let results: Vec<(f64, f64)> = (0..runs).map(|_| ingest(&sluice, &root, events, plugins, mix)).collect();
         let rate = median(&results.iter().map(|r| r.0).collect::<Vec<_>>());

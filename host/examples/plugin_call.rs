@@ -1,6 +1,7 @@
 //! Plugin call benchmark: µs per event through `Plugins::process` with real components (warm
 //! instances), for a small event (a block, 1.3 KB) and a large one (a processed transaction with
-//! effects and messages, 8.7 KB). Run with `cargo xtask bench` (after the ingest benchmark).
+//! effects and messages, 8.7 KB) and a processed transaction of the mock CEP-18 token (10 CES
+//! events). Run with `cargo xtask bench` (after the ingest benchmark).
 
 use sluice::config::Config;
 use sluice::plugins::{HostServices, Plugins, runtime};
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-const CALLS: u32 = 100_000;
+const CALLS: u32 = match option_env!("SLUICE_BENCH_CALLS") { Some(_) => 20_000, None => 100_000 };
 const REPEATS: usize = 5;
 
 fn main() -> anyhow::Result<()> {
@@ -18,10 +19,20 @@ fn main() -> anyhow::Result<()> {
     let plugin = |name: &str, file: &str, config: &str| {
         format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n[plugins.config]\n{config}\n", wasm(file))
     };
+    use sluice::mock_node::token;
+    let decoder = format!(
+        "[[plugins]]\nname = \"ces\"\npath = \"{}\"\n[[plugins.config.contracts]]\ncontract_hash = \"{}\"\n\
+         events_uref = \"uref-{}-007\"\nschema_hex = \"{}\"\n",
+        wasm("ces_decoder"),
+        token::CONTRACT,
+        token::EVENTS_SEED,
+        token::SCHEMA_HEX.trim()
+    );
     let scenarios = [
         ("no plugins (chain overhead)", String::new()),
         ("filter (keep/drop by kind)", plugin("filter", "filter", "drop = [\"Fault\"]")),
         ("annotating plugin", plugin("tagger", "chaos", "annotate = true")),
+        ("CES decoder (one CEP-18 token)", decoder),
     ];
     let events = [
         ("block, 1.3 KB", event("BlockAdded", include_str!("../fixtures/casper2/block_added_event_v2.json"))),
@@ -32,6 +43,7 @@ fn main() -> anyhow::Result<()> {
                 include_str!("../fixtures/casper2/transaction_processed_event_with_messages.json"),
             ),
         ),
+        ("processed transaction with 10 CES events, 5.4 KB", event("TransactionProcessed", &token::transaction().to_string())),
     ];
     let engine = runtime::engine(&root.join("target/plugin-cache"))?;
     // Plugins read their storage from a database; this one stays empty.

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Crates built for `wasm32-wasip2`: stock plugins and the test-only ones.
-const PLUGINS: &[&str] = &["sluice-filter", "sluice-ces-decoder", "sluice-transfers", "sluice-chaos", "sluice-tally"];
-/// Plugins whose own tests run natively (in the host runtime, through `sluice::harness`).
-const TESTED_PLUGINS: &[&str] = &["cep18-indexer"];
+const PLUGINS: &[&str] = &["sluice-filter", "sluice-transfers", "sluice-chaos", "sluice-tally"];
+/// Plugins that also have tests of their own, run natively (unit tests, or the harness).
+const TESTED_PLUGINS: &[&str] = &["sluice-ces-decoder", "cep18-indexer"];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -7,8 +7,8 @@
 //! `BTreeMap<String, Vec<(String, CLType)>>`).
 
 use casper_types::bytesrepr::{Bytes, FromBytes};
-use casper_types::{CLType, CLValue, Key, PublicKey, U128, U256, U512, URef, cl_value_to_json};
-use serde_json::{Map, Value};
+use casper_types::{CLType, CLValue, Key, PublicKey, U128, U256, U512, URef};
+use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 /// Each event's fields, by event name, as the contract declared them.
@@ -72,12 +72,10 @@ pub fn decode(payload: &[u8], schemas: &Schemas) -> Result<Decoded, String> {
     let fields = schemas.get(&name).ok_or_else(|| format!("the schema has no event {name:?}"))?;
     let (mut data, mut fields_raw) = (Map::new(), Map::new());
     for (field, cl_type) in fields {
-        let length = encoded_length(cl_type, rest, 0).ok_or_else(|| format!("field {field:?} of {name} is cut short or invalid"))?;
-        let (bytes, after) = rest.split_at(length);
-        let value = cl_value_to_json(&CLValue::from_components(cl_type.clone(), bytes.to_vec()))
-            .ok_or_else(|| format!("field {field:?} of {name} does not decode as {cl_type}"))?;
+        let (value, after) =
+            to_json(cl_type, rest, 0).ok_or_else(|| format!("field {field:?} of {name} does not decode as {cl_type}"))?;
         data.insert(field.clone(), value);
-        fields_raw.insert(field.clone(), Value::String(hex::encode(bytes)));
+        fields_raw.insert(field.clone(), Value::String(base16::encode_lower(&rest[..rest.len() - after.len()])));
         rest = after;
     }
     if !rest.is_empty() {
@@ -89,62 +87,85 @@ pub fn decode(payload: &[u8], schemas: &Schemas) -> Result<Decoded, String> {
 /// Deepest type nesting decoded (casper-types allows 50).
 const MAX_DEPTH: u8 = 50;
 
-/// How many bytes at the start of `bytes` encode one value of `cl_type`.
-fn encoded_length(cl_type: &CLType, bytes: &[u8], depth: u8) -> Option<usize> {
-    fn length_of<T: FromBytes>(bytes: &[u8]) -> Option<usize> {
-        T::from_bytes(bytes).ok().map(|(_, rest)| bytes.len() - rest.len())
-    }
-    fn fixed(bytes: &[u8], n: usize) -> Option<usize> {
-        (bytes.len() >= n).then_some(n)
-    }
-    fn count(bytes: &[u8]) -> Option<(u32, usize)> {
-        u32::from_bytes(bytes).ok().map(|(n, _)| (n, 4))
+/// One value of `cl_type` from the start of `bytes` as JSON, and the bytes after it. The JSON
+/// is the node's (`parsed`) and CSPR.cloud's: small integers as numbers, U128/U256/U512 as
+/// decimal strings, keys and URefs formatted, byte arrays in hex, an Option as its value or
+/// null, a Map as `[{"key", "value"}]`, a Result as `{"Ok": …}` or `{"Err": …}`.
+fn to_json<'a>(cl_type: &CLType, bytes: &'a [u8], depth: u8) -> Option<(Value, &'a [u8])> {
+    fn read<T: FromBytes>(bytes: &[u8], json: impl FnOnce(T) -> Value) -> Option<(Value, &[u8])> {
+        T::from_bytes(bytes).ok().map(|(value, rest)| (json(value), rest))
     }
     if depth >= MAX_DEPTH {
         return None;
     }
     let depth = depth + 1;
-    // The encoded lengths of `types`, one after the other.
-    let sequence = |types: &[&CLType], start: usize| -> Option<usize> {
-        types.iter().try_fold(start, |at, t| Some(at + encoded_length(t, bytes.get(at..)?, depth)?))
-    };
+    let tagged = |bytes: &'a [u8]| bytes.split_first().map(|(tag, rest)| (*tag, rest));
     match cl_type {
-        CLType::Bool | CLType::U8 => fixed(bytes, 1),
-        CLType::I32 | CLType::U32 => fixed(bytes, 4),
-        CLType::I64 | CLType::U64 => fixed(bytes, 8),
-        CLType::U128 => length_of::<U128>(bytes),
-        CLType::U256 => length_of::<U256>(bytes),
-        CLType::U512 => length_of::<U512>(bytes),
-        CLType::Unit => Some(0),
-        CLType::String => length_of::<String>(bytes),
-        CLType::Key => length_of::<Key>(bytes),
-        CLType::URef => length_of::<URef>(bytes),
-        CLType::PublicKey => length_of::<PublicKey>(bytes),
-        CLType::ByteArray(n) => fixed(bytes, *n as usize),
-        CLType::Option(inner) => match bytes.first()? {
-            0 => Some(1),
-            1 => sequence(&[inner], 1),
+        CLType::Bool => read::<bool>(bytes, Value::from),
+        CLType::I32 => read::<i32>(bytes, Value::from),
+        CLType::I64 => read::<i64>(bytes, Value::from),
+        CLType::U8 => read::<u8>(bytes, Value::from),
+        CLType::U32 => read::<u32>(bytes, Value::from),
+        CLType::U64 => read::<u64>(bytes, Value::from),
+        CLType::U128 => read::<U128>(bytes, |v| v.to_string().into()),
+        CLType::U256 => read::<U256>(bytes, |v| v.to_string().into()),
+        CLType::U512 => read::<U512>(bytes, |v| v.to_string().into()),
+        CLType::Unit => Some((Value::Null, bytes)),
+        CLType::String => read::<String>(bytes, Value::from),
+        CLType::Key => read::<Key>(bytes, |k| k.to_formatted_string().into()),
+        CLType::URef => read::<URef>(bytes, |u| u.to_formatted_string().into()),
+        CLType::PublicKey => read::<PublicKey>(bytes, |k| k.to_hex_string().into()),
+        CLType::ByteArray(length) => {
+            let length = *length as usize;
+            (bytes.len() >= length).then(|| (base16::encode_lower(&bytes[..length]).into(), &bytes[length..]))
+        }
+        CLType::Option(inner) => match tagged(bytes)? {
+            (0, rest) => Some((Value::Null, rest)),
+            (1, rest) => to_json(inner, rest, depth),
             _ => None,
         },
-        CLType::Result { ok, err } => match bytes.first()? {
-            0 => sequence(&[err], 1),
-            1 => sequence(&[ok], 1),
+        CLType::Result { ok, err } => match tagged(bytes)? {
+            (0, rest) => to_json(err, rest, depth).map(|(v, rest)| (json!({"Err": v}), rest)),
+            (1, rest) => to_json(ok, rest, depth).map(|(v, rest)| (json!({"Ok": v}), rest)),
             _ => None,
         },
         CLType::List(inner) => {
-            let (n, start) = count(bytes)?;
-            (0..n).try_fold(start, |at, _| sequence(&[inner], at))
+            let (count, mut rest) = u32::from_bytes(bytes).ok()?;
+            let mut items = Vec::new();
+            for _ in 0..count {
+                let (item, after) = to_json(inner, rest, depth)?;
+                items.push(item);
+                rest = after;
+            }
+            Some((Value::Array(items), rest))
         }
         CLType::Map { key, value } => {
-            let (n, start) = count(bytes)?;
-            (0..n).try_fold(start, |at, _| sequence(&[key, value], at))
+            let (count, mut rest) = u32::from_bytes(bytes).ok()?;
+            let mut entries = Vec::new();
+            for _ in 0..count {
+                let (k, after) = to_json(key, rest, depth)?;
+                let (v, after) = to_json(value, after, depth)?;
+                entries.push(json!({"key": k, "value": v}));
+                rest = after;
+            }
+            Some((Value::Array(entries), rest))
         }
-        CLType::Tuple1([a]) => sequence(&[a], 0),
-        CLType::Tuple2([a, b]) => sequence(&[a, b], 0),
-        CLType::Tuple3([a, b, c]) => sequence(&[a, b, c], 0),
+        CLType::Tuple1(types) => tuple(types, bytes, depth),
+        CLType::Tuple2(types) => tuple(types, bytes, depth),
+        CLType::Tuple3(types) => tuple(types, bytes, depth),
         // `Any` has no length of its own: nothing can follow it.
         CLType::Any => None,
     }
+}
+
+fn tuple<'a>(types: &[Box<CLType>], mut bytes: &'a [u8], depth: u8) -> Option<(Value, &'a [u8])> {
+    let mut items = Vec::new();
+    for cl_type in types {
+        let (item, rest) = to_json(cl_type, bytes, depth)?;
+        items.push(item);
+        bytes = rest;
+    }
+    Some((Value::Array(items), bytes))
 }
 
 /// A 32-byte hash from its formatted string: bare hex, or hex after a prefix such as `hash-`,
@@ -178,7 +199,7 @@ pub fn schemas_json(schemas: &Schemas) -> Value {
 mod tests {
     use super::*;
 
-    const VOTING_SCHEMA: &str = include_str!("../../../../shared/fixtures/ces/voting_schema.hex");
+    const VOTING_SCHEMA: &str = include_str!("../../../host/fixtures/ces/voting_schema.hex");
 
     #[test]
     fn schema_lists_events_in_field_order() {
@@ -189,13 +210,14 @@ mod tests {
     }
 
     #[test]
-    fn lengths_follow_the_types() {
+    fn values_follow_their_types() {
         let option_u512 = CLType::Option(Box::new(CLType::U512));
-        assert_eq!(encoded_length(&option_u512, &[1, 2, 0xe8, 3, 9], 0), Some(4));
-        assert_eq!(encoded_length(&option_u512, &[0, 9], 0), Some(1));
-        assert_eq!(encoded_length(&CLType::List(Box::new(CLType::U32)), &[2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0], 0), Some(12));
-        assert_eq!(encoded_length(&CLType::String, &[5, 0, 0, 0, b'a'], 0), None);
-        assert_eq!(encoded_length(&CLType::Any, &[1], 0), None);
+        assert_eq!(to_json(&option_u512, &[1, 2, 0xe8, 3, 9], 0), Some((json!("1000"), &[9u8][..])));
+        assert_eq!(to_json(&option_u512, &[0, 9], 0), Some((Value::Null, &[9u8][..])));
+        let list = CLType::List(Box::new(CLType::U32));
+        assert_eq!(to_json(&list, &[2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0], 0), Some((json!([1, 2]), &[][..])));
+        assert_eq!(to_json(&CLType::String, &[5, 0, 0, 0, b'a'], 0), None);
+        assert_eq!(to_json(&CLType::Any, &[1], 0), None);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Registry {
     contracts: HashMap<Hash, Contract>,
     /// `__events` seed → the contracts using it, the newest last (an upgrade keeps the dictionary).
     by_seed: HashMap<Hash, Vec<Hash>>,
+    /// Hex strings, one of which a transaction's JSON holds when it concerns a watched
+    /// contract (see [`Registry::needles`]); recomputed after a change.
+    needles: Option<Vec<String>>,
 }
 
 /// How a contract is watched, from the config.
@@ -101,8 +104,30 @@ impl Registry {
         (contracts.copied().collect(), packages.copied().collect())
     }
 
+    /// Hex strings one of which the JSON of any transaction concerning a watched contract holds:
+    /// the seeds of their `__events` dictionaries (in every CES write's bytes), the contracts
+    /// (keys, messages) and the packages (installs, upgrades). `None` while a watched contract's
+    /// seed is unknown: then any transaction may be one to learn from.
+    pub fn needles(&mut self) -> Option<&[String]> {
+        if self.needles.is_none() {
+            let (contracts, packages) = self.incomplete();
+            if !(contracts.is_empty() && packages.is_empty()) {
+                return None;
+            }
+            let (contracts, packages) = (&self.watched_contracts, &self.watched_packages);
+            let seeds = self.contracts.iter().filter_map(|(hash, known)| {
+                let watched = contracts.contains(hash) || known.package.is_some_and(|p| packages.contains(&p));
+                known.events_seed.filter(|_| watched)
+            });
+            let hashes = contracts.iter().chain(packages).copied().chain(seeds);
+            self.needles = Some(hashes.map(|h| base16::encode_lower(&h)).collect());
+        }
+        self.needles.as_deref()
+    }
+
     /// Merge what is known of `contract` (fields already known stay unless `known` has them).
     pub fn update(&mut self, contract: Hash, known: Contract) {
+        self.needles = None;
         let entry = self.contracts.entry(contract).or_default();
         entry.package = known.package.or(entry.package);
         entry.schema_uref = known.schema_uref.or(entry.schema_uref);
@@ -196,10 +221,10 @@ impl Registry {
     pub fn describe(&self, contract: &Hash) -> Value {
         let known = self.contracts.get(contract).cloned().unwrap_or_default();
         json!({
-            "contract_hash": hex::encode(contract),
-            "contract_package_hash": known.package.map(hex::encode),
-            "events_uref": known.events_seed.map(hex::encode),
-            "schema_uref": known.schema_uref.map(hex::encode),
+            "contract_hash": base16::encode_lower(contract),
+            "contract_package_hash": known.package.map(|h| base16::encode_lower(&h)),
+            "events_uref": known.events_seed.map(|h| base16::encode_lower(&h)),
+            "schema_uref": known.schema_uref.map(|h| base16::encode_lower(&h)),
             "schema_hex": known.schema_hex,
             "schema": known.schemas.as_deref().map(crate::ces::schemas_json),
         })

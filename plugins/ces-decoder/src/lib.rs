@@ -26,19 +26,16 @@
 mod ces;
 mod contracts;
 mod node;
+mod output;
 
 use ces::{EventWrite, parse_hash};
 use contracts::{Hash, Registry, Watch};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use output::{CONTRACT_SCHEMA, ContractEvent, Origin, Place};
+use serde_json::{Value, json};
 use sluice_plugin_sdk::casper::{CasperEvent, Processed};
 use sluice_plugin_sdk::{DerivedEvent, Event, Manifest, Plugin, log, storage};
 use std::collections::{HashMap, VecDeque};
-
-/// The events this plugin derives.
-const CONTRACT_EVENT: &str = "ContractEvent";
-const CONTRACT_EVENT_ERROR: &str = "ContractEventError";
-const CONTRACT_SCHEMA: &str = "ContractSchema";
 
 /// Where learned contracts are kept.
 const CONTRACTS: &str = "contracts";
@@ -116,12 +113,12 @@ impl Plugin for CesDecoder {
     fn decode(&mut self, event: &Event) -> Vec<DerivedEvent> {
         match event.kind.as_str() {
             "BlockAdded" => {
-                if let CasperEvent::BlockAdded(block) = event.casper() {
-                    self.heights.insert(block.hash, block.height);
+                if let Some((hash, height)) = block_height(&event.json) {
+                    self.heights.insert(hash, height);
                 }
                 Vec::new()
             }
-            "TransactionProcessed" | "DeployProcessed" if worth_parsing(&event.json) => {
+            "TransactionProcessed" | "DeployProcessed" if self.worth_parsing(&event.json) => {
                 let CasperEvent::Processed(processed) = event.casper() else { return Vec::new() };
                 if !processed.succeeded {
                     return Vec::new();
@@ -146,21 +143,48 @@ impl Plugin for CesDecoder {
     }
 }
 
-/// Whether a transaction may hold CES events, messages or contract knowledge (checked on the
-/// text, which is much cheaper than parsing it).
-fn worth_parsing(json: &str) -> bool {
-    ["\"Any\"", "\"topic_name\"", "AddKeys", "NamedKey", "WriteContract", "\"Contract\""]
-        .iter()
-        .any(|marker| json.contains(marker))
+/// A block's hash and height, read without building the rest of it (2.x and 1.x blocks).
+fn block_height(json: &str) -> Option<(String, u64)> {
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(rename = "BlockAdded")]
+        added: Added,
+    }
+    #[derive(Deserialize)]
+    struct Added {
+        block_hash: String,
+        block: Block,
+    }
+    #[derive(Deserialize)]
+    struct Block {
+        header: Option<Header>,
+        #[serde(rename = "Version2", alias = "Version1")]
+        versioned: Option<Box<Block>>,
+    }
+    #[derive(Deserialize)]
+    struct Header {
+        height: u64,
+    }
+    let Message { added } = serde_json::from_str(json).ok()?;
+    let block = added.block.versioned.map_or(added.block.header, |inner| inner.header);
+    Some((added.block_hash, block?.height))
 }
 
-/// Where an event came from in its transaction.
-struct Origin<'a> {
-    processed: &'a Processed,
-    block_height: Option<u64>,
-}
 
 impl CesDecoder {
+    /// Whether a transaction may hold events of watched contracts, or something to learn about
+    /// them (checked on the text: much cheaper than parsing it).
+    fn worth_parsing(&mut self, json: &str) -> bool {
+        if self.all_messages && json.contains("\"topic_name\"") {
+            return true;
+        }
+        match self.registry.needles() {
+            Some(needles) => needles.iter().any(|needle| json.contains(needle.as_str())),
+            // Not everything is known yet: anything that may be an event or teach something.
+            None => ["\"Any\"", "AddKeys", "NamedKey", "WriteContract", "\"Contract\""].iter().any(|m| json.contains(m)),
+        }
+    }
+
     fn decode_processed(&mut self, processed: &Processed) -> Vec<DerivedEvent> {
         let origin = Origin { processed, block_height: self.heights.get(&processed.block_hash) };
         let mut derived = Vec::new();
@@ -173,61 +197,65 @@ impl CesDecoder {
             }
             let Some((contract, _)) = self.registry.by_seed(&write.seed) else { continue };
             if self.registry.watches(&contract) {
-                let place = json!({"source": "ces", "event_id": write.event_id, "transform_id": transform_id});
-                derived.push(self.contract_event(&origin, contract, &write.payload, place, format!("{transform_id}")));
+                let place = Place::Ces { event_id: write.event_id, transform_id };
+                derived.push(self.contract_event(&origin, &place, contract, &write.payload, transform_id.to_string()));
             }
         }
-        for (index, message) in processed.messages.iter().enumerate() {
+        for (message_index, message) in processed.messages.iter().enumerate() {
             let Some(contract) = parse_hash(&message.entity) else { continue };
             if !(self.all_messages || self.registry.watches(&contract)) {
                 continue;
             }
-            let place = json!({"source": "message", "topic_name": message.topic_name, "message_index": index});
-            let key = format!("message:{index}");
-            derived.push(match (message.payload.get("Bytes").and_then(Value::as_str), message.payload.get("String")) {
-                (Some(bytes), _) => match hex::decode(bytes) {
-                    Ok(bytes) if ces::event_name(&bytes).is_ok() => self.contract_event(&origin, contract, &bytes, place, key),
-                    _ => message_event(&origin, contract, &message.topic_name, json!({"bytes": bytes}), place, key),
-                },
-                (None, Some(text)) => message_event(&origin, contract, &message.topic_name, json!({"string": text}), place, key),
-                (None, None) => continue,
-            });
+            let place = Place::Message { topic_name: &message.topic_name, message_index };
+            let key = format!("message:{message_index}");
+            let (bytes, text) = (message.payload.get("Bytes").and_then(Value::as_str), message.payload.get("String"));
+            let payload = match (bytes.map(hex::decode), bytes, text) {
+                (Some(Ok(bytes)), _, _) if ces::event_name(&bytes).is_ok() => {
+                    derived.push(self.contract_event(&origin, &place, contract, &bytes, key));
+                    continue;
+                }
+                (_, Some(bytes), _) => json!({"bytes": bytes}),
+                (_, None, Some(text)) => json!({"string": text}),
+                (_, None, None) => continue,
+            };
+            // Not CES: the topic is the event's name, the payload its data.
+            let mut event = ContractEvent::new(&origin, &place, base16::encode_lower(&contract), None);
+            (event.name, event.data) = (Some(message.topic_name.clone()), Some(payload));
+            derived.push(event.derive(key, &origin));
         }
         derived
     }
 
     /// Decode one CES event of `contract` (or record why it does not decode).
-    fn contract_event(&self, origin: &Origin, contract: Hash, payload: &[u8], place: Value, key: String) -> DerivedEvent {
+    fn contract_event(&self, origin: &Origin, place: &Place, contract: Hash, payload: &[u8], key: String) -> DerivedEvent {
         let known = self.registry.get(&contract);
-        let mut body = identity(origin, contract, known.and_then(|c| c.package));
-        merge(&mut body, place);
-        body.insert("raw_data".into(), hex::encode(payload).into());
+        let package = known.and_then(|c| c.package).map(|p| base16::encode_lower(&p));
+        let mut event = ContractEvent::new(origin, place, base16::encode_lower(&contract), package);
+        event.raw_data = Some(base16::encode_lower(payload));
         let decoded = match known.and_then(|c| c.schemas.clone()) {
             Some(schemas) => ces::decode(payload, &schemas),
-            None => Err(format!("no schema is known for contract {}", hex::encode(contract))),
+            None => Err(format!("no schema is known for contract {}", event.contract_hash)),
         };
         match decoded {
             Ok(decoded) => {
-                body.insert("name".into(), decoded.name.into());
-                body.insert("data".into(), decoded.data.into());
-                body.insert("fields_raw".into(), decoded.fields_raw.into());
-                derived(origin, CONTRACT_EVENT, key, body)
+                event.name = Some(decoded.name);
+                event.data = Some(Value::Object(decoded.data));
+                event.fields_raw = Some(decoded.fields_raw);
             }
             Err(error) => {
-                body.insert("name".into(), ces::event_name(payload).ok().map(|(name, _)| name).into());
-                body.insert("error".into(), error.into());
-                derived(origin, CONTRACT_EVENT_ERROR, key, body)
+                event.name = ces::event_name(payload).ok().map(|(name, _)| name);
+                event.error = Some(error);
             }
         }
+        event.derive(key, origin)
     }
 
     /// A `ContractSchema` event: what is now known of `contract`.
     fn schema_event(&self, origin: &Origin, contract: &Hash) -> DerivedEvent {
-        let description = self.registry.describe(contract);
-        let mut body = description.as_object().cloned().unwrap_or_default();
-        body.insert("transaction_hash".into(), origin.processed.hash.clone().into());
-        let key = format!("schema:{}", hex::encode(contract));
-        derived(origin, CONTRACT_SCHEMA, key, body)
+        let mut description = self.registry.describe(contract);
+        description["transaction_hash"] = origin.processed.hash.clone().into();
+        let key = format!("schema:{}", base16::encode_lower(contract));
+        output::derived(origin, CONTRACT_SCHEMA, key, &description)
     }
 
     /// Ask the node about watched contracts not fully known yet, unless it failed recently.
@@ -251,7 +279,7 @@ impl CesDecoder {
                     self.registry.update(contract, known);
                     if let Some(schema_hex) = schema_hex {
                         if let Err(error) = self.registry.set_schema(contract, &schema_hex) {
-                            log::warn(&format!("contract {}: {error}", hex::encode(contract)));
+                            log::warn(&format!("contract {}: {error}", base16::encode_lower(&contract)));
                         }
                     }
                     learned.push(self.schema_event(origin, &contract));
@@ -306,47 +334,6 @@ fn dictionary_event(effect: &sluice_plugin_sdk::casper::Effect) -> Option<EventW
         return None;
     }
     ces::event_write(&hex::decode(value["bytes"].as_str()?).ok()?)
-}
-
-/// A message that is not CES: its topic is its name, its payload its data.
-fn message_event(origin: &Origin, contract: Hash, topic: &str, data: Value, place: Value, key: String) -> DerivedEvent {
-    let mut body = identity(origin, contract, None);
-    merge(&mut body, place);
-    body.insert("name".into(), topic.into());
-    body.insert("data".into(), data);
-    derived(origin, CONTRACT_EVENT, key, body)
-}
-
-/// The fields every derived event starts with.
-fn identity(origin: &Origin, contract: Hash, package: Option<Hash>) -> Map<String, Value> {
-    let processed = origin.processed;
-    let identity = json!({
-        "contract_hash": hex::encode(contract),
-        "contract_package_hash": package.map(hex::encode),
-        "transaction_hash": processed.hash,
-        "block_hash": processed.block_hash,
-        "block_height": origin.block_height,
-        "timestamp": processed.timestamp,
-    });
-    identity.as_object().cloned().unwrap_or_default()
-}
-
-fn merge(body: &mut Map<String, Value>, more: Value) {
-    if let Value::Object(more) = more {
-        body.extend(more);
-    }
-}
-
-fn derived(origin: &Origin, kind: &str, key: String, body: Map<String, Value>) -> DerivedEvent {
-    let processed = origin.processed;
-    DerivedEvent {
-        kind: kind.into(),
-        key: format!("{}:{key}", processed.hash),
-        json: json!({ kind: body }).to_string(),
-        transaction_hash: Some(processed.hash.clone()),
-        block_hash: Some(processed.block_hash.clone()),
-        block_height: origin.block_height,
-    }
 }
 
 /// The heights of the last blocks seen, by hash.

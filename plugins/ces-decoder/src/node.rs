@@ -8,7 +8,7 @@ use sluice_plugin_sdk::node;
 
 /// Ask the node what `contract` (a contract hash) is; the schema comes back as hex.
 pub fn contract(contract: &Hash) -> Result<(Contract, Option<String>), String> {
-    let hex = hex::encode(contract);
+    let hex = base16::encode_lower(contract);
     let stored = stored_value(&format!("hash-{hex}"))?;
     let (package, named_keys) = match stored.get("Contract") {
         Some(legacy) => (legacy["contract_package_hash"].clone(), legacy["named_keys"].clone()),
@@ -32,7 +32,7 @@ pub fn contract(contract: &Hash) -> Result<(Contract, Option<String>), String> {
     };
     let schema = match known.schema_uref {
         Some(uref) => {
-            let value = stored_value(&format!("uref-{}-007", hex::encode(uref)))?;
+            let value = stored_value(&format!("uref-{}-007", base16::encode_lower(&uref)))?;
             value["CLValue"]["bytes"].as_str().map(str::to_owned)
         }
         None => None,
@@ -42,7 +42,7 @@ pub fn contract(contract: &Hash) -> Result<(Contract, Option<String>), String> {
 
 /// The contract versions of `package`, oldest first.
 pub fn package_versions(package: &Hash) -> Result<Vec<Hash>, String> {
-    let stored = stored_value(&format!("hash-{}", hex::encode(package)))?;
+    let stored = stored_value(&format!("hash-{}", base16::encode_lower(package)))?;
     let body = stored.get("ContractPackage").or(stored.get("Package")).ok_or("not a contract package")?;
     let versions = body["versions"].as_array().into_iter().flatten();
     // 1.x and legacy 2.x: `contract_hash`; 2.x packages: `addressable_entity_hash`.
