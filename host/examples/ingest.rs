@@ -23,6 +23,8 @@ fn main() {
     };
     let events = arg("--events", 100_000);
     let runs = arg("--runs", 5);
+    // `--only TEXT`: just the ingest scenarios whose name holds TEXT.
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let sluice = root.join("target/release/sluice");
     assert!(sluice.is_file(), "build first: cargo xtask bench does");
@@ -55,30 +57,35 @@ fn main() {
     .concat();
     let realistic_three = "realistic mix, decoder + filter + indexer (derives 1 event per processed transaction)";
     use sluice::mock_node::token;
-    let ces = format!(
+    let ces_decoder = format!(
         "[[plugins]]\nname = \"ces\"\npath = \"{}\"\n[[plugins.config.contracts]]\ncontract_hash = \"{}\"\n\
-         events_uref = \"uref-{}-007\"\nschema_hex = \"{}\"\n\n{}",
+         events_uref = \"uref-{}-007\"\nschema_hex = \"{}\"\n\n",
         wasm("ces_decoder"),
         token::CONTRACT,
         token::EVENTS_SEED,
         token::SCHEMA_HEX.trim(),
-        plugin("cep18", "cep18_indexer", &format!("contract_hash = \"{}\"", token::CONTRACT)),
     );
+    let ces = ces_decoder.clone() + &plugin("cep18", "cep18_indexer", &format!("contract_hash = \"{}\"", token::CONTRACT));
     let token_mix = "cep18 mix (realistic; 20% of transactions carry 10 CES events)";
     let scenarios = scenarios.iter().map(|(name, plugins)| (name.to_string(), plugins.as_str(), "simple"));
     let realistic = [
         (realistic, "", "realistic"),
         (realistic_three.to_owned(), three.as_str(), "realistic"),
         (format!("{token_mix}, no plugins"), "", "cep18"),
+        (format!("{token_mix}, CES decoder"), ces_decoder.as_str(), "cep18"),
         (format!("{token_mix}, CES decoder + CEP-18 indexer"), ces.as_str(), "cep18"),
     ];
-    for (name, plugins, mix) in scenarios.chain(realistic) {
+    let chosen = scenarios.chain(realistic).filter(|(name, ..)| only.as_ref().is_none_or(|o| name.contains(o.as_str())));
+    for (name, plugins, mix) in chosen {
         let results: Vec<(f64, f64)> = (0..runs).map(|_| ingest(&sluice, &root, events, plugins, mix)).collect();
         let rate = median(&results.iter().map(|r| r.0).collect::<Vec<_>>());
         let rss = median(&results.iter().map(|r| r.1).collect::<Vec<_>>());
         println!("| {name} | {rate:.0} | {:.2} | {rss:.0} |", 1e6 / rate);
     }
 
+    if only.is_some() {
+        return;
+    }
     let (latency_events, latency_rate) = (10_000, 1000.0);
     let (p50, p99, max) = live_latency(&sluice, &root, latency_events, latency_rate);
     println!(

@@ -1,52 +1,83 @@
 //! A contract event as this indexer reads it, from either shape Sluice stores: the stock CES
-//! decoder's `{"ContractEvent": {…}}` or CSPR.cloud's `{"data": {…}, "extra": {…}}`.
+//! decoder's `{"ContractEvent": {…}}` or CSPR.cloud's `{"data": {…}, "extra": {…}}`. Typed
+//! parsing skips what the indexer does not use (the raw bytes, …) without building it.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 /// The parts of a contract event the indexer uses.
+#[derive(Deserialize)]
 pub struct ContractEvent {
     /// Contract package hash (hex), when known.
+    #[serde(rename = "contract_package_hash")]
     pub package: Option<String>,
     /// Contract hash (hex), when known.
+    #[serde(rename = "contract_hash")]
     pub contract: Option<String>,
     /// Event name (`Transfer`, …).
     pub name: String,
     /// Decoded fields.
     pub data: Value,
-    /// Its place among its transaction's events (CES event id or transform index).
+    /// Its place among its transaction's events (the effect's index).
+    #[serde(default, rename = "transform_id")]
     pub index: u64,
+    #[serde(rename = "transaction_hash")]
     pub transaction: Option<String>,
     pub block_height: Option<u64>,
     pub timestamp: Option<String>,
 }
 
+/// CSPR.cloud's message: the event in `data`, where it was in `extra`.
+#[derive(Deserialize)]
+struct CsprCloud {
+    data: CsprCloudData,
+    #[serde(default)]
+    extra: CsprCloudExtra,
+    timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CsprCloudData {
+    contract_package_hash: Option<String>,
+    contract_hash: Option<String>,
+    name: String,
+    data: Value,
+}
+
+#[derive(Deserialize, Default)]
+struct CsprCloudExtra {
+    deploy_hash: Option<String>,
+    #[serde(default)]
+    transform_id: u64,
+}
+
+#[derive(Deserialize)]
+enum Decoded {
+    ContractEvent(ContractEvent),
+}
+
 impl ContractEvent {
     /// Read a stored `ContractEvent`'s JSON; `None` for another shape.
     pub fn parse(json: &str) -> Option<ContractEvent> {
-        let value: Value = serde_json::from_str(json).ok()?;
-        let text = |v: &Value| v.as_str().map(str::to_lowercase);
-        if let Some(body) = value.get("ContractEvent") {
-            return Some(ContractEvent {
-                package: text(&body["contract_package_hash"]),
-                contract: text(&body["contract_hash"]),
-                name: body["name"].as_str()?.to_owned(),
-                data: body["data"].clone(),
-                index: body["transform_id"].as_u64().or(body["message_index"].as_u64()).unwrap_or_default(),
-                transaction: text(&body["transaction_hash"]),
-                block_height: body["block_height"].as_u64(),
-                timestamp: body["timestamp"].as_str().map(str::to_owned),
-            });
+        let mut event = match serde_json::from_str::<Decoded>(json) {
+            Ok(Decoded::ContractEvent(event)) => event,
+            Err(_) => {
+                let CsprCloud { data, extra, timestamp } = serde_json::from_str(json).ok()?;
+                ContractEvent {
+                    package: data.contract_package_hash,
+                    contract: data.contract_hash,
+                    name: data.name,
+                    data: data.data,
+                    index: extra.transform_id,
+                    transaction: extra.deploy_hash,
+                    block_height: None,
+                    timestamp,
+                }
+            }
+        };
+        for hash in [&mut event.package, &mut event.contract, &mut event.transaction] {
+            *hash = hash.take().map(|h| h.to_lowercase());
         }
-        let (data, extra) = (&value["data"], &value["extra"]);
-        Some(ContractEvent {
-            package: text(&data["contract_package_hash"]),
-            contract: text(&data["contract_hash"]),
-            name: data["name"].as_str()?.to_owned(),
-            data: data["data"].clone(),
-            index: extra["transform_id"].as_u64().unwrap_or_default(),
-            transaction: text(&extra["deploy_hash"]),
-            block_height: None,
-            timestamp: value["timestamp"].as_str().map(str::to_owned),
-        })
+        Some(event)
     }
 }

@@ -4,17 +4,57 @@
 use super::StoredEvent;
 use rusqlite::{Connection, params_from_iter};
 
-/// Index the `ContractEvent`s with `seq` in `?1..=?2`. Reads both shapes: a decoder's
-/// `{"ContractEvent": {contract_hash, contract_package_hash, name, …}}` and CSPR.cloud's
-/// `{"data": {contract_hash, contract_package_hash, name, …}, "extra": …}`.
-pub(super) const INDEX: &str = "
-INSERT OR IGNORE INTO contract_events (seq, contract_package_hash, contract_hash, name, transaction_hash)
-SELECT seq,
-    lower(coalesce(json_extract(raw, '$.ContractEvent.contract_package_hash'), json_extract(raw, '$.data.contract_package_hash'))),
-    lower(coalesce(json_extract(raw, '$.ContractEvent.contract_hash'), json_extract(raw, '$.data.contract_hash'))),
-    coalesce(json_extract(raw, '$.ContractEvent.name'), json_extract(raw, '$.data.name')),
-    transaction_hash
-FROM events WHERE kind = 'ContractEvent' AND seq BETWEEN ?1 AND ?2 AND json_valid(raw)";
+/// The columns `contract_events` indexes a contract event by.
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+struct Indexed {
+    contract_package_hash: Option<String>,
+    contract_hash: Option<String>,
+    name: Option<String>,
+}
+
+/// The two shapes Sluice stores: a decoder's `{"ContractEvent": {contract_hash,
+/// contract_package_hash, name, …}}` and CSPR.cloud's `{"data": {…the same…}, "extra": …}`.
+#[derive(serde::Deserialize)]
+struct Shapes {
+    #[serde(rename = "ContractEvent")]
+    decoded: Option<Indexed>,
+    data: Option<Indexed>,
+}
+
+/// Index contract event `seq` (its JSON is `raw`) of `transaction`.
+pub(super) fn index(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    seq: u64,
+    raw: &str,
+    transaction: Option<&str>,
+) -> rusqlite::Result<()> {
+    let Ok(shapes) = serde_json::from_str::<Shapes>(raw) else { return Ok(()) };
+    let Some(fields) = shapes.decoded.or(shapes.data) else { return Ok(()) };
+    let lower = |hash: Option<String>| hash.map(|h| h.to_lowercase());
+    statement.execute(rusqlite::params![
+        seq as i64,
+        lower(fields.contract_package_hash),
+        lower(fields.contract_hash),
+        fields.name,
+        transaction,
+    ])?;
+    Ok(())
+}
+
+/// The statement [`index`] runs.
+pub(super) const INSERT: &str = "INSERT OR IGNORE INTO contract_events
+    (seq, contract_package_hash, contract_hash, name, transaction_hash) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Index every stored contract event (a database from before the index existed).
+pub(super) fn index_all(conn: &Connection) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(INSERT)?;
+    let mut select = conn.prepare("SELECT seq, raw, transaction_hash FROM events WHERE kind = 'ContractEvent'")?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        index(&mut insert, row.get::<_, i64>(0)? as u64, &row.get::<_, String>(1)?, row.get::<_, Option<String>>(2)?.as_deref())?;
+    }
+    Ok(())
+}
 
 /// Which contract events to list; every filter given must match.
 #[derive(Debug, Clone, Default)]
@@ -69,4 +109,21 @@ pub fn list(conn: &Connection, query: &Query) -> rusqlite::Result<Vec<(StoredEve
         Ok((event, row.get::<_, Option<i64>>(6)?.map(|h| h as u64)))
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_shapes_are_indexed_by_the_same_fields() {
+        let decoded = r#"{"ContractEvent":{"contract_hash":"AB","contract_package_hash":"cd","name":"Transfer","data":{}}}"#;
+        let cspr_cloud = r#"{"action":"emitted","data":{"contract_package_hash":"cd","contract_hash":"AB","name":"Transfer","data":{}},"extra":{}}"#;
+        for raw in [decoded, cspr_cloud] {
+            let shapes: Shapes = serde_json::from_str(raw).unwrap();
+            let fields = shapes.decoded.or(shapes.data).unwrap();
+            assert_eq!(fields.contract_hash.as_deref(), Some("AB"));
+            assert_eq!((fields.contract_package_hash.as_deref(), fields.name.as_deref()), (Some("cd"), Some("Transfer")));
+        }
+    }
 }

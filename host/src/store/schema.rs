@@ -146,7 +146,7 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     conn.execute_batch(TABLES)?;
     if version != 0 && version < 9 {
         // Version 9 indexes contract events: index those stored before.
-        conn.execute(super::contract_events::INDEX, [0, i64::MAX])?;
+        super::contract_events::index_all(conn)?;
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())

@@ -65,11 +65,11 @@ fn record(
 }
 
 /// Index `event` in `contract_events` when it is a contract event.
-fn index(statement: &mut rusqlite::CachedStatement<'_>, event: &StoredEvent) -> rusqlite::Result<()> {
-    if event.kind == crate::event::CONTRACT_EVENT {
-        statement.execute(params![event.seq as i64, event.seq as i64])?;
+fn index(statement: &mut rusqlite::CachedStatement<'_>, event: &StoredEvent, transaction: Option<&str>) -> rusqlite::Result<()> {
+    match event.kind == crate::event::CONTRACT_EVENT {
+        true => super::contract_events::index(statement, event.seq, &event.raw, transaction),
+        false => Ok(()),
     }
-    Ok(())
 }
 
 /// An event a decoder plugin derived from a stored one.
@@ -145,7 +145,7 @@ impl Writer {
                 "INSERT INTO gaps (stream, from_id, to_id, detected_at_ms, below_height)
                  SELECT ?1, ?2, ?3, ?4, max(block_height) FROM events WHERE kind = 'BlockAdded'",
             )?;
-            let mut index_contract_event = tx.prepare_cached(super::contract_events::INDEX)?;
+            let mut index_contract_event = tx.prepare_cached(super::contract_events::INSERT)?;
             let mut record_backfill = tx.prepare_cached(
                 "UPDATE gaps SET backfilled_blocks = ?2, backfill_note = ?3, backfilled_at_ms = ?4 WHERE id = ?1",
             )?;
@@ -160,7 +160,7 @@ impl Writer {
                             record_sighting.execute(params![key_hash(&e.key), node, delivery.node_event_id, at])?;
                             continue;
                         };
-                        index(&mut index_contract_event, &event)?;
+                        index(&mut index_contract_event, &event, e.transaction_hash.as_deref())?;
                         // The plugins rule on the event, then on the events decoders derived
                         // from it, stored right after it (once: by their keys).
                         let mut outcome = processor.decide(&event);
@@ -170,7 +170,7 @@ impl Writer {
                         for derived in derived {
                             let by = derived.plugin.as_str();
                             if let Some(event) = insert(&tx, &mut insert_event, &derived.event, by, None, at)? {
-                                index(&mut index_contract_event, &event)?;
+                                index(&mut index_contract_event, &event, derived.event.transaction_hash.as_deref())?;
                                 let outcome = processor.decide(&event);
                                 record(&mut record_outcome, &event, &outcome)?;
                                 stored.push((event, outcome));
