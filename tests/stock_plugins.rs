@@ -109,3 +109,36 @@ fn transfers_are_indexed_per_account_from_2x_and_1x_results() {
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}");
     }
 }
+
+#[test]
+fn an_attached_filter_hides_only_where_it_is_attached() {
+    let plugins = [
+        support::plugin_toml("no-sigs", "filter", "attached = true", "drop = [\"FinalitySignature\"]"),
+        support::plugin_toml("tally", "tally", "input = \"no-sigs\"", ""),
+    ]
+    .concat();
+    let rig = support::Rig::start(&["--count", "40"], &plugins);
+    rig.wait_for_stored(47);
+    // The indexer attached to it never saw a signature; it saw the blocks.
+    let count = |kind: &str| support::get_json(&format!("{}/plugins/tally/counts/{kind}", rig.http)).map(|c| c["count"].clone());
+    rig.wait_for("the indexer to catch up", || count("BlockAdded").is_some_and(|c| c.as_u64() == Some(11)));
+    assert_eq!(count("FinalitySignature").and_then(|c| c.as_u64()), None);
+    // A stream with `?filter=` has no signatures; the firehose still has them.
+    let kinds = |query: &str| -> Vec<String> {
+        let frames = support::read_sse(&format!("{}/events?start_from=0{query}", rig.http), 36);
+        frames.iter().map(|(_, data)| data.split('"').nth(1).unwrap_or_default().to_owned()).collect()
+    };
+    assert!(kinds("").iter().any(|k| k == "FinalitySignature"));
+    assert!(!kinds("&filter=no-sigs").iter().any(|k| k == "FinalitySignature"));
+    let (status, body) = support::get(&format!("{}/events?filter=nope", rig.http)).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown_filter"), "{body}");
+
+    // `input` must name an attached filter.
+    let (ok, error) = support::check(&format!(
+        "{}{}",
+        support::plugin_toml("sigs", "filter", "", "drop = [\"FinalitySignature\"]"),
+        support::plugin_toml("tally", "tally", "input = \"sigs\"", "")
+    ));
+    assert!(!ok && error.contains("no plugin named \"sigs\" with `attached = true`"), "{error}");
+}

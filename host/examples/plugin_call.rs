@@ -81,5 +81,6 @@ fn event(kind: &str, json: &str) -> StoredEvent {
         received_at_ms: 0,
         raw: Arc::from(compact),
         annotations: None,
+        hidden_by: None,
     }
 }

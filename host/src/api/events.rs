@@ -22,7 +22,8 @@ pub async fn firehose(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let filter = EventFilter::new(&query)?;
+    let plugins: Vec<String> = state.plugins.read().expect("registry lock").iter().map(|p| p.name.clone()).collect();
+    let filter = EventFilter::new(&query, &plugins)?;
     let live = state.bus.subscribe();
     let next = match query.start_from {
         Some(seq) => seq,

@@ -27,6 +27,8 @@ pub struct StreamParams {
     name: Option<String>,
     /// Transaction or deploy hash.
     transaction: Option<String>,
+    /// An attached filter plugin: only what it keeps.
+    filter: Option<String>,
 }
 
 /// A checked filter; the default lets everything through.
@@ -37,11 +39,16 @@ pub struct EventFilter {
     package: Option<String>,
     name: Option<String>,
     transaction: Option<String>,
+    attached: Option<String>,
 }
 
 impl EventFilter {
-    /// Check the parameters: 400 for a malformed hash or an empty type list.
-    pub fn new(params: &StreamParams) -> Result<EventFilter, ApiError> {
+    /// Check the parameters: 400 for a malformed hash, an empty type list or a filter that is
+    /// not one of `plugins`.
+    pub fn new(params: &StreamParams, plugins: &[String]) -> Result<EventFilter, ApiError> {
+        if let Some(filter) = params.filter.as_ref().filter(|f| !plugins.contains(f)) {
+            return Err(ApiError::bad_request("unknown_filter", format!("no plugin named {filter:?}")));
+        }
         let types = match &params.types {
             Some(list) => {
                 let types: HashSet<String> =
@@ -60,12 +67,16 @@ impl EventFilter {
             package: hash("package", &params.package)?,
             name: params.name.clone(),
             transaction: hash("transaction", &params.transaction)?,
+            attached: params.filter.clone(),
         })
     }
 
     /// Whether `event` passes.
     pub fn matches(&self, event: &StoredEvent) -> bool {
         if self.types.as_ref().is_some_and(|types| !types.contains(&event.kind)) {
+            return false;
+        }
+        if self.attached.as_ref().is_some_and(|filter| event.hidden_by(filter)) {
             return false;
         }
         if self.contract.is_none() && self.package.is_none() && self.name.is_none() && self.transaction.is_none() {

@@ -113,6 +113,12 @@ pub struct PluginConfig {
     pub on_error: OnError,
     /// The `[[nodes]]` entry (with an `rpc_url`) the plugin may query, if any.
     pub node: Option<Spanned<String>>,
+    /// Filters: apply only where attached (SSE/WebSocket `?filter=NAME`, another plugin's
+    /// `input`) instead of hiding what they drop from everyone.
+    #[serde(default)]
+    pub attached: bool,
+    /// Indexers: take only the events the attached filter of this name keeps.
+    pub input: Option<Spanned<String>>,
     /// Indexers: the first stored sequence a new version replays from (1: the whole log).
     #[serde(default = "defaults::replay_from")]
     pub replay_from: u64,
@@ -221,6 +227,12 @@ impl Config {
                 if granted.is_none_or(|n| n.rpc_url.is_none()) {
                     let problem = format!("no [[nodes]] entry named {:?} with an rpc_url", node.get_ref());
                     return Err(at(node.span(), format!("plugins[{i}].node"), problem));
+                }
+            }
+            if let Some(input) = &plugin.input {
+                if !self.plugins.iter().any(|p| p.attached && p.name.get_ref() == input.get_ref()) {
+                    let problem = format!("no plugin named {:?} with `attached = true`", input.get_ref());
+                    return Err(at(input.span(), format!("plugins[{i}].input"), problem));
                 }
             }
             let path = plugin.path.get_ref();

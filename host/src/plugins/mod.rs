@@ -384,7 +384,7 @@ impl Processor for Plugins {
         let event = Event::of(event);
         let context = || format!("event {} ({})", event.sequence, event.kind);
         let mut annotations = serde_json::Map::new();
-        let (mut dropped, mut derived) = (false, Vec::new());
+        let (mut dropped, mut derived, mut hidden_by) = (false, Vec::new(), Vec::new());
         // Live plugins, then any new indexer still catching up, which filters and decodes live
         // events meanwhile (its index gets them through the replay).
         let standing_in = self.catching_up.iter_mut().filter(|slot| slot.standing_in);
@@ -395,8 +395,9 @@ impl Processor for Plugins {
                 let decoded = slot.call(context, |i| i.decode(&event)).unwrap_or_default();
                 derived.extend(decoded.into_iter().filter_map(|d| slot.derived(d)));
             }
-            // After a drop, the filters after it are skipped; decoders still see the event.
-            if !slot.manifest.filter || dropped {
+            // After a drop, the filters after it are skipped (attached ones still decide where
+            // they are attached); decoders still see the event.
+            if !slot.manifest.filter || (dropped && !slot.attached) {
                 continue;
             }
             let verdict = slot.call(context, |i| i.on_event(&event));
@@ -406,7 +407,10 @@ impl Processor for Plugins {
                 None => {}
                 Some(Verdict::Drop) => {
                     stats.dropped.fetch_add(1, Relaxed);
-                    dropped = true;
+                    match slot.attached {
+                        true => hidden_by.push(stats.name.as_str()),
+                        false => dropped = true,
+                    }
                 }
                 Some(Verdict::Annotate(json)) => {
                     stats.annotated.fetch_add(1, Relaxed);
@@ -416,7 +420,8 @@ impl Processor for Plugins {
             }
         }
         let annotations = (!annotations.is_empty()).then(|| serde_json::Value::Object(annotations).to_string());
-        Outcome { dropped, annotations, derived }
+        let hidden_by = (!hidden_by.is_empty()).then(|| hidden_by.join(","));
+        Outcome { dropped, annotations, hidden_by, derived }
     }
 
     /// Hand the batch's new events to the indexers; what each wrote, its cursor and its dead

@@ -27,6 +27,10 @@ pub(super) struct Slot {
     pub cursor: u64,
     /// Catching up with no live version: it filters and decodes live events meanwhile.
     pub standing_in: bool,
+    /// A filter whose drops only hide events where it is attached.
+    pub attached: bool,
+    /// Indexers: the attached filter whose kept events it takes.
+    input: Option<String>,
     consecutive_failures: u32,
     max_consecutive_failures: u32,
     on_error: OnError,
@@ -79,6 +83,7 @@ impl Slot {
             .iter()
             .map(|event| event.borrow())
             .filter(|event| kinds.iter().any(|kind| kind == "*" || *kind == event.kind))
+            .filter(|event| self.input.as_ref().is_none_or(|input| !event.hidden_by(input)))
             .map(Event::of)
             .collect();
         let mut batch =
@@ -133,6 +138,9 @@ impl Slot {
         .map_err(failed)?;
         let instance = template.instantiate().map_err(failed)?;
         let manifest = instance.manifest.clone();
+        if config.attached && !manifest.filter {
+            return Err(failed(anyhow::anyhow!("`attached = true` is for filters, and its manifest says `filter: false`")));
+        }
         tracing::info!(plugin = %name, path = %config.path.get_ref().display(), ?manifest, "plugin loaded");
         Ok(Slot {
             template,
@@ -143,6 +151,8 @@ impl Slot {
             position: 0,
             cursor: 0,
             standing_in: false,
+            attached: config.attached,
+            input: config.input.as_ref().map(|input| input.get_ref().clone()),
             consecutive_failures: 0,
             max_consecutive_failures: config.max_consecutive_failures,
             on_error: config.on_error,
@@ -210,10 +220,13 @@ impl Build {
         };
         let config_json = serde_json::to_string(&config.config)?;
         let data = blake3::Hasher::new().update(&code).update(config_json.as_bytes()).finalize().to_hex();
+        // What it is fed is part of an indexer's data: another input is another storage.
+        let input = config.input.as_ref().map(|i| i.get_ref().as_str()).unwrap_or_default();
+        let data = blake3::Hasher::new().update(data.as_bytes()).update(input.as_bytes()).finalize().to_hex();
         let storage_id = format!("{name}@{}", &data[..16]);
         let settings = format!(
-            "{data} {limits:?} {:?} {} {}",
-            config.on_error, config.max_consecutive_failures, config.replay_from
+            "{data} {limits:?} {:?} {} {} {}",
+            config.on_error, config.max_consecutive_failures, config.replay_from, config.attached
         );
         let version = blake3::hash(settings.as_bytes()).to_hex().to_string();
         Ok(Build { code, config_json, limits, storage_id, version })

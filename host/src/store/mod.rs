@@ -31,6 +31,16 @@ pub struct StoredEvent {
     pub raw: Arc<str>,
     /// Plugin annotations as a JSON object (plugin name → value), if any plugin annotated.
     pub annotations: Option<String>,
+    /// The attached filters that dropped it (comma-separated names): hidden where they are
+    /// attached only.
+    pub hidden_by: Option<String>,
+}
+
+impl StoredEvent {
+    /// Whether the attached filter `filter` dropped it.
+    pub fn hidden_by(&self, filter: &str) -> bool {
+        self.hidden_by.as_deref().is_some_and(|names| names.split(',').any(|name| name == filter))
+    }
 }
 
 /// Where the database lives. `:memory:` becomes a file in a temporary directory that is

@@ -13,7 +13,7 @@ pub struct Store {
 }
 
 /// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
-const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations";
+const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations, hidden_by";
 
 /// How many idle read connections are kept.
 const MAX_IDLE: usize = 8;
@@ -72,6 +72,7 @@ pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         received_at_ms: row.get(3)?,
         raw: Arc::from(row.get::<_, String>(4)?),
         annotations: row.get(5)?,
+        hidden_by: row.get(6)?,
     })
 }
 

@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS events (
     received_at_ms   INTEGER NOT NULL,
     raw              TEXT NOT NULL,
     dropped          INTEGER NOT NULL DEFAULT 0,
-    annotations      TEXT
+    annotations      TEXT,
+    -- Attached filters that dropped it (comma-separated plugin names).
+    hidden_by        TEXT
 );
 CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'BlockAdded';
 CREATE INDEX IF NOT EXISTS blocks_by_height ON events (block_height) WHERE kind = 'BlockAdded';
@@ -143,11 +145,17 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
              COMMIT;",
         )?;
     }
-    conn.execute_batch(TABLES)?;
     if version != 0 && version < 9 {
-        // Version 9 indexes contract events: index those stored before.
-        super::contract_events::index_all(conn)?;
+        // Version 9 records attached filters' drops, and indexes contract events (those stored
+        // before too), in one transaction.
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch("ALTER TABLE events ADD COLUMN hidden_by TEXT;")?;
+        tx.execute_batch(TABLES)?;
+        super::contract_events::index_all(&tx)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
     }
+    conn.execute_batch(TABLES)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }

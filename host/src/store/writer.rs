@@ -15,6 +15,8 @@ pub struct Outcome {
     pub dropped: bool,
     /// JSON object of annotations (plugin name → value), if any.
     pub annotations: Option<String>,
+    /// Attached filters that dropped it (comma-separated), if any.
+    pub hidden_by: Option<String>,
     /// Events decoders derived from it, to store right after it.
     pub derived: Vec<Derived>,
 }
@@ -49,18 +51,20 @@ fn insert(
         received_at_ms,
         raw: Arc::from(e.raw.as_str()),
         annotations: None,
+        hidden_by: None,
     }))
 }
 
-/// Write a non-default outcome onto its event's row.
+/// Write a non-default outcome onto its event's row (and the stored event).
 fn record(
     statement: &mut rusqlite::CachedStatement<'_>,
-    event: &StoredEvent,
+    event: &mut StoredEvent,
     outcome: &Outcome,
 ) -> rusqlite::Result<()> {
-    if outcome.dropped || outcome.annotations.is_some() {
-        statement.execute(params![event.seq, outcome.dropped, outcome.annotations])?;
+    if outcome.dropped || outcome.annotations.is_some() || outcome.hidden_by.is_some() {
+        statement.execute(params![event.seq, outcome.dropped, outcome.annotations, outcome.hidden_by])?;
     }
+    event.hidden_by.clone_from(&outcome.hidden_by);
     Ok(())
 }
 
@@ -136,7 +140,7 @@ impl Writer {
                  SELECT seq, ?2, ?3, ?4 FROM events WHERE key_hash = ?1 AND node != ?2",
             )?;
             let mut record_outcome =
-                tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3 WHERE seq = ?1")?;
+                tx.prepare_cached("UPDATE events SET dropped = ?2, annotations = ?3, hidden_by = ?4 WHERE seq = ?1")?;
             let mut insert_rejected = tx.prepare_cached(
                 "INSERT INTO rejected_frames (node, node_event_id, received_at_ms, reason, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -156,7 +160,7 @@ impl Writer {
                 match &delivery.payload {
                     Payload::Event(e) => {
                         let (node, at) = (&*delivery.node, delivery.received_at_ms);
-                        let Some(event) = insert(&tx, &mut insert_event, e, node, delivery.node_event_id, at)? else {
+                        let Some(mut event) = insert(&tx, &mut insert_event, e, node, delivery.node_event_id, at)? else {
                             record_sighting.execute(params![key_hash(&e.key), node, delivery.node_event_id, at])?;
                             continue;
                         };
@@ -165,14 +169,14 @@ impl Writer {
                         // from it, stored right after it (once: by their keys).
                         let mut outcome = processor.decide(&event);
                         let derived = std::mem::take(&mut outcome.derived);
-                        record(&mut record_outcome, &event, &outcome)?;
+                        record(&mut record_outcome, &mut event, &outcome)?;
                         stored.push((event, outcome));
                         for derived in derived {
                             let by = derived.plugin.as_str();
-                            if let Some(event) = insert(&tx, &mut insert_event, &derived.event, by, None, at)? {
+                            if let Some(mut event) = insert(&tx, &mut insert_event, &derived.event, by, None, at)? {
                                 index(&mut index_contract_event, &event, derived.event.transaction_hash.as_deref())?;
                                 let outcome = processor.decide(&event);
-                                record(&mut record_outcome, &event, &outcome)?;
+                                record(&mut record_outcome, &mut event, &outcome)?;
                                 stored.push((event, outcome));
                             }
                         }
