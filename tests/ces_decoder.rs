@@ -212,3 +212,35 @@ fn through_the_host_a_schema_is_learned_from_the_nodes_json_rpc() {
     let schemas = rig.number("SELECT count(*) FROM events WHERE kind = 'ContractSchema'");
     assert_eq!(schemas, Some(1));
 }
+
+#[test]
+fn contract_messages_are_decoded_ces_or_plain() {
+    use sluice::harness::ces::{CesEvent, transaction_processed};
+    let (token, seed) = ("ab".repeat(32), "cd".repeat(32));
+    let schema = fixture_text("ces/cep18_schema.hex");
+    let config = format!("[[contracts]]\ncontract_hash = \"{token}\"\nevents_uref = \"{seed}\"\nschema_hex = \"{}\"", schema.trim());
+    let (sender, recipient) = (format!("account-hash-{}", "01".repeat(32)), format!("account-hash-{}", "02".repeat(32)));
+    let transfer = CesEvent::new("Transfer").key(&sender).key(&recipient).u256(5);
+    let mut event = transaction_processed(&"ee".repeat(32), &"ff".repeat(32), &seed, 0, &[]);
+    let entity = format!("entity-contract-{token}");
+    event["TransactionProcessed"]["messages"] = serde_json::json!([
+        {"entity_addr": entity, "topic_name": "__events", "message": {"Bytes": hex::encode(transfer.payload())}, "topic_name_hash": "00", "topic_index": 0, "block_index": 0},
+        {"entity_addr": entity, "topic_name": "status", "message": {"String": "paused"}, "topic_name_hash": "00", "topic_index": 0, "block_index": 1},
+        {"entity_addr": format!("entity-contract-{}", "99".repeat(32)), "topic_name": "other", "message": {"String": "x"}, "topic_name_hash": "00", "topic_index": 0, "block_index": 2},
+    ]);
+    let fed = decoder(&config).feed(&[&event.to_string()]).unwrap();
+    let events = derived(&fed, "ContractEvent");
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!((&events[0]["name"], &events[0]["source"], &events[0]["topic_name"]), (&"Transfer".into(), &"message".into(), &"__events".into()));
+    assert_eq!(events[0]["data"], serde_json::json!({"sender": sender, "recipient": recipient, "amount": "5"}));
+    assert_eq!((&events[1]["name"], &events[1]["data"]), (&"status".into(), &serde_json::json!({"string": "paused"})));
+
+    // `all_messages`: any contract's, such as the captured 2.x transaction's `Locked` message.
+    let captured = fixture_text("casper2/transaction_processed_event_with_messages.json");
+    let fed = decoder("all_messages = true").feed(&[&captured]).unwrap();
+    let events = derived(&fed, "ContractEvent");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["name"], "Locked");
+    assert_eq!(events[0]["contract_hash"], "0c3ed6cb3ad89799d30ec6f00846c815b3ebecc28149f40dc874f64adbb460c3");
+    assert!(events[0]["data"]["bytes"].as_str().unwrap().starts_with("0118ea8b"));
+}
