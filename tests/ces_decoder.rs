@@ -244,3 +244,67 @@ fn contract_messages_are_decoded_ces_or_plain() {
     assert_eq!(events[0]["contract_hash"], "0c3ed6cb3ad89799d30ec6f00846c815b3ebecc28149f40dc874f64adbb460c3");
     assert!(events[0]["data"]["bytes"].as_str().unwrap().starts_with("0118ea8b"));
 }
+
+/// A 1.x `DeployProcessed` of `deploy` with these transforms.
+fn deploy_with(deploy: &str, transforms: Vec<Value>) -> String {
+    serde_json::json!({"DeployProcessed": {
+        "deploy_hash": deploy, "account": format!("01{}", "00".repeat(32)), "timestamp": "2024-01-01T00:00:00.000Z",
+        "ttl": "30m", "dependencies": [], "block_hash": "bb".repeat(32),
+        "execution_result": {"Success": {"effect": {"operations": [], "transforms": transforms}, "transfers": [], "cost": "1"}},
+    }})
+    .to_string()
+}
+
+fn transform(key: &str, transform: Value) -> Value {
+    serde_json::json!({"key": key, "transform": transform})
+}
+
+/// An install (or upgrade) on 1.x: the package and one contract written, the contract's
+/// `__events` and `__events_schema` keys added, the schema written.
+fn install(deploy: &str, package: &str, contract: &str, seed: &str, schema_uref: &str, schema: &[u8]) -> String {
+    deploy_with(deploy, vec![
+        transform(&format!("hash-{package}"), "WriteContractPackage".into()),
+        transform(&format!("hash-{contract}"), "WriteContract".into()),
+        transform(&format!("uref-{schema_uref}-000"), serde_json::json!({"WriteCLValue": {"cl_type": "Any", "bytes": hex::encode(schema), "parsed": null}})),
+        transform(&format!("hash-{contract}"), serde_json::json!({"AddKeys": [
+            {"name": "__events", "key": format!("uref-{seed}-007")},
+            {"name": "__events_schema", "key": format!("uref-{schema_uref}-007")},
+        ]})),
+    ])
+}
+
+#[test]
+fn offline_a_contract_is_learned_from_its_install_and_relearned_on_upgrade() {
+    use sluice::harness::ces::{CesEvent, dictionary_write};
+    let (package, v1, v2, seed, schema_uref) = ("0a".repeat(32), "1a".repeat(32), "2a".repeat(32), "5e".repeat(32), "5c".repeat(32));
+    let schema = hex::decode(fixture_text("ces/cep18_schema.hex").trim()).unwrap();
+    // The upgrade's schema adds an event: {"Paused": [["by", Key]]} (counts 7 → 8).
+    let mut upgraded = schema.clone();
+    upgraded[0] = 8;
+    upgraded.extend(b"\x06\x00\x00\x00Paused\x01\x00\x00\x00\x02\x00\x00\x00by\x0b");
+    let holder = format!("account-hash-{}", "01".repeat(32));
+    // 1.x transforms carry the dictionary value as `WriteCLValue`.
+    let event = |id: u64, e: &CesEvent| {
+        let write = dictionary_write(&seed, id, e);
+        transform(write["key"].as_str().unwrap(), serde_json::json!({"WriteCLValue": write["kind"]["Write"]["CLValue"]}))
+    };
+    let mut decoder = decoder(&format!("[[contracts]]\npackage_hash = \"{package}\""));
+    let fed = decoder.feed(&[
+        &install(&"d1".repeat(32), &package, &v1, &seed, &schema_uref, &schema),
+        &deploy_with(&"d2".repeat(32), vec![event(0, &CesEvent::new("Mint").key(&holder).u256(5))]),
+        &install(&"d3".repeat(32), &package, &v2, &seed, &schema_uref, &upgraded),
+        &deploy_with(&"d4".repeat(32), vec![event(1, &CesEvent::new("Paused").key(&holder))]),
+    ]).unwrap();
+    // Learned at the install; at the upgrade, the new version and (the schema URef being
+    // shared) the old one's new schema.
+    let learned = derived(&fed, "ContractSchema");
+    let described: Vec<(&Value, bool)> = learned.iter().map(|l| (&l["contract_hash"], l["schema"]["Paused"].is_array())).collect();
+    assert_eq!(described, [(&v1.clone().into(), false), (&v1.clone().into(), true), (&v2.clone().into(), true)], "{learned:#?}");
+    assert_eq!(learned[0]["contract_package_hash"], package);
+    let events = derived(&fed, "ContractEvent");
+    assert_eq!(events.len(), 2, "{:?} {fed:#?}", decoder.last_error());
+    assert_eq!((&events[0]["name"], &events[0]["contract_hash"]), (&"Mint".into(), &v1.into()));
+    assert_eq!((&events[1]["name"], &events[1]["contract_hash"]), (&"Paused".into(), &v2.into()));
+    assert_eq!(events[1]["data"], serde_json::json!({"by": holder}));
+    assert_eq!(events[1]["contract_package_hash"], package);
+}
