@@ -308,3 +308,23 @@ fn offline_a_contract_is_learned_from_its_install_and_relearned_on_upgrade() {
     assert_eq!(events[1]["data"], serde_json::json!({"by": holder}));
     assert_eq!(events[1]["contract_package_hash"], package);
 }
+
+#[test]
+fn through_the_host_a_schema_is_read_from_a_granted_file() {
+    let schemas = tempfile::tempdir().unwrap();
+    std::fs::write(schemas.path().join("voting.hex"), fixture_text("ces/voting_schema.hex")).unwrap();
+    let config = format!(
+        "[[contracts]]\ncontract_hash = \"{VOTING_CONTRACT}\"\nevents_uref = \"{VOTING_EVENTS_UREF}\"\nschema_file = \"voting.hex\""
+    );
+    let extra = format!("files = \"{}\"", schemas.path().display());
+    let (rig, _files) = voting_rig("1", &extra, &config, None);
+    let page = contract_events(&rig, &format!("contract={VOTING_CONTRACT}"), 2);
+    let mut events = page["data"].as_array().unwrap().clone();
+    events.reverse();
+    assert_known_answers(&events, DEPLOY);
+
+    // Without the grant, the plugin cannot read it, and says how to fix that.
+    let wasm = plugin("ces_decoder");
+    let error = Harness::load(std::path::Path::new(&wasm), &config).err().unwrap();
+    assert!(format!("{error:#}").contains("grant its directory with `files"), "{error:#}");
+}

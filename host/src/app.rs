@@ -47,7 +47,8 @@ pub async fn run(
     };
     let engine = runtime::engine(&cache_dir)?;
     let services = HostServices::from_config(&config, location.clone())?;
-    let mut plugins = Plugins::load(&engine, &config.plugins, &services)?;
+    // Off the async workers: a plugin's `init` may block (reading its granted files, a node query).
+    let mut plugins = tokio::task::block_in_place(|| Plugins::load(&engine, &config.plugins, &services))?;
     plugins.prepare_storage(&mut writer)?;
     let (reload_sender, reloads) = mpsc::unbounded_channel();
     let reload_status = Arc::new(ReloadStatus::default());

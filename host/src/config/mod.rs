@@ -113,6 +113,8 @@ pub struct PluginConfig {
     pub on_error: OnError,
     /// The `[[nodes]]` entry (with an `rpc_url`) the plugin may query, if any.
     pub node: Option<Spanned<String>>,
+    /// A directory the plugin may read (read-only, seen as `/files` inside the plugin).
+    pub files: Option<Spanned<PathBuf>>,
     /// Filters: apply only where attached (SSE/WebSocket `?filter=NAME`, another plugin's
     /// `input`) instead of hiding what they drop from everyone.
     #[serde(default)]
@@ -234,6 +236,10 @@ impl Config {
                     let problem = format!("no plugin named {:?} with `attached = true`", input.get_ref());
                     return Err(at(input.span(), format!("plugins[{i}].input"), problem));
                 }
+            }
+            if let Some(files) = plugin.files.as_ref().filter(|files| !files.get_ref().is_dir()) {
+                let problem = format!("no directory at {}", files.get_ref().display());
+                return Err(at(files.span(), format!("plugins[{i}].files"), problem));
             }
             let path = plugin.path.get_ref();
             if !path.is_file() {

@@ -27,14 +27,20 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// Fresh state for an instance of `plugin`.
+    /// Fresh state for an instance of `plugin`: WASI grants nothing but, when the operator gave
+    /// one, the directory `files` to read (as `/files`).
     pub fn new(
         plugin: Arc<str>,
         limits: StoreLimits,
         storage: PluginStorage,
         node: Option<Arc<NodeQueries>>,
-    ) -> HostState {
-        HostState { plugin, wasi: WasiCtx::builder().build(), table: ResourceTable::new(), limits, storage, node }
+        files: Option<&std::path::Path>,
+    ) -> anyhow::Result<HostState> {
+        let mut wasi = WasiCtx::builder();
+        if let Some(files) = files {
+            wasi.preopened_dir(files, "/files", wasmtime_wasi::FsPerms::ReadOnly)?;
+        }
+        Ok(HostState { plugin, wasi: wasi.build(), table: ResourceTable::new(), limits, storage, node })
     }
 }
 

@@ -11,6 +11,7 @@ use crate::store::plugin_data::{self, Write};
 use crate::store::{Location, StoredEvent};
 use anyhow::Context;
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
@@ -65,6 +66,16 @@ pub struct Template {
     limits: Limits,
     location: Location,
     node: Option<Arc<NodeQueries>>,
+    files: Option<PathBuf>,
+}
+
+/// What the operator granted a plugin beyond its own storage and logging.
+#[derive(Default)]
+pub struct Grants<'a> {
+    /// The `[[nodes]]` entry it may query.
+    pub node: Option<&'a str>,
+    /// The directory it may read, as `/files`.
+    pub files: Option<&'a Path>,
 }
 
 /// A live, initialised instance.
@@ -86,9 +97,9 @@ impl Template {
         config_json: String,
         limits: Limits,
         services: &HostServices,
-        node: Option<&str>,
+        grants: &Grants,
     ) -> anyhow::Result<Template> {
-        let node = match node {
+        let node = match grants.node {
             Some(node) => {
                 Some(services.nodes.get(node).cloned().with_context(|| format!("no node {node:?} to query"))?)
             }
@@ -100,7 +111,8 @@ impl Template {
         capabilities::forbid_blocking(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = PluginPre::new(linker.instantiate_pre(component)?)?;
-        Ok(Template { name, storage_id, pre, engine: engine.clone(), config_json, limits, location, node })
+        let files = grants.files.map(Path::to_path_buf);
+        Ok(Template { name, storage_id, pre, engine: engine.clone(), config_json, limits, location, node, files })
     }
 
     /// The plugin's name.
@@ -120,7 +132,7 @@ impl Template {
             StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
         let conn = crate::store::reader::open_read_only(&self.location).context("opening the plugin's storage")?;
         let storage = PluginStorage::new(self.storage_id.clone(), conn, self.limits.output_bytes);
-        let state = HostState::new(self.name.clone(), limiter, storage, self.node.clone());
+        let state = HostState::new(self.name.clone(), limiter, storage, self.node.clone(), self.files.as_deref())?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();

@@ -1,6 +1,6 @@
 //! One loaded plugin: its template, warm instance, manifest, cursor and failure policy.
 
-use super::instance::{CallError, DerivedEvent, Event, Instance, Limits, Manifest, Template};
+use super::instance::{CallError, DerivedEvent, Event, Grants, Instance, Limits, Manifest, Template};
 use super::{HostServices, PluginStats, runtime};
 use crate::config::{OnError, PluginConfig};
 use crate::event::NodeEvent;
@@ -133,7 +133,10 @@ impl Slot {
             config_json,
             limits,
             services,
-            config.node.as_ref().map(|node| node.get_ref().as_str()),
+            &Grants {
+                node: config.node.as_ref().map(|node| node.get_ref().as_str()),
+                files: config.files.as_ref().map(|files| files.get_ref().as_path()),
+            },
         )
         .map_err(failed)?;
         let instance = template.instantiate().map_err(failed)?;

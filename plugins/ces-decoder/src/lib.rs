@@ -10,7 +10,9 @@
 //! package_hash = "hash-…"          # every version of the package, or
 //! contract_hash = "hash-…"         # one contract
 //! events_uref = "uref-…-007"       # offline: the `__events` dictionary's URef …
-//! schema_hex = "0800…"             # … and the `__events_schema` bytes
+//! schema_hex = "0800…"             # … and the `__events_schema` bytes (hex), or
+//! schema_file = "token.hex"        # the same in a file of the directory granted with
+//!                                  # `files = "schemas"` in the [[plugins]] entry
 //! ```
 //!
 //! A contract's schema and `__events` dictionary come from the config, from its install or
@@ -60,6 +62,8 @@ struct ContractConfig {
     contract_hash: Option<String>,
     events_uref: Option<String>,
     schema_hex: Option<String>,
+    /// A file (hex) in the directory the operator granted (`/files`).
+    schema_file: Option<String>,
 }
 
 impl ContractConfig {
@@ -72,13 +76,28 @@ impl ContractConfig {
             package: hash("package_hash", self.package_hash)?,
             contract: hash("contract_hash", self.contract_hash)?,
             events_seed: hash("events_uref", self.events_uref)?,
-            schema_hex: self.schema_hex,
+            schema_hex: match (self.schema_hex, self.schema_file) {
+                (Some(_), Some(_)) => return Err("give schema_hex or schema_file, not both".into()),
+                (Some(hex), None) => Some(hex),
+                (None, Some(file)) => Some(read_granted(&file)?),
+                (None, None) => None,
+            },
         };
         match watch.package.or(watch.contract) {
             Some(_) => Ok(watch),
             None => Err("each of `contracts` needs a package_hash or a contract_hash".into()),
         }
     }
+}
+
+/// A file of the directory the operator granted the plugin (`files = "…"`).
+fn read_granted(file: &str) -> Result<String, String> {
+    if file.split('/').any(|part| part == "..") {
+        return Err(format!("schema_file {file:?} must stay inside the granted directory"));
+    }
+    std::fs::read_to_string(format!("/files/{file}")).map_err(|e| {
+        format!("schema_file {file:?}: {e} (grant its directory with `files = \"…\"` in the [[plugins]] entry)")
+    })
 }
 
 struct CesDecoder {
