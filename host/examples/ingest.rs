@@ -57,14 +57,7 @@ fn main() {
     .concat();
     let realistic_three = "realistic mix, decoder + filter + indexer (derives 1 event per processed transaction)";
     use sluice::mock_node::token;
-    let ces_decoder = format!(
-        "[[plugins]]\nname = \"ces\"\npath = \"{}\"\n[[plugins.config.contracts]]\ncontract_hash = \"{}\"\n\
-         events_uref = \"uref-{}-007\"\nschema_hex = \"{}\"\n\n",
-        wasm("ces_decoder"),
-        token::CONTRACT,
-        token::EVENTS_SEED,
-        token::SCHEMA_HEX.trim(),
-    );
+    let ces_decoder = token::decoder_plugin_toml("ces", &wasm("ces_decoder"));
     let ces = ces_decoder.clone() + &plugin("cep18", "cep18_indexer", &format!("contract_hash = \"{}\"", token::CONTRACT));
     let token_mix = "cep18 mix (realistic; 20% of transactions carry 10 CES events)";
     let scenarios = scenarios.iter().map(|(name, plugins)| (name.to_string(), plugins.as_str(), "simple"));

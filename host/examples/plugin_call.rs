@@ -20,14 +20,7 @@ fn main() -> anyhow::Result<()> {
         format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n[plugins.config]\n{config}\n", wasm(file))
     };
     use sluice::mock_node::token;
-    let decoder = format!(
-        "[[plugins]]\nname = \"ces\"\npath = \"{}\"\n[[plugins.config.contracts]]\ncontract_hash = \"{}\"\n\
-         events_uref = \"uref-{}-007\"\nschema_hex = \"{}\"\n",
-        wasm("ces_decoder"),
-        token::CONTRACT,
-        token::EVENTS_SEED,
-        token::SCHEMA_HEX.trim()
-    );
+    let decoder = token::decoder_plugin_toml("ces", &wasm("ces_decoder"));
     let scenarios = [
         ("no plugins (chain overhead)", String::new()),
         ("filter (keep/drop by kind)", plugin("filter", "filter", "drop = [\"Fault\"]")),

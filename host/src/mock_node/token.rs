@@ -28,6 +28,16 @@ fn holder(n: u64) -> String {
     format!("account-hash-{}", format!("{:02x}", 0xa0 + n).repeat(32))
 }
 
+/// A `[[plugins]]` entry running the stock CES decoder (at `wasm`) on this token, offline:
+/// its `__events` URef and schema are given.
+pub fn decoder_plugin_toml(name: &str, wasm: &str) -> String {
+    format!(
+        "[[plugins]]\nname = \"{name}\"\npath = \"{wasm}\"\n[[plugins.config.contracts]]\n\
+         contract_hash = \"{CONTRACT}\"\nevents_uref = \"uref-{EVENTS_SEED}-007\"\nschema_hex = \"{}\"\n\n",
+        SCHEMA_HEX.trim()
+    )
+}
+
 /// A `TransactionProcessed` of the token (with the placeholders): a mint and 9 transfers.
 pub fn transaction() -> Value {
     let treasury = holder(0);
