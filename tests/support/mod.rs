@@ -322,7 +322,7 @@ fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).expect("UTF-8 SSE")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub fn runtime() -> tokio::runtime::Runtime {
     sluice::install_tls_provider();
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }

@@ -9,8 +9,10 @@ mod gaps;
 mod health;
 mod metrics;
 mod plugin_routes;
+mod subscription;
 mod transactions;
 mod views;
+mod websocket;
 
 use crate::bus::Bus;
 use crate::pipeline::IngestStats;
@@ -48,6 +50,7 @@ pub struct AppState {
 pub fn public(state: AppState) -> Router {
     Router::new()
         .route("/events", get(events::firehose))
+        .route("/ws/events", get(websocket::events))
         .route("/block", get(blocks::latest))
         .route("/block/{id}", get(blocks::by_id))
         .route("/transaction/{hash}", get(transactions::by_hash))
