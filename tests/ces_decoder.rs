@@ -211,6 +211,9 @@ fn through_the_host_a_schema_is_learned_from_the_nodes_json_rpc() {
     // What it learned is published as a ContractSchema event (and kept by the plugin).
     let schemas = rig.number("SELECT count(*) FROM events WHERE kind = 'ContractSchema'");
     assert_eq!(schemas, Some(1));
+    rig.wait_for("the decoder to keep what it learned", || {
+        rig.number("SELECT count(*) FROM plugin_data WHERE plugin LIKE 'ces@%' AND collection = 'contracts'") == Some(1)
+    });
 }
 
 #[test]
