@@ -68,3 +68,55 @@ fn websocket_subscriptions_replay_the_store_then_follow_live_with_filters() {
         assert_eq!(receive(&mut socket).await["event"], "unsubscribed");
     });
 }
+
+#[test]
+fn sidecar_and_event_store_lookups_answer_with_their_shapes_and_edges() {
+    let rig = Rig::start(&["--count", "40"], "");
+    rig.wait_for_stored(47);
+    let get = |path: &str| {
+        let (status, body) = support::get(&format!("{}{path}", rig.http)).unwrap();
+        (status, serde_json::from_str::<Value>(&body).unwrap_or_default())
+    };
+    // Event Store pages: 11 blocks, 10 per page by default, highest first.
+    let (status, first) = get("/blocks");
+    assert_eq!((status, &first["itemCount"], &first["pageCount"]), (200, &json!(11), &json!(2)), "{first}");
+    assert_eq!(first["data"].as_array().unwrap().len(), 10);
+    assert_eq!(first["pages"][1], json!({"number": 2, "url": "/blocks?page=2&limit=10"}));
+    let heights: Vec<u64> = first["data"].as_array().unwrap().iter().map(|b| {
+        let block = &b["data"]["BlockAdded"]["block"]["Version2"]["header"]["height"];
+        block.as_u64().unwrap()
+    }).collect();
+    assert!(heights.windows(2).all(|w| w[0] > w[1]), "{heights:?}");
+    assert_eq!(get("/blocks?page=2").1["data"].as_array().unwrap().len(), 1);
+    assert_eq!(get("/blocks?page=3&limit=10").1["data"], json!([]));
+    for (path, code) in [("/blocks?page=0", "invalid_page"), ("/blocks?limit=1000", "invalid_limit"), ("/blocks?limit=x", "invalid_query")] {
+        let (status, body) = get(path);
+        assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}");
+    }
+
+    // The sidecar's lookups, on the captured fixtures.
+    let signed_block = "5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428";
+    let (status, signatures) = get(&format!("/signatures/{signed_block}"));
+    assert_eq!((status, signatures.as_array().map(Vec::len)), (200, Some(1)), "{signatures}");
+    assert_eq!(signatures[0]["kind"], "FinalitySignature");
+    let validator = "012fa85eb06279da42e68530e1116be04bfd2aaa5ed8d63401ebff4d9153a609a9";
+    for id in ["45914488", validator] {
+        let (status, faults) = get(&format!("/faults/{id}"));
+        assert_eq!((status, faults.as_array().map(Vec::len)), (200, Some(1)), "{id}: {faults}");
+    }
+    assert_eq!(get("/faults/7").1, json!([]));
+    assert_eq!(get("/step/203").1["kind"], "Step");
+    assert_eq!(get("/step/7").0, 404);
+    for (path, code) in [("/faults/xyz", "invalid_fault_id"), ("/step/x", "invalid_era"), ("/signatures/12", "invalid_hash")] {
+        let (status, body) = get(path);
+        assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}");
+    }
+
+    let transaction = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
+    let (status, all) = get(&format!("/transaction/version1/{transaction}"));
+    assert_eq!((status, &all["processed"]["kind"]), (200, &json!("TransactionProcessed")), "{all}");
+    assert_eq!(get(&format!("/transaction/processed/version1/{transaction}")).1["kind"], "TransactionProcessed");
+    assert_eq!(get(&format!("/transaction/accepted/version1/{transaction}")).0, 404);
+    assert_eq!(get(&format!("/transaction/sideways/version1/{transaction}")).1["code"], "invalid_state");
+    assert_eq!(get(&format!("/transaction/v3/{transaction}")).1["code"], "invalid_transaction_type");
+}

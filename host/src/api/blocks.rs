@@ -1,7 +1,8 @@
-//! `GET /block` (latest), `GET /block/{hash|height}`.
+//! `GET /block` (latest), `GET /block/{hash|height}`, and the Casper Event Store's
+//! `GET /blocks?page=&limit=`.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ApiQuery};
 use super::views::EventView;
 use crate::store::reader::{self, BlockId};
 use axum::Json;
@@ -29,6 +30,46 @@ fn parse_block_id(id: &str) -> Result<BlockId, ApiError> {
             format!("{id:?} is neither a block hash (64 hex digits) nor a height"),
         ))
     }
+}
+
+/// Query parameters of `/blocks`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// From 1.
+    page: Option<u64>,
+    /// Blocks per page, 1 to 100.
+    limit: Option<u64>,
+}
+
+/// Most blocks per page.
+const MAX_PAGE: u64 = 100;
+
+/// Blocks, highest first, in the Event Store's page shape: `{"data", "pageCount", "itemCount",
+/// "pages": [{"number", "url"}]}` (default page 1, limit 10; past the end, `data` is empty).
+pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<PageQuery>) -> Result<Response, ApiError> {
+    let (page, limit) = (query.page.unwrap_or(1), query.limit.unwrap_or(10));
+    if page == 0 {
+        return Err(ApiError::bad_request("invalid_page", "pages count from 1"));
+    }
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_PAGE}")));
+    }
+    let (blocks, count) = state
+        .store
+        .read(move |conn| {
+            let (blocks, count) = reader::blocks_page(conn, page, limit)?;
+            let blocks = blocks.into_iter().map(|b| reader::with_seen_by(conn, b)).collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((blocks, count))
+        })
+        .await?;
+    let data = blocks.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
+    let page_count = count.div_ceil(limit);
+    let pages: Vec<_> = (1..=page_count)
+        .map(|number| serde_json::json!({"number": number, "url": format!("/blocks?page={number}&limit={limit}")}))
+        .collect();
+    let body = serde_json::json!({"data": data, "pageCount": page_count, "itemCount": count, "pages": pages});
+    Ok(Json(body).into_response())
 }
 
 /// True for a 32-byte hash in hex.

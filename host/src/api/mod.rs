@@ -7,6 +7,7 @@ mod events;
 mod filter;
 mod gaps;
 mod health;
+mod lookups;
 mod metrics;
 mod plugin_routes;
 mod subscription;
@@ -53,7 +54,13 @@ pub fn public(state: AppState) -> Router {
         .route("/ws/events", get(websocket::events))
         .route("/block", get(blocks::latest))
         .route("/block/{id}", get(blocks::by_id))
+        .route("/blocks", get(blocks::page))
         .route("/transaction/{hash}", get(transactions::by_hash))
+        .route("/transaction/{type}/{hash}", get(transactions::by_type_and_hash))
+        .route("/transaction/{state}/{type}/{hash}", get(transactions::one_state))
+        .route("/signatures/{block_hash}", get(lookups::signatures))
+        .route("/faults/{id}", get(lookups::faults))
+        .route("/step/{era}", get(lookups::step))
         .route("/contract-events", get(contract_events::list))
         .route("/gaps", get(gaps::list))
         .route("/health", get(health::health))

@@ -224,6 +224,50 @@ pub fn transaction_events(conn: &Connection, hash: &str) -> rusqlite::Result<Vec
     rows.collect()
 }
 
+/// Where era and block lookups look.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A block's finality signatures (its hash, hex).
+    Signatures(String),
+    /// The faults of an era.
+    FaultsInEra(u64),
+    /// The faults of a validator (public key, hex).
+    FaultsOf(String),
+    /// The step that ended an era.
+    Step(u64),
+}
+
+/// Visible events answering `lookup`, oldest first, at most `limit` (each query is served by
+/// an index: `signatures_by_block`, `era_events`).
+pub fn lookup(conn: &Connection, lookup: &Lookup, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
+    use rusqlite::types::Value;
+    let (condition, value) = match lookup {
+        Lookup::Signatures(block_hash) => {
+            ("kind = 'FinalitySignature' AND block_hash = ?1", Value::Text(block_hash.to_lowercase()))
+        }
+        Lookup::FaultsInEra(era) => ("kind = 'Fault' AND era_id = ?1", Value::Integer(*era as i64)),
+        // A fault's key is `fault:{era}:{public key}`.
+        Lookup::FaultsOf(key) => ("kind = 'Fault' AND key LIKE '%:' || ?1", Value::Text(key.to_lowercase())),
+        Lookup::Step(era) => ("kind = 'Step' AND era_id = ?1", Value::Integer(*era as i64)),
+    };
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {condition} AND dropped = 0 ORDER BY seq LIMIT ?2");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![value, limit as i64], stored_event)?;
+    rows.collect()
+}
+
+/// Page `page` (from 1) of the visible blocks, highest first, `limit` per page, and how many
+/// there are.
+pub fn blocks_page(conn: &Connection, page: u64, limit: u64) -> rusqlite::Result<(Vec<StoredEvent>, u64)> {
+    let served = "kind = 'BlockAdded' AND dropped = 0";
+    let count: i64 = conn.prepare_cached(&format!("SELECT count(*) FROM events WHERE {served}"))?.query_row([], |r| r.get(0))?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {served} ORDER BY block_height DESC, seq DESC LIMIT ?1 OFFSET ?2");
+    let offset = (page - 1).saturating_mul(limit);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![limit as i64, i64::try_from(offset).unwrap_or(i64::MAX)], stored_event)?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, count as u64))
+}
+
 /// Counts for the health endpoint.
 #[derive(Debug, serde::Serialize)]
 pub struct Totals {

@@ -30,6 +30,8 @@ CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'B
 CREATE INDEX IF NOT EXISTS blocks_by_height ON events (block_height) WHERE kind = 'BlockAdded';
 CREATE INDEX IF NOT EXISTS events_by_transaction ON events (transaction_hash)
     WHERE transaction_hash IS NOT NULL;
+CREATE INDEX IF NOT EXISTS signatures_by_block ON events (block_hash) WHERE kind = 'FinalitySignature';
+CREATE INDEX IF NOT EXISTS era_events ON events (kind, era_id) WHERE kind IN ('Fault', 'Step');
 
 -- Other nodes that delivered an event after the first one (`events.node`), for audit.
 CREATE TABLE IF NOT EXISTS sightings (

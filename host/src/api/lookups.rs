@@ -1,0 +1,64 @@
+//! The casper-sidecar's lookups: `GET /signatures/{block_hash}`, `GET /faults/{era|public_key}`,
+//! `GET /step/{era}`.
+
+use super::AppState;
+use super::blocks::is_hash;
+use super::error::ApiError;
+use super::views::EventView;
+use crate::store::reader::{self, Lookup};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+
+/// Most events one lookup returns (a block has at most a few hundred signatures).
+const MAX_EVENTS: usize = 10_000;
+
+/// A block's finality signatures, as a list.
+pub async fn signatures(State(state): State<AppState>, Path(block_hash): Path<String>) -> Result<Response, ApiError> {
+    if !is_hash(&block_hash) {
+        return Err(ApiError::bad_request("invalid_hash", format!("{block_hash:?} is not 64 hex digits")));
+    }
+    list(&state, Lookup::Signatures(block_hash)).await
+}
+
+/// The faults of an era (a number) or of a validator (a public key), as a list.
+pub async fn faults(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let lookup = match id.parse::<u64>() {
+        Ok(era) => Lookup::FaultsInEra(era),
+        Err(_) if is_public_key(&id) => Lookup::FaultsOf(id),
+        Err(_) => {
+            let message = format!("{id:?} is neither an era nor a public key (01 or 02 and hex)");
+            return Err(ApiError::bad_request("invalid_fault_id", message));
+        }
+    };
+    list(&state, lookup).await
+}
+
+/// The step that ended an era.
+pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Result<Response, ApiError> {
+    let era: u64 = era.parse().map_err(|_| ApiError::bad_request("invalid_era", format!("{era:?} is not an era")))?;
+    let events = state.store.read(move |conn| with_nodes(conn, reader::lookup(conn, &Lookup::Step(era), 1)?)).await?;
+    match events.first() {
+        Some(event) => Ok(Json(EventView::of(event)?).into_response()),
+        None => Err(ApiError::not_found(format!("no step for era {era}"))),
+    }
+}
+
+async fn list(state: &AppState, lookup: Lookup) -> Result<Response, ApiError> {
+    let events = state.store.read(move |conn| with_nodes(conn, reader::lookup(conn, &lookup, MAX_EVENTS)?)).await?;
+    let views = events.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Json(views).into_response())
+}
+
+fn with_nodes(
+    conn: &rusqlite::Connection,
+    events: Vec<crate::store::StoredEvent>,
+) -> rusqlite::Result<Vec<(crate::store::StoredEvent, Vec<String>)>> {
+    events.into_iter().map(|event| reader::with_seen_by(conn, event)).collect()
+}
+
+/// An ed25519 (`01` + 32 bytes) or secp256k1 (`02` + 33 bytes) public key in hex.
+fn is_public_key(text: &str) -> bool {
+    let hex = text.bytes().all(|b| b.is_ascii_hexdigit());
+    hex && ((text.len() == 66 && text.starts_with("01")) || (text.len() == 68 && text.starts_with("02")))
+}
