@@ -158,7 +158,7 @@ fn through_the_host_the_voting_events_are_served_filtered_paged_and_streamed() {
     assert_eq!(events.len(), 2, "{page}");
     events.reverse(); // newest first
     assert_known_answers(&events, DEPLOY);
-    assert_eq!(events[0]["source"], "plugin:ces");
+    assert_eq!((&events[0]["source"], &events[0]["delivered_by"]), (&"ces".into(), &"plugin:ces".into()));
 
     // Filters, cursor pages and bad parameters.
     let names = |query: &str| -> Vec<String> {

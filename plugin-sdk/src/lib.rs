@@ -153,7 +153,8 @@ pub mod storage {
         if cursor.is_some_and(|c| !c.starts_with(prefix)) {
             return crate::Response::error(400, "invalid_cursor", "not a cursor from next_cursor");
         }
-        let entries = scan(collection, prefix, cursor, limit.min(MAX_PAGE));
+        let limit = limit.min(MAX_PAGE);
+        let entries = scan(collection, prefix, cursor, limit);
         let next_cursor = match entries.last() {
             Some(last) if entries.len() == limit as usize => Some(last.key.clone()),
             _ => None,

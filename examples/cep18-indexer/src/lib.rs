@@ -7,7 +7,7 @@
 //! name = "cep18"
 //! path = "target/wasm32-wasip2/release/cep18_indexer.wasm"
 //! [plugins.config]
-//! package_hash = "…"    # the token (or contract_hash); without either, every CEP-18 event
+//! package_hash = "…"    # the token (or contract_hash, one version of it)
 //! ```
 //!
 //! Routes (under `/plugins/cep18`): `GET /balances/{account}`, `GET /balances` (holders,
@@ -52,6 +52,9 @@ impl Plugin for Cep18 {
 
     fn new(config: Config) -> Result<Self, String> {
         let bare = |hash: Option<String>| hash.map(|h| h.rsplit('-').next().unwrap_or(&h).to_lowercase());
+        if config.package_hash.is_none() && config.contract_hash.is_none() {
+            return Err("set package_hash (or contract_hash): the token whose events to index".into());
+        }
         Ok(Cep18(Config { package_hash: bare(config.package_hash), contract_hash: bare(config.contract_hash) }))
     }
 
@@ -98,7 +101,7 @@ impl Plugin for Cep18 {
 }
 
 impl Cep18 {
-    /// Whether the event comes from the configured token (any token when none is configured).
+    /// Whether the event comes from the configured token.
     fn is_token(&self, event: &ContractEvent) -> bool {
         let matches = |wanted: &Option<String>, actual: &Option<String>| wanted.is_none() || wanted == actual;
         matches(&self.0.package_hash, &event.package) && matches(&self.0.contract_hash, &event.contract)

@@ -77,17 +77,20 @@ fn view(event: &StoredEvent, block_height: Option<u64>) -> Value {
             // "extra": {deploy_hash, event_id, transform_id}, "timestamp"}
             let mut view = raw["data"].clone();
             let extra = &raw["extra"];
-            view["transaction_hash"] = extra["deploy_hash"].clone();
-            view["event_id"] = extra["event_id"].clone();
-            view["transform_id"] = extra["transform_id"].clone();
-            view["timestamp"] = raw["timestamp"].clone();
+            if let Some(fields) = view.as_object_mut() {
+                fields.insert("transaction_hash".into(), extra["deploy_hash"].clone());
+                fields.insert("event_id".into(), extra["event_id"].clone());
+                fields.insert("transform_id".into(), extra["transform_id"].clone());
+                fields.insert("timestamp".into(), raw["timestamp"].clone());
+            }
             view
         }
     };
-    view["sequence"] = event.seq.into();
-    view["source"] = event.node.clone().into();
-    if view.get("block_height").is_none_or(Value::is_null) {
-        view["block_height"] = block_height.into();
+    let Some(fields) = view.as_object_mut() else { return json!({"sequence": event.seq, "event": raw}) };
+    fields.insert("sequence".into(), event.seq.into());
+    fields.insert("delivered_by".into(), event.node.clone().into());
+    if fields.get("block_height").is_none_or(Value::is_null) {
+        fields.insert("block_height".into(), block_height.into());
     }
     view
 }

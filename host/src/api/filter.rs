@@ -44,10 +44,10 @@ pub struct EventFilter {
 
 impl EventFilter {
     /// Check the parameters: 400 for a malformed hash, an empty type list or a filter that is
-    /// not one of `plugins`.
-    pub fn new(params: &StreamParams, plugins: &[String]) -> Result<EventFilter, ApiError> {
-        if let Some(filter) = params.filter.as_ref().filter(|f| !plugins.contains(f)) {
-            return Err(ApiError::bad_request("unknown_filter", format!("no plugin named {filter:?}")));
+    /// not one of the `attached` filter plugins.
+    pub fn new(params: &StreamParams, attached: &[String]) -> Result<EventFilter, ApiError> {
+        if let Some(filter) = params.filter.as_ref().filter(|f| !attached.contains(f)) {
+            return Err(ApiError::bad_request("unknown_filter", format!("no attached filter named {filter:?}")));
         }
         let types = match &params.types {
             Some(list) => {

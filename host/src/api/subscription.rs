@@ -15,8 +15,11 @@ const PAGE: usize = 512;
 /// Start a subscription as `params` ask (400 for bad filters): its events arrive on the
 /// receiver until it is dropped or the server shuts down.
 pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<mpsc::Receiver<Arc<StoredEvent>>, ApiError> {
-    let plugins: Vec<String> = state.plugins.read().expect("registry lock").iter().map(|p| p.name.clone()).collect();
-    let filter = EventFilter::new(params, &plugins)?;
+    let attached: Vec<String> = {
+        let registry = state.plugins.read().expect("registry lock");
+        registry.iter().filter(|p| p.attached).map(|p| p.name.clone()).collect()
+    };
+    let filter = EventFilter::new(params, &attached)?;
     let live = state.bus.subscribe();
     let next = match params.start_from {
         Some(seq) => seq,

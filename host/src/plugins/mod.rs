@@ -130,6 +130,8 @@ pub struct PluginStats {
     pub suspended: AtomicBool,
     /// True while it replays the stored log (a new indexer or a new version of one).
     pub catching_up: AtomicBool,
+    /// An attached filter (`?filter=` may name it).
+    pub attached: bool,
     /// The most recent failure.
     pub last_error: Mutex<Option<String>>,
 }

@@ -159,7 +159,7 @@ impl Slot {
             consecutive_failures: 0,
             max_consecutive_failures: config.max_consecutive_failures,
             on_error: config.on_error,
-            stats: Arc::new(PluginStats { name: name.clone(), ..PluginStats::default() }),
+            stats: Arc::new(PluginStats { name: name.clone(), attached: config.attached, ..PluginStats::default() }),
         })
     }
 

@@ -147,17 +147,19 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
              COMMIT;",
         )?;
     }
-    if version != 0 && version < 9 {
-        // Version 9 records attached filters' drops, and indexes contract events (those stored
-        // before too), in one transaction.
-        let tx = conn.unchecked_transaction()?;
+    // One transaction: a crash leaves the file as it was. Version 9 records attached filters'
+    // drops (a column an early version 9 lacked) and indexes contract events, those stored
+    // before included.
+    let tx = conn.unchecked_transaction()?;
+    let has_hidden_by = tx.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'hidden_by'")?.exists([])?;
+    if version != 0 && !has_hidden_by {
         tx.execute_batch("ALTER TABLE events ADD COLUMN hidden_by TEXT;")?;
-        tx.execute_batch(TABLES)?;
-        super::contract_events::index_all(&tx)?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        tx.commit()?;
     }
-    conn.execute_batch(TABLES)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.execute_batch(TABLES)?;
+    if version != 0 && version < 9 {
+        super::contract_events::index_all(&tx)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
     Ok(())
 }

@@ -131,6 +131,7 @@ fn to_json<'a>(cl_type: &CLType, bytes: &'a [u8], depth: u8) -> Option<(Value, &
         },
         CLType::List(inner) => {
             let (count, mut rest) = u32::from_bytes(bytes).ok()?;
+            check_count(count, rest, &[inner])?;
             let mut items = Vec::new();
             for _ in 0..count {
                 let (item, after) = to_json(inner, rest, depth)?;
@@ -141,6 +142,7 @@ fn to_json<'a>(cl_type: &CLType, bytes: &'a [u8], depth: u8) -> Option<(Value, &
         }
         CLType::Map { key, value } => {
             let (count, mut rest) = u32::from_bytes(bytes).ok()?;
+            check_count(count, rest, &[key, value])?;
             let mut entries = Vec::new();
             for _ in 0..count {
                 let (k, after) = to_json(key, rest, depth)?;
@@ -156,6 +158,29 @@ fn to_json<'a>(cl_type: &CLType, bytes: &'a [u8], depth: u8) -> Option<(Value, &
         // `Any` has no length of its own: nothing can follow it.
         CLType::Any => None,
     }
+}
+
+/// Most items of a list or map whose items take no bytes (`Unit`, tuples of them).
+const MAX_EMPTY_ITEMS: u32 = 1024;
+
+/// Refuse a count the bytes cannot hold: each item takes at least a byte unless every part of
+/// it is zero-width (then at most [`MAX_EMPTY_ITEMS`]), so a hostile count cannot loop for
+/// billions of turns.
+fn check_count(count: u32, rest: &[u8], item: &[&CLType]) -> Option<()> {
+    fn zero_width(cl_type: &CLType) -> bool {
+        match cl_type {
+            CLType::Unit => true,
+            CLType::Tuple1(types) => types.iter().all(|t| zero_width(t)),
+            CLType::Tuple2(types) => types.iter().all(|t| zero_width(t)),
+            CLType::Tuple3(types) => types.iter().all(|t| zero_width(t)),
+            _ => false,
+        }
+    }
+    let limit = match item.iter().all(|t| zero_width(t)) {
+        true => MAX_EMPTY_ITEMS as usize,
+        false => rest.len(),
+    };
+    (count as usize <= limit).then_some(())
 }
 
 fn tuple<'a>(types: &[Box<CLType>], mut bytes: &'a [u8], depth: u8) -> Option<(Value, &'a [u8])> {
@@ -218,6 +243,10 @@ mod tests {
         assert_eq!(to_json(&list, &[2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0], 0), Some((json!([1, 2]), &[][..])));
         assert_eq!(to_json(&CLType::String, &[5, 0, 0, 0, b'a'], 0), None);
         assert_eq!(to_json(&CLType::Any, &[1], 0), None);
+        // A count no bytes can back is refused at once.
+        assert_eq!(to_json(&CLType::List(Box::new(CLType::Unit)), &[0xff, 0xff, 0xff, 0xff], 0), None);
+        assert_eq!(to_json(&list, &[0xff, 0xff, 0xff, 0x7f, 1], 0), None);
+        assert_eq!(to_json(&CLType::List(Box::new(CLType::Unit)), &[2, 0, 0, 0], 0), Some((json!([null, null]), &[][..])));
     }
 
     #[test]

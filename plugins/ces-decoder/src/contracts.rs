@@ -115,11 +115,15 @@ impl Registry {
                 return None;
             }
             let (contracts, packages) = (&self.watched_contracts, &self.watched_packages);
+            // Known versions of watched packages (their messages name only them) and the
+            // seeds of every watched contract's `__events`.
+            let versions = self.contracts.iter().filter(|(_, known)| known.package.is_some_and(|p| packages.contains(&p)));
+            let known = versions.map(|(hash, _)| *hash);
             let seeds = self.contracts.iter().filter_map(|(hash, known)| {
                 let watched = contracts.contains(hash) || known.package.is_some_and(|p| packages.contains(&p));
                 known.events_seed.filter(|_| watched)
             });
-            let hashes = contracts.iter().chain(packages).copied().chain(seeds);
+            let hashes = contracts.iter().chain(packages).copied().chain(known).chain(seeds);
             self.needles = Some(hashes.map(|h| base16::encode_lower(&h)).collect());
         }
         self.needles.as_deref()

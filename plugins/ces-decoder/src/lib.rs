@@ -37,7 +37,7 @@ use output::{CONTRACT_SCHEMA, ContractEvent, Origin, Place};
 use serde_json::{Value, json};
 use sluice_plugin_sdk::casper::{CasperEvent, Processed};
 use sluice_plugin_sdk::{DerivedEvent, Event, Manifest, Plugin, log, storage};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// Where learned contracts are kept.
 const CONTRACTS: &str = "contracts";
@@ -149,13 +149,15 @@ impl Plugin for CesDecoder {
         }
     }
 
-    /// Keep what was learned (`ContractSchema` events, this instance's or an earlier version's).
+    /// Keep what was learned (`ContractSchema` events, this instance's or an earlier version's),
+    /// with when (its sequence).
     fn index(&mut self, events: &[Event]) -> Result<(), String> {
         for event in events {
-            let value: Value = serde_json::from_str(&event.json).map_err(|e| e.to_string())?;
-            let description = &value[CONTRACT_SCHEMA];
-            if let Some(contract) = description["contract_hash"].as_str() {
-                storage::set(CONTRACTS, contract, &description.to_string())?;
+            let mut value: Value = serde_json::from_str(&event.json).map_err(|e| e.to_string())?;
+            let description = &mut value[CONTRACT_SCHEMA];
+            if let Some(contract) = description["contract_hash"].as_str().map(str::to_owned) {
+                description["learned_at"] = event.sequence.into();
+                storage::set(CONTRACTS, &contract, &description.to_string())?;
             }
         }
         Ok(())
@@ -206,22 +208,31 @@ impl CesDecoder {
 
     fn decode_processed(&mut self, processed: &Processed) -> Vec<DerivedEvent> {
         let origin = Origin { processed, block_height: self.heights.get(&processed.block_hash) };
-        let mut derived = Vec::new();
-        let changed = self.registry.learn(&processed.effects);
-        derived.extend(changed.iter().map(|contract| self.schema_event(&origin, contract)));
+        let mut learned = self.registry.learn(&processed.effects);
+        // Something unknown that may be a watched contract's: ask the node (once).
+        let mut asked = false;
+        let mut ask = |decoder: &mut Self, learned: &mut BTreeSet<Hash>| {
+            if !std::mem::replace(&mut asked, true) {
+                learned.extend(decoder.ask_node());
+            }
+        };
+        let mut events = Vec::new();
         for (transform_id, effect) in processed.effects.iter().enumerate() {
             let Some(write) = dictionary_event(effect) else { continue };
             if self.registry.by_seed(&write.seed).is_none() && ces::event_name(&write.payload).is_ok() {
-                derived.extend(self.ask_node(&origin));
+                ask(self, &mut learned);
             }
             let Some((contract, _)) = self.registry.by_seed(&write.seed) else { continue };
             if self.registry.watches(&contract) {
                 let place = Place::Ces { event_id: write.event_id, transform_id };
-                derived.push(self.contract_event(&origin, &place, contract, &write.payload, transform_id.to_string()));
+                events.push(self.contract_event(&origin, &place, contract, &write.payload, transform_id.to_string()));
             }
         }
         for (message_index, message) in processed.messages.iter().enumerate() {
             let Some(contract) = parse_hash(&message.entity) else { continue };
+            if self.registry.get(&contract).is_none() {
+                ask(self, &mut learned);
+            }
             if !(self.all_messages || self.registry.watches(&contract)) {
                 continue;
             }
@@ -230,7 +241,7 @@ impl CesDecoder {
             let (bytes, text) = (message.payload.get("Bytes").and_then(Value::as_str), message.payload.get("String"));
             let payload = match (bytes.map(hex::decode), bytes, text) {
                 (Some(Ok(bytes)), _, _) if ces::event_name(&bytes).is_ok() => {
-                    derived.push(self.contract_event(&origin, &place, contract, &bytes, key));
+                    events.push(self.contract_event(&origin, &place, contract, &bytes, key));
                     continue;
                 }
                 (_, Some(bytes), _) => json!({"bytes": bytes}),
@@ -240,8 +251,11 @@ impl CesDecoder {
             // Not CES: the topic is the event's name, the payload its data.
             let mut event = ContractEvent::new(&origin, &place, base16::encode_lower(&contract), None);
             (event.name, event.data) = (Some(message.topic_name.clone()), Some(payload));
-            derived.push(event.derive(key, &origin));
+            events.push(event.derive(key, &origin));
         }
+        // What was learned, once per contract, then the events.
+        let mut derived: Vec<DerivedEvent> = learned.iter().map(|contract| self.schema_event(&origin, contract)).collect();
+        derived.extend(events);
         derived
     }
 
@@ -277,21 +291,22 @@ impl CesDecoder {
         output::derived(origin, CONTRACT_SCHEMA, key, &description)
     }
 
-    /// Ask the node about watched contracts not fully known yet, unless it failed recently.
-    fn ask_node(&mut self, origin: &Origin) -> Vec<DerivedEvent> {
+    /// Ask the node about watched contracts and packages not fully known yet, unless it failed
+    /// (or had nothing to tell) recently; the contracts it taught something, even when it
+    /// failed part of the way.
+    fn ask_node(&mut self) -> BTreeSet<Hash> {
+        let mut learned = BTreeSet::new();
         if self.node_pause > 0 {
             self.node_pause -= 1;
-            return Vec::new();
+            return learned;
         }
-        let (contracts, packages) = self.registry.incomplete();
-        let mut asked = contracts;
+        let (mut asked, packages) = self.registry.incomplete();
         for package in packages {
             match node::package_versions(&package) {
                 Ok(versions) => asked.extend(versions),
-                Err(error) => return self.node_failed(&error),
+                Err(error) => return self.node_failed(&error, learned),
             }
         }
-        let mut learned = Vec::new();
         for contract in asked {
             match node::contract(&contract) {
                 Ok((known, schema_hex)) => {
@@ -301,9 +316,9 @@ impl CesDecoder {
                             log::warn(&format!("contract {}: {error}", base16::encode_lower(&contract)));
                         }
                     }
-                    learned.push(self.schema_event(origin, &contract));
+                    learned.insert(contract);
                 }
-                Err(error) => return self.node_failed(&error),
+                Err(error) => return self.node_failed(&error, learned),
             }
         }
         // Contracts that are not (yet) CES contracts are not asked about on every transaction.
@@ -314,31 +329,32 @@ impl CesDecoder {
         learned
     }
 
-    fn node_failed(&mut self, error: &str) -> Vec<DerivedEvent> {
+    fn node_failed(&mut self, error: &str, learned: BTreeSet<Hash>) -> BTreeSet<Hash> {
         if !std::mem::replace(&mut self.node_warned, true) {
             log::warn(&format!("cannot learn watched contracts from the node (asking again later): {error}"));
         }
         self.node_pause = NODE_PAUSE;
-        Vec::new()
+        learned
     }
 
-    /// Read back what was learned before (once per instance).
+    /// Read back what was learned before (once per instance), in the order it was learned:
+    /// versions of a package sharing one `__events` dictionary credit the newest.
     fn restore(&mut self) {
         if std::mem::replace(&mut self.restored, true) {
             return;
         }
-        let mut after = None;
+        let (mut descriptions, mut after) = (Vec::new(), None);
         loop {
             let page = storage::scan(CONTRACTS, "", after.as_deref(), 1000);
-            for entry in &page {
-                if let Ok(description) = serde_json::from_str::<Value>(&entry.value) {
-                    self.registry.restore(&description);
-                }
-            }
+            descriptions.extend(page.iter().filter_map(|entry| serde_json::from_str::<Value>(&entry.value).ok()));
             match page.last() {
                 Some(last) if page.len() == 1000 => after = Some(last.key.clone()),
                 _ => break,
             }
+        }
+        descriptions.sort_by_key(|description| description["learned_at"].as_u64());
+        for description in &descriptions {
+            self.registry.restore(description);
         }
     }
 }

@@ -9,15 +9,19 @@ use sluice_plugin_sdk::node;
 /// Ask the node what `contract` (a contract hash) is; the schema comes back as hex.
 pub fn contract(contract: &Hash) -> Result<(Contract, Option<String>), String> {
     let hex = base16::encode_lower(contract);
-    let stored = stored_value(&format!("hash-{hex}"))?;
-    let (package, named_keys) = match stored.get("Contract") {
+    let stored = stored_value(&format!("hash-{hex}"));
+    let (package, named_keys) = match stored.as_ref().ok().and_then(|s| s.get("Contract")) {
         Some(legacy) => (legacy["contract_package_hash"].clone(), legacy["named_keys"].clone()),
         None => {
-            // A 2.x addressable entity keeps its named keys apart.
+            // A 2.x addressable entity (no legacy `Contract` under `hash-…`) keeps its named
+            // keys apart: {"entity": {"AddressableEntity": {"entity": {package_hash, …},
+            // "named_keys": […]}}}.
             let params = json!({"entity_identifier": {"EntityAddr": format!("entity-contract-{hex}")}});
-            let entity = node::query("state_get_entity", &params)?;
-            let body = entity["entity"].as_object().and_then(|e| e.values().next()).cloned().unwrap_or_default();
-            (body["package_hash"].clone(), entity["named_keys"].clone())
+            let answer = node::query("state_get_entity", &params)?;
+            let versioned = answer["entity"].as_object().and_then(|e| e.values().next()).cloned().unwrap_or_default();
+            let body = versioned.get("entity").unwrap_or(&versioned);
+            let named_keys = versioned.get("named_keys").unwrap_or(&answer["named_keys"]);
+            (body["package_hash"].clone(), named_keys.clone())
         }
     };
     let named = |name: &str| {
