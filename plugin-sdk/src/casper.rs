@@ -270,6 +270,12 @@ fn transfer(body: Value) -> Transfer {
     }
 }
 
+/// The hex of a formatted hash: `hash-…`, `account-hash-…`, `contract-package-…`,
+/// `entity-contract-…` (or bare hex) → the part after the last `-`.
+pub fn bare_hash(formatted: &str) -> &str {
+    formatted.rsplit('-').next().unwrap_or(formatted)
+}
+
 /// An account hash (bare hex) from `account-hash-…` or a public key (hex, `01` ed25519 or `02`
 /// secp256k1 tagged): blake2b-256 of the algorithm's name, a zero byte and the key.
 pub fn account_hash(account: &str) -> Result<String, String> {

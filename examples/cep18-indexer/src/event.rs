@@ -21,9 +21,12 @@ pub struct ContractEvent {
     /// Its place among its transaction's events (the effect's index).
     #[serde(default, rename = "transform_id")]
     pub index: u64,
+    /// The transaction or deploy (hex).
     #[serde(rename = "transaction_hash")]
     pub transaction: Option<String>,
+    /// Its block's height, when known.
     pub block_height: Option<u64>,
+    /// When the transaction was made.
     pub timestamp: Option<String>,
 }
 

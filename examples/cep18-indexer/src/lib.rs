@@ -19,7 +19,7 @@ mod event;
 use event::ContractEvent;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_plugin_sdk::casper::account_hash;
+use sluice_plugin_sdk::casper::{account_hash, bare_hash};
 use sluice_plugin_sdk::{Event, Manifest, Plugin, Request, Response, log, storage};
 
 uint::construct_uint! {
@@ -51,7 +51,7 @@ impl Plugin for Cep18 {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, String> {
-        let bare = |hash: Option<String>| hash.map(|h| h.rsplit('-').next().unwrap_or(&h).to_lowercase());
+        let bare = |hash: Option<String>| hash.map(|h| bare_hash(&h).to_lowercase());
         if config.package_hash.is_none() && config.contract_hash.is_none() {
             return Err("set package_hash (or contract_hash): the token whose events to index".into());
         }

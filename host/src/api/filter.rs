@@ -5,8 +5,8 @@ use super::contract_events::hash_param;
 use super::error::ApiError;
 use crate::event::CONTRACT_EVENT;
 use crate::store::StoredEvent;
+use crate::store::contract_events::Identity;
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::HashSet;
 
 /// Where a stream starts and what it lets through, as a client asks (query string or
@@ -92,18 +92,11 @@ impl EventFilter {
     }
 
     fn matches_contract_event(&self, event: &StoredEvent) -> bool {
-        let raw: Value = serde_json::from_str(&event.raw).unwrap_or_default();
-        // A decoder's shape, or CSPR.cloud's (`data` and `extra`).
-        let (body, transaction) = match raw.get(CONTRACT_EVENT) {
-            Some(body) => (body, &body["transaction_hash"]),
-            None => (&raw["data"], &raw["extra"]["deploy_hash"]),
-        };
-        let equals = |wanted: &Option<String>, value: &Value| {
-            wanted.as_ref().is_none_or(|w| value.as_str().is_some_and(|v| v.eq_ignore_ascii_case(w)))
-        };
-        equals(&self.contract, &body["contract_hash"])
-            && equals(&self.package, &body["contract_package_hash"])
-            && equals(&self.name, &body["name"])
-            && equals(&self.transaction, transaction)
+        let Some(identity) = Identity::of(&event.raw) else { return false };
+        let equals = |wanted: &Option<String>, value: &Option<String>| wanted.is_none() || wanted == value;
+        equals(&self.contract, &identity.contract_hash)
+            && equals(&self.package, &identity.contract_package_hash)
+            && equals(&self.name, &identity.name)
+            && equals(&self.transaction, &identity.transaction_hash)
     }
 }

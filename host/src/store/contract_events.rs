@@ -4,39 +4,60 @@
 use super::StoredEvent;
 use rusqlite::{Connection, params_from_iter};
 
-/// The columns `contract_events` indexes a contract event by.
+/// What identifies a contract event: what `contract_events` indexes and stream filters match.
 #[derive(Debug, Default, PartialEq, serde::Deserialize)]
-struct Indexed {
-    contract_package_hash: Option<String>,
-    contract_hash: Option<String>,
-    name: Option<String>,
+pub struct Identity {
+    /// Contract package hash (hex, lowercase).
+    pub contract_package_hash: Option<String>,
+    /// Contract hash (hex, lowercase).
+    pub contract_hash: Option<String>,
+    /// Event name.
+    pub name: Option<String>,
+    /// Transaction or deploy hash (hex, lowercase).
+    pub transaction_hash: Option<String>,
 }
 
 /// The two shapes Sluice stores: a decoder's `{"ContractEvent": {contract_hash,
-/// contract_package_hash, name, …}}` and CSPR.cloud's `{"data": {…the same…}, "extra": …}`.
+/// contract_package_hash, name, transaction_hash, …}}` and CSPR.cloud's `{"data": {contract_hash,
+/// contract_package_hash, name, …}, "extra": {deploy_hash, …}}`.
 #[derive(serde::Deserialize)]
 struct Shapes {
     #[serde(rename = "ContractEvent")]
-    decoded: Option<Indexed>,
-    data: Option<Indexed>,
+    decoded: Option<Identity>,
+    data: Option<Identity>,
+    extra: Option<Extra>,
 }
 
-/// Index contract event `seq` (its JSON is `raw`) of `transaction`.
-pub(super) fn index(
-    statement: &mut rusqlite::CachedStatement<'_>,
-    seq: u64,
-    raw: &str,
-    transaction: Option<&str>,
-) -> rusqlite::Result<()> {
-    let Ok(shapes) = serde_json::from_str::<Shapes>(raw) else { return Ok(()) };
-    let Some(fields) = shapes.decoded.or(shapes.data) else { return Ok(()) };
-    let lower = |hash: Option<String>| hash.map(|h| h.to_lowercase());
+#[derive(serde::Deserialize)]
+struct Extra {
+    deploy_hash: Option<String>,
+}
+
+impl Identity {
+    /// Read a contract event's identity from its JSON (either shape); `None` for anything else.
+    pub fn of(raw: &str) -> Option<Identity> {
+        let shapes: Shapes = serde_json::from_str(raw).ok()?;
+        let mut identity = match (shapes.decoded, shapes.data) {
+            (Some(decoded), _) => decoded,
+            (None, Some(data)) => Identity { transaction_hash: shapes.extra.and_then(|e| e.deploy_hash), ..data },
+            (None, None) => return None,
+        };
+        for hash in [&mut identity.contract_package_hash, &mut identity.contract_hash, &mut identity.transaction_hash] {
+            *hash = hash.take().map(|h| h.to_lowercase());
+        }
+        Some(identity)
+    }
+}
+
+/// Index contract event `seq` (its JSON is `raw`).
+pub(super) fn index(statement: &mut rusqlite::CachedStatement<'_>, seq: u64, raw: &str) -> rusqlite::Result<()> {
+    let Some(identity) = Identity::of(raw) else { return Ok(()) };
     statement.execute(rusqlite::params![
         seq as i64,
-        lower(fields.contract_package_hash),
-        lower(fields.contract_hash),
-        fields.name,
-        transaction,
+        identity.contract_package_hash,
+        identity.contract_hash,
+        identity.name,
+        identity.transaction_hash,
     ])?;
     Ok(())
 }
@@ -48,10 +69,10 @@ pub(super) const INSERT: &str = "INSERT OR IGNORE INTO contract_events
 /// Index every stored contract event (a database from before the index existed).
 pub(super) fn index_all(conn: &Connection) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(INSERT)?;
-    let mut select = conn.prepare("SELECT seq, raw, transaction_hash FROM events WHERE kind = 'ContractEvent'")?;
+    let mut select = conn.prepare("SELECT seq, raw FROM events WHERE kind = 'ContractEvent'")?;
     let mut rows = select.query([])?;
     while let Some(row) = rows.next()? {
-        index(&mut insert, row.get::<_, i64>(0)? as u64, &row.get::<_, String>(1)?, row.get::<_, Option<String>>(2)?.as_deref())?;
+        index(&mut insert, row.get::<_, i64>(0)? as u64, &row.get::<_, String>(1)?)?;
     }
     Ok(())
 }
@@ -117,13 +138,14 @@ mod tests {
 
     #[test]
     fn both_shapes_are_indexed_by_the_same_fields() {
-        let decoded = r#"{"ContractEvent":{"contract_hash":"AB","contract_package_hash":"cd","name":"Transfer","data":{}}}"#;
-        let cspr_cloud = r#"{"action":"emitted","data":{"contract_package_hash":"cd","contract_hash":"AB","name":"Transfer","data":{}},"extra":{}}"#;
+        let decoded = r#"{"ContractEvent":{"contract_hash":"AB","contract_package_hash":"cd","name":"Transfer","transaction_hash":"EE","data":{}}}"#;
+        let cspr_cloud = r#"{"action":"emitted","data":{"contract_package_hash":"cd","contract_hash":"AB","name":"Transfer","data":{}},"extra":{"deploy_hash":"EE"}}"#;
         for raw in [decoded, cspr_cloud] {
-            let shapes: Shapes = serde_json::from_str(raw).unwrap();
-            let fields = shapes.decoded.or(shapes.data).unwrap();
-            assert_eq!(fields.contract_hash.as_deref(), Some("AB"));
-            assert_eq!((fields.contract_package_hash.as_deref(), fields.name.as_deref()), (Some("cd"), Some("Transfer")));
+            let identity = Identity::of(raw).unwrap();
+            assert_eq!(identity.contract_hash.as_deref(), Some("ab"));
+            assert_eq!((identity.contract_package_hash.as_deref(), identity.name.as_deref()), (Some("cd"), Some("Transfer")));
+            assert_eq!(identity.transaction_hash.as_deref(), Some("ee"));
         }
+        assert_eq!(Identity::of(r#"{"BlockAdded":{}}"#), None);
     }
 }

@@ -69,9 +69,9 @@ fn record(
 }
 
 /// Index `event` in `contract_events` when it is a contract event.
-fn index(statement: &mut rusqlite::CachedStatement<'_>, event: &StoredEvent, transaction: Option<&str>) -> rusqlite::Result<()> {
+fn index(statement: &mut rusqlite::CachedStatement<'_>, event: &StoredEvent) -> rusqlite::Result<()> {
     match event.kind == crate::event::CONTRACT_EVENT {
-        true => super::contract_events::index(statement, event.seq, &event.raw, transaction),
+        true => super::contract_events::index(statement, event.seq, &event.raw),
         false => Ok(()),
     }
 }
@@ -164,7 +164,7 @@ impl Writer {
                             record_sighting.execute(params![key_hash(&e.key), node, delivery.node_event_id, at])?;
                             continue;
                         };
-                        index(&mut index_contract_event, &event, e.transaction_hash.as_deref())?;
+                        index(&mut index_contract_event, &event)?;
                         // The plugins rule on the event, then on the events decoders derived
                         // from it, stored right after it (once: by their keys).
                         let mut outcome = processor.decide(&event);
@@ -174,7 +174,7 @@ impl Writer {
                         for derived in derived {
                             let by = derived.plugin.as_str();
                             if let Some(mut event) = insert(&tx, &mut insert_event, &derived.event, by, None, at)? {
-                                index(&mut index_contract_event, &event, derived.event.transaction_hash.as_deref())?;
+                                index(&mut index_contract_event, &event)?;
                                 let outcome = processor.decide(&event);
                                 record(&mut record_outcome, &mut event, &outcome)?;
                                 stored.push((event, outcome));

@@ -61,8 +61,11 @@ pub fn event_name(payload: &[u8]) -> Result<(String, &[u8]), String> {
 /// One decoded event: its fields as JSON and as the bytes they came from (hex).
 #[derive(Debug, PartialEq)]
 pub struct Decoded {
+    /// The event's name, without `event_`.
     pub name: String,
+    /// Each field as JSON.
     pub data: Map<String, Value>,
+    /// Each field's bytes, in hex.
     pub fields_raw: Map<String, Value>,
 }
 

@@ -17,11 +17,13 @@ pub type Hash = [u8; 32];
 /// One contract (one version of a package).
 #[derive(Debug, Clone, Default)]
 pub struct Contract {
+    /// Its contract package.
     pub package: Option<Hash>,
     /// Address of the `__events` dictionary's seed URef.
     pub events_seed: Option<Hash>,
     /// Address of the `__events_schema` URef.
     pub schema_uref: Option<Hash>,
+    /// Its events' fields, once known.
     pub schemas: Option<Rc<Schemas>>,
     /// Hex of the schema bytes (what is stored and shown).
     pub schema_hex: Option<String>,
@@ -42,9 +44,13 @@ pub struct Registry {
 
 /// How a contract is watched, from the config.
 pub struct Watch {
+    /// Every version of this package.
     pub package: Option<Hash>,
+    /// This contract.
     pub contract: Option<Hash>,
+    /// The contract's `__events` seed, given offline.
     pub events_seed: Option<Hash>,
+    /// The contract's schema (hex), given offline.
     pub schema_hex: Option<String>,
 }
 

@@ -6,14 +6,18 @@ use serde_json::{Map, Value};
 use sluice_plugin_sdk::DerivedEvent;
 use sluice_plugin_sdk::casper::Processed;
 
-/// The event types the decoder derives.
+/// A decoded contract event.
 pub const CONTRACT_EVENT: &str = "ContractEvent";
+/// A contract event whose bytes do not decode, with the reason.
 pub const CONTRACT_EVENT_ERROR: &str = "ContractEventError";
+/// What the decoder learned about a contract.
 pub const CONTRACT_SCHEMA: &str = "ContractSchema";
 
 /// Where an event came from: its transaction, and its block's height when known.
 pub struct Origin<'a> {
+    /// The transaction.
     pub processed: &'a Processed,
+    /// Its block's height, when the block was seen.
     pub block_height: Option<u64>,
 }
 
@@ -28,15 +32,22 @@ pub enum Place<'a> {
 /// A `ContractEvent` (or, with `error`, a `ContractEventError`).
 #[derive(Serialize)]
 pub struct ContractEvent<'a> {
+    /// The emitting contract (hex).
     pub contract_hash: String,
+    /// Its package (hex), when known.
     pub contract_package_hash: Option<String>,
+    /// The event's name (a message's topic when it is not CES).
     pub name: Option<String>,
+    /// The fields as JSON (or a plain message's payload).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<Value>,
+    /// Each field's bytes (hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields_raw: Option<Map<String, Value>>,
+    /// The whole event's bytes (hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_data: Option<String>,
+    /// Why it does not decode (a `ContractEventError`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     source: &'static str,

@@ -25,7 +25,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_plugin_sdk::casper::{CasperEvent, account_hash};
+use sluice_plugin_sdk::casper::{CasperEvent, account_hash, bare_hash};
 use sluice_plugin_sdk::{Event, Plugin, Verdict};
 use std::collections::HashSet;
 
@@ -207,11 +207,6 @@ fn height(casper: &CasperEvent, json: &Value) -> Option<u64> {
         }
         _ => json.as_object()?.values().next()?.get("block_height")?.as_u64(),
     }
-}
-
-/// `hash-…`, `contract-package-…`, `entity-contract-…` or bare hex → bare hex.
-fn bare_hash(hash: &str) -> &str {
-    hash.rsplit('-').next().unwrap_or(hash)
 }
 
 sluice_plugin_sdk::export!(Filter);

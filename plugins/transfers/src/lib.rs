@@ -12,7 +12,7 @@
 //! block_height, timestamp, from, to, source, target, amount, id, direction}], "next_cursor"}`.
 
 use serde_json::json;
-use sluice_plugin_sdk::casper::{CasperEvent, Processed, account_hash};
+use sluice_plugin_sdk::casper::{CasperEvent, Processed, account_hash, bare_hash};
 use sluice_plugin_sdk::{Event, Manifest, Plugin, Request, Response, storage};
 use std::collections::HashMap;
 
@@ -83,19 +83,14 @@ impl Transfers {
             };
             // Newest first in key order.
             let key = |account: &str| format!("{account}.{:020}.{index:04}", u64::MAX - sequence);
-            let from = bare(&transfer.from);
+            let from = bare_hash(&transfer.from);
             storage::set(BY_ACCOUNT, &key(from), &record("out").to_string())?;
-            if let Some(to) = transfer.to.as_deref().map(bare).filter(|to| *to != from) {
+            if let Some(to) = transfer.to.as_deref().map(bare_hash).filter(|to| *to != from) {
                 storage::set(BY_ACCOUNT, &key(to), &record("in").to_string())?;
             }
         }
         Ok(())
     }
-}
-
-/// `account-hash-…` (or any formatted hash) → its hex.
-fn bare(account: &str) -> &str {
-    account.rsplit('-').next().unwrap_or(account)
 }
 
 sluice_plugin_sdk::export!(Transfers);
