@@ -120,3 +120,40 @@ fn sidecar_and_event_store_lookups_answer_with_their_shapes_and_edges() {
     assert_eq!(get(&format!("/transaction/sideways/version1/{transaction}")).1["code"], "invalid_state");
     assert_eq!(get(&format!("/transaction/v3/{transaction}")).1["code"], "invalid_transaction_type");
 }
+
+#[test]
+fn subscriptions_beyond_max_subscribers_get_503_until_one_ends() {
+    let mut rig = Rig::start(&["--count", "4"], "");
+    rig.wait_for_stored(11);
+    rig.http_toml = "max_subscribers = 1".into();
+    rig.write_config("");
+    rig.stop_host();
+    rig.start_host();
+    let (ws_url, sse_url) = (format!("{}/ws/events", rig.http.replace("http://", "ws://")), format!("{}/events", rig.http));
+    let metrics_url = format!("{}/metrics", rig.admin);
+    let metric = |text: &str, name: &str| {
+        text.lines().find_map(|line| line.strip_prefix(&format!("{name} ")).map(str::to_owned))
+    };
+    runtime().block_on(async {
+        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+        receive(&mut socket).await;
+        send(&mut socket, json!({"action": "subscribe"})).await;
+        assert_eq!(receive(&mut socket).await["event"], "subscribed");
+        // Only the status: an SSE body never ends.
+        let status = reqwest::get(&sse_url).await.unwrap().status().as_u16();
+        assert_eq!(status, 503);
+        let refused = reqwest::get(&sse_url).await.unwrap().text().await.unwrap();
+        assert!(refused.contains("too_many_subscribers"), "{refused}");
+        let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+        assert_eq!(metric(&metrics, "sluice_subscribers").as_deref(), Some("1"), "{metrics}");
+        assert!(metric(&metrics, "sluice_db_bytes").is_some_and(|b| b.parse::<u64>().unwrap() > 0));
+        send(&mut socket, json!({"action": "unsubscribe"})).await;
+        // Live events sent before it may come first.
+        while receive(&mut socket).await["event"] != "unsubscribed" {}
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while reqwest::get(&sse_url).await.unwrap().status().as_u16() == 503 {
+            assert!(std::time::Instant::now() < deadline, "the slot was never given back");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+}

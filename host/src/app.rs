@@ -78,6 +78,7 @@ pub async fn run(
         shutdown: stopped.clone(),
         started: std::time::Instant::now(),
         reload: reload_status.clone(),
+        subscribers: Arc::new(crate::api::subscription::Subscribers::new(config.http.max_subscribers)),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let log = crate::store::reader::open_read_only(&location)?;

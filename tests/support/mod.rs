@@ -108,6 +108,8 @@ pub struct Rig {
     pub sources_toml: Option<String>,
     /// Environment variables of the host.
     pub host_env: Vec<(String, String)>,
+    /// More keys for `[http]`.
+    pub http_toml: String,
     pub host: Option<Process>,
 }
 
@@ -150,6 +152,7 @@ impl Rig {
             node_toml: node_toml.to_owned(),
             sources_toml: None,
             host_env: Vec::new(),
+            http_toml: String::new(),
             host: None,
             dir,
         };
@@ -179,6 +182,7 @@ impl Rig {
             node_toml: String::new(),
             sources_toml: Some(sources_toml(port)),
             host_env: host_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            http_toml: String::new(),
             host: None,
             dir,
         };
@@ -219,7 +223,8 @@ impl Rig {
         let nodes = self.sources_toml.clone().unwrap_or(nodes);
         format!(
             "{nodes}[storage]\npath = \"{db}\"\nplugin_cache = \"{cache}\"\n\n\
-             [http]\nlisten = \"{http}\"\n\n[admin]\nlisten = \"{admin}\"\n\n{plugins_toml}",
+             [http]\nlisten = \"{http}\"\n{http_toml}\n\n[admin]\nlisten = \"{admin}\"\n\n{plugins_toml}",
+            http_toml = self.http_toml,
             db = self.db_path().display(),
             cache = root().join("target/plugin-cache").display(),
             http = self.http.trim_start_matches("http://"),

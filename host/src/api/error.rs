@@ -33,6 +33,11 @@ impl ApiError {
         serde_json::json!({"code": self.code, "message": self.message})
     }
 
+    /// 503: the server is at a limit; try again later.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, code, message: message.into() }
+    }
+
     /// 404: nothing is stored under that name.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }

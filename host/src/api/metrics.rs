@@ -31,6 +31,13 @@ fn label(value: &str) -> String {
     value.chars().map(|c| if c == '"' || c == '\\' || c.is_control() { '_' } else { c }).collect()
 }
 
+/// The process's resident memory (Linux `/proc/self/statm`; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
 /// `node_statuses` values, as the casper-sidecar reports them.
 fn status_code(state: ConnectionState) -> i64 {
     match state {
@@ -72,7 +79,14 @@ const PLUGIN_COUNTERS: [(&str, &str, fn(&PluginStats) -> &AtomicU64); 5] = [
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let AppState { nodes, ingest, plugins, .. } = &self.0;
+        let AppState { nodes, ingest, plugins, store, subscribers, .. } = &self.0;
+        for (name, help, value) in [
+            ("sluice_subscribers", "Open SSE streams and WebSocket subscriptions", subscribers.open() as i64),
+            ("sluice_db_bytes", "Bytes the database takes on disk (file and write-ahead log)", store.disk_bytes() as i64),
+            ("sluice_process_resident_bytes", "Resident memory of the process", resident_bytes() as i64),
+        ] {
+            ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
         let help = "Source connection state: 1 connecting, 2 connected, 3 reconnecting, -1 failed, -2 incompatible";
         let mut family = encoder.encode_descriptor("node_statuses", help, None, MetricType::Gauge)?;
         for node in nodes.iter() {

@@ -10,7 +10,7 @@ mod health;
 mod lookups;
 mod metrics;
 mod plugin_routes;
-mod subscription;
+pub mod subscription;
 mod transactions;
 mod views;
 mod websocket;
@@ -45,6 +45,8 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// How plugin reloads go.
     pub reload: Arc<crate::plugins::ReloadStatus>,
+    /// Open subscriptions (SSE streams, WebSocket subscriptions) and their limit.
+    pub subscribers: Arc<subscription::Subscribers>,
 }
 
 /// Routes served on `[http] listen`.

@@ -7,14 +7,53 @@ use super::error::ApiError;
 use super::filter::{EventFilter, StreamParams};
 use crate::store::{StoredEvent, reader};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{broadcast, mpsc};
+
+/// How many subscriptions are open, and how many may be.
+#[derive(Debug)]
+pub struct Subscribers {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl Subscribers {
+    /// No subscription open yet; at most `max`.
+    pub fn new(max: usize) -> Subscribers {
+        Subscribers { open: AtomicUsize::new(0), max }
+    }
+
+    /// Subscriptions open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Count one more, unless the limit is reached (503); it counts until the slot is dropped.
+    fn admit(self: &Arc<Self>) -> Result<Slot, ApiError> {
+        let admitted = self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < self.max).then_some(open + 1));
+        match admitted {
+            Ok(_) => Ok(Slot(self.clone())),
+            Err(_) => Err(ApiError::unavailable("too_many_subscribers", format!("{} subscriptions are open, the most allowed", self.max))),
+        }
+    }
+}
+
+/// One admitted subscription.
+struct Slot(Arc<Subscribers>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Events read from the store per query while catching up (and buffered per subscriber).
 const PAGE: usize = 512;
 
-/// Start a subscription as `params` ask (400 for bad filters): its events arrive on the
-/// receiver until it is dropped or the server shuts down.
+/// Start a subscription as `params` ask (400 for bad filters, 503 beyond `max_subscribers`):
+/// its events arrive on the receiver until it is dropped or the server shuts down.
 pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<mpsc::Receiver<Arc<StoredEvent>>, ApiError> {
+    let slot = state.subscribers.admit()?;
     let attached: Vec<String> = {
         let registry = state.plugins.read().expect("registry lock");
         registry.iter().filter(|p| p.attached).map(|p| p.name.clone()).collect()
@@ -28,6 +67,7 @@ pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<mpsc::
     let (sender, receiver) = mpsc::channel(PAGE);
     let (state, mut shutdown) = (state.clone(), state.shutdown.clone());
     tokio::spawn(async move {
+        let _slot = slot;
         tokio::select! {
             result = feed(&state, live, next, &filter, &sender) => {
                 if let Err(e) = result {

@@ -60,14 +60,17 @@ impl Default for StorageConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address of the public API (REST and SSE).
+    /// Address of the public API (REST, SSE and WebSocket).
     #[serde(default = "defaults::http_listen")]
     pub listen: SocketAddr,
+    /// Open SSE streams and WebSocket subscriptions beyond which new ones are refused (503).
+    #[serde(default = "defaults::max_subscribers")]
+    pub max_subscribers: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: defaults::http_listen() }
+        HttpConfig { listen: defaults::http_listen(), max_subscribers: defaults::max_subscribers() }
     }
 }
 
@@ -132,6 +135,9 @@ pub struct PluginConfig {
 mod defaults {
     use std::net::SocketAddr;
 
+    pub fn max_subscribers() -> usize {
+        10_000
+    }
     pub fn connect_timeout_secs() -> u64 {
         10
     }

@@ -40,6 +40,13 @@ impl Store {
         .await?
     }
 
+    /// Bytes the database takes on disk (its file and write-ahead log).
+    pub fn disk_bytes(&self) -> u64 {
+        let path = self.location.path();
+        let wal = path.with_file_name(format!("{}-wal", path.file_name().unwrap_or_default().to_string_lossy()));
+        [path.to_path_buf(), wal].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
+    }
+
     fn checkout(&self) -> anyhow::Result<Connection> {
         if let Some(conn) = self.idle.lock().expect("pool lock").pop() {
             return Ok(conn);
