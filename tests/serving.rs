@@ -157,3 +157,21 @@ fn subscriptions_beyond_max_subscribers_get_503_until_one_ends() {
         }
     });
 }
+
+#[test]
+fn the_sse_stream_starts_with_the_nodes_api_version() {
+    let rig = Rig::start(&["--count", "4"], "");
+    rig.wait_for_stored(11);
+    let url = format!("{}/events?start_from=0", rig.http);
+    let first = runtime().block_on(async {
+        let mut response = reqwest::get(&url).await.unwrap();
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            text.push_str(&String::from_utf8_lossy(&response.chunk().await.unwrap().unwrap()));
+        }
+        text
+    });
+    let frame = first.split("\n\n").next().unwrap();
+    assert!(frame.starts_with("data:") && frame.contains("{\"ApiVersion\":\"2.0.0\"}"), "{first}");
+    assert!(!frame.contains("id:"), "{first}");
+}
