@@ -59,8 +59,7 @@ pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<PageQ
         .store
         .read(move |conn| {
             let (blocks, count) = reader::blocks_page(conn, page, limit)?;
-            let blocks = blocks.into_iter().map(|b| reader::with_seen_by(conn, b)).collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((blocks, count))
+            Ok((reader::all_with_seen_by(conn, blocks)?, count))
         })
         .await?;
     let data = blocks.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;

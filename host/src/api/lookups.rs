@@ -37,7 +37,7 @@ pub async fn faults(State(state): State<AppState>, Path(id): Path<String>) -> Re
 /// The step that ended an era.
 pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Result<Response, ApiError> {
     let era: u64 = era.parse().map_err(|_| ApiError::bad_request("invalid_era", format!("{era:?} is not an era")))?;
-    let events = state.store.read(move |conn| with_nodes(conn, reader::lookup(conn, &Lookup::Step(era), 1)?)).await?;
+    let events = state.store.read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &Lookup::Step(era), 1)?)).await?;
     match events.first() {
         Some(event) => Ok(Json(EventView::of(event)?).into_response()),
         None => Err(ApiError::not_found(format!("no step for era {era}"))),
@@ -45,16 +45,9 @@ pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Res
 }
 
 async fn list(state: &AppState, lookup: Lookup) -> Result<Response, ApiError> {
-    let events = state.store.read(move |conn| with_nodes(conn, reader::lookup(conn, &lookup, MAX_EVENTS)?)).await?;
+    let events = state.store.read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &lookup, MAX_EVENTS)?)).await?;
     let views = events.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Json(views).into_response())
-}
-
-fn with_nodes(
-    conn: &rusqlite::Connection,
-    events: Vec<crate::store::StoredEvent>,
-) -> rusqlite::Result<Vec<(crate::store::StoredEvent, Vec<String>)>> {
-    events.into_iter().map(|event| reader::with_seen_by(conn, event)).collect()
 }
 
 /// An ed25519 (`01` + 32 bytes) or secp256k1 (`02` + 33 bytes) public key in hex.

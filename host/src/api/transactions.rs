@@ -97,7 +97,7 @@ async fn events(state: &AppState, hash: &str) -> Result<Vec<(crate::store::Store
         .store
         .read(move |conn| {
             let events = reader::transaction_events(conn, &query)?;
-            events.into_iter().map(|event| reader::with_seen_by(conn, event)).collect::<rusqlite::Result<Vec<_>>>()
+            reader::all_with_seen_by(conn, events)
         })
         .await?;
     match events.is_empty() {

@@ -124,6 +124,11 @@ pub fn with_seen_by(conn: &Connection, event: StoredEvent) -> rusqlite::Result<(
     Ok((event, nodes))
 }
 
+/// Each of `events` with every node that delivered it.
+pub fn all_with_seen_by(conn: &Connection, events: Vec<StoredEvent>) -> rusqlite::Result<Vec<(StoredEvent, Vec<String>)>> {
+    events.into_iter().map(|event| with_seen_by(conn, event)).collect()
+}
+
 /// A range of node event ids that was no longer available when asked for.
 #[derive(Debug, serde::Serialize)]
 pub struct Gap {
