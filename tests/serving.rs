@@ -175,3 +175,92 @@ fn the_sse_stream_starts_with_the_nodes_api_version() {
     assert!(frame.starts_with("data:") && frame.contains("{\"ApiVersion\":\"2.0.0\"}"), "{first}");
     assert!(!frame.contains("id:"), "{first}");
 }
+
+#[test]
+fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
+    let rig = Rig::start(&["--count", "40"], "");
+    rig.wait_for_stored(47);
+    let get = |path: &str| {
+        let (status, body) = support::get(&format!("{}{path}", rig.http)).unwrap();
+        (status, serde_json::from_str::<Value>(&body).unwrap_or_default())
+    };
+    // The processed fixture's sender, by public key and by account hash: the same account.
+    let sender = "0118ea8b6ed62393f8d36cb1a96b9ee62b48e35317bd2ea3ceb533a6f7ff212ad6";
+    let processed = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
+    let (status, deploy) = get(&format!("/deploy/{processed}"));
+    assert_eq!(status, 200, "{deploy}");
+    assert_eq!((&deploy["deployHash"], &deploy["account"], &deploy["state"]), (&json!(processed), &json!(sender), &json!("processed")));
+    assert!(deploy["cost"].as_str().is_some_and(|c| c.parse::<u64>().is_ok()), "{deploy}");
+    assert!(deploy["blockHash"].is_string() && deploy["timestamp"].is_string(), "{deploy}");
+    let accepted = get("/deploy/446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868").1;
+    assert_eq!((&accepted["state"], &accepted["blockHash"]), (&json!("accepted"), &Value::Null), "{accepted}");
+    assert_eq!(get(&format!("/deploy/{}", "ab".repeat(32))).0, 404);
+
+    // 10 generated transactions and the fixture's; newest first, pages of the Event Store.
+    let (status, page) = get(&format!("/accountDeploys/{sender}?limit=4"));
+    assert_eq!((status, &page["itemCount"], &page["pageCount"]), (200, &json!(11), &json!(3)), "{page}");
+    assert_eq!(page["pages"][2]["url"], format!("/accountDeploys/{sender}?page=3&limit=4"));
+    let last = get(&format!("/accountDeploys/{sender}?page=3&limit=4")).1;
+    assert_eq!(last["data"].as_array().unwrap().len(), 3);
+    assert_eq!(last["data"][2]["deployHash"], processed, "the oldest last");
+    let hash = stored_account_hash(&rig, sender);
+    assert_eq!(get(&format!("/accountDeploys/account-hash-{hash}")).1["itemCount"], 11);
+    assert_eq!(get(&format!("/accountDeploys/{}", "cd".repeat(32))).1["itemCount"], 0);
+    for (path, code) in [("/accountDeploys/01ab", "invalid_account"), (&format!("/accountDeploys/{sender}?page=0"), "invalid_page")] {
+        let (status, body) = get(path);
+        assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}: {body}");
+    }
+
+    // A block's transactions, with their events; blocks by height range.
+    // (The mock node's generated blocks start at height 1,000,000.)
+    let blocks = get("/blocks?from_height=1000003&to_height=1000005").1;
+    assert_eq!(blocks["itemCount"], 3, "{blocks}");
+    assert_eq!(blocks["pages"][0]["url"], "/blocks?page=1&limit=10&from_height=1000003&to_height=1000005");
+    let top = &blocks["data"][0]["data"]["BlockAdded"];
+    assert_eq!(top["block"]["Version2"]["header"]["height"], 1000005);
+    let (status, of_block) = get(&format!("/block/{}/transactions", top["block_hash"].as_str().unwrap()));
+    assert_eq!((status, &of_block["height"]), (200, &json!(1000005)), "{of_block}");
+    let listed = of_block["transactions"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{of_block}");
+    assert_eq!(listed[0]["processed"]["data"]["TransactionProcessed"]["block_hash"], top["block_hash"]);
+    assert_eq!(get("/block/1000005/transactions").1, of_block);
+    assert_eq!(get("/blocks?from_height=6&to_height=5").1["code"], "invalid_range");
+
+    // The log as REST: pages with a cursor, by type and by account.
+    let (status, first) = get("/events?limit=5");
+    assert_eq!((status, first["data"].as_array().unwrap().len(), &first["next_from_seq"]), (200, 5, &json!(6)), "{first}");
+    let seqs = |page: &Value| page["data"].as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(seqs(&get("/events?from_seq=6&limit=3").1), [6, 7, 8]);
+    let blocks_only = get("/events?types=BlockAdded&from_seq=1&limit=1000").1;
+    assert_eq!(blocks_only["data"].as_array().unwrap().len(), 11);
+    let mine = get(&format!("/events?account={sender}&from_seq=1")).1;
+    assert_eq!(mine["data"].as_array().unwrap().len(), 11, "one processed event per transaction");
+    assert!(mine["data"].as_array().unwrap().iter().all(|e| e["kind"] == "TransactionProcessed"));
+    let past_the_end = get("/events?from_seq=1000").1;
+    assert_eq!((&past_the_end["data"], &past_the_end["next_from_seq"]), (&json!([]), &json!(1000)));
+    for (path, code) in [("/events?limit=0", "invalid_limit"), ("/events?from_seq=x", "invalid_query"), ("/events?limit=5&account=zz", "invalid_account")] {
+        let (status, body) = get(path);
+        assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}: {body}");
+    }
+    // Accept: application/json is enough to get a page instead of the stream.
+    let json_page = runtime().block_on(async {
+        let client = reqwest::Client::new();
+        let response = client.get(format!("{}/events", rig.http)).header("accept", "application/json").send().await.unwrap();
+        response.json::<Value>().await.unwrap()
+    });
+    assert_eq!(json_page["data"][0]["sequence"], 1);
+
+    // SSE by account: its transactions' events only.
+    let frames = support::read_sse(&format!("{}/events?start_from=1&account={sender}", rig.http), 11);
+    assert_eq!(frames.len(), 11);
+    assert!(frames.iter().all(|(_, data)| data.contains("TransactionProcessed")));
+}
+
+/// The account hash of `key`, as the store has it.
+fn stored_account_hash(rig: &Rig, key: &str) -> String {
+    let processed = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
+    let sql = format!("SELECT account FROM events WHERE transaction_hash = '{processed}' AND kind = 'TransactionProcessed'");
+    let account: String = rig.db().query_row(&sql, [], |r| r.get(0)).unwrap();
+    assert_eq!(account.len(), 64, "{key} has an account hash");
+    account
+}

@@ -28,6 +28,9 @@ pub struct NodeEvent {
     pub transaction_hash: Option<String>,
     /// Era, for era-scoped events.
     pub era_id: Option<u64>,
+    /// The account that sent the transaction (its account hash, see [`crate::account`]), for
+    /// accepted and processed transaction events.
+    pub account: Option<String>,
     /// The frame's JSON exactly as received.
     pub raw: String,
 }
@@ -156,20 +159,24 @@ fn read_fields(raw: &str) -> Result<Parsed, String> {
             event.block_hash = Some(b.block_hash);
         }
         "TransactionAccepted" => {
-            let t: Versioned<Hashed> = serde_json::from_str(body).map_err(bad)?;
-            event.transaction(kind, t.into_inner().hash);
+            let t = serde_json::from_str::<Versioned<Accepted>>(body).map_err(bad)?.into_inner();
+            event.account = t.account().map(str::to_owned);
+            event.transaction(kind, t.hash);
         }
         "DeployAccepted" => {
-            let t: Hashed = serde_json::from_str(body).map_err(bad)?;
+            let t: Accepted = serde_json::from_str(body).map_err(bad)?;
+            event.account = t.account().map(str::to_owned);
             event.transaction(kind, t.hash);
         }
         "TransactionProcessed" => {
             let t: TransactionProcessed = serde_json::from_str(body).map_err(bad)?;
+            event.account = t.initiator_addr.map(Initiator::into_inner);
             event.transaction(kind, t.transaction_hash.into_inner());
             event.block_hash = Some(t.block_hash);
         }
         "DeployProcessed" => {
             let t: DeployProcessed = serde_json::from_str(body).map_err(bad)?;
+            event.account = t.account;
             event.transaction(kind, t.deploy_hash);
             event.block_hash = Some(t.block_hash);
         }
@@ -200,6 +207,9 @@ fn read_fields(raw: &str) -> Result<Parsed, String> {
         }
         _ => event.key = format!("other:{kind}:{:016x}", fingerprint(raw)),
     }
+    // Indexed by account hash, whichever form the event names the account in (an account
+    // Sluice cannot read leaves the event unindexed by account, not rejected).
+    event.account = event.account.and_then(|account| crate::account::account_hash(&account).ok());
     // SQLite integers are i64: a larger height or era is not a real one.
     if [event.block_height, event.era_id].into_iter().flatten().any(|v| i64::try_from(v).is_err()) {
         return Err(format!("{kind}: height or era_id out of range"));
@@ -215,6 +225,7 @@ struct EventFields {
     block_height: Option<u64>,
     transaction_hash: Option<String>,
     era_id: Option<u64>,
+    account: Option<String>,
 }
 
 impl EventFields {
@@ -232,6 +243,7 @@ impl EventFields {
             block_height: self.block_height,
             transaction_hash: self.transaction_hash,
             era_id: self.era_id,
+            account: self.account,
             raw,
         }
     }
@@ -260,9 +272,54 @@ impl<T> Versioned<T> {
     }
 }
 
+/// An accepted transaction: 2.x's `Version1` names its initiator in `payload`, a deploy (1.x,
+/// or 2.x's `Deploy`) its account in `header`.
 #[derive(Deserialize)]
-struct Hashed {
+struct Accepted {
     hash: String,
+    #[serde(default)]
+    header: Option<DeployHeader>,
+    #[serde(default)]
+    payload: Option<TransactionPayload>,
+}
+
+impl Accepted {
+    fn account(&self) -> Option<&str> {
+        let from_header = self.header.as_ref().map(|h| h.account.as_str());
+        from_header.or_else(|| self.payload.as_ref()?.initiator_addr.as_ref().map(Initiator::as_str))
+    }
+}
+
+#[derive(Deserialize)]
+struct DeployHeader {
+    account: String,
+}
+
+#[derive(Deserialize)]
+struct TransactionPayload {
+    #[serde(default)]
+    initiator_addr: Option<Initiator>,
+}
+
+/// 2.x's `initiator_addr`.
+#[derive(Deserialize)]
+enum Initiator {
+    PublicKey(String),
+    AccountHash(String),
+}
+
+impl Initiator {
+    fn as_str(&self) -> &str {
+        match self {
+            Initiator::PublicKey(key) | Initiator::AccountHash(key) => key,
+        }
+    }
+
+    fn into_inner(self) -> String {
+        match self {
+            Initiator::PublicKey(key) | Initiator::AccountHash(key) => key,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -305,12 +362,16 @@ struct BlockHeader {
 struct TransactionProcessed {
     transaction_hash: Versioned<String>,
     block_hash: String,
+    #[serde(default)]
+    initiator_addr: Option<Initiator>,
 }
 
 #[derive(Deserialize)]
 struct DeployProcessed {
     deploy_hash: String,
     block_hash: String,
+    #[serde(default)]
+    account: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +450,10 @@ mod tests {
             "TransactionProcessed:968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1"
         );
         assert!(processed.block_hash.is_some());
+        assert_eq!(
+            processed.account,
+            crate::account::account_hash("0118ea8b6ed62393f8d36cb1a96b9ee62b48e35317bd2ea3ceb533a6f7ff212ad6").ok()
+        );
 
         let accepted = event(include_str!("../fixtures/casper2/transaction_accepted_event.json"));
         assert_eq!(

@@ -2,12 +2,13 @@
 //!
 //! The pipeline, in module order: [`source`] → [`store`] → [`plugins`] → [`bus`] → [`api`];
 //! [`pipeline`] drives the middle three on one thread, [`app`] wires them for `sluice run`.
-//! [`watch`] hot-reloads plugins. [`event`], [`config`] and [`rpc`] (a node's JSON-RPC) are
-//! shared vocabulary; [`cli`], [`replay`], [`scaffold`], [`harness`] and [`mock_node`] sit
+//! [`watch`] hot-reloads plugins. [`event`], [`account`], [`config`] and [`rpc`] (a node's JSON-RPC)
+//! are shared vocabulary; [`cli`], [`replay`], [`scaffold`], [`harness`] and [`mock_node`] sit
 //! beside.
 
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod api;
 pub mod app;
 pub mod bus;

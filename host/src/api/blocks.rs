@@ -1,8 +1,10 @@
-//! `GET /block` (latest), `GET /block/{hash|height}`, and the Casper Event Store's
-//! `GET /blocks?page=&limit=`.
+//! `GET /block` (latest), `GET /block/{hash|height}`, a block's transactions, and the Casper
+//! Event Store's `GET /blocks?page=&limit=` (with a height range).
 
 use super::AppState;
-use super::error::{ApiError, ApiQuery};
+use super::error::ApiError;
+use super::params::{ApiQuery, Pages, is_hash};
+use super::transactions::TransactionView;
 use super::views::EventView;
 use crate::store::reader::{self, BlockId};
 use axum::Json;
@@ -35,45 +37,101 @@ fn parse_block_id(id: &str) -> Result<BlockId, ApiError> {
 /// Query parameters of `/blocks`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PageQuery {
+pub struct BlocksQuery {
     /// From 1.
     page: Option<u64>,
     /// Blocks per page, 1 to 100.
     limit: Option<u64>,
+    /// Lowest height wanted.
+    from_height: Option<u64>,
+    /// Highest height wanted.
+    to_height: Option<u64>,
 }
 
-/// Most blocks per page.
-const MAX_PAGE: u64 = 100;
-
 /// Blocks, highest first, in the Event Store's page shape: `{"data", "pageCount", "itemCount",
-/// "pages": [{"number", "url"}]}` (default page 1, limit 10; past the end, `data` is empty).
-pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<PageQuery>) -> Result<Response, ApiError> {
-    let (page, limit) = (query.page.unwrap_or(1), query.limit.unwrap_or(10));
-    if page == 0 {
-        return Err(ApiError::bad_request("invalid_page", "pages count from 1"));
+/// "pages": [{"number", "url"}]}` (default page 1, limit 10; past the end, `data` is empty),
+/// optionally within `from_height..=to_height`.
+pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<BlocksQuery>) -> Result<Response, ApiError> {
+    let pages = Pages::new(query.page, query.limit)?;
+    let heights = query.from_height.unwrap_or(0)..=query.to_height.unwrap_or(u64::MAX);
+    if heights.is_empty() {
+        return Err(ApiError::bad_request("invalid_range", "from_height is above to_height"));
     }
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_PAGE}")));
-    }
+    let range: String = [("from_height", query.from_height), ("to_height", query.to_height)]
+        .iter()
+        .filter_map(|(name, value)| value.map(|v| format!("&{name}={v}")))
+        .collect();
     let (blocks, count) = state
         .store
         .read(move |conn| {
-            let (blocks, count) = reader::blocks_page(conn, page, limit)?;
+            let (blocks, count) = reader::blocks_page(conn, heights, pages.page, pages.limit)?;
             Ok((reader::all_with_seen_by(conn, blocks)?, count))
         })
         .await?;
     let data = blocks.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
-    let page_count = count.div_ceil(limit);
-    let pages: Vec<_> = (1..=page_count)
-        .map(|number| serde_json::json!({"number": number, "url": format!("/blocks?page={number}&limit={limit}")}))
-        .collect();
-    let body = serde_json::json!({"data": data, "pageCount": page_count, "itemCount": count, "pages": pages});
+    Ok(Json(pages.body(serde_json::to_value(data)?, count, "/blocks", &range)).into_response())
+}
+
+/// `GET /block/{hash|height}/transactions`: the transactions the block lists, in its order,
+/// each with its stored events (`TransactionView`).
+pub async fn transactions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_block_id(&id)?;
+    let found = state
+        .store
+        .read(move |conn| {
+            let Some(block) = reader::block(conn, &id)? else { return Ok(None) };
+            let hashes = transaction_hashes(&block.raw);
+            let events = hashes
+                .iter()
+                .map(|hash| reader::all_with_seen_by(conn, reader::transaction_events(conn, hash)?))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some((block, hashes, events)))
+        })
+        .await?;
+    let Some((block, hashes, events)) = found else { return Err(ApiError::not_found("no such block")) };
+    let transactions = hashes
+        .iter()
+        .zip(&events)
+        .map(|(hash, events)| TransactionView::of(hash, events))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let block: serde_json::Value = serde_json::from_str(&block.raw)?;
+    let header = block.pointer("/BlockAdded/block").map(block_header);
+    let body = serde_json::json!({
+        "block_hash": block.pointer("/BlockAdded/block_hash"),
+        "height": header.and_then(|h| h.get("height")),
+        "transactions": transactions,
+    });
     Ok(Json(body).into_response())
 }
 
-/// True for a 32-byte hash in hex.
-pub fn is_hash(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+/// The transaction (or deploy) hashes a `BlockAdded` event lists: 2.x blocks by lane
+/// (`{"0": [{"Version1": hash}, ...]}`), 1.x blocks as deploy and transfer hashes.
+fn transaction_hashes(raw: &str) -> Vec<String> {
+    let Ok(event) = serde_json::from_str::<serde_json::Value>(raw) else { return Vec::new() };
+    let Some(block) = event.pointer("/BlockAdded/block") else { return Vec::new() };
+    let block = block.get("Version2").or_else(|| block.get("Version1")).unwrap_or(block);
+    let body = block.get("body");
+    let lanes = body.and_then(|b| b.get("transactions")).and_then(|t| t.as_object());
+    let listed: Vec<&serde_json::Value> = match lanes {
+        Some(lanes) => lanes.values().filter_map(|lane| lane.as_array()).flatten().collect(),
+        None => ["deploy_hashes", "transfer_hashes"]
+            .iter()
+            .filter_map(|field| body?.get(field)?.as_array())
+            .flatten()
+            .collect(),
+    };
+    let hash_of = |entry: &serde_json::Value| match entry {
+        serde_json::Value::String(hash) => Some(hash.to_lowercase()),
+        serde_json::Value::Object(versioned) => versioned.values().next()?.as_str().map(str::to_lowercase),
+        _ => None,
+    };
+    listed.into_iter().filter_map(hash_of).collect()
+}
+
+/// The header of a block as `BlockAdded` carries it, whichever version.
+fn block_header(block: &serde_json::Value) -> &serde_json::Value {
+    let block = block.get("Version2").or_else(|| block.get("Version1")).unwrap_or(block);
+    block.get("header").unwrap_or(&serde_json::Value::Null)
 }
 
 async fn find(state: &AppState, id: BlockId) -> Result<Response, ApiError> {

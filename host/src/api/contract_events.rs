@@ -2,7 +2,8 @@
 //! first, with cursor pagination.
 
 use super::AppState;
-use super::error::{ApiError, ApiQuery};
+use super::error::ApiError;
+use super::params::{ApiQuery, hash_param};
 use crate::store::{StoredEvent, contract_events};
 use axum::Json;
 use axum::extract::State;
@@ -57,15 +58,6 @@ pub async fn list(
     Ok(Json(json!({ "data": data, "next_cursor": next_cursor })))
 }
 
-/// A hash parameter as stored: 64 lowercase hex digits, from bare hex or a formatted hash
-/// (`hash-…`, `contract-package-…`, `entity-contract-…`).
-pub fn hash_param(name: &str, text: &str) -> Result<String, ApiError> {
-    let hex = text.rsplit('-').next().unwrap_or(text);
-    match super::blocks::is_hash(hex) {
-        true => Ok(hex.to_lowercase()),
-        false => Err(ApiError::bad_request("invalid_hash", format!("{name} {text:?} is not a 32-byte hash in hex"))),
-    }
-}
 
 /// One contract event in one shape, whether a decoder or CSPR.cloud delivered it.
 fn view(event: &StoredEvent, block_height: Option<u64>) -> Value {

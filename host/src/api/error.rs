@@ -1,12 +1,9 @@
 //! The one error type of the HTTP API: renders `{"code", "message"}` with the right status.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Query};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 /// An API failure.
 #[derive(Debug)]
@@ -44,8 +41,10 @@ impl ApiError {
     }
 }
 
-impl From<anyhow::Error> for ApiError {
-    fn from(error: anyhow::Error) -> ApiError {
+/// Any other failure is a 500 whose cause goes to the log, not to the client.
+impl<E: Into<anyhow::Error>> From<E> for ApiError {
+    fn from(error: E) -> ApiError {
+        let error: anyhow::Error = error.into();
         tracing::error!("request failed: {error:#}");
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -59,20 +58,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body { code: self.code, message: &self.message };
         (self.status, Json(body)).into_response()
-    }
-}
-
-/// `Query` whose rejection is an [`ApiError`] (`invalid_query`), so bad parameters get JSON.
-pub struct ApiQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => Err(ApiError::bad_request("invalid_query", rejection.body_text())),
-        }
     }
 }
 

@@ -1,25 +1,47 @@
 //! `GET /events?start_from=N`: the SSE firehose, replayed from the store, then live, with
-//! optional filters (`types`, `contract`, `package`, `name`, `transaction`, `filter`). Like a
-//! node, it starts with `{"ApiVersion": …}` (without an id): the API version a source reported.
+//! optional filters (`types`, `contract`, `package`, `name`, `transaction`, `account`,
+//! `filter`). Like a node, it starts with `{"ApiVersion": …}` (without an id): the API version
+//! a source reported. A request for JSON gets a page of the log instead (`log.rs`).
 
 use super::AppState;
-use super::error::{ApiError, ApiQuery};
+use super::error::ApiError;
 use super::filter::StreamParams;
+use super::params::ApiQuery;
 use crate::store::StoredEvent;
 use axum::extract::State;
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+/// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
+/// JSON and not an event stream; the SSE firehose otherwise.
+pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+    if wants_page(&headers, &uri) {
+        let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
+        return Ok(super::log::page(&state, params).await?.into_response());
+    }
+    let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
+    Ok(firehose(&state, &params).await?.into_response())
+}
+
+fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
+    let query = uri.query().unwrap_or_default();
+    let names_a_page = query.split('&').any(|pair| matches!(pair.split('=').next(), Some("from_seq" | "limit")));
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    names_a_page || (accept.contains("application/json") && !accept.contains("text/event-stream"))
+}
+
 /// Stream events as `id: <sequence>` / `data: <node JSON>` frames, after the `ApiVersion` one.
-pub async fn firehose(
-    State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<StreamParams>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let events = super::subscription::subscribe(&state, &query).await?;
+async fn firehose(
+    state: &AppState,
+    query: &StreamParams,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+    let events = super::subscription::subscribe(state, query).await?;
     let version = state.nodes.iter().find_map(|node| node.api_version.lock().expect("status lock").clone());
     let greeting = version.map(|v| Ok(Event::default().data(serde_json::json!({"ApiVersion": v}).to_string())));
     let frames = ReceiverStream::new(events)

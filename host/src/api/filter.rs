@@ -1,7 +1,7 @@
 //! Which events a stream subscriber wants: `?types=`, `?contract=`, `?package=`, `?name=` and
-//! `?transaction=`, shared by the SSE and WebSocket streams.
+//! `?transaction=`, `?account=`, shared by the SSE and WebSocket streams.
 
-use super::contract_events::hash_param;
+use super::params::{account_param, hash_param};
 use super::error::ApiError;
 use crate::event::CONTRACT_EVENT;
 use crate::store::StoredEvent;
@@ -27,6 +27,9 @@ pub struct StreamParams {
     name: Option<String>,
     /// Transaction or deploy hash.
     transaction: Option<String>,
+    /// The transactions an account sent (a public key or an account hash): their accepted and
+    /// processed events.
+    account: Option<String>,
     /// An attached filter plugin: only what it keeps.
     filter: Option<String>,
 }
@@ -39,6 +42,7 @@ pub struct EventFilter {
     package: Option<String>,
     name: Option<String>,
     transaction: Option<String>,
+    account: Option<String>,
     attached: Option<String>,
 }
 
@@ -67,6 +71,7 @@ impl EventFilter {
             package: hash("package", &params.package)?,
             name: params.name.clone(),
             transaction: hash("transaction", &params.transaction)?,
+            account: params.account.as_deref().map(account_param).transpose()?,
             attached: params.filter.clone(),
         })
     }
@@ -77,6 +82,9 @@ impl EventFilter {
             return false;
         }
         if self.attached.as_ref().is_some_and(|filter| event.hidden_by(filter)) {
+            return false;
+        }
+        if self.account.is_some() && self.account != event.account {
             return false;
         }
         if self.contract.is_none() && self.package.is_none() && self.name.is_none() && self.transaction.is_none() {

@@ -1,7 +1,8 @@
 //! `GET /gaps`: ranges of node event ids that were gone from the node's buffer when asked for.
 
 use super::AppState;
-use super::error::{ApiError, ApiQuery};
+use super::error::ApiError;
+use super::params::ApiQuery;
 use crate::store::reader;
 use axum::Json;
 use axum::extract::State;

@@ -2,8 +2,8 @@
 //! `GET /step/{era}`.
 
 use super::AppState;
-use super::blocks::is_hash;
 use super::error::ApiError;
+use super::params::hash_param;
 use super::views::EventView;
 use crate::store::reader::{self, Lookup};
 use axum::Json;
@@ -15,10 +15,7 @@ const MAX_EVENTS: usize = 10_000;
 
 /// A block's finality signatures, as a list.
 pub async fn signatures(State(state): State<AppState>, Path(block_hash): Path<String>) -> Result<Response, ApiError> {
-    if !is_hash(&block_hash) {
-        return Err(ApiError::bad_request("invalid_hash", format!("{block_hash:?} is not 64 hex digits")));
-    }
-    list(&state, Lookup::Signatures(block_hash)).await
+    list(&state, Lookup::Signatures(hash_param("block hash", &block_hash)?)).await
 }
 
 /// The faults of an era (a number) or of a validator (a public key), as a list.

@@ -2,13 +2,16 @@
 
 mod blocks;
 mod contract_events;
+mod deploys;
 mod error;
 mod events;
 mod filter;
 mod gaps;
 mod health;
+mod log;
 mod lookups;
 mod metrics;
+mod params;
 mod plugin_routes;
 pub mod subscription;
 mod transactions;
@@ -52,11 +55,14 @@ pub struct AppState {
 /// Routes served on `[http] listen`.
 pub fn public(state: AppState) -> Router {
     Router::new()
-        .route("/events", get(events::firehose))
+        .route("/events", get(events::serve))
         .route("/ws/events", get(websocket::events))
         .route("/block", get(blocks::latest))
         .route("/block/{id}", get(blocks::by_id))
+        .route("/block/{id}/transactions", get(blocks::transactions))
         .route("/blocks", get(blocks::page))
+        .route("/deploy/{hash}", get(deploys::by_hash))
+        .route("/accountDeploys/{account}", get(deploys::of_account))
         .route("/transaction/{hash}", get(transactions::by_hash))
         .route("/transaction/{type}/{hash}", get(transactions::by_type_and_hash))
         .route("/transaction/{state}/{type}/{hash}", get(transactions::one_state))

@@ -3,17 +3,18 @@
 //! (`type`: `deploy` or `version1`).
 
 use super::AppState;
-use super::blocks::is_hash;
 use super::error::ApiError;
+use super::params::hash_param;
 use super::views::EventView;
-use crate::store::reader;
+use crate::store::{StoredEvent, reader};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// A transaction's events, by stage.
 #[derive(Serialize, Default)]
-struct TransactionView<'a> {
+pub struct TransactionView<'a> {
     transaction_hash: &'a str,
     accepted: Option<EventView<'a>>,
     processed: Option<EventView<'a>>,
@@ -23,16 +24,23 @@ struct TransactionView<'a> {
 /// The accepted, processed and expired events of one transaction or deploy.
 pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
     let events = events(&state, &hash).await?;
-    let mut view = TransactionView { transaction_hash: &hash, ..TransactionView::default() };
-    for event in &events {
-        let slot = match state_of(&event.0.kind) {
-            Stage::Accepted => &mut view.accepted,
-            Stage::Processed => &mut view.processed,
-            Stage::Expired => &mut view.expired,
-        };
-        *slot = Some(EventView::of(event)?);
+    Ok(Json(TransactionView::of(&hash, &events)?).into_response())
+}
+
+impl<'a> TransactionView<'a> {
+    /// The view of transaction `hash` with its visible `events`.
+    pub fn of(hash: &'a str, events: &'a [(StoredEvent, Vec<String>)]) -> anyhow::Result<TransactionView<'a>> {
+        let mut view = TransactionView { transaction_hash: hash, ..TransactionView::default() };
+        for event in events {
+            let slot = match Stage::of(&event.0.kind) {
+                Stage::Accepted => &mut view.accepted,
+                Stage::Processed => &mut view.processed,
+                Stage::Expired => &mut view.expired,
+            };
+            *slot = Some(EventView::of(event)?);
+        }
+        Ok(view)
     }
-    Ok(Json(view).into_response())
 }
 
 /// The same, with the sidecar's transaction type in the path.
@@ -57,7 +65,7 @@ pub async fn one_state(
     };
     check_type(&kind)?;
     let events = events(&state, &hash).await?;
-    match events.iter().find(|event| state_of(&event.0.kind) == wanted) {
+    match events.iter().find(|event| Stage::of(&event.0.kind) == wanted) {
         Some(event) => Ok(Json(EventView::of(event)?).into_response()),
         None => Err(ApiError::not_found(format!("transaction {hash} has no such event"))),
     }
@@ -65,17 +73,23 @@ pub async fn one_state(
 
 /// Which of its events: where a transaction is.
 #[derive(PartialEq)]
-enum Stage {
+pub enum Stage {
+    /// Accepted by a node, not yet executed.
     Accepted,
+    /// Executed in a block.
     Processed,
+    /// Expired before it was executed.
     Expired,
 }
 
-fn state_of(kind: &str) -> Stage {
-    match kind {
-        "TransactionAccepted" | "DeployAccepted" => Stage::Accepted,
-        "TransactionProcessed" | "DeployProcessed" => Stage::Processed,
-        _ => Stage::Expired,
+impl Stage {
+    /// The stage a transaction event of type `kind` tells of.
+    pub fn of(kind: &str) -> Stage {
+        match kind {
+            "TransactionAccepted" | "DeployAccepted" => Stage::Accepted,
+            "TransactionProcessed" | "DeployProcessed" => Stage::Processed,
+            _ => Stage::Expired,
+        }
     }
 }
 
@@ -87,12 +101,9 @@ fn check_type(kind: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A transaction's visible events (404 when there are none).
-async fn events(state: &AppState, hash: &str) -> Result<Vec<(crate::store::StoredEvent, Vec<String>)>, ApiError> {
-    if !is_hash(hash) {
-        return Err(ApiError::bad_request("invalid_hash", format!("{hash:?} is not 64 hex digits")));
-    }
-    let query = hash.to_owned();
+/// A transaction's visible events (400 for a malformed hash, 404 when there are none).
+pub async fn events(state: &AppState, hash: &str) -> Result<Vec<(StoredEvent, Vec<String>)>, ApiError> {
+    let query = hash_param("transaction hash", hash)?;
     let events = state
         .store
         .read(move |conn| {

@@ -65,6 +65,7 @@ impl Slot {
                 block_height: event.block_height,
                 transaction_hash: event.transaction_hash.map(|h| h.to_lowercase()),
                 era_id: None,
+                account: None,
                 raw: event.json,
             },
         })

@@ -100,6 +100,7 @@ fn contract_event(text: &str) -> Result<NodeEvent, String> {
         block_height: None,
         transaction_hash: Some(deploy),
         era_id: None,
+        account: None,
         raw: text.to_owned(),
     })
 }

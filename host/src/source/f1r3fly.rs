@@ -83,6 +83,7 @@ fn event(envelope: Envelope, raw: &str) -> NodeEvent {
         block_hash,
         transaction_hash: None,
         era_id: None,
+        account: None,
         raw: raw.to_owned(),
     }
 }

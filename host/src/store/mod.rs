@@ -34,6 +34,8 @@ pub struct StoredEvent {
     /// The attached filters that dropped it (comma-separated names): hidden where they are
     /// attached only.
     pub hidden_by: Option<String>,
+    /// Account hash of the transaction's sender, for accepted and processed transaction events.
+    pub account: Option<String>,
 }
 
 impl StoredEvent {

@@ -13,7 +13,7 @@ pub struct Store {
 }
 
 /// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
-const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations, hidden_by";
+const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations, hidden_by, account";
 
 /// How many idle read connections are kept.
 const MAX_IDLE: usize = 8;
@@ -80,6 +80,7 @@ pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         raw: Arc::from(row.get::<_, String>(4)?),
         annotations: row.get(5)?,
         hidden_by: row.get(6)?,
+        account: row.get(7)?,
     })
 }
 
@@ -93,8 +94,7 @@ pub fn last_seq(conn: &Connection) -> rusqlite::Result<u64> {
 pub fn events_from(conn: &Connection, from: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq >= ?1 AND dropped = 0 ORDER BY seq LIMIT ?2");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let from = i64::try_from(from).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![from, limit as i64], stored_event)?;
+    let rows = stmt.query_map(params![sql_int(from), limit as i64], stored_event)?;
     rows.collect()
 }
 
@@ -103,7 +103,7 @@ pub fn events_from(conn: &Connection, from: u64, limit: usize) -> rusqlite::Resu
 pub fn log_after(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<StoredEvent>> {
     let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![i64::try_from(after).unwrap_or(i64::MAX), limit as i64], stored_event)?;
+    let rows = stmt.query_map(params![sql_int(after), limit as i64], stored_event)?;
     rows.collect()
 }
 
@@ -268,16 +268,86 @@ pub fn lookup(conn: &Connection, lookup: &Lookup, limit: usize) -> rusqlite::Res
     rows.collect()
 }
 
-/// Page `page` (from 1) of the visible blocks, highest first, `limit` per page, and how many
-/// there are.
-pub fn blocks_page(conn: &Connection, page: u64, limit: u64) -> rusqlite::Result<(Vec<StoredEvent>, u64)> {
-    let served = "kind = 'BlockAdded' AND dropped = 0";
-    let count: i64 = conn.prepare_cached(&format!("SELECT count(*) FROM events WHERE {served}"))?.query_row([], |r| r.get(0))?;
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {served} ORDER BY block_height DESC, seq DESC LIMIT ?1 OFFSET ?2");
-    let offset = (page - 1).saturating_mul(limit);
+/// Page `page` (from 1) of the visible blocks with heights in `heights`, highest first, `limit`
+/// per page, and how many there are (served by `blocks_by_height`).
+pub fn blocks_page(
+    conn: &Connection,
+    heights: std::ops::RangeInclusive<u64>,
+    page: u64,
+    limit: u64,
+) -> rusqlite::Result<(Vec<StoredEvent>, u64)> {
+    let served = "kind = 'BlockAdded' AND dropped = 0 AND block_height BETWEEN ?1 AND ?2";
+    let (low, high) = (sql_int(*heights.start()), sql_int(*heights.end()));
+    let count: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM events WHERE {served}"))?
+        .query_row([low, high], |r| r.get(0))?;
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {served} ORDER BY block_height DESC, seq DESC LIMIT ?3 OFFSET ?4");
+    let offset = sql_int((page - 1).saturating_mul(limit));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![limit as i64, i64::try_from(offset).unwrap_or(i64::MAX)], stored_event)?;
+    let rows = stmt.query_map(params![low, high, limit as i64, offset], stored_event)?;
     Ok((rows.collect::<rusqlite::Result<_>>()?, count as u64))
+}
+
+/// What a page of the raw log is narrowed to.
+#[derive(Debug, Default)]
+pub struct LogQuery {
+    /// First sequence number wanted.
+    pub from_seq: u64,
+    /// Event types (any when empty).
+    pub kinds: Vec<String>,
+    /// Transactions sent by this account (its hash; see [`crate::account`]).
+    pub account: Option<String>,
+    /// One transaction's events (its hash, lowercase hex).
+    pub transaction: Option<String>,
+    /// Most events returned.
+    pub limit: usize,
+}
+
+/// Visible events matching `query`, oldest first (by account and by transaction, an index
+/// serves the query; by type, the log is read in order from `from_seq`).
+pub fn log_page(conn: &Connection, query: &LogQuery) -> rusqlite::Result<Vec<StoredEvent>> {
+    use rusqlite::types::Value;
+    let mut conditions = vec!["seq >= ?1 AND dropped = 0".to_owned()];
+    let mut values = vec![Value::Integer(sql_int(query.from_seq)), Value::Integer(query.limit as i64)];
+    let mut bind = |condition: &str, value: Value| {
+        values.push(value);
+        conditions.push(condition.replace('?', &format!("?{}", values.len())));
+    };
+    if !query.kinds.is_empty() {
+        bind("kind IN (SELECT value FROM json_each(?))", Value::Text(serde_json::to_string(&query.kinds).expect("strings")));
+    }
+    if let Some(account) = &query.account {
+        bind("account = ?", Value::Text(account.clone()));
+    }
+    if let Some(transaction) = &query.transaction {
+        bind("transaction_hash = ?", Value::Text(transaction.to_lowercase()));
+    }
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY seq LIMIT ?2", conditions.join(" AND "));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(values), stored_event)?;
+    rows.collect()
+}
+
+/// Page `page` (from 1) of the transactions `account` (its hash) sent, newest first, `limit`
+/// per page, and how many there are (served by `events_by_account`).
+pub fn account_transactions(conn: &Connection, account: &str, page: u64, limit: u64) -> rusqlite::Result<(Vec<String>, u64)> {
+    let served = "account = ?1 AND dropped = 0";
+    let count: i64 = conn
+        .prepare_cached(&format!("SELECT count(DISTINCT transaction_hash) FROM events WHERE {served}"))?
+        .query_row([account], |r| r.get(0))?;
+    let sql = format!(
+        "SELECT transaction_hash FROM events WHERE {served}
+         GROUP BY transaction_hash ORDER BY min(seq) DESC LIMIT ?2 OFFSET ?3"
+    );
+    let offset = sql_int((page - 1).saturating_mul(limit));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![account, limit as i64, offset], |r| r.get(0))?;
+    Ok((rows.collect::<rusqlite::Result<_>>()?, count as u64))
+}
+
+/// SQLite integers are signed: larger values saturate.
+fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Counts for the health endpoint.

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -24,13 +24,16 @@ CREATE TABLE IF NOT EXISTS events (
     dropped          INTEGER NOT NULL DEFAULT 0,
     annotations      TEXT,
     -- Attached filters that dropped it (comma-separated plugin names).
-    hidden_by        TEXT
+    hidden_by        TEXT,
+    -- Account hash of the transaction's sender (accepted and processed transaction events).
+    account          TEXT
 );
 CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'BlockAdded';
 CREATE INDEX IF NOT EXISTS blocks_by_height ON events (block_height) WHERE kind = 'BlockAdded';
 CREATE INDEX IF NOT EXISTS events_by_transaction ON events (transaction_hash)
     WHERE transaction_hash IS NOT NULL;
 CREATE INDEX IF NOT EXISTS signatures_by_block ON events (block_hash) WHERE kind = 'FinalitySignature';
+CREATE INDEX IF NOT EXISTS events_by_account ON events (account, seq) WHERE account IS NOT NULL;
 CREATE INDEX IF NOT EXISTS era_events ON events (kind, era_id) WHERE kind IN ('Fault', 'Step');
 
 -- Other nodes that delivered an event after the first one (`events.node`), for audit.
@@ -129,7 +132,7 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     anyhow::ensure!(
-        [0, 6, 7, 8, SCHEMA_VERSION].contains(&version),
+        [0, 6, 7, 8, 9, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
     if version == 6 {
@@ -148,12 +151,18 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
         )?;
     }
     // One transaction: a crash leaves the file as it was. Version 9 records attached filters'
-    // drops (a column an early version 9 lacked) and indexes contract events, those stored
-    // before included.
+    // drops (a column an early version 9 lacked) and indexes contract events, version 10
+    // transactions by account: both for the events stored before too.
     let tx = conn.unchecked_transaction()?;
-    let has_hidden_by = tx.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'hidden_by'")?.exists([])?;
-    if version != 0 && !has_hidden_by {
+    let has_column = |name: &str| {
+        tx.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = ?1").and_then(|mut s| s.exists([name]))
+    };
+    if version != 0 && !has_column("hidden_by")? {
         tx.execute_batch("ALTER TABLE events ADD COLUMN hidden_by TEXT;")?;
+    }
+    if version != 0 && !has_column("account")? {
+        tx.execute_batch("ALTER TABLE events ADD COLUMN account TEXT;")?;
+        index_accounts(&tx)?;
     }
     tx.execute_batch(TABLES)?;
     if version != 0 && version < 9 {
@@ -162,4 +171,50 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
     Ok(())
+}
+
+/// Fill `events.account` for transaction events stored before the column existed.
+fn index_accounts(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
+    let mut select = tx.prepare(
+        "SELECT seq, raw FROM events WHERE kind IN
+         ('TransactionAccepted', 'DeployAccepted', 'TransactionProcessed', 'DeployProcessed')",
+    )?;
+    let mut update = tx.prepare("UPDATE events SET account = ?2 WHERE seq = ?1")?;
+    let mut rows = select.query([])?;
+    while let Some(row) = rows.next()? {
+        if let Ok(crate::event::Frame::Event(event)) = crate::event::Frame::parse(row.get(1)?) {
+            if let Some(account) = event.account {
+                update.execute(rusqlite::params![row.get::<_, i64>(0)?, account])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_9_files_gain_accounts_for_the_events_stored_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("v9.db")).unwrap();
+        migrate(&conn).unwrap();
+        // Back to what version 9 had: no account column.
+        conn.execute_batch("DROP INDEX events_by_account; ALTER TABLE events DROP COLUMN account; PRAGMA user_version = 9;")
+            .unwrap();
+        let processed = include_str!("../../fixtures/casper2/transaction_processed_event_with_messages.json");
+        conn.execute(
+            "INSERT INTO events (key_hash, key, kind, node, received_at_ms, raw)
+             VALUES (x'00', 'k', 'TransactionProcessed', 'n', 0, ?1)",
+            [processed],
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let account: String = conn.query_row("SELECT account FROM events", [], |r| r.get(0)).unwrap();
+        let sender = "0118ea8b6ed62393f8d36cb1a96b9ee62b48e35317bd2ea3ceb533a6f7ff212ad6";
+        assert_eq!(Ok(account), crate::account::account_hash(sender));
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
 }

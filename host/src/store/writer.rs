@@ -43,6 +43,7 @@ fn insert(
         node_event_id,
         received_at_ms,
         e.raw,
+        e.account,
     ])?;
     Ok((inserted == 1).then(|| StoredEvent {
         seq: tx.last_insert_rowid() as u64,
@@ -52,6 +53,7 @@ fn insert(
         raw: Arc::from(e.raw.as_str()),
         annotations: None,
         hidden_by: None,
+        account: e.account.clone(),
     }))
 }
 
@@ -131,8 +133,8 @@ impl Writer {
         {
             let mut insert_event = tx.prepare_cached(
                 "INSERT INTO events (key_hash, key, kind, block_hash, block_height, transaction_hash,
-                                     era_id, node, node_event_id, received_at_ms, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (key_hash) DO NOTHING",
+                                     era_id, node, node_event_id, received_at_ms, raw, account)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key_hash) DO NOTHING",
             )?;
             // A duplicate from another node than the first is recorded as a sighting.
             let mut record_sighting = tx.prepare_cached(

@@ -1,0 +1,58 @@
+//! `GET /events` as REST (`?from_seq=&limit=&types=&account=&transaction=`): a page of the
+//! raw log, oldest first, with the sequence to ask for next. `events.rs` decides which of the
+//! two a request to `/events` wants.
+
+use super::AppState;
+use super::error::ApiError;
+use super::params::{account_param, hash_param, limit_param};
+use super::views::EventView;
+use crate::store::reader::{self, LogQuery};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Query parameters of a log page.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// First sequence number wanted (default 1).
+    from_seq: Option<u64>,
+    /// Events per page, 1 to 1000 (default 100).
+    limit: Option<u64>,
+    /// Event types, comma-separated.
+    types: Option<String>,
+    /// Transactions sent by this account (a public key or an account hash).
+    account: Option<String>,
+    /// One transaction's events.
+    transaction: Option<String>,
+}
+
+/// A page: `{"data": [event views], "next_from_seq": N}`; asking again from `next_from_seq`
+/// continues after the page (or waits for new events, when the page reached the end).
+pub async fn page(state: &AppState, params: LogParams) -> Result<Json<Value>, ApiError> {
+    let kinds: Vec<String> = match &params.types {
+        Some(list) => list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        None => Vec::new(),
+    };
+    if params.types.is_some() && kinds.is_empty() {
+        return Err(ApiError::bad_request("invalid_types", "types lists no event type"));
+    }
+    let query = LogQuery {
+        from_seq: params.from_seq.unwrap_or(1),
+        kinds,
+        account: params.account.as_deref().map(account_param).transpose()?,
+        transaction: params.transaction.as_deref().map(|t| hash_param("transaction", t)).transpose()?,
+        limit: limit_param(params.limit, 100, 1000)? as usize,
+    };
+    let from_seq = query.from_seq;
+    let events = state
+        .store
+        .read(move |conn| {
+            let events = reader::log_page(conn, &query)?;
+            reader::all_with_seen_by(conn, events)
+        })
+        .await?;
+    let next_from_seq = events.last().map_or(from_seq, |(last, _)| last.seq + 1);
+    let data = events.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Json(json!({"data": data, "next_from_seq": next_from_seq})))
+}
