@@ -264,3 +264,49 @@ fn stored_account_hash(rig: &Rig, key: &str) -> String {
     assert_eq!(account.len(), 64, "{key} has an account hash");
     account
 }
+
+#[test]
+fn request_limits_cors_and_response_times_follow_the_config() {
+    let mut rig = Rig::start(&["--count", "4"], "");
+    rig.wait_for_stored(11);
+    rig.http_toml = "requests_per_second = 5\nmax_body_kib = 1\ncors_origins = [\"https://app.example\"]".into();
+    rig.write_config("");
+    rig.stop_host();
+    rig.start_host();
+    let client = reqwest::Client::new();
+    runtime().block_on(async {
+        // A browser's preflight from the allowed origin, and a plain request from another.
+        let preflight = client
+            .request(reqwest::Method::OPTIONS, format!("{}/blocks", rig.http))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        let allowed = preflight.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(allowed.as_deref(), Some("https://app.example"));
+        let other = client.get(format!("{}/health", rig.http)).header("origin", "https://evil.example").send().await.unwrap();
+        assert!(other.headers().get("access-control-allow-origin").is_none());
+
+        // Bodies over 1 KiB: 413 with JSON.
+        let big = client.post(format!("{}/plugins/none/x", rig.http)).body(vec![b'x'; 4096]).send().await.unwrap();
+        assert_eq!(big.status().as_u16(), 413);
+        assert_eq!(big.json::<Value>().await.unwrap()["code"], "body_too_large");
+
+        // A burst beyond 5 per second: 429 with JSON (the two requests above count too).
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(client.get(format!("{}/block", rig.http)).send().await.unwrap());
+        }
+        let refused = statuses.into_iter().find(|r| r.status().as_u16() == 429).expect("a 429 within 12 requests");
+        assert_eq!(refused.json::<Value>().await.unwrap()["code"], "rate_limited");
+
+        // Response times by route, on the admin listener.
+        let metrics = reqwest::get(format!("{}/metrics", rig.admin)).await.unwrap().text().await.unwrap();
+        let timed = metrics.lines().find(|l| l.starts_with("sluice_http_response_seconds_count") && l.contains("route=\"/block\""));
+        let count: u64 = timed.expect("/block is timed").rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(count >= 1, "{metrics}");
+    });
+    let (ok, message) = support::check("[http]\nmax_body_kib = 0\n");
+    assert!(!ok && message.contains("http.max_body_kib"), "{message}");
+}

@@ -79,6 +79,7 @@ pub async fn run(
         started: std::time::Instant::now(),
         reload: reload_status.clone(),
         subscribers: Arc::new(crate::api::subscription::Subscribers::new(config.http.max_subscribers)),
+        response_times: crate::api::metrics::response_times(),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let log = crate::store::reader::open_read_only(&location)?;
@@ -118,7 +119,7 @@ pub async fn run(
             axum::serve(listener, router).with_graceful_shutdown(async move { _ = stopped.changed().await }).await
         })
     };
-    let servers = [serve(public, api::public(state.clone())), serve(admin, api::admin(state))];
+    let servers = [serve(public, api::public(state.clone(), &config.http)), serve(admin, api::admin(state))];
 
     // The pipeline ends on its own only when it has no node to follow (then keep serving the
     // store) or when it panicked (then stop rather than serve a frozen store).

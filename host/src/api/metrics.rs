@@ -4,21 +4,43 @@
 use super::AppState;
 use crate::plugins::PluginStats;
 use crate::source::{ConnectionState, NodeStatus};
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// How long the public API takes to answer, by route, method and status.
+pub type ResponseTimes = Family<Vec<(&'static str, String)>, Histogram, fn() -> Histogram>;
+
+/// Empty response-time histograms: buckets from 0.1 ms to ≈1.6 s.
+pub fn response_times() -> ResponseTimes {
+    Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 15)))
+}
+
+/// Middleware: time each request to a route until its response starts (a stream's headers).
+pub async fn time_response(State(state): State<AppState>, path: MatchedPath, request: Request, next: Next) -> Response {
+    let (method, started) = (request.method().to_string(), std::time::Instant::now());
+    let response = next.run(request).await;
+    let labels = vec![("route", path.as_str().to_owned()), ("method", method), ("status", response.status().as_u16().to_string())];
+    state.response_times.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}
+
 /// Render every metric.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut registry = Registry::default();
+    let help = "Time to answer a request to the public API (until the response starts), by route";
+    registry.register("sluice_http_response_seconds", help, state.response_times.clone());
     registry.register_collector(Box::new(Live(state)));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String");

@@ -7,10 +7,11 @@ mod error;
 mod events;
 mod filter;
 mod gaps;
+mod limits;
 mod health;
 mod log;
 mod lookups;
-mod metrics;
+pub mod metrics;
 mod params;
 mod plugin_routes;
 pub mod subscription;
@@ -50,11 +51,13 @@ pub struct AppState {
     pub reload: Arc<crate::plugins::ReloadStatus>,
     /// Open subscriptions (SSE streams, WebSocket subscriptions) and their limit.
     pub subscribers: Arc<subscription::Subscribers>,
+    /// Response times of the public API, by route.
+    pub response_times: metrics::ResponseTimes,
 }
 
-/// Routes served on `[http] listen`.
-pub fn public(state: AppState) -> Router {
-    Router::new()
+/// Routes served on `[http] listen`, within the limits of `config`.
+pub fn public(state: AppState, config: &crate::config::HttpConfig) -> Router {
+    let routes = Router::new()
         .route("/events", get(events::serve))
         .route("/ws/events", get(websocket::events))
         .route("/block", get(blocks::latest))
@@ -76,8 +79,10 @@ pub fn public(state: AppState) -> Router {
         .route("/status", get(health::status))
         .route("/plugins/{name}", axum::routing::any(plugin_routes::root))
         .route("/plugins/{name}/{*path}", axum::routing::any(plugin_routes::path))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::time_response))
         .fallback(error::no_route)
-        .with_state(state)
+        .with_state(state);
+    limits::apply(routes, config)
 }
 
 /// Routes served on `[admin] listen` (localhost by default).

@@ -4,12 +4,10 @@ use super::AppState;
 use super::error::ApiError;
 use crate::plugins::{Request as PluginRequest, RouteError};
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-
-/// Largest request body handed to a plugin.
-const MAX_BODY: usize = 1 << 20;
 
 /// `/plugins/{name}`: the plugin's `/`.
 pub async fn root(
@@ -18,7 +16,7 @@ pub async fn root(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     call(state, name, "/".into(), method, uri, headers, body).await
 }
@@ -30,7 +28,7 @@ pub async fn path(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     call(state, name, format!("/{path}"), method, uri, headers, body).await
 }
@@ -42,11 +40,15 @@ async fn call(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::bad_request("body_too_large", format!("bodies are limited to {MAX_BODY} bytes")));
-    }
+    let body = body.map_err(|rejection| {
+        let code = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large", // over `http.max_body_kib`
+            _ => "invalid_body",
+        };
+        ApiError::new(rejection.status(), code, rejection.body_text())
+    })?;
     let request = PluginRequest {
         method: method.to_string(),
         path,

@@ -66,11 +66,35 @@ pub struct HttpConfig {
     /// Open SSE streams and WebSocket subscriptions beyond which new ones are refused (503).
     #[serde(default = "defaults::max_subscribers")]
     pub max_subscribers: usize,
+    /// Requests being answered at once beyond which new ones are refused (503); a stream counts
+    /// only until its response starts.
+    #[serde(default = "defaults::max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Requests per second (a burst of as many) beyond which new ones are refused (429); 0: no limit.
+    #[serde(default)]
+    pub requests_per_second: u32,
+    /// Longest time to produce a response (a stream's first bytes), in milliseconds (503 after).
+    #[serde(default = "defaults::request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Largest request body, in KiB (413 beyond).
+    #[serde(default = "defaults::max_body_kib")]
+    pub max_body_kib: usize,
+    /// Origins browsers may call the API from (CORS): `["*"]` for any; none by default.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: defaults::http_listen(), max_subscribers: defaults::max_subscribers() }
+        HttpConfig {
+            listen: defaults::http_listen(),
+            max_subscribers: defaults::max_subscribers(),
+            max_concurrent_requests: defaults::max_concurrent_requests(),
+            requests_per_second: 0,
+            request_timeout_ms: defaults::request_timeout_ms(),
+            max_body_kib: defaults::max_body_kib(),
+            cors_origins: Vec::new(),
+        }
     }
 }
 
@@ -137,6 +161,15 @@ mod defaults {
 
     pub fn max_subscribers() -> usize {
         10_000
+    }
+    pub fn max_concurrent_requests() -> usize {
+        1024
+    }
+    pub fn request_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn max_body_kib() -> usize {
+        1024
     }
     pub fn connect_timeout_secs() -> u64 {
         10
@@ -220,6 +253,20 @@ impl Config {
             format!("line {line}: `{key}`: {problem}")
         };
         self.validate_sources(at)?;
+        let http = &self.http;
+        for (key, value) in [
+            ("max_concurrent_requests", http.max_concurrent_requests as u64),
+            ("request_timeout_ms", http.request_timeout_ms),
+            ("max_body_kib", http.max_body_kib as u64),
+        ] {
+            if value == 0 {
+                return Err(format!("`http.{key}` must be at least 1"));
+            }
+        }
+        let origin = |o: &String| o == "*" || o.starts_with("http://") || o.starts_with("https://");
+        if let Some(bad) = http.cors_origins.iter().find(|o| !origin(o) || o.parse::<axum::http::HeaderValue>().is_err()) {
+            return Err(format!("`http.cors_origins`: {bad:?} is neither \"*\" nor an http(s) origin"));
+        }
         for (i, plugin) in self.plugins.iter().enumerate() {
             let name = plugin.name.get_ref();
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
