@@ -310,3 +310,27 @@ fn request_limits_cors_and_response_times_follow_the_config() {
     let (ok, message) = support::check("[http]\nmax_body_kib = 0\n");
     assert!(!ok && message.contains("http.max_body_kib"), "{message}");
 }
+
+#[test]
+fn the_openapi_document_lists_every_route_and_the_plugins_mounts_and_swagger_ui_serves_it() {
+    let rig = Rig::start(&["--count", "4"], &support::plugin_toml("transfers", "transfers", "", ""));
+    rig.wait_for_stored(11);
+    let document = support::get_json(&format!("{}/api-doc.json", rig.http)).expect("the document");
+    assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{document}");
+    let paths = document["paths"].as_object().unwrap();
+    for path in ["/events", "/ws/events", "/block/{id}", "/blocks", "/deploy/{hash}", "/accountDeploys/{account}",
+        "/transaction/{state}/{type}/{hash}", "/signatures/{block_hash}", "/contract-events", "/plugins/transfers/{path}"]
+    {
+        assert!(paths.contains_key(path), "{path} is missing from {:?}", paths.keys().collect::<Vec<_>>());
+    }
+    let blocks_params = document["paths"]["/blocks"]["get"]["parameters"].as_array().unwrap();
+    let names: Vec<&str> = blocks_params.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["page", "limit", "from_height", "to_height"]);
+    assert!(document["components"]["schemas"]["ErrorBody"].is_object());
+
+    let (status, index) = support::get(&format!("{}/swagger-ui/", rig.http)).unwrap();
+    assert_eq!(status, 200);
+    assert!(index.contains("swagger-ui"), "{index}");
+    let (status, initializer) = support::get(&format!("{}/swagger-ui/swagger-initializer.js", rig.http)).unwrap();
+    assert!(status == 200 && initializer.contains("/api-doc.json"), "{status}: {initializer}");
+}

@@ -2,7 +2,7 @@
 //! Event Store's `GET /blocks?page=&limit=` (with a height range).
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::{ApiQuery, Pages, is_hash};
 use super::transactions::TransactionView;
 use super::views::EventView;
@@ -12,11 +12,16 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 
 /// The latest block served.
+#[utoipa::path(get, path = "/block", tag = "blocks",
+    responses((status = 200, description = "The latest block (`BlockAdded` event view)"), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn latest(State(state): State<AppState>) -> Result<Response, ApiError> {
     find(&state, BlockId::Latest).await
 }
 
 /// A block by hash (64 hex digits) or height (decimal).
+#[utoipa::path(get, path = "/block/{id}", tag = "blocks",
+    params(("id" = String, Path, description = "Block hash (64 hex digits) or height")),
+    responses((status = 200, description = "The block (`BlockAdded` event view)"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_id(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     find(&state, parse_block_id(&id)?).await
 }
@@ -35,7 +40,8 @@ fn parse_block_id(id: &str) -> Result<BlockId, ApiError> {
 }
 
 /// Query parameters of `/blocks`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BlocksQuery {
     /// From 1.
@@ -51,6 +57,9 @@ pub struct BlocksQuery {
 /// Blocks, highest first, in the Event Store's page shape: `{"data", "pageCount", "itemCount",
 /// "pages": [{"number", "url"}]}` (default page 1, limit 10; past the end, `data` is empty),
 /// optionally within `from_height..=to_height`.
+#[utoipa::path(get, path = "/blocks", tag = "blocks",
+    params(BlocksQuery),
+    responses((status = 200, description = "A page of blocks: `{data, pageCount, itemCount, pages}` (the Casper Event Store's shape)"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<BlocksQuery>) -> Result<Response, ApiError> {
     let pages = Pages::new(query.page, query.limit)?;
     let heights = query.from_height.unwrap_or(0)..=query.to_height.unwrap_or(u64::MAX);
@@ -74,6 +83,9 @@ pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<Block
 
 /// `GET /block/{hash|height}/transactions`: the transactions the block lists, in its order,
 /// each with its stored events (`TransactionView`).
+#[utoipa::path(get, path = "/block/{id}/transactions", tag = "blocks",
+    params(("id" = String, Path, description = "Block hash or height")),
+    responses((status = 200, description = "The transactions the block lists, each with its accepted/processed/expired events"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn transactions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_block_id(&id)?;
     let found = state

@@ -2,7 +2,7 @@
 //! first, with cursor pagination.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::{ApiQuery, hash_param};
 use crate::store::{StoredEvent, contract_events};
 use axum::Json;
@@ -16,19 +16,28 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 /// Query parameters of `/contract-events`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ContractEventsQuery {
+    /// Contract hash.
     contract: Option<String>,
+    /// Contract package hash.
     package: Option<String>,
+    /// Event name.
     name: Option<String>,
+    /// Transaction or deploy hash.
     transaction: Option<String>,
+    /// Events per page, 1 to 1000 (default 50).
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// A page of contract events: `{"data": [...], "next_cursor": "…" | null}`.
+#[utoipa::path(get, path = "/contract-events", tag = "contract events",
+    params(ContractEventsQuery),
+    responses((status = 200, description = "A page of contract events, newest first: `{data, next_cursor}`"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ContractEventsQuery>,

@@ -3,7 +3,7 @@
 //! Both kinds of transaction are served: 1.x deploys and 2.x transactions.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::{ApiQuery, Pages, account_param};
 use super::transactions::Stage;
 use crate::store::{StoredEvent, reader};
@@ -74,6 +74,9 @@ fn execution_result(result: &Value) -> (Option<String>, Option<String>) {
 }
 
 /// One deploy or transaction (404 when nothing is stored about it).
+#[utoipa::path(get, path = "/deploy/{hash}", tag = "transactions",
+    params(("hash" = String, Path, description = "Deploy or transaction hash")),
+    responses((status = 200, description = "The Casper Event Store's deploy: `{deployHash, account, state, cost, errorMessage, blockHash, timestamp}`"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) -> Result<Json<Value>, ApiError> {
     let events = super::transactions::events(&state, &hash).await?;
     let events: Vec<StoredEvent> = events.into_iter().map(|(event, _)| event).collect();
@@ -81,14 +84,20 @@ pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) ->
 }
 
 /// Query parameters of `/accountDeploys/{account}`.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountDeploysQuery {
+    /// From 1 (default 1).
     page: Option<u64>,
+    /// Deploys per page, 1 to 100 (default 10).
     limit: Option<u64>,
 }
 
 /// The deploys and transactions an account sent, newest first, in the Event Store's page shape.
+#[utoipa::path(get, path = "/accountDeploys/{account}", tag = "transactions",
+    params(("account" = String, Path, description = "Public key or account hash"), AccountDeploysQuery),
+    responses((status = 200, description = "A page of the account's deploys, newest first (Event Store page shape)"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn of_account(
     State(state): State<AppState>,
     Path(account): Path<String>,

@@ -13,9 +13,12 @@ pub struct ApiError {
     message: String,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// What went wrong, for programs: `invalid_hash`, `not_found`, `rate_limited`, ...
     code: &'a str,
+    /// What went wrong, for people.
     message: &'a str,
 }
 
@@ -61,7 +64,7 @@ impl<E: Into<anyhow::Error>> From<E> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { code: self.code, message: &self.message };
+        let body = ErrorBody { code: self.code, message: &self.message };
         (self.status, Json(body)).into_response()
     }
 }

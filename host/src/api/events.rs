@@ -4,7 +4,8 @@
 //! a source reported. A request for JSON gets a page of the log instead (`log.rs`).
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::log::LogParams;
 use super::filter::StreamParams;
 use super::params::ApiQuery;
 use crate::store::StoredEvent;
@@ -20,6 +21,12 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
 /// JSON and not an event stream; the SSE firehose otherwise.
+#[utoipa::path(get, path = "/events", tag = "streams",
+    params(StreamParams, LogParams),
+    responses(
+        (status = 200, description = "`text/event-stream`: `id: <sequence>` and `data: <node JSON>` frames, after `{\"ApiVersion\"}`; or, when asked for JSON or given `from_seq`/`limit`, a page `{data, next_from_seq}`"),
+        (status = 400, description = "A malformed parameter", body = ErrorBody),
+        (status = 503, description = "`max_subscribers` streams are open", body = ErrorBody)))]
 pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
     if wants_page(&headers, &uri) {
         let ApiQuery(params) = ApiQuery::from_uri(&uri)?;

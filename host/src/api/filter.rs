@@ -11,7 +11,8 @@ use std::collections::HashSet;
 
 /// Where a stream starts and what it lets through, as a client asks (query string or
 /// subscribe message).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamParams {
     /// First sequence number wanted (`from` in a subscribe message); without it, the next new event.

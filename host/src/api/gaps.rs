@@ -1,7 +1,7 @@
 //! `GET /gaps`: ranges of node event ids that were gone from the node's buffer when asked for.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::ApiQuery;
 use crate::store::reader;
 use axum::Json;
@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Query parameters of `/gaps`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GapsQuery {
     /// Most gaps returned, newest first (1–1000, default 100).
@@ -18,6 +19,9 @@ pub struct GapsQuery {
 }
 
 /// The most recent gaps.
+#[utoipa::path(get, path = "/gaps", tag = "status",
+    params(GapsQuery),
+    responses((status = 200, description = "Node event ids that were gone when asked for, and their backfill"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<GapsQuery>,

@@ -8,6 +8,8 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 /// Node connections, ingestion counters and store totals.
+#[utoipa::path(get, path = "/health", tag = "status",
+    responses((status = 200, description = "Node connections, ingestion counters, store totals (also at `/api/health`)")))]
 pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let totals = state.store.read(reader::totals).await?;
     Ok(Json(json!({
@@ -20,6 +22,8 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 /// Each source's connection state and counters.
+#[utoipa::path(get, path = "/status", tag = "status",
+    responses((status = 200, description = "Sources' connection states and counters; plugin reloads")))]
 pub async fn status(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),

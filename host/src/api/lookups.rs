@@ -2,7 +2,7 @@
 //! `GET /step/{era}`.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::hash_param;
 use super::views::EventView;
 use crate::store::reader::{self, Lookup};
@@ -14,11 +14,17 @@ use axum::response::{IntoResponse, Response};
 const MAX_EVENTS: usize = 10_000;
 
 /// A block's finality signatures, as a list.
+#[utoipa::path(get, path = "/signatures/{block_hash}", tag = "lookups",
+    params(("block_hash" = String, Path, description = "Block hash")),
+    responses((status = 200, description = "The block's finality signatures"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn signatures(State(state): State<AppState>, Path(block_hash): Path<String>) -> Result<Response, ApiError> {
     list(&state, Lookup::Signatures(hash_param("block hash", &block_hash)?)).await
 }
 
 /// The faults of an era (a number) or of a validator (a public key), as a list.
+#[utoipa::path(get, path = "/faults/{id}", tag = "lookups",
+    params(("id" = String, Path, description = "Era number or validator public key")),
+    responses((status = 200, description = "Faults of the era or of the validator"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn faults(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let lookup = match id.parse::<u64>() {
         Ok(era) => Lookup::FaultsInEra(era),
@@ -32,6 +38,9 @@ pub async fn faults(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 /// The step that ended an era.
+#[utoipa::path(get, path = "/step/{era}", tag = "lookups",
+    params(("era" = u64, Path, description = "Era number")),
+    responses((status = 200, description = "The `Step` event that ended the era"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Result<Response, ApiError> {
     let era: u64 = era.parse().map_err(|_| ApiError::bad_request("invalid_era", format!("{era:?} is not an era")))?;
     let events = state.store.read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &Lookup::Step(era), 1)?)).await?;

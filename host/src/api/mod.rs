@@ -3,6 +3,7 @@
 mod blocks;
 mod contract_events;
 mod deploys;
+mod docs;
 mod error;
 mod events;
 mod filter;
@@ -79,6 +80,10 @@ pub fn public(state: AppState, config: &crate::config::HttpConfig) -> Router {
         .route("/status", get(health::status))
         .route("/plugins/{name}", axum::routing::any(plugin_routes::root))
         .route("/plugins/{name}/{*path}", axum::routing::any(plugin_routes::path))
+        .route("/api-doc.json", get(docs::document))
+        .route("/swagger-ui", get(docs::swagger_redirect))
+        .route("/swagger-ui/", get(docs::swagger_index))
+        .route("/swagger-ui/{*file}", get(docs::swagger_asset))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::time_response))
         .fallback(error::no_route)
         .with_state(state);

@@ -3,7 +3,7 @@
 //! (`type`: `deploy` or `version1`).
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::hash_param;
 use super::views::EventView;
 use crate::store::{StoredEvent, reader};
@@ -22,6 +22,9 @@ pub struct TransactionView<'a> {
 }
 
 /// The accepted, processed and expired events of one transaction or deploy.
+#[utoipa::path(get, path = "/transaction/{hash}", tag = "transactions",
+    params(("hash" = String, Path, description = "Transaction or deploy hash")),
+    responses((status = 200, description = "`{transaction_hash, accepted, processed, expired}`"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
     let events = events(&state, &hash).await?;
     Ok(Json(TransactionView::of(&hash, &events)?).into_response())
@@ -44,6 +47,9 @@ impl<'a> TransactionView<'a> {
 }
 
 /// The same, with the sidecar's transaction type in the path.
+#[utoipa::path(get, path = "/transaction/{type}/{hash}", tag = "transactions",
+    params(("type" = String, Path, description = "`deploy` or `version1`"), ("hash" = String, Path, description = "Transaction or deploy hash")),
+    responses((status = 200, description = "As `/transaction/{hash}` (the casper-sidecar's path)"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_type_and_hash(
     state: State<AppState>,
     Path((kind, hash)): Path<(String, String)>,
@@ -53,6 +59,9 @@ pub async fn by_type_and_hash(
 }
 
 /// One of a transaction's events: `accepted`, `processed` or `expired`.
+#[utoipa::path(get, path = "/transaction/{state}/{type}/{hash}", tag = "transactions",
+    params(("state" = String, Path, description = "`accepted`, `processed` or `expired`"), ("type" = String, Path, description = "`deploy` or `version1`"), ("hash" = String, Path, description = "Transaction or deploy hash")),
+    responses((status = 200, description = "That event of the transaction"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn one_state(
     State(state): State<AppState>,
     Path((wanted, kind, hash)): Path<(String, String, String)>,

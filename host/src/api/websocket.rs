@@ -37,6 +37,8 @@ enum Request {
 }
 
 /// Upgrade to a WebSocket session.
+#[utoipa::path(get, path = "/ws/events", tag = "streams",
+    responses((status = 101, description = "A WebSocket session: subscribe/unsubscribe/ping messages, `{event, schema-version, seq, payload}` envelopes")))]
 pub async fn events(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| session(state, socket))
 }

@@ -54,6 +54,16 @@ impl Routes {
         pending.extend(names.filter(|name| !live.contains_key(name)));
     }
 
+    /// The plugins serving HTTP, or soon to (sorted).
+    pub fn names(&self) -> Vec<String> {
+        let live = self.live.read().expect("routes lock");
+        let pending = self.pending.read().expect("routes lock");
+        let mut names: Vec<String> = live.keys().chain(pending.iter()).cloned().collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Answer `request` with plugin `name`. Blocks for up to the plugin's time limit.
     pub fn handle(&self, name: &str, request: &Request) -> Result<Response, RouteError> {
         let slot = self.live.read().expect("routes lock").get(name).cloned();
