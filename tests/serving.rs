@@ -334,3 +334,57 @@ fn the_openapi_document_lists_every_route_and_the_plugins_mounts_and_swagger_ui_
     let (status, initializer) = support::get(&format!("{}/swagger-ui/swagger-initializer.js", rig.http)).unwrap();
     assert!(status == 200 && initializer.contains("/api-doc.json"), "{status}: {initializer}");
 }
+
+#[test]
+fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_comment() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A node sending 30,000 events (≈40 MB, far more than socket buffers hold) for 3 s.
+    let mut rig = Rig::start(&["--mix", "realistic", "--rate", "10000", "--count", "30000"], "");
+    rig.http_toml = "slow_subscriber_timeout_ms = 500".into();
+    rig.write_config("");
+    rig.stop_host();
+    rig.start_host();
+    let address: std::net::SocketAddr = rig.http.trim_start_matches("http://").parse().unwrap();
+    runtime().block_on(async {
+        // A client that asks for everything and then reads nothing, through a tiny window.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stalled = socket.connect(address).await.unwrap();
+        stalled.write_all(b"GET /events?start_from=1 HTTP/1.1\r\nhost: sluice\r\n\r\n").await.unwrap();
+        let total = 30_007;
+        let url = format!("{}/events?start_from=1", rig.http);
+        let started = std::time::Instant::now();
+        let frames = tokio::task::spawn_blocking(move || support::read_sse(&url, total)).await.unwrap();
+        assert_eq!(frames.len(), total, "the other subscriber got every event");
+        assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
+        eprintln!("the reading subscriber got {total} events in {:?}", started.elapsed());
+
+        // The stalled one is cut off: its slot is given back, and what it finally reads ends
+        // with a comment saying why.
+        let metrics_url = format!("{}/metrics", rig.admin);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+            if metrics.lines().any(|l| l == "sluice_subscribers 0") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the stalled subscriber was never cut off:\n{metrics}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mut received = Vec::new();
+        let mut chunk = vec![0; 1 << 16];
+        let read_all = async {
+            loop {
+                let n = stalled.read(&mut chunk).await.unwrap();
+                received.extend_from_slice(&chunk[..n]);
+                if n == 0 || received.ends_with(b"0\r\n\r\n") {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), read_all).await.expect("the stream ends");
+        let text = String::from_utf8_lossy(&received);
+        let tail = &text[text.len().saturating_sub(300)..];
+        assert!(tail.contains(": disconnected: too slow"), "{tail}");
+    });
+}

@@ -78,7 +78,10 @@ pub async fn run(
         shutdown: stopped.clone(),
         started: std::time::Instant::now(),
         reload: reload_status.clone(),
-        subscribers: Arc::new(crate::api::subscription::Subscribers::new(config.http.max_subscribers)),
+        subscribers: Arc::new(crate::api::subscription::Subscribers::new(
+            config.http.max_subscribers,
+            std::time::Duration::from_millis(config.http.slow_subscriber_timeout_ms),
+        )),
         response_times: crate::api::metrics::response_times(),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);

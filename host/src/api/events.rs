@@ -8,16 +8,14 @@ use super::error::{ApiError, ErrorBody};
 use super::log::LogParams;
 use super::filter::StreamParams;
 use super::params::ApiQuery;
-use crate::store::StoredEvent;
+use super::subscription::Next;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use std::convert::Infallible;
-use std::sync::Arc;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
 /// JSON and not an event stream; the SSE firehose otherwise.
@@ -48,11 +46,17 @@ async fn firehose(
     state: &AppState,
     query: &StreamParams,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
-    let events = super::subscription::subscribe(state, query).await?;
+    let subscription = super::subscription::subscribe(state, query).await?;
     let version = state.nodes.iter().find_map(|node| node.api_version.lock().expect("status lock").clone());
     let greeting = version.map(|v| Ok(Event::default().data(serde_json::json!({"ApiVersion": v}).to_string())));
-    let frames = ReceiverStream::new(events)
-        .map(|event: Arc<StoredEvent>| Ok(Event::default().id(event.seq.to_string()).data(&*event.raw)));
+    let frames = futures::stream::unfold(subscription, |mut subscription| async move {
+        let frame = match subscription.next().await? {
+            Next::Event(event) => Event::default().id(event.seq.to_string()).data(&*event.raw),
+            // A comment, as the last thing the client reads.
+            Next::Disconnected(reason) => Event::default().comment(reason),
+        };
+        Some((Ok(frame), subscription))
+    });
     let frames = tokio_stream::iter(greeting).chain(frames);
     Ok(Sse::new(frames).keep_alive(KeepAlive::default()))
 }

@@ -1,6 +1,7 @@
 //! A subscription to the event log: the stored events from a starting sequence, then live ones
 //! from the bus, through a filter, with no gap or repeat at the seam. The SSE and WebSocket
-//! streams are two renderings of it.
+//! streams are two renderings of it. A subscriber that leaves its buffer full for longer than
+//! the stall limit is disconnected, and told why after what it had buffered.
 
 use super::AppState;
 use super::error::ApiError;
@@ -8,19 +9,23 @@ use super::filter::{EventFilter, StreamParams};
 use crate::store::{StoredEvent, reader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::{broadcast, mpsc};
+use std::time::Duration;
+use tokio::sync::mpsc::error::SendTimeoutError;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// How many subscriptions are open, and how many may be.
+/// How many subscriptions are open, how many may be, and how long one may stall.
 #[derive(Debug)]
 pub struct Subscribers {
     open: AtomicUsize,
     max: usize,
+    stall_limit: Duration,
 }
 
 impl Subscribers {
-    /// No subscription open yet; at most `max`.
-    pub fn new(max: usize) -> Subscribers {
-        Subscribers { open: AtomicUsize::new(0), max }
+    /// No subscription open yet; at most `max`, each disconnected after `stall_limit` with a
+    /// full buffer.
+    pub fn new(max: usize, stall_limit: Duration) -> Subscribers {
+        Subscribers { open: AtomicUsize::new(0), max, stall_limit }
     }
 
     /// Subscriptions open now.
@@ -50,9 +55,49 @@ impl Drop for Slot {
 /// Events read from the store per query while catching up (and buffered per subscriber).
 const PAGE: usize = 512;
 
+/// The events of one subscription, then, if it was cut off, why.
+pub struct Subscription {
+    events: mpsc::Receiver<Arc<StoredEvent>>,
+    ended: Option<oneshot::Receiver<String>>,
+}
+
+/// What a subscription delivers.
+pub enum Next {
+    /// The next event that passed the filter.
+    Event(Arc<StoredEvent>),
+    /// The last item: the subscriber was disconnected, for this reason.
+    Disconnected(String),
+}
+
+impl Subscription {
+    /// The next event; after the last one, why the subscription was cut off, if it was; then
+    /// `None` (also when the server shuts down).
+    pub async fn next(&mut self) -> Option<Next> {
+        if let Some(event) = self.events.recv().await {
+            return Some(Next::Event(event));
+        }
+        let reason = self.ended.take()?.await.ok()?;
+        Some(Next::Disconnected(reason))
+    }
+}
+
+/// Why a feed stopped sending.
+enum Stop {
+    /// The subscriber's buffer stayed full for the stall limit.
+    Stalled,
+    /// The subscriber went away, or the store failed.
+    Ended(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Stop {
+    fn from(error: E) -> Stop {
+        Stop::Ended(error.into())
+    }
+}
+
 /// Start a subscription as `params` ask (400 for bad filters, 503 beyond `max_subscribers`):
-/// its events arrive on the receiver until it is dropped or the server shuts down.
-pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<mpsc::Receiver<Arc<StoredEvent>>, ApiError> {
+/// its events arrive until it is dropped, stalls or the server shuts down.
+pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscription, ApiError> {
     let slot = state.subscribers.admit()?;
     let attached: Vec<String> = {
         let registry = state.plugins.read().expect("registry lock");
@@ -65,20 +110,42 @@ pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<mpsc::
         None => state.store.read(reader::last_seq).await? + 1,
     };
     let (sender, receiver) = mpsc::channel(PAGE);
+    let (why, ended) = oneshot::channel();
     let (state, mut shutdown) = (state.clone(), state.shutdown.clone());
     tokio::spawn(async move {
         let _slot = slot;
+        let out = Out { sender: &sender, stall_limit: state.subscribers.stall_limit };
         tokio::select! {
-            result = feed(&state, live, next, &filter, &sender) => {
-                if let Err(e) = result {
-                    tracing::debug!("event stream ended: {e:#}");
+            Err(stop) = feed(&state, live, next, &filter, out) => match stop {
+                Stop::Stalled => {
+                    let limit = out.stall_limit.as_millis();
+                    tracing::info!("a subscriber read nothing for {limit} ms with {PAGE} events waiting: disconnected");
+                    _ = why.send(format!("disconnected: too slow (read nothing for {limit} ms with {PAGE} events waiting)"));
                 }
-            }
+                Stop::Ended(e) => tracing::debug!("event stream ended: {e:#}"),
+            },
             _ = sender.closed() => {}
             _ = shutdown.changed() => {}
         }
     });
-    Ok(receiver)
+    Ok(Subscription { events: receiver, ended: Some(ended) })
+}
+
+/// Where a feed sends, and how long it waits for room.
+#[derive(Clone, Copy)]
+struct Out<'a> {
+    sender: &'a mpsc::Sender<Arc<StoredEvent>>,
+    stall_limit: Duration,
+}
+
+impl Out<'_> {
+    async fn send(&self, event: Arc<StoredEvent>) -> Result<(), Stop> {
+        match self.sender.send_timeout(event, self.stall_limit).await {
+            Ok(()) => Ok(()),
+            Err(SendTimeoutError::Timeout(_)) => Err(Stop::Stalled),
+            Err(SendTimeoutError::Closed(_)) => Err(Stop::Ended(anyhow::anyhow!("the subscriber went away"))),
+        }
+    }
 }
 
 /// Send stored events from `next` on, then live ones; after falling behind the live channel,
@@ -88,8 +155,8 @@ async fn feed(
     mut live: broadcast::Receiver<Arc<StoredEvent>>,
     mut next: u64,
     filter: &EventFilter,
-    out: &mpsc::Sender<Arc<StoredEvent>>,
-) -> anyhow::Result<()> {
+    out: Out<'_>,
+) -> Result<(), Stop> {
     loop {
         catch_up(state, &mut next, filter, out).await?;
         loop {
@@ -112,8 +179,8 @@ async fn catch_up(
     state: &AppState,
     next: &mut u64,
     filter: &EventFilter,
-    out: &mpsc::Sender<Arc<StoredEvent>>,
-) -> anyhow::Result<()> {
+    out: Out<'_>,
+) -> Result<(), Stop> {
     loop {
         let from = *next;
         let page = state.store.read(move |conn| reader::events_from(conn, from, PAGE)).await?;

@@ -9,20 +9,18 @@
 //! - `{"action":"unsubscribe"}`, `{"action":"ping"}` (answered `{"event":"pong"}`).
 //!
 //! Mistakes are answered `{"event":"error", "payload": {"code", "message"}}` and the connection
-//! stays open. WebSocket pings are answered, and the server pings every 30 s.
+//! stays open. A client too slow to read its events gets the code `too_slow`, then a close. WebSocket pings are answered, and the server pings every 30 s.
 
 use super::AppState;
 use super::filter::StreamParams;
-use super::subscription::subscribe;
+use super::subscription::{Next, Subscription, subscribe};
 use crate::store::StoredEvent;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// The version of the messages' shape.
 const SCHEMA_VERSION: u32 = 1;
@@ -47,7 +45,7 @@ async fn session(state: AppState, mut socket: WebSocket) {
     if send(&mut socket, notice("started", None)).await.is_err() {
         return;
     }
-    let mut events: Option<mpsc::Receiver<Arc<StoredEvent>>> = None;
+    let mut events: Option<Subscription> = None;
     let mut shutdown = state.shutdown.clone();
     let mut keepalive = tokio::time::interval(Duration::from_secs(30));
     loop {
@@ -61,8 +59,14 @@ async fn session(state: AppState, mut socket: WebSocket) {
                 // Pings are answered by the WebSocket layer; nothing else is expected.
                 Some(Ok(_)) => Ok(()),
             },
-            event = next(&mut events) => match event {
-                Some(event) => send(&mut socket, envelope(&event)).await,
+            next = next(&mut events) => match next {
+                Some(Next::Event(event)) => send(&mut socket, envelope(&event)).await,
+                Some(Next::Disconnected(reason)) => {
+                    let payload = json!({"code": "too_slow", "message": reason});
+                    _ = send(&mut socket, notice("error", Some(payload))).await;
+                    _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
                 None => {
                     events = None;
                     Ok(())
@@ -81,11 +85,11 @@ async fn session(state: AppState, mut socket: WebSocket) {
 }
 
 /// Carry out one client message; what to answer.
-async fn answer(state: &AppState, text: &str, events: &mut Option<mpsc::Receiver<Arc<StoredEvent>>>) -> String {
+async fn answer(state: &AppState, text: &str, events: &mut Option<Subscription>) -> String {
     match serde_json::from_str::<Request>(text) {
         Ok(Request::Subscribe(params)) => match subscribe(state, &params).await {
-            Ok(receiver) => {
-                *events = Some(receiver);
+            Ok(subscription) => {
+                *events = Some(subscription);
                 notice("subscribed", None)
             }
             Err(error) => notice("error", Some(error.to_json())),
@@ -100,9 +104,9 @@ async fn answer(state: &AppState, text: &str, events: &mut Option<mpsc::Receiver
 }
 
 /// The next event of the subscription; never, without one.
-async fn next(events: &mut Option<mpsc::Receiver<Arc<StoredEvent>>>) -> Option<Arc<StoredEvent>> {
+async fn next(events: &mut Option<Subscription>) -> Option<Next> {
     match events {
-        Some(receiver) => receiver.recv().await,
+        Some(subscription) => subscription.next().await,
         None => std::future::pending().await,
     }
 }

@@ -66,6 +66,10 @@ pub struct HttpConfig {
     /// Open SSE streams and WebSocket subscriptions beyond which new ones are refused (503).
     #[serde(default = "defaults::max_subscribers")]
     pub max_subscribers: usize,
+    /// A subscriber that leaves its buffer full this long, in milliseconds, is disconnected
+    /// (SSE: with a final comment saying why).
+    #[serde(default = "defaults::slow_subscriber_timeout_ms")]
+    pub slow_subscriber_timeout_ms: u64,
     /// Requests being answered at once beyond which new ones are refused (503); a stream counts
     /// only until its response starts.
     #[serde(default = "defaults::max_concurrent_requests")]
@@ -89,6 +93,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: defaults::http_listen(),
             max_subscribers: defaults::max_subscribers(),
+            slow_subscriber_timeout_ms: defaults::slow_subscriber_timeout_ms(),
             max_concurrent_requests: defaults::max_concurrent_requests(),
             requests_per_second: 0,
             request_timeout_ms: defaults::request_timeout_ms(),
@@ -160,6 +165,9 @@ mod defaults {
     use std::net::SocketAddr;
 
     pub fn max_subscribers() -> usize {
+        10_000
+    }
+    pub fn slow_subscriber_timeout_ms() -> u64 {
         10_000
     }
     pub fn max_concurrent_requests() -> usize {
@@ -257,6 +265,7 @@ impl Config {
         for (key, value) in [
             ("max_concurrent_requests", http.max_concurrent_requests as u64),
             ("request_timeout_ms", http.request_timeout_ms),
+            ("slow_subscriber_timeout_ms", http.slow_subscriber_timeout_ms),
             ("max_body_kib", http.max_body_kib as u64),
         ] {
             if value == 0 {
