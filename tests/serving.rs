@@ -388,3 +388,70 @@ fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_commen
         assert!(tail.contains(": disconnected: too slow"), "{tail}");
     });
 }
+
+/// Wait until the store stops growing for half a second; the number of events.
+fn settled(rig: &Rig) -> i64 {
+    let count = || rig.number("SELECT count(*) FROM events").unwrap_or(0);
+    let mut last = -1;
+    loop {
+        let now = count();
+        if now == last && now > 0 {
+            return now;
+        }
+        last = now;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn the_1x_channels_serve_1x_shapes_from_1x_and_2x_nodes() {
+    // From a 1.x node: what it sent, per channel.
+    let rig = Rig::start(&["--protocol", "1", "--count", "40"], "");
+    settled(&rig);
+    let of_kinds = |kinds: &str| rig.number(&format!("SELECT count(*) FROM events WHERE kind IN ({kinds})")).unwrap() as usize;
+    for (channel, kinds) in [
+        ("main", "'BlockAdded', 'DeployProcessed', 'DeployExpired', 'Fault', 'Step'"),
+        ("deploys", "'DeployAccepted'"),
+        ("sigs", "'FinalitySignature'"),
+    ] {
+        let expected = of_kinds(kinds);
+        assert!(expected > 0, "{channel}");
+        let frames = support::read_sse(&format!("{}/events/{channel}?start_from=1", rig.http), expected);
+        assert_eq!(frames.len(), expected, "{channel}");
+        for (seq, data) in &frames {
+            let raw: String = rig.db().query_row("SELECT raw FROM events WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+            assert_eq!(data, &raw, "{channel}: 1.x events are served as received");
+        }
+    }
+    drop(rig);
+
+    // From a 2.x node: translated; 2.x-only transactions left out.
+    let rig = Rig::start(&["--count", "40"], "");
+    rig.wait_for_stored(47);
+    let main = support::read_sse(&format!("{}/events/main?start_from=1", rig.http), 13);
+    let kinds: Vec<String> = main.iter().map(|(_, d)| serde_json::from_str::<Value>(d).unwrap().as_object().unwrap().keys().next().unwrap().clone()).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "BlockAdded").count(), 11, "{kinds:?}");
+    assert!(kinds.contains(&"Fault".to_owned()) && kinds.contains(&"Step".to_owned()), "{kinds:?}");
+    let block: Value = serde_json::from_str(&main.iter().find(|(_, d)| d.contains("BlockAdded")).unwrap().1).unwrap();
+    let block = &block["BlockAdded"]["block"];
+    assert!(block.get("Version2").is_none() && block["body"]["proposer"].is_string() && block["header"]["height"].is_u64(), "{block}");
+    let sigs = support::read_sse(&format!("{}/events/sigs?start_from=1", rig.http), 11);
+    assert_eq!(sigs.len(), 11);
+    let signature: Value = serde_json::from_str(&sigs[0].1).unwrap();
+    assert!(signature["FinalitySignature"].get("V2").is_none() && signature["FinalitySignature"]["signature"].is_string());
+    assert_eq!(support::get(&format!("{}/events/elsewhere", rig.http)).unwrap().0, 404);
+
+    // The sidecar channel: its version, then the source's state.
+    let url = format!("{}/events/sidecar", rig.http);
+    let text = runtime().block_on(async {
+        let mut response = reqwest::get(&url).await.unwrap();
+        let mut text = String::new();
+        while text.matches("\n\n").count() < 2 {
+            text.push_str(&String::from_utf8_lossy(&response.chunk().await.unwrap().unwrap()));
+        }
+        text
+    });
+    let frames: Vec<Value> = text.split("\n\n").filter_map(|f| f.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert!(frames[0]["SidecarVersion"].is_string(), "{text}");
+    assert_eq!(frames[1], json!({"SourceState": {"name": "mock", "state": "connected"}}), "{text}");
+}

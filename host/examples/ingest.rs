@@ -10,9 +10,11 @@
 //! and the pipeline's pause when a plugin is hot-reloaded.
 //! Run with `cargo xtask bench [--events N] [--runs R]`.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod bench;
+
+use bench::{Host, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, spawn};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -105,7 +107,7 @@ fn cold_start(sluice: &Path, root: &Path, plugins: &str) -> f64 {
     let node = free_port();
     let _mock = spawn(Command::new(sluice).args(mock_args(node, 10, 0.0)));
     let started = Instant::now();
-    let _host = Host::start(sluice, root, node, plugins);
+    let _host = Host::start(sluice, root, node, plugins, "");
     started.elapsed().as_secs_f64() * 1e3
 }
 
@@ -119,7 +121,7 @@ fn reload_pauses(sluice: &Path, root: &Path, tally: &str, reloads: u64) -> Vec<f
             "[[plugins]]\nname = \"tally\"\npath = \"{tally}\"\n[plugins.config]\nkinds = []\nlabel = \"v{label}\"\n"
         )
     };
-    let host = Host::start(sluice, root, node, &plugin(0));
+    let host = Host::start(sluice, root, node, &plugin(0), "");
     let config = host.dir.path().join("bench.toml");
     let template = std::fs::read_to_string(&config).unwrap();
     (1..=reloads)
@@ -142,7 +144,7 @@ fn reload_pauses(sluice: &Path, root: &Path, tally: &str, reloads: u64) -> Vec<f
 fn ingest(sluice: &Path, root: &Path, events: u64, plugins: &str, mix: &str) -> (f64, f64) {
     let node = free_port();
     let _mock = spawn(Command::new(sluice).args(mock_args(node, events, 0.0)).args(["--mix", mix]));
-    let host = Host::start(sluice, root, node, plugins);
+    let host = Host::start(sluice, root, node, plugins, "");
     let total = events + 7;
     let mut first = None;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -172,7 +174,7 @@ fn live_latency(sluice: &Path, root: &Path, events: u64, rate: f64) -> (f64, f64
     use futures::StreamExt;
     let node = free_port();
     let _mock = spawn(Command::new(sluice).args(mock_args(node, events, rate)));
-    let host = Host::start(sluice, root, node, "");
+    let host = Host::start(sluice, root, node, "", "");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let arrivals: Vec<(u64, i64)> = runtime.block_on(async {
         let response = reqwest::get(host.url("/events")).await.expect("SSE request");
@@ -204,45 +206,6 @@ fn live_latency(sluice: &Path, root: &Path, events: u64, rate: f64) -> (f64, f64
     (pick(0.5), pick(0.99), pick(1.0))
 }
 
-/// A `sluice run` on a fresh database, following one mock node.
-struct Host {
-    dir: tempfile::TempDir,
-    http: u16,
-    process: Killed,
-}
-
-impl Host {
-    fn start(sluice: &Path, root: &Path, node: u16, plugins: &str) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let (http, admin) = (free_port(), free_port());
-        let config = dir.path().join("bench.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\npath = \"{}\"\n\
-                 plugin_cache = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
-                dir.path().join("bench.db").display(),
-                root.join("target/plugin-cache").display(),
-            ),
-        )
-        .unwrap();
-        let process = spawn(Command::new(sluice).args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn"));
-        let host = Host { dir, http, process };
-        while get_json(&host.url("/health")).is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        host
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http)
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
 /// The mock node's serving rate, read by a plain HTTP client: the ceiling for ingest figures.
 fn mock_only(sluice: &Path, events: u64) -> f64 {
     use futures::StreamExt;
@@ -269,57 +232,4 @@ fn mock_only(sluice: &Path, events: u64) -> f64 {
         }
         ids as f64 / start.elapsed().as_secs_f64()
     })
-}
-
-/// Mock node arguments; `rate` 0 means every event is available at once.
-fn mock_args(port: u16, events: u64, rate: f64) -> Vec<String> {
-    let (listen, count, rate) = (format!("127.0.0.1:{port}"), events.to_string(), rate.to_string());
-    ["mock-node", "--listen", &listen, "--rate", &rate, "--count", &count, "--buffer", "4000000000"]
-        .map(String::from)
-        .to_vec()
-}
-
-struct Killed(Child);
-
-impl Killed {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(command: &mut Command) -> Killed {
-    Killed(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn get_json(url: &str) -> Option<serde_json::Value> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    runtime.block_on(async { reqwest::get(url).await.ok()?.json().await.ok() })
-}
-
-/// `VmHWM` of a live process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/status"))).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    sorted[sorted.len() / 2]
 }

@@ -4,7 +4,8 @@
 //! - `plugins`: add the `wasm32-wasip2` target and build the stock and test plugins;
 //! - `test`: `plugins`, then the whole test suite;
 //! - `demo`: `plugins`, then `sluice demo`;
-//! - `bench`: `plugins`, then the ingest and plugin-call benchmarks (see BENCHMARKS.md).
+//! - `bench`: `plugins`, then the ingest and plugin-call benchmarks (see BENCHMARKS.md);
+//! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -29,7 +30,9 @@ fn main() -> ExitCode {
             .and_then(|()| cargo(&["build", "--release", "-p", "sluice", "--bins"], &[]))
             .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..]))
             .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "plugin_call"], &[])),
-        _ => Err("usage: cargo xtask <plugins|test|demo|bench> [extra arguments]".into()),
+        Some("bench-serve") => cargo(&["build", "--release", "-p", "sluice", "--bins"], &[])
+            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "serve", "--"], &args[1..])),
+        _ => Err("usage: cargo xtask <plugins|test|demo|bench|bench-serve> [extra arguments]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

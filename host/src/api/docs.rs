@@ -21,7 +21,7 @@ const DOCUMENT: &str = "/api-doc.json";
 #[openapi(
     info(title = "Sluice", description = "Casper events: REST, SSE and WebSocket. The admin listener (localhost by default) serves `/metrics`, `/plugins` and `/health`."),
     paths(
-        events::serve, websocket::events,
+        events::serve, events::channel, websocket::events,
         blocks::latest, blocks::by_id, blocks::transactions, blocks::page,
         deploys::by_hash, deploys::of_account,
         transactions::by_hash, transactions::by_type_and_hash, transactions::one_state,

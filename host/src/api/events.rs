@@ -8,12 +8,15 @@ use super::error::{ApiError, ErrorBody};
 use super::log::LogParams;
 use super::filter::StreamParams;
 use super::params::ApiQuery;
+use super::legacy::{self, Channel};
 use super::subscription::Next;
-use axum::extract::State;
+use crate::store::StoredEvent;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use tokio_stream::StreamExt;
 
@@ -31,7 +34,32 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         return Ok(super::log::page(&state, params).await?.into_response());
     }
     let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
-    Ok(firehose(&state, &params).await?.into_response())
+    Ok(stream(&state, &params, |event| Some(Cow::Borrowed(&event.raw))).await?.into_response())
+}
+
+/// `GET /events/main|deploys|sigs`: the 1.x streams (`legacy.rs`); `GET /events/sidecar`:
+/// Sluice's own lifecycle (`sidecar.rs`).
+#[utoipa::path(get, path = "/events/{channel}", tag = "streams",
+    params(("channel" = String, Path, description = "`main`, `deploys`, `sigs` (1.x shapes) or `sidecar`"), StreamParams),
+    responses(
+        (status = 200, description = "`text/event-stream` of 1.x-shaped events, ids being Sluice's sequence numbers; `sidecar`: `{\"SidecarVersion\"}`, source and plugin changes, `\"Shutdown\"`"),
+        (status = 400, description = "A malformed parameter", body = ErrorBody),
+        (status = 404, description = "No such channel", body = ErrorBody)))]
+pub async fn channel(
+    State(state): State<AppState>,
+    Path(channel): Path<String>,
+    ApiQuery(params): ApiQuery<StreamParams>,
+) -> Result<Response, ApiError> {
+    let channel = match channel.as_str() {
+        "main" => Channel::Main,
+        "deploys" => Channel::Deploys,
+        "sigs" => Channel::Sigs,
+        "sidecar" => return Ok(super::sidecar::stream(&state).into_response()),
+        _ => return Err(ApiError::not_found(format!("no event channel {channel:?}"))),
+    };
+    let params = params.within_types(channel.kinds());
+    let frames = stream(&state, &params, |event| legacy::to_v1(&event.kind, &event.raw).map(Cow::Owned)).await?;
+    Ok(frames.into_response())
 }
 
 fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
@@ -41,21 +69,30 @@ fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
     names_a_page || (accept.contains("application/json") && !accept.contains("text/event-stream"))
 }
 
-/// Stream events as `id: <sequence>` / `data: <node JSON>` frames, after the `ApiVersion` one.
-async fn firehose(
+/// How a stream shows an event: its JSON, or nothing to skip it.
+type Render = for<'a> fn(&'a StoredEvent) -> Option<Cow<'a, str>>;
+
+/// Stream events as `id: <sequence>` / `data: <JSON>` frames, after the `ApiVersion` one.
+async fn stream(
     state: &AppState,
     query: &StreamParams,
+    render: Render,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
     let subscription = super::subscription::subscribe(state, query).await?;
     let version = state.nodes.iter().find_map(|node| node.api_version.lock().expect("status lock").clone());
     let greeting = version.map(|v| Ok(Event::default().data(serde_json::json!({"ApiVersion": v}).to_string())));
-    let frames = futures::stream::unfold(subscription, |mut subscription| async move {
-        let frame = match subscription.next().await? {
-            Next::Event(event) => Event::default().id(event.seq.to_string()).data(&*event.raw),
-            // A comment, as the last thing the client reads.
-            Next::Disconnected(reason) => Event::default().comment(reason),
-        };
-        Some((Ok(frame), subscription))
+    let frames = futures::stream::unfold(subscription, move |mut subscription| async move {
+        loop {
+            let frame = match subscription.next().await? {
+                Next::Event(event) => match render(&event) {
+                    Some(data) => Event::default().id(event.seq.to_string()).data(data),
+                    None => continue,
+                },
+                // A comment, as the last thing the client reads.
+                Next::Disconnected(reason) => Event::default().comment(reason),
+            };
+            return Some((Ok(frame), subscription));
+        }
     });
     let frames = tokio_stream::iter(greeting).chain(frames);
     Ok(Sse::new(frames).keep_alive(KeepAlive::default()))

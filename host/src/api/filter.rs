@@ -47,6 +47,19 @@ pub struct EventFilter {
     attached: Option<String>,
 }
 
+impl StreamParams {
+    /// These parameters with the event types narrowed to `kinds` (those of `types` among
+    /// them, or all of them).
+    pub fn within_types(mut self, kinds: &[&str]) -> StreamParams {
+        let wanted: Vec<&str> = match &self.types {
+            Some(list) => list.split(',').map(str::trim).filter(|t| kinds.contains(t)).collect(),
+            None => kinds.to_vec(),
+        };
+        self.types = Some(wanted.join(","));
+        self
+    }
+}
+
 impl EventFilter {
     /// Check the parameters: 400 for a malformed hash, an empty type list or a filter that is
     /// not one of the `attached` filter plugins.

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod filter;
 mod gaps;
+mod legacy;
 mod limits;
 mod health;
 mod log;
@@ -15,6 +16,7 @@ mod lookups;
 pub mod metrics;
 mod params;
 mod plugin_routes;
+mod sidecar;
 pub mod subscription;
 mod transactions;
 mod views;
@@ -60,6 +62,7 @@ pub struct AppState {
 pub fn public(state: AppState, config: &crate::config::HttpConfig) -> Router {
     let routes = Router::new()
         .route("/events", get(events::serve))
+        .route("/events/{channel}", get(events::channel))
         .route("/ws/events", get(websocket::events))
         .route("/block", get(blocks::latest))
         .route("/block/{id}", get(blocks::by_id))

@@ -140,6 +140,12 @@ struct Out<'a> {
 
 impl Out<'_> {
     async fn send(&self, event: Arc<StoredEvent>) -> Result<(), Stop> {
+        // The timer only when the buffer is full: arming one per event costs more than the send.
+        let event = match self.sender.try_send(event) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(event)) => event,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::Ended(anyhow::anyhow!("the subscriber went away"))),
+        };
         match self.sender.send_timeout(event, self.stall_limit).await {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Timeout(_)) => Err(Stop::Stalled),

@@ -1,0 +1,113 @@
+//! What the benchmarks share: starting the real binaries, ports, memory, medians.
+
+#![allow(dead_code)] // each benchmark uses a part
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `sluice run` on a fresh database, following one mock node.
+pub struct Host {
+    pub dir: tempfile::TempDir,
+    pub http: u16,
+    pub admin: u16,
+    pub process: Killed,
+}
+
+impl Host {
+    /// Start it with `plugins` (TOML) and more `[http]` keys, and wait until it answers.
+    pub fn start(sluice: &Path, root: &Path, node: u16, plugins: &str, http: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let (http_keys, (http, admin)) = (http, (free_port(), free_port()));
+        let config = dir.path().join("bench.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\npath = \"{}\"\n\
+                 plugin_cache = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_keys}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
+                dir.path().join("bench.db").display(),
+                root.join("target/plugin-cache").display(),
+            ),
+        )
+        .unwrap();
+        let process = spawn(Command::new(sluice).args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn"));
+        let host = Host { dir, http, admin, process };
+        while get_json(&host.url("/health")).is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        host
+    }
+
+    /// A URL of its public API.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Mock node arguments; `rate` 0 means every event is available at once.
+pub fn mock_args(port: u16, events: u64, rate: f64) -> Vec<String> {
+    let (listen, count, rate) = (format!("127.0.0.1:{port}"), events.to_string(), rate.to_string());
+    ["mock-node", "--listen", &listen, "--rate", &rate, "--count", &count, "--buffer", "4000000000"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// A child process, killed when dropped.
+pub struct Killed(Child);
+
+impl Killed {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn(command: &mut Command) -> Killed {
+    Killed(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn get_json(url: &str) -> Option<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    runtime.block_on(async { reqwest::get(url).await.ok()?.json().await.ok() })
+}
+
+/// `VmHWM` (peak resident memory) of a live process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    memory_mib(pid, "VmHWM:")
+}
+
+/// `VmRSS` (resident memory now) of a live process, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    memory_mib(pid, "VmRSS:")
+}
+
+fn memory_mib(pid: u32, field: &str) -> f64 {
+    let status = std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/status"))).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
