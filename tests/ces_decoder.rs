@@ -38,7 +38,8 @@ fn assert_known_answers(events: &[Value], transaction: &str) {
         // The event's bytes: its name, then each field's bytes.
         let raw_data = event["raw_data"].as_str().unwrap();
         let name_hex = hex::encode(format!("event_{name}"));
-        let fields: Vec<&str> = event["fields_raw"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
+        let fields: Vec<&str> =
+            event["fields_raw"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(raw_data.len(), 8 + name_hex.len() + fields.iter().map(|f| f.len()).sum::<usize>(), "{event}");
         assert!(raw_data[8..].starts_with(&name_hex) && fields.iter().all(|f| raw_data.contains(f)), "{event}");
     }
@@ -61,7 +62,8 @@ fn the_voting_deploy_yields_exactly_the_two_known_events_on_1x_and_2x() {
 #[test]
 fn dictionary_writes_that_are_not_events_and_failed_deploys_yield_nothing() {
     let mut event = voting_deploy_event(false);
-    let transforms = event["DeployProcessed"]["execution_result"]["Success"]["effect"]["transforms"].as_array_mut().unwrap();
+    let transforms =
+        event["DeployProcessed"]["execution_result"]["Success"]["effect"]["transforms"].as_array_mut().unwrap();
     // Only the seven `Any` dictionary writes that are not events (balances, allowances, …).
     let negatives: Vec<Value> = [94, 97, 103, 106, 107, 110, 113].iter().map(|i| transforms[*i].clone()).collect();
     *transforms = negatives;
@@ -71,8 +73,7 @@ fn dictionary_writes_that_are_not_events_and_failed_deploys_yield_nothing() {
     // The whole deploy, failed: nothing.
     let mut failed = voting_deploy_event(false);
     let result = failed["DeployProcessed"]["execution_result"].take();
-    failed["DeployProcessed"]["execution_result"] =
-        serde_json::json!({"Failure": {"effect": result["Success"]["effect"], "transfers": [], "cost": "1", "error_message": "User error: 1"}});
+    failed["DeployProcessed"]["execution_result"] = serde_json::json!({"Failure": {"effect": result["Success"]["effect"], "transfers": [], "cost": "1", "error_message": "User error: 1"}});
     let fed = decoder(&offline_config()).feed(&[&failed.to_string()]).unwrap();
     assert_eq!(fed.len(), 1, "{fed:#?}");
 }
@@ -113,7 +114,10 @@ fn bad_configs_are_refused_with_the_reason() {
     let load = |config: &str| format!("{:#}", Harness::load(std::path::Path::new(&wasm), config).err().unwrap());
     assert!(load("").contains("nothing to decode"));
     assert!(load("[[contracts]]\ncontract_hash = \"hash-12\"").contains("not a 32-byte hash"));
-    assert!(load(&format!("[[contracts]]\ncontract_hash = \"{VOTING_CONTRACT}\"\nschema_hex = \"0800\"")).contains("not a CES schema"));
+    assert!(
+        load(&format!("[[contracts]]\ncontract_hash = \"{VOTING_CONTRACT}\"\nschema_hex = \"0800\""))
+            .contains("not a CES schema")
+    );
     assert!(load("[[contracts]]\nevents_uref = \"x\"").contains("events_uref"));
 }
 
@@ -128,7 +132,8 @@ fn voting_rig(protocol: &str, extra: &str, config: &str, state: Option<Value>) -
     let files = tempfile::tempdir().unwrap();
     let script = files.path().join("script.jsonl");
     std::fs::write(&script, format!("{}\n", voting_deploy_event(protocol == "2"))).unwrap();
-    let mut args = vec!["--protocol".to_owned(), protocol.to_owned(), "--script".to_owned(), script.display().to_string()];
+    let mut args =
+        vec!["--protocol".to_owned(), protocol.to_owned(), "--script".to_owned(), script.display().to_string()];
     if let Some(state) = state {
         let path = files.path().join("state.json");
         std::fs::write(&path, state.to_string()).unwrap();
@@ -166,21 +171,31 @@ fn through_the_host_the_voting_events_are_served_filtered_paged_and_streamed() {
         page["data"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
     };
     assert_eq!(names("name=BallotCast"), ["BallotCast"]);
-    assert_eq!(names(&format!("transaction={DEPLOY}&contract=hash-{VOTING_CONTRACT}")), ["SimpleVotingCreated", "BallotCast"]);
+    assert_eq!(
+        names(&format!("transaction={DEPLOY}&contract=hash-{VOTING_CONTRACT}")),
+        ["SimpleVotingCreated", "BallotCast"]
+    );
     assert!(names(&format!("package={VOTING_CONTRACT}")).is_empty());
     let first = get_json(&format!("{}/contract-events?limit=1", rig.http)).unwrap();
     assert_eq!(first["data"][0]["name"], "SimpleVotingCreated");
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = get_json(&format!("{}/contract-events?limit=1&cursor={cursor}", rig.http)).unwrap();
     assert_eq!(second["data"][0]["name"], "BallotCast");
-    for (query, code) in [("contract=xyz", "invalid_hash"), ("limit=0", "invalid_limit"), ("limit=5000", "invalid_limit"), ("cursor=abc", "invalid_cursor"), ("colour=red", "invalid_query")] {
+    for (query, code) in [
+        ("contract=xyz", "invalid_hash"),
+        ("limit=0", "invalid_limit"),
+        ("limit=5000", "invalid_limit"),
+        ("cursor=abc", "invalid_cursor"),
+        ("colour=red", "invalid_query"),
+    ] {
         let (status, body) = get(&format!("{}/contract-events?{query}", rig.http)).unwrap();
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], code, "{query}");
     }
 
     // The SSE stream with the same filters: one contract's BallotCast events only.
-    let url = format!("{}/events?start_from=0&types=ContractEvent&contract={VOTING_CONTRACT}&name=BallotCast", rig.http);
+    let url =
+        format!("{}/events?start_from=0&types=ContractEvent&contract={VOTING_CONTRACT}&name=BallotCast", rig.http);
     let frames = read_sse(&url, 1);
     let event: Value = serde_json::from_str(&frames[0].1).unwrap();
     assert_eq!(event["ContractEvent"]["name"], "BallotCast", "{event}");
@@ -221,8 +236,12 @@ fn contract_messages_are_decoded_ces_or_plain() {
     use sluice::harness::ces::{CesEvent, transaction_processed};
     let (token, seed) = ("ab".repeat(32), "cd".repeat(32));
     let schema = fixture_text("ces/cep18_schema.hex");
-    let config = format!("[[contracts]]\ncontract_hash = \"{token}\"\nevents_uref = \"{seed}\"\nschema_hex = \"{}\"", schema.trim());
-    let (sender, recipient) = (format!("account-hash-{}", "01".repeat(32)), format!("account-hash-{}", "02".repeat(32)));
+    let config = format!(
+        "[[contracts]]\ncontract_hash = \"{token}\"\nevents_uref = \"{seed}\"\nschema_hex = \"{}\"",
+        schema.trim()
+    );
+    let (sender, recipient) =
+        (format!("account-hash-{}", "01".repeat(32)), format!("account-hash-{}", "02".repeat(32)));
     let transfer = CesEvent::new("Transfer").key(&sender).key(&recipient).u256(5);
     let mut event = transaction_processed(&"ee".repeat(32), &"ff".repeat(32), &seed, 0, &[]);
     let entity = format!("entity-contract-{token}");
@@ -234,7 +253,10 @@ fn contract_messages_are_decoded_ces_or_plain() {
     let fed = decoder(&config).feed(&[&event.to_string()]).unwrap();
     let events = derived(&fed, "ContractEvent");
     assert_eq!(events.len(), 2, "{events:#?}");
-    assert_eq!((&events[0]["name"], &events[0]["source"], &events[0]["topic_name"]), (&"Transfer".into(), &"message".into(), &"__events".into()));
+    assert_eq!(
+        (&events[0]["name"], &events[0]["source"], &events[0]["topic_name"]),
+        (&"Transfer".into(), &"message".into(), &"__events".into())
+    );
     assert_eq!(events[0]["data"], serde_json::json!({"sender": sender, "recipient": recipient, "amount": "5"}));
     assert_eq!((&events[1]["name"], &events[1]["data"]), (&"status".into(), &serde_json::json!({"string": "paused"})));
 
@@ -265,21 +287,31 @@ fn transform(key: &str, transform: Value) -> Value {
 /// An install (or upgrade) on 1.x: the package and one contract written, the contract's
 /// `__events` and `__events_schema` keys added, the schema written.
 fn install(deploy: &str, package: &str, contract: &str, seed: &str, schema_uref: &str, schema: &[u8]) -> String {
-    deploy_with(deploy, vec![
-        transform(&format!("hash-{package}"), "WriteContractPackage".into()),
-        transform(&format!("hash-{contract}"), "WriteContract".into()),
-        transform(&format!("uref-{schema_uref}-000"), serde_json::json!({"WriteCLValue": {"cl_type": "Any", "bytes": hex::encode(schema), "parsed": null}})),
-        transform(&format!("hash-{contract}"), serde_json::json!({"AddKeys": [
-            {"name": "__events", "key": format!("uref-{seed}-007")},
-            {"name": "__events_schema", "key": format!("uref-{schema_uref}-007")},
-        ]})),
-    ])
+    deploy_with(
+        deploy,
+        vec![
+            transform(&format!("hash-{package}"), "WriteContractPackage".into()),
+            transform(&format!("hash-{contract}"), "WriteContract".into()),
+            transform(
+                &format!("uref-{schema_uref}-000"),
+                serde_json::json!({"WriteCLValue": {"cl_type": "Any", "bytes": hex::encode(schema), "parsed": null}}),
+            ),
+            transform(
+                &format!("hash-{contract}"),
+                serde_json::json!({"AddKeys": [
+                    {"name": "__events", "key": format!("uref-{seed}-007")},
+                    {"name": "__events_schema", "key": format!("uref-{schema_uref}-007")},
+                ]}),
+            ),
+        ],
+    )
 }
 
 #[test]
 fn offline_a_contract_is_learned_from_its_install_and_relearned_on_upgrade() {
     use sluice::harness::ces::{CesEvent, dictionary_write};
-    let (package, v1, v2, seed, schema_uref) = ("0a".repeat(32), "1a".repeat(32), "2a".repeat(32), "5e".repeat(32), "5c".repeat(32));
+    let (package, v1, v2, seed, schema_uref) =
+        ("0a".repeat(32), "1a".repeat(32), "2a".repeat(32), "5e".repeat(32), "5c".repeat(32));
     let schema = hex::decode(fixture_text("ces/cep18_schema.hex").trim()).unwrap();
     // The upgrade's schema adds an event: {"Paused": [["by", Key]]} (counts 7 → 8).
     let mut upgraded = schema.clone();
@@ -289,20 +321,30 @@ fn offline_a_contract_is_learned_from_its_install_and_relearned_on_upgrade() {
     // 1.x transforms carry the dictionary value as `WriteCLValue`.
     let event = |id: u64, e: &CesEvent| {
         let write = dictionary_write(&seed, id, e);
-        transform(write["key"].as_str().unwrap(), serde_json::json!({"WriteCLValue": write["kind"]["Write"]["CLValue"]}))
+        transform(
+            write["key"].as_str().unwrap(),
+            serde_json::json!({"WriteCLValue": write["kind"]["Write"]["CLValue"]}),
+        )
     };
     let mut decoder = decoder(&format!("[[contracts]]\npackage_hash = \"{package}\""));
-    let fed = decoder.feed(&[
-        &install(&"d1".repeat(32), &package, &v1, &seed, &schema_uref, &schema),
-        &deploy_with(&"d2".repeat(32), vec![event(0, &CesEvent::new("Mint").key(&holder).u256(5))]),
-        &install(&"d3".repeat(32), &package, &v2, &seed, &schema_uref, &upgraded),
-        &deploy_with(&"d4".repeat(32), vec![event(1, &CesEvent::new("Paused").key(&holder))]),
-    ]).unwrap();
+    let fed = decoder
+        .feed(&[
+            &install(&"d1".repeat(32), &package, &v1, &seed, &schema_uref, &schema),
+            &deploy_with(&"d2".repeat(32), vec![event(0, &CesEvent::new("Mint").key(&holder).u256(5))]),
+            &install(&"d3".repeat(32), &package, &v2, &seed, &schema_uref, &upgraded),
+            &deploy_with(&"d4".repeat(32), vec![event(1, &CesEvent::new("Paused").key(&holder))]),
+        ])
+        .unwrap();
     // Learned at the install; at the upgrade, the new version and (the schema URef being
     // shared) the old one's new schema.
     let learned = derived(&fed, "ContractSchema");
-    let described: Vec<(&Value, bool)> = learned.iter().map(|l| (&l["contract_hash"], l["schema"]["Paused"].is_array())).collect();
-    assert_eq!(described, [(&v1.clone().into(), false), (&v1.clone().into(), true), (&v2.clone().into(), true)], "{learned:#?}");
+    let described: Vec<(&Value, bool)> =
+        learned.iter().map(|l| (&l["contract_hash"], l["schema"]["Paused"].is_array())).collect();
+    assert_eq!(
+        described,
+        [(&v1.clone().into(), false), (&v1.clone().into(), true), (&v2.clone().into(), true)],
+        "{learned:#?}"
+    );
     assert_eq!(learned[0]["contract_package_hash"], package);
     let events = derived(&fed, "ContractEvent");
     assert_eq!(events.len(), 2, "{:?} {fed:#?}", decoder.last_error());

@@ -184,7 +184,8 @@ fn a_restart_resumes_after_the_last_stored_event() {
     // The SSE client resumes after the last id it got, from the store of the new process:
     // nothing lost or repeated across the restart.
     let last = *before.last().unwrap();
-    let after: Vec<u64> = read_sse(&format!("{}/events?start_from={}", rig.http, last + 1), 100).into_iter().map(|(id, _)| id).collect();
+    let after: Vec<u64> =
+        read_sse(&format!("{}/events?start_from={}", rig.http, last + 1), 100).into_iter().map(|(id, _)| id).collect();
     assert_eq!(after, (last + 1..=last + 100).collect::<Vec<_>>());
 }
 

@@ -41,7 +41,11 @@ fn websocket_subscriptions_replay_the_store_then_follow_live_with_filters() {
         let mut last = 0;
         for _ in 0..11 {
             let envelope = receive(&mut socket).await;
-            assert_eq!((&envelope["event"], &envelope["schema-version"]), (&json!("BlockAdded"), &json!(1)), "{envelope}");
+            assert_eq!(
+                (&envelope["event"], &envelope["schema-version"]),
+                (&json!("BlockAdded"), &json!(1)),
+                "{envelope}"
+            );
             let seq = envelope["seq"].as_u64().unwrap();
             assert!(seq > last, "{seq} after {last}");
             assert!(envelope["payload"]["BlockAdded"]["block_hash"].is_string());
@@ -82,14 +86,23 @@ fn sidecar_and_event_store_lookups_answer_with_their_shapes_and_edges() {
     assert_eq!((status, &first["itemCount"], &first["pageCount"]), (200, &json!(11), &json!(2)), "{first}");
     assert_eq!(first["data"].as_array().unwrap().len(), 10);
     assert_eq!(first["pages"][1], json!({"number": 2, "url": "/blocks?page=2&limit=10"}));
-    let heights: Vec<u64> = first["data"].as_array().unwrap().iter().map(|b| {
-        let block = &b["data"]["BlockAdded"]["block"]["Version2"]["header"]["height"];
-        block.as_u64().unwrap()
-    }).collect();
+    let heights: Vec<u64> = first["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let block = &b["data"]["BlockAdded"]["block"]["Version2"]["header"]["height"];
+            block.as_u64().unwrap()
+        })
+        .collect();
     assert!(heights.windows(2).all(|w| w[0] > w[1]), "{heights:?}");
     assert_eq!(get("/blocks?page=2").1["data"].as_array().unwrap().len(), 1);
     assert_eq!(get("/blocks?page=3&limit=10").1["data"], json!([]));
-    for (path, code) in [("/blocks?page=0", "invalid_page"), ("/blocks?limit=1000", "invalid_limit"), ("/blocks?limit=x", "invalid_query")] {
+    for (path, code) in [
+        ("/blocks?page=0", "invalid_page"),
+        ("/blocks?limit=1000", "invalid_limit"),
+        ("/blocks?limit=x", "invalid_query"),
+    ] {
         let (status, body) = get(path);
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}");
     }
@@ -107,7 +120,9 @@ fn sidecar_and_event_store_lookups_answer_with_their_shapes_and_edges() {
     assert_eq!(get("/faults/7").1, json!([]));
     assert_eq!(get("/step/203").1["kind"], "Step");
     assert_eq!(get("/step/7").0, 404);
-    for (path, code) in [("/faults/xyz", "invalid_fault_id"), ("/step/x", "invalid_era"), ("/signatures/12", "invalid_hash")] {
+    for (path, code) in
+        [("/faults/xyz", "invalid_fault_id"), ("/step/x", "invalid_era"), ("/signatures/12", "invalid_hash")]
+    {
         let (status, body) = get(path);
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}");
     }
@@ -129,7 +144,8 @@ fn subscriptions_beyond_max_subscribers_get_503_until_one_ends() {
     rig.write_config("");
     rig.stop_host();
     rig.start_host();
-    let (ws_url, sse_url) = (format!("{}/ws/events", rig.http.replace("http://", "ws://")), format!("{}/events", rig.http));
+    let (ws_url, sse_url) =
+        (format!("{}/ws/events", rig.http.replace("http://", "ws://")), format!("{}/events", rig.http));
     let metrics_url = format!("{}/metrics", rig.admin);
     let metric = |text: &str, name: &str| {
         text.lines().find_map(|line| line.strip_prefix(&format!("{name} ")).map(str::to_owned))
@@ -189,7 +205,10 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
     let processed = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
     let (status, deploy) = get(&format!("/deploy/{processed}"));
     assert_eq!(status, 200, "{deploy}");
-    assert_eq!((&deploy["deployHash"], &deploy["account"], &deploy["state"]), (&json!(processed), &json!(sender), &json!("processed")));
+    assert_eq!(
+        (&deploy["deployHash"], &deploy["account"], &deploy["state"]),
+        (&json!(processed), &json!(sender), &json!("processed"))
+    );
     assert!(deploy["cost"].as_str().is_some_and(|c| c.parse::<u64>().is_ok()), "{deploy}");
     assert!(deploy["blockHash"].is_string() && deploy["timestamp"].is_string(), "{deploy}");
     let accepted = get("/deploy/446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868").1;
@@ -206,7 +225,9 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
     let hash = stored_account_hash(&rig, sender);
     assert_eq!(get(&format!("/accountDeploys/account-hash-{hash}")).1["itemCount"], 11);
     assert_eq!(get(&format!("/accountDeploys/{}", "cd".repeat(32))).1["itemCount"], 0);
-    for (path, code) in [("/accountDeploys/01ab", "invalid_account"), (&format!("/accountDeploys/{sender}?page=0"), "invalid_page")] {
+    for (path, code) in
+        [("/accountDeploys/01ab", "invalid_account"), (&format!("/accountDeploys/{sender}?page=0"), "invalid_page")]
+    {
         let (status, body) = get(path);
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}: {body}");
     }
@@ -228,8 +249,14 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
 
     // The log as REST: pages with a cursor, by type and by account.
     let (status, first) = get("/events?limit=5");
-    assert_eq!((status, first["data"].as_array().unwrap().len(), &first["next_from_seq"]), (200, 5, &json!(6)), "{first}");
-    let seqs = |page: &Value| page["data"].as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(
+        (status, first["data"].as_array().unwrap().len(), &first["next_from_seq"]),
+        (200, 5, &json!(6)),
+        "{first}"
+    );
+    let seqs = |page: &Value| {
+        page["data"].as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect::<Vec<_>>()
+    };
     assert_eq!(seqs(&get("/events?from_seq=6&limit=3").1), [6, 7, 8]);
     let blocks_only = get("/events?types=BlockAdded&from_seq=1&limit=1000").1;
     assert_eq!(blocks_only["data"].as_array().unwrap().len(), 11);
@@ -238,14 +265,19 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
     assert!(mine["data"].as_array().unwrap().iter().all(|e| e["kind"] == "TransactionProcessed"));
     let past_the_end = get("/events?from_seq=1000").1;
     assert_eq!((&past_the_end["data"], &past_the_end["next_from_seq"]), (&json!([]), &json!(1000)));
-    for (path, code) in [("/events?limit=0", "invalid_limit"), ("/events?from_seq=x", "invalid_query"), ("/events?limit=5&account=zz", "invalid_account")] {
+    for (path, code) in [
+        ("/events?limit=0", "invalid_limit"),
+        ("/events?from_seq=x", "invalid_query"),
+        ("/events?limit=5&account=zz", "invalid_account"),
+    ] {
         let (status, body) = get(path);
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}: {body}");
     }
     // Accept: application/json is enough to get a page instead of the stream.
     let json_page = runtime().block_on(async {
         let client = reqwest::Client::new();
-        let response = client.get(format!("{}/events", rig.http)).header("accept", "application/json").send().await.unwrap();
+        let response =
+            client.get(format!("{}/events", rig.http)).header("accept", "application/json").send().await.unwrap();
         response.json::<Value>().await.unwrap()
     });
     assert_eq!(json_page["data"][0]["sequence"], 1);
@@ -259,7 +291,8 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
 /// The account hash of `key`, as the store has it.
 fn stored_account_hash(rig: &Rig, key: &str) -> String {
     let processed = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
-    let sql = format!("SELECT account FROM events WHERE transaction_hash = '{processed}' AND kind = 'TransactionProcessed'");
+    let sql =
+        format!("SELECT account FROM events WHERE transaction_hash = '{processed}' AND kind = 'TransactionProcessed'");
     let account: String = rig.db().query_row(&sql, [], |r| r.get(0)).unwrap();
     assert_eq!(account.len(), 64, "{key} has an account hash");
     account
@@ -285,7 +318,8 @@ fn request_limits_cors_and_response_times_follow_the_config() {
             .unwrap();
         let allowed = preflight.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(allowed.as_deref(), Some("https://app.example"));
-        let other = client.get(format!("{}/health", rig.http)).header("origin", "https://evil.example").send().await.unwrap();
+        let other =
+            client.get(format!("{}/health", rig.http)).header("origin", "https://evil.example").send().await.unwrap();
         assert!(other.headers().get("access-control-allow-origin").is_none());
 
         // Bodies over 1 KiB: 413 with JSON.
@@ -303,7 +337,9 @@ fn request_limits_cors_and_response_times_follow_the_config() {
 
         // Response times by route, on the admin listener.
         let metrics = reqwest::get(format!("{}/metrics", rig.admin)).await.unwrap().text().await.unwrap();
-        let timed = metrics.lines().find(|l| l.starts_with("sluice_http_response_seconds_count") && l.contains("route=\"/block\""));
+        let timed = metrics
+            .lines()
+            .find(|l| l.starts_with("sluice_http_response_seconds_count") && l.contains("route=\"/block\""));
         let count: u64 = timed.expect("/block is timed").rsplit(' ').next().unwrap().parse().unwrap();
         assert!(count >= 1, "{metrics}");
     });
@@ -318,9 +354,18 @@ fn the_openapi_document_lists_every_route_and_the_plugins_mounts_and_swagger_ui_
     let document = support::get_json(&format!("{}/api-doc.json", rig.http)).expect("the document");
     assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{document}");
     let paths = document["paths"].as_object().unwrap();
-    for path in ["/events", "/ws/events", "/block/{id}", "/blocks", "/deploy/{hash}", "/accountDeploys/{account}",
-        "/transaction/{state}/{type}/{hash}", "/signatures/{block_hash}", "/contract-events", "/plugins/transfers/{path}"]
-    {
+    for path in [
+        "/events",
+        "/ws/events",
+        "/block/{id}",
+        "/blocks",
+        "/deploy/{hash}",
+        "/accountDeploys/{account}",
+        "/transaction/{state}/{type}/{hash}",
+        "/signatures/{block_hash}",
+        "/contract-events",
+        "/plugins/transfers/{path}",
+    ] {
         assert!(paths.contains_key(path), "{path} is missing from {:?}", paths.keys().collect::<Vec<_>>());
     }
     let blocks_params = document["paths"]["/blocks"]["get"]["parameters"].as_array().unwrap();
@@ -408,7 +453,8 @@ fn the_1x_channels_serve_1x_shapes_from_1x_and_2x_nodes() {
     // From a 1.x node: what it sent, per channel.
     let rig = Rig::start(&["--protocol", "1", "--count", "40"], "");
     settled(&rig);
-    let of_kinds = |kinds: &str| rig.number(&format!("SELECT count(*) FROM events WHERE kind IN ({kinds})")).unwrap() as usize;
+    let of_kinds =
+        |kinds: &str| rig.number(&format!("SELECT count(*) FROM events WHERE kind IN ({kinds})")).unwrap() as usize;
     for (channel, kinds) in [
         ("main", "'BlockAdded', 'DeployProcessed', 'DeployExpired', 'Fault', 'Step'"),
         ("deploys", "'DeployAccepted'"),
@@ -429,16 +475,24 @@ fn the_1x_channels_serve_1x_shapes_from_1x_and_2x_nodes() {
     let rig = Rig::start(&["--count", "40"], "");
     rig.wait_for_stored(47);
     let main = support::read_sse(&format!("{}/events/main?start_from=1", rig.http), 13);
-    let kinds: Vec<String> = main.iter().map(|(_, d)| serde_json::from_str::<Value>(d).unwrap().as_object().unwrap().keys().next().unwrap().clone()).collect();
+    let kinds: Vec<String> = main
+        .iter()
+        .map(|(_, d)| serde_json::from_str::<Value>(d).unwrap().as_object().unwrap().keys().next().unwrap().clone())
+        .collect();
     assert_eq!(kinds.iter().filter(|k| *k == "BlockAdded").count(), 11, "{kinds:?}");
     assert!(kinds.contains(&"Fault".to_owned()) && kinds.contains(&"Step".to_owned()), "{kinds:?}");
     let block: Value = serde_json::from_str(&main.iter().find(|(_, d)| d.contains("BlockAdded")).unwrap().1).unwrap();
     let block = &block["BlockAdded"]["block"];
-    assert!(block.get("Version2").is_none() && block["body"]["proposer"].is_string() && block["header"]["height"].is_u64(), "{block}");
+    assert!(
+        block.get("Version2").is_none() && block["body"]["proposer"].is_string() && block["header"]["height"].is_u64(),
+        "{block}"
+    );
     let sigs = support::read_sse(&format!("{}/events/sigs?start_from=1", rig.http), 11);
     assert_eq!(sigs.len(), 11);
     let signature: Value = serde_json::from_str(&sigs[0].1).unwrap();
-    assert!(signature["FinalitySignature"].get("V2").is_none() && signature["FinalitySignature"]["signature"].is_string());
+    assert!(
+        signature["FinalitySignature"].get("V2").is_none() && signature["FinalitySignature"]["signature"].is_string()
+    );
     assert_eq!(support::get(&format!("{}/events/elsewhere", rig.http)).unwrap().0, 404);
 
     // The sidecar channel: its version, then the source's state.
@@ -451,7 +505,8 @@ fn the_1x_channels_serve_1x_shapes_from_1x_and_2x_nodes() {
         }
         text
     });
-    let frames: Vec<Value> = text.split("\n\n").filter_map(|f| f.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let frames: Vec<Value> =
+        text.split("\n\n").filter_map(|f| f.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
     assert!(frames[0]["SidecarVersion"].is_string(), "{text}");
     assert_eq!(frames[1], json!({"SourceState": {"name": "mock", "state": "connected"}}), "{text}");
 }

@@ -84,10 +84,14 @@ fn transfers_are_indexed_per_account_from_2x_and_1x_results() {
     for account in [INITIATOR_HASH, INITIATOR] {
         let (status, page) = get_route(&transfers, &format!("/accounts/{account}"));
         assert_eq!(status, 200, "{page}");
-        let amounts: Vec<&str> = page["data"].as_array().unwrap().iter().map(|t| t["amount"].as_str().unwrap()).collect();
+        let amounts: Vec<&str> =
+            page["data"].as_array().unwrap().iter().map(|t| t["amount"].as_str().unwrap()).collect();
         assert_eq!(amounts, ["3", "3"], "{page}");
         assert_eq!(page["data"][0]["direction"], "out");
-        assert_eq!(page["data"][0]["transaction_hash"], "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1");
+        assert_eq!(
+            page["data"][0]["transaction_hash"],
+            "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1"
+        );
     }
     // 1.x: the sender's is out, the receiver's in.
     let (_, sent) = get_route(&transfers, &format!("/accounts/account-hash-{sender}"));
@@ -101,10 +105,17 @@ fn transfers_are_indexed_per_account_from_2x_and_1x_results() {
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
     let (_, second) = get_route(&transfers, &format!("/accounts/{INITIATOR_HASH}?limit=1&cursor={cursor}"));
     assert_eq!(second["data"].as_array().unwrap().len(), 1);
-    let (_, end) = get_route(&transfers, &format!("/accounts/{INITIATOR_HASH}?limit=1&cursor={}", second["next_cursor"].as_str().unwrap()));
+    let (_, end) = get_route(
+        &transfers,
+        &format!("/accounts/{INITIATOR_HASH}?limit=1&cursor={}", second["next_cursor"].as_str().unwrap()),
+    );
     assert_eq!((end["data"].as_array().unwrap().len(), &end["next_cursor"]), (0, &serde_json::Value::Null));
     // Bad parameters: JSON errors.
-    for (path, code) in [("/accounts/xyz", "invalid_account"), (&*format!("/accounts/{INITIATOR}?limit=0"), "invalid_limit"), (&*format!("/accounts/{INITIATOR}?cursor=abc"), "invalid_cursor")] {
+    for (path, code) in [
+        ("/accounts/xyz", "invalid_account"),
+        (&*format!("/accounts/{INITIATOR}?limit=0"), "invalid_limit"),
+        (&*format!("/accounts/{INITIATOR}?cursor=abc"), "invalid_cursor"),
+    ] {
         let (status, body) = get_route(&transfers, path);
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}");
     }
@@ -120,7 +131,9 @@ fn an_attached_filter_hides_only_where_it_is_attached() {
     let rig = support::Rig::start(&["--count", "40"], &plugins);
     rig.wait_for_stored(47);
     // The indexer attached to it never saw a signature; it saw the blocks.
-    let count = |kind: &str| support::get_json(&format!("{}/plugins/tally/counts/{kind}", rig.http)).map(|c| c["count"].clone());
+    let count = |kind: &str| {
+        support::get_json(&format!("{}/plugins/tally/counts/{kind}", rig.http)).map(|c| c["count"].clone())
+    };
     rig.wait_for("the indexer to catch up", || count("BlockAdded").is_some_and(|c| c.as_u64() == Some(11)));
     assert_eq!(count("FinalitySignature").and_then(|c| c.as_u64()), None);
     // A stream with `?filter=` has no signatures; the firehose still has them.

@@ -60,7 +60,8 @@ fn main() {
     let realistic_three = "realistic mix, decoder + filter + indexer (derives 1 event per processed transaction)";
     use sluice::mock_node::token;
     let ces_decoder = token::decoder_plugin_toml("ces", &wasm("ces_decoder"));
-    let ces = ces_decoder.clone() + &plugin("cep18", "cep18_indexer", &format!("contract_hash = \"{}\"", token::CONTRACT));
+    let ces =
+        ces_decoder.clone() + &plugin("cep18", "cep18_indexer", &format!("contract_hash = \"{}\"", token::CONTRACT));
     let token_mix = "cep18 mix (realistic; 20% of transactions carry 10 CES events)";
     let scenarios = scenarios.iter().map(|(name, plugins)| (name.to_string(), plugins.as_str(), "simple"));
     let realistic = [
@@ -70,7 +71,8 @@ fn main() {
         (format!("{token_mix}, CES decoder"), ces_decoder.as_str(), "cep18"),
         (format!("{token_mix}, CES decoder + CEP-18 indexer"), ces.as_str(), "cep18"),
     ];
-    let chosen = scenarios.chain(realistic).filter(|(name, ..)| only.as_ref().is_none_or(|o| name.contains(o.as_str())));
+    let chosen =
+        scenarios.chain(realistic).filter(|(name, ..)| only.as_ref().is_none_or(|o| name.contains(o.as_str())));
     for (name, plugins, mix) in chosen {
         let results: Vec<(f64, f64)> = (0..runs).map(|_| ingest(&sluice, &root, events, plugins, mix)).collect();
         let rate = median(&results.iter().map(|r| r.0).collect::<Vec<_>>());

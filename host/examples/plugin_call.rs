@@ -10,7 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-const CALLS: u32 = match option_env!("SLUICE_BENCH_CALLS") { Some(_) => 20_000, None => 100_000 };
+const CALLS: u32 = match option_env!("SLUICE_BENCH_CALLS") {
+    Some(_) => 20_000,
+    None => 100_000,
+};
 const REPEATS: usize = 5;
 
 fn main() -> anyhow::Result<()> {
@@ -36,7 +39,10 @@ fn main() -> anyhow::Result<()> {
                 include_str!("../fixtures/casper2/transaction_processed_event_with_messages.json"),
             ),
         ),
-        ("processed transaction with 10 CES events, 5.4 KB", event("TransactionProcessed", &token::transaction().to_string())),
+        (
+            "processed transaction with 10 CES events, 5.4 KB",
+            event("TransactionProcessed", &token::transaction().to_string()),
+        ),
     ];
     let engine = runtime::engine(&root.join("target/plugin-cache"))?;
     // Plugins read their storage from a database; this one stays empty.

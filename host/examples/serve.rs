@@ -43,13 +43,15 @@ fn main() {
     for connections in [1, 8, 64] {
         let mut latencies = runtime.block_on(load(&host, &hashes, connections, Duration::from_secs(5)));
         let count = latencies.len() as f64;
-        let (p50, p99, p999) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 0.999));
+        let (p50, p99, p999) =
+            (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 0.999));
         println!("| {connections} | {:.0} | {p50:.2} | {p99:.2} | {p999:.2} |", count / 5.0);
     }
     drop(host);
 
     let node = free_port();
-    let _mock = spawn(Command::new(&sluice).args(mock_args(node, rate * 3600, rate as f64)).args(["--mix", "realistic"]));
+    let _mock =
+        spawn(Command::new(&sluice).args(mock_args(node, rate * 3600, rate as f64)).args(["--mix", "realistic"]));
     // They all connect at once: let as many requests in as there are subscribers.
     let limit = format!("max_subscribers = {0}\nmax_concurrent_requests = {0}", subscribers + 100);
     let host = Host::start(&sluice, &root, node, "", &limit);
@@ -60,9 +62,12 @@ fn main() {
          {delivered} deliveries ({:.0}/s):\n",
         delivered as f64 / 20.0
     );
-    println!("| p50 (ms) | p99 (ms) | max (ms) | host RSS before (MiB) | with the subscribers (MiB) | per subscriber (KiB) |");
+    println!(
+        "| p50 (ms) | p99 (ms) | max (ms) | host RSS before (MiB) | with the subscribers (MiB) | per subscriber (KiB) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
-    let (p50, p99, max) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 1.0));
+    let (p50, p99, max) =
+        (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 1.0));
     let per = (rss_with - rss_before) * 1024.0 / subscribers as f64;
     println!("| {p50:.0} | {p99:.0} | {max:.0} | {rss_before:.0} | {rss_with:.0} | {per:.1} |");
 }
@@ -78,7 +83,8 @@ fn wait_for_stored(host: &Host, total: u64) {
 /// Up to 1000 random stored block hashes.
 fn block_hashes(host: &Host) -> Vec<String> {
     let db = rusqlite::Connection::open(host.dir.path().join("bench.db")).unwrap();
-    let mut query = db.prepare("SELECT block_hash FROM events WHERE kind = 'BlockAdded' ORDER BY random() LIMIT 1000").unwrap();
+    let mut query =
+        db.prepare("SELECT block_hash FROM events WHERE kind = 'BlockAdded' ORDER BY random() LIMIT 1000").unwrap();
     query.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
 }
 

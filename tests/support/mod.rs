@@ -403,13 +403,23 @@ pub const VOTING_EVENTS_UREF: &str = "uref-d2263e86f497f42e405d5d1390aa3c1a8bfc3
 pub fn voting_known_answers() -> [(u64, u64, &'static str, Value); 2] {
     let account = "account-hash-56befc13a6fd62e18f361700a5e08f966901c34df8041b36ec97d54d605c23de";
     [
-        (99, 2, "BallotCast", serde_json::json!({"voter": account, "voting_id": 0, "voting_type": 0, "choice": 1, "stake": "1000"})),
-        (115, 3, "SimpleVotingCreated", serde_json::json!({
-            "document_hash": "\u{0001}", "creator": account, "stake": "1000", "voting_id": 0,
-            "config_informal_quorum": 0, "config_informal_voting_time": 432000, "config_formal_quorum": 0,
-            "config_formal_voting_time": 432000, "config_total_onboarded": "1",
-            "config_double_time_between_votings": false, "config_voting_clearness_delta": "8",
-            "config_time_between_informal_and_formal_voting": 86400,
-        })),
+        (
+            99,
+            2,
+            "BallotCast",
+            serde_json::json!({"voter": account, "voting_id": 0, "voting_type": 0, "choice": 1, "stake": "1000"}),
+        ),
+        (
+            115,
+            3,
+            "SimpleVotingCreated",
+            serde_json::json!({
+                "document_hash": "\u{0001}", "creator": account, "stake": "1000", "voting_id": 0,
+                "config_informal_quorum": 0, "config_informal_voting_time": 432000, "config_formal_quorum": 0,
+                "config_formal_voting_time": 432000, "config_total_onboarded": "1",
+                "config_double_time_between_votings": false, "config_voting_clearness_delta": "8",
+                "config_time_between_informal_and_formal_voting": 86400,
+            }),
+        ),
     ]
 }

@@ -59,7 +59,13 @@ impl Plugin for Cep18 {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest { decode: false, filter: false, index_kinds: vec!["ContractEvent".into()], routes: true, indexes: Vec::new() }
+        Manifest {
+            decode: false,
+            filter: false,
+            index_kinds: vec!["ContractEvent".into()],
+            routes: true,
+            indexes: Vec::new(),
+        }
     }
 
     fn index(&mut self, events: &[Event]) -> Result<(), String> {
@@ -87,11 +93,16 @@ impl Plugin for Cep18 {
                 },
                 None => paged(&request, TRANSFERS, String::new()),
             },
-            ("GET", ["supply"]) => Response::json(200, &json!({"total_supply": amount(SUPPLY, "total", "total_supply").to_string()})),
+            ("GET", ["supply"]) => {
+                Response::json(200, &json!({"total_supply": amount(SUPPLY, "total", "total_supply").to_string()}))
+            }
             ("GET", ["allowances", owner, spender]) => match (holder(owner), holder(spender)) {
                 (Ok(owner), Ok(spender)) => {
                     let allowance = amount(ALLOWANCES, &format!("{owner}.{spender}"), "allowance");
-                    Response::json(200, &json!({"owner": owner, "spender": spender, "allowance": allowance.to_string()}))
+                    Response::json(
+                        200,
+                        &json!({"owner": owner, "spender": spender, "allowance": allowance.to_string()}),
+                    )
                 }
                 (Err(response), _) | (_, Err(response)) => response,
             },
@@ -111,7 +122,8 @@ impl Cep18 {
 /// Apply one token event to balances, supply, allowances and history.
 fn apply(sequence: u64, event: &ContractEvent) -> Result<(), String> {
     let field = |name: &str| event.data[name].as_str().unwrap_or_default().to_owned();
-    let value = |name: &str| U256::from_dec_str(event.data[name].as_str().unwrap_or("0")).map_err(|e| format!("{name}: {e:?}"));
+    let value =
+        |name: &str| U256::from_dec_str(event.data[name].as_str().unwrap_or("0")).map_err(|e| format!("{name}: {e:?}"));
     let (from, to, moved) = match event.name.as_str() {
         "Mint" => (None, Some(field("recipient")), value("amount")?),
         "Burn" => (Some(field("owner")), None, value("amount")?),
@@ -179,7 +191,9 @@ fn holder(text: &str) -> Result<String, Response> {
     if text.starts_with("hash-") && text.len() == 69 {
         return Ok(text.to_lowercase());
     }
-    account_hash(text).map(|hash| format!("account-hash-{hash}")).map_err(|m| Response::error(400, "invalid_account", m))
+    account_hash(text)
+        .map(|hash| format!("account-hash-{hash}"))
+        .map_err(|m| Response::error(400, "invalid_account", m))
 }
 
 fn paged(request: &Request, collection: &str, prefix: String) -> Response {

@@ -38,20 +38,33 @@ fn get(indexer: &Harness, path: &str) -> (u16, Value) {
 #[test]
 fn a_transfer_flow_yields_balances_supply_allowances_and_history() {
     let (a, b, c, spender) = (account(1), account(2), account(3), account(4));
-    let first = transaction_processed(&"01".repeat(32), &"f1".repeat(32), EVENTS, 0, &[
-        CesEvent::new("Mint").key(&a).u256(1000),
-        CesEvent::new("Transfer").key(&a).key(&b).u256(300),
-    ]);
-    let second = transaction_processed(&"02".repeat(32), &"f2".repeat(32), EVENTS, 2, &[
-        CesEvent::new("Transfer").key(&b).key(&c).u256(100),
-        CesEvent::new("Burn").key(&a).u256(200),
-        CesEvent::new("SetAllowance").key(&b).key(&spender).u256(500),
-        CesEvent::new("TransferFrom").key(&spender).key(&b).key(&c).u256(50),
-    ]);
+    let first = transaction_processed(
+        &"01".repeat(32),
+        &"f1".repeat(32),
+        EVENTS,
+        0,
+        &[CesEvent::new("Mint").key(&a).u256(1000), CesEvent::new("Transfer").key(&a).key(&b).u256(300)],
+    );
+    let second = transaction_processed(
+        &"02".repeat(32),
+        &"f2".repeat(32),
+        EVENTS,
+        2,
+        &[
+            CesEvent::new("Transfer").key(&b).key(&c).u256(100),
+            CesEvent::new("Burn").key(&a).u256(200),
+            CesEvent::new("SetAllowance").key(&b).key(&spender).u256(500),
+            CesEvent::new("TransferFrom").key(&spender).key(&b).key(&c).u256(50),
+        ],
+    );
     // Another contract's events are not the token's.
-    let other = transaction_processed(&"03".repeat(32), &"f3".repeat(32), &"cc".repeat(32), 0, &[
-        CesEvent::new("Mint").key(&a).u256(7),
-    ]);
+    let other = transaction_processed(
+        &"03".repeat(32),
+        &"f3".repeat(32),
+        &"cc".repeat(32),
+        0,
+        &[CesEvent::new("Mint").key(&a).u256(7)],
+    );
     let mut indexer = indexer();
     let fed = indexer.feed(&[&first.to_string(), &second.to_string(), &other.to_string()]).unwrap();
     assert_eq!(fed.iter().filter(|f| f.event.kind == "ContractEvent").count(), 6, "{:?}", indexer.last_error());

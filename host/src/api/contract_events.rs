@@ -47,7 +47,9 @@ pub async fn list(
         return Err(ApiError::bad_request("invalid_limit", format!("limit must be 1 to {MAX_LIMIT}")));
     }
     let before = match query.cursor.as_deref() {
-        Some(cursor) => Some(cursor.parse().map_err(|_| ApiError::bad_request("invalid_cursor", "not a cursor from next_cursor"))?),
+        Some(cursor) => {
+            Some(cursor.parse().map_err(|_| ApiError::bad_request("invalid_cursor", "not a cursor from next_cursor"))?)
+        }
         None => None,
     };
     let wanted = contract_events::Query {
@@ -66,7 +68,6 @@ pub async fn list(
     let data: Vec<Value> = page.iter().map(|(event, height)| view(event, *height)).collect();
     Ok(Json(json!({ "data": data, "next_cursor": next_cursor })))
 }
-
 
 /// One contract event in one shape, whether a decoder or CSPR.cloud delivered it.
 fn view(event: &StoredEvent, block_height: Option<u64>) -> Value {

@@ -40,7 +40,8 @@ impl DeployView {
                 Stage::Accepted => {
                     let transaction = body.get("Version1").or_else(|| body.get("Deploy")).unwrap_or(body);
                     let text = |pointer: &str| transaction.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
-                    view.account = text("/header/account").or_else(|| initiator(transaction.pointer("/payload/initiator_addr")));
+                    view.account =
+                        text("/header/account").or_else(|| initiator(transaction.pointer("/payload/initiator_addr")));
                     view.timestamp = text("/header/timestamp").or_else(|| text("/payload/timestamp"));
                     view.state = "accepted";
                 }

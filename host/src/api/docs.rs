@@ -19,14 +19,30 @@ const DOCUMENT: &str = "/api-doc.json";
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Sluice", description = "Casper events: REST, SSE and WebSocket. The admin listener (localhost by default) serves `/metrics`, `/plugins` and `/health`."),
+    info(
+        title = "Sluice",
+        description = "Casper events: REST, SSE and WebSocket. The admin listener (localhost by default) serves `/metrics`, `/plugins` and `/health`."
+    ),
     paths(
-        events::serve, events::channel, websocket::events,
-        blocks::latest, blocks::by_id, blocks::transactions, blocks::page,
-        deploys::by_hash, deploys::of_account,
-        transactions::by_hash, transactions::by_type_and_hash, transactions::one_state,
-        lookups::signatures, lookups::faults, lookups::step,
-        contract_events::list, gaps::list, health::health, health::status,
+        events::serve,
+        events::channel,
+        websocket::events,
+        blocks::latest,
+        blocks::by_id,
+        blocks::transactions,
+        blocks::page,
+        deploys::by_hash,
+        deploys::of_account,
+        transactions::by_hash,
+        transactions::by_type_and_hash,
+        transactions::one_state,
+        lookups::signatures,
+        lookups::faults,
+        lookups::step,
+        contract_events::list,
+        gaps::list,
+        health::health,
+        health::status,
     ),
     components(schemas(ErrorBody))
 )]

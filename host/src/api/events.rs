@@ -5,10 +5,10 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::log::LogParams;
 use super::filter::StreamParams;
-use super::params::ApiQuery;
 use super::legacy::{self, Channel};
+use super::log::LogParams;
+use super::params::ApiQuery;
 use super::subscription::Next;
 use crate::store::StoredEvent;
 use axum::extract::{Path, State};

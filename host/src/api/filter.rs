@@ -1,8 +1,8 @@
 //! Which events a stream subscriber wants: `?types=`, `?contract=`, `?package=`, `?name=` and
 //! `?transaction=`, `?account=`, shared by the SSE and WebSocket streams.
 
-use super::params::{account_param, hash_param};
 use super::error::ApiError;
+use super::params::{account_param, hash_param};
 use crate::event::CONTRACT_EVENT;
 use crate::store::StoredEvent;
 use crate::store::contract_events::Identity;

@@ -47,9 +47,7 @@ pub fn to_v1(kind: &str, raw: &str) -> Option<String> {
         "BlockAdded" => ("BlockAdded", block_added(body)?),
         "TransactionAccepted" => ("DeployAccepted", body.get("Deploy")?.clone()),
         "TransactionProcessed" => ("DeployProcessed", transaction_processed(body)?),
-        "TransactionExpired" => {
-            ("DeployExpired", json!({"deploy_hash": body.pointer("/transaction_hash/Deploy")?}))
-        }
+        "TransactionExpired" => ("DeployExpired", json!({"deploy_hash": body.pointer("/transaction_hash/Deploy")?})),
         "FinalitySignature" => ("FinalitySignature", finality_signature(body)?),
         "Step" => ("Step", step(body)),
         "DeployAccepted" | "DeployProcessed" | "DeployExpired" | "Fault" => return Some(raw.to_owned()),
@@ -260,21 +258,26 @@ mod tests {
         // 2.x `Version1` transactions have no 1.x shape.
         assert_eq!(v1("casper2/transaction_accepted_event.json"), None);
         assert_eq!(v1("casper2/transaction_processed_event_with_messages.json"), None);
-        assert!(v1("casper2/step_event_v2_synthesized.json").unwrap()["Step"]["execution_effect"]["transforms"].is_array());
+        assert!(
+            v1("casper2/step_event_v2_synthesized.json").unwrap()["Step"]["execution_effect"]["transforms"].is_array()
+        );
     }
 
     #[test]
     fn a_two_x_deploy_becomes_deploy_processed_with_translated_effects() {
         let processed = json!({"TransactionProcessed": {
-            "transaction_hash": {"Deploy": "aa"}, "initiator_addr": {"PublicKey": "01bb"},
-            "timestamp": "t", "ttl": "30m", "block_hash": "cc",
-            "execution_result": {"Version2": {"cost": "7", "error_message": "out of gas", "effects": [
-                {"key": "uref-1", "kind": {"Write": {"CLValue": {"cl_type": "U8", "bytes": "01", "parsed": 1}}}},
-                {"key": "balance-2", "kind": {"AddUInt512": "5"}},
-            ]}}}});
+        "transaction_hash": {"Deploy": "aa"}, "initiator_addr": {"PublicKey": "01bb"},
+        "timestamp": "t", "ttl": "30m", "block_hash": "cc",
+        "execution_result": {"Version2": {"cost": "7", "error_message": "out of gas", "effects": [
+            {"key": "uref-1", "kind": {"Write": {"CLValue": {"cl_type": "U8", "bytes": "01", "parsed": 1}}}},
+            {"key": "balance-2", "kind": {"AddUInt512": "5"}},
+        ]}}}});
         let v1: Value = serde_json::from_str(&to_v1("TransactionProcessed", &processed.to_string()).unwrap()).unwrap();
         let deploy = &v1["DeployProcessed"];
-        assert_eq!((&deploy["deploy_hash"], &deploy["account"], &deploy["block_hash"]), (&json!("aa"), &json!("01bb"), &json!("cc")));
+        assert_eq!(
+            (&deploy["deploy_hash"], &deploy["account"], &deploy["block_hash"]),
+            (&json!("aa"), &json!("01bb"), &json!("cc"))
+        );
         let failure = &deploy["execution_result"]["Failure"];
         assert_eq!((&failure["cost"], &failure["error_message"]), (&json!("7"), &json!("out of gas")));
         assert_eq!(failure["effect"]["transforms"][0]["transform"]["WriteCLValue"]["parsed"], 1);
@@ -282,7 +285,8 @@ mod tests {
 
         // One effect 1.x cannot express empties the list; an account-hash initiator drops the event.
         let mut entity = processed.clone();
-        entity["TransactionProcessed"]["execution_result"]["Version2"]["effects"][1]["kind"] = json!({"Write": {"AddressableEntity": {}}});
+        entity["TransactionProcessed"]["execution_result"]["Version2"]["effects"][1]["kind"] =
+            json!({"Write": {"AddressableEntity": {}}});
         let v1: Value = serde_json::from_str(&to_v1("TransactionProcessed", &entity.to_string()).unwrap()).unwrap();
         assert_eq!(v1["DeployProcessed"]["execution_result"]["Failure"]["effect"]["transforms"], json!([]));
         let mut by_hash = processed;

@@ -29,7 +29,8 @@ pub fn apply(router: Router, config: &HttpConfig) -> Router {
     let limits = Arc::new(Limits {
         in_flight: Semaphore::new(config.max_concurrent_requests),
         max_in_flight: config.max_concurrent_requests,
-        per_second: NonZeroU32::new(config.requests_per_second).map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+        per_second: NonZeroU32::new(config.requests_per_second)
+            .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
         timeout: Duration::from_millis(config.request_timeout_ms),
     });
     let router = router
@@ -44,7 +45,11 @@ pub fn apply(router: Router, config: &HttpConfig) -> Router {
 /// Refuse beyond the rate (429) or the concurrency (503), and give up after the timeout (503).
 async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Response, ApiError> {
     if limits.per_second.as_ref().is_some_and(|limiter| limiter.check().is_err()) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests per second; retry shortly"));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests per second; retry shortly",
+        ));
     }
     let Ok(_permit) = limits.in_flight.try_acquire() else {
         let message = format!("{} requests are being answered, the most allowed", limits.max_in_flight);
@@ -52,7 +57,9 @@ async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Resp
     };
     match tokio::time::timeout(limits.timeout, next.run(request)).await {
         Ok(response) => Ok(response),
-        Err(_) => Err(ApiError::unavailable("timeout", format!("no response within {} ms", limits.timeout.as_millis()))),
+        Err(_) => {
+            Err(ApiError::unavailable("timeout", format!("no response within {} ms", limits.timeout.as_millis())))
+        }
     }
 }
 
@@ -66,5 +73,10 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         // Checked by the config's validation.
         false => AllowOrigin::list(origins.iter().filter_map(|o| o.parse::<HeaderValue>().ok())),
     };
-    Some(CorsLayer::new().allow_origin(allow).allow_methods([Method::GET, Method::POST, Method::OPTIONS]).allow_headers(Any))
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers(Any),
+    )
 }

@@ -43,7 +43,10 @@ pub async fn faults(State(state): State<AppState>, Path(id): Path<String>) -> Re
     responses((status = 200, description = "The `Step` event that ended the era"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Result<Response, ApiError> {
     let era: u64 = era.parse().map_err(|_| ApiError::bad_request("invalid_era", format!("{era:?} is not an era")))?;
-    let events = state.store.read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &Lookup::Step(era), 1)?)).await?;
+    let events = state
+        .store
+        .read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &Lookup::Step(era), 1)?))
+        .await?;
     match events.first() {
         Some(event) => Ok(Json(EventView::of(event)?).into_response()),
         None => Err(ApiError::not_found(format!("no step for era {era}"))),
@@ -51,7 +54,10 @@ pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Res
 }
 
 async fn list(state: &AppState, lookup: Lookup) -> Result<Response, ApiError> {
-    let events = state.store.read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &lookup, MAX_EVENTS)?)).await?;
+    let events = state
+        .store
+        .read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &lookup, MAX_EVENTS)?))
+        .await?;
     let views = events.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Json(views).into_response())
 }

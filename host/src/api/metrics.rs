@@ -31,7 +31,11 @@ pub fn response_times() -> ResponseTimes {
 pub async fn time_response(State(state): State<AppState>, path: MatchedPath, request: Request, next: Next) -> Response {
     let (method, started) = (request.method().to_string(), std::time::Instant::now());
     let response = next.run(request).await;
-    let labels = vec![("route", path.as_str().to_owned()), ("method", method), ("status", response.status().as_u16().to_string())];
+    let labels = vec![
+        ("route", path.as_str().to_owned()),
+        ("method", method),
+        ("status", response.status().as_u16().to_string()),
+    ];
     state.response_times.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     response
 }
@@ -104,7 +108,11 @@ impl Collector for Live {
         let AppState { nodes, ingest, plugins, store, subscribers, .. } = &self.0;
         for (name, help, value) in [
             ("sluice_subscribers", "Open SSE streams and WebSocket subscriptions", subscribers.open() as i64),
-            ("sluice_db_bytes", "Bytes the database takes on disk (file and write-ahead log)", store.disk_bytes() as i64),
+            (
+                "sluice_db_bytes",
+                "Bytes the database takes on disk (file and write-ahead log)",
+                store.disk_bytes() as i64,
+            ),
             ("sluice_process_resident_bytes", "Resident memory of the process", resident_bytes() as i64),
         ] {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;

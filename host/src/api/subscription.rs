@@ -35,10 +35,14 @@ impl Subscribers {
 
     /// Count one more, unless the limit is reached (503); it counts until the slot is dropped.
     fn admit(self: &Arc<Self>) -> Result<Slot, ApiError> {
-        let admitted = self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < self.max).then_some(open + 1));
+        let admitted =
+            self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < self.max).then_some(open + 1));
         match admitted {
             Ok(_) => Ok(Slot(self.clone())),
-            Err(_) => Err(ApiError::unavailable("too_many_subscribers", format!("{} subscriptions are open, the most allowed", self.max))),
+            Err(_) => Err(ApiError::unavailable(
+                "too_many_subscribers",
+                format!("{} subscriptions are open, the most allowed", self.max),
+            )),
         }
     }
 }
@@ -144,7 +148,9 @@ impl Out<'_> {
         let event = match self.sender.try_send(event) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Full(event)) => event,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::Ended(anyhow::anyhow!("the subscriber went away"))),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(Stop::Ended(anyhow::anyhow!("the subscriber went away")));
+            }
         };
         match self.sender.send_timeout(event, self.stall_limit).await {
             Ok(()) => Ok(()),
@@ -181,12 +187,7 @@ async fn feed(
     }
 }
 
-async fn catch_up(
-    state: &AppState,
-    next: &mut u64,
-    filter: &EventFilter,
-    out: Out<'_>,
-) -> Result<(), Stop> {
+async fn catch_up(state: &AppState, next: &mut u64, filter: &EventFilter, out: Out<'_>) -> Result<(), Stop> {
     loop {
         let from = *next;
         let page = state.store.read(move |conn| reader::events_from(conn, from, PAGE)).await?;

@@ -273,7 +273,9 @@ impl Config {
             }
         }
         let origin = |o: &String| o == "*" || o.starts_with("http://") || o.starts_with("https://");
-        if let Some(bad) = http.cors_origins.iter().find(|o| !origin(o) || o.parse::<axum::http::HeaderValue>().is_err()) {
+        if let Some(bad) =
+            http.cors_origins.iter().find(|o| !origin(o) || o.parse::<axum::http::HeaderValue>().is_err())
+        {
             return Err(format!("`http.cors_origins`: {bad:?} is neither \"*\" nor an http(s) origin"));
         }
         for (i, plugin) in self.plugins.iter().enumerate() {

@@ -103,7 +103,13 @@ pub fn dictionary_write(seed_hex: &str, event_id: u64, event: &CesEvent) -> Valu
 /// A successful 2.x `TransactionProcessed` of `transaction` in `block` that emitted `events`
 /// into the `__events` dictionary seeded `seed_hex`, numbered from `first_id` (CES counts
 /// a contract's events from 0).
-pub fn transaction_processed(transaction: &str, block: &str, seed_hex: &str, first_id: u64, events: &[CesEvent]) -> Value {
+pub fn transaction_processed(
+    transaction: &str,
+    block: &str,
+    seed_hex: &str,
+    first_id: u64,
+    events: &[CesEvent],
+) -> Value {
     let ids = first_id..;
     let effects: Vec<Value> = ids.zip(events).map(|(id, event)| dictionary_write(seed_hex, id, event)).collect();
     json!({"TransactionProcessed": {

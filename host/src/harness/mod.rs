@@ -66,7 +66,11 @@ impl Harness {
     }
 
     /// Like [`build`](Harness::build), with `upstream` plugins running before it, in order.
-    pub fn build_after(upstream: &[Upstream], crate_dir: impl AsRef<Path>, config_toml: &str) -> anyhow::Result<Harness> {
+    pub fn build_after(
+        upstream: &[Upstream],
+        crate_dir: impl AsRef<Path>,
+        config_toml: &str,
+    ) -> anyhow::Result<Harness> {
         let wasm = build_component(crate_dir.as_ref())?;
         Harness::load_after(upstream, &wasm, config_toml)
     }
@@ -90,7 +94,8 @@ impl Harness {
                 config_toml.parse().with_context(|| format!("the config of plugin {name} is not TOML"))?;
             Ok(table(vec![("name", name.into()), ("path", path(wasm)), ("config", toml::Value::Table(config))]))
         };
-        let mut plugins = upstream.iter().map(|u| plugin(u.name, u.wasm, u.config_toml)).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut plugins =
+            upstream.iter().map(|u| plugin(u.name, u.wasm, u.config_toml)).collect::<anyhow::Result<Vec<_>>>()?;
         plugins.push(plugin(NAME, wasm, config_toml)?);
         let storage = table(vec![("path", ":memory:".into()), ("plugin_cache", path(&dir.path().join("cache")))]);
         let document = table(vec![("storage", storage), ("plugins", toml::Value::Array(plugins))]);

@@ -42,7 +42,9 @@ pub fn decoder_plugin_toml(name: &str, wasm: &str) -> String {
 pub fn transaction() -> Value {
     let treasury = holder(0);
     let mut events = vec![CesEvent::new("Mint").key(&treasury).u256(1_000_000)];
-    events.extend((1..EVENTS_PER_TRANSACTION).map(|n| CesEvent::new("Transfer").key(&treasury).key(&holder(n)).u256(1000)));
+    events.extend(
+        (1..EVENTS_PER_TRANSACTION).map(|n| CesEvent::new("Transfer").key(&treasury).key(&holder(n)).u256(1000)),
+    );
     transaction_processed(TRANSACTION_PLACEHOLDER, BLOCK_PLACEHOLDER, EVENTS_SEED, 0, &events)
 }
 
@@ -50,18 +52,27 @@ pub fn transaction() -> Value {
 pub fn state() -> Map<String, Value> {
     let named_key = |name: &str, uref: &str| json!({"name": name, "key": format!("uref-{uref}-007")});
     let entries = [
-        (format!("hash-{PACKAGE}"), json!({"ContractPackage": {
-            "access_key": format!("uref-{}-007", "ac".repeat(32)),
-            "versions": [{"protocol_version_major": 2, "contract_version": 1, "contract_hash": format!("contract-{CONTRACT}")}],
-            "disabled_versions": [], "groups": [], "lock_status": "Unlocked",
-        }})),
-        (format!("hash-{CONTRACT}"), json!({"Contract": {
-            "contract_package_hash": format!("contract-package-{PACKAGE}"),
-            "contract_wasm_hash": format!("contract-wasm-{}", "3a".repeat(32)),
-            "named_keys": [named_key("__events", EVENTS_SEED), named_key("__events_schema", SCHEMA_UREF)],
-            "entry_points": [], "protocol_version": "2.0.0",
-        }})),
-        (format!("uref-{SCHEMA_UREF}-007"), json!({"CLValue": {"cl_type": "Any", "bytes": SCHEMA_HEX.trim(), "parsed": null}})),
+        (
+            format!("hash-{PACKAGE}"),
+            json!({"ContractPackage": {
+                "access_key": format!("uref-{}-007", "ac".repeat(32)),
+                "versions": [{"protocol_version_major": 2, "contract_version": 1, "contract_hash": format!("contract-{CONTRACT}")}],
+                "disabled_versions": [], "groups": [], "lock_status": "Unlocked",
+            }}),
+        ),
+        (
+            format!("hash-{CONTRACT}"),
+            json!({"Contract": {
+                "contract_package_hash": format!("contract-package-{PACKAGE}"),
+                "contract_wasm_hash": format!("contract-wasm-{}", "3a".repeat(32)),
+                "named_keys": [named_key("__events", EVENTS_SEED), named_key("__events_schema", SCHEMA_UREF)],
+                "entry_points": [], "protocol_version": "2.0.0",
+            }}),
+        ),
+        (
+            format!("uref-{SCHEMA_UREF}-007"),
+            json!({"CLValue": {"cl_type": "Any", "bytes": SCHEMA_HEX.trim(), "parsed": null}}),
+        ),
     ];
     entries.into_iter().collect()
 }

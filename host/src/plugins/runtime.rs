@@ -14,7 +14,9 @@ pub fn engine(cache_dir: &Path) -> anyhow::Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.concurrency_support(false);
-    if std::env::var_os("SLUICE_PERFMAP").is_some() { config.profiler(wasmtime::ProfilingStrategy::PerfMap); }
+    if std::env::var_os("SLUICE_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     // wasmtime wants an absolute cache directory.
     let cache_dir = std::path::absolute(cache_dir).context("plugin cache directory")?;
     let mut cache = CacheConfig::new();

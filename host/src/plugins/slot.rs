@@ -143,7 +143,9 @@ impl Slot {
         let instance = template.instantiate().map_err(failed)?;
         let manifest = instance.manifest.clone();
         if config.attached && !manifest.filter {
-            return Err(failed(anyhow::anyhow!("`attached = true` is for filters, and its manifest says `filter: false`")));
+            return Err(failed(anyhow::anyhow!(
+                "`attached = true` is for filters, and its manifest says `filter: false`"
+            )));
         }
         tracing::info!(plugin = %name, path = %config.path.get_ref().display(), ?manifest, "plugin loaded");
         Ok(Slot {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, handshake::client::Request, http::HeaderValue};
 
-
 /// Follow one CSPR.cloud stream forever; `access_key` is sent, never logged. Returns when `out`
 /// is closed.
 pub async fn follow_cspr_cloud(

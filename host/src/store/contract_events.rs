@@ -143,7 +143,10 @@ mod tests {
         for raw in [decoded, cspr_cloud] {
             let identity = Identity::of(raw).unwrap();
             assert_eq!(identity.contract_hash.as_deref(), Some("ab"));
-            assert_eq!((identity.contract_package_hash.as_deref(), identity.name.as_deref()), (Some("cd"), Some("Transfer")));
+            assert_eq!(
+                (identity.contract_package_hash.as_deref(), identity.name.as_deref()),
+                (Some("cd"), Some("Transfer"))
+            );
             assert_eq!(identity.transaction_hash.as_deref(), Some("ee"));
         }
         assert_eq!(Identity::of(r#"{"BlockAdded":{}}"#), None);

@@ -125,7 +125,10 @@ pub fn with_seen_by(conn: &Connection, event: StoredEvent) -> rusqlite::Result<(
 }
 
 /// Each of `events` with every node that delivered it.
-pub fn all_with_seen_by(conn: &Connection, events: Vec<StoredEvent>) -> rusqlite::Result<Vec<(StoredEvent, Vec<String>)>> {
+pub fn all_with_seen_by(
+    conn: &Connection,
+    events: Vec<StoredEvent>,
+) -> rusqlite::Result<Vec<(StoredEvent, Vec<String>)>> {
     events.into_iter().map(|event| with_seen_by(conn, event)).collect()
 }
 
@@ -281,7 +284,9 @@ pub fn blocks_page(
     let count: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM events WHERE {served}"))?
         .query_row([low, high], |r| r.get(0))?;
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {served} ORDER BY block_height DESC, seq DESC LIMIT ?3 OFFSET ?4");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE {served} ORDER BY block_height DESC, seq DESC LIMIT ?3 OFFSET ?4"
+    );
     let offset = sql_int((page - 1).saturating_mul(limit));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![low, high, limit as i64, offset], stored_event)?;
@@ -314,7 +319,10 @@ pub fn log_page(conn: &Connection, query: &LogQuery) -> rusqlite::Result<Vec<Sto
         conditions.push(condition.replace('?', &format!("?{}", values.len())));
     };
     if !query.kinds.is_empty() {
-        bind("kind IN (SELECT value FROM json_each(?))", Value::Text(serde_json::to_string(&query.kinds).expect("strings")));
+        bind(
+            "kind IN (SELECT value FROM json_each(?))",
+            Value::Text(serde_json::to_string(&query.kinds).expect("strings")),
+        );
     }
     if let Some(account) = &query.account {
         bind("account = ?", Value::Text(account.clone()));
@@ -330,7 +338,12 @@ pub fn log_page(conn: &Connection, query: &LogQuery) -> rusqlite::Result<Vec<Sto
 
 /// Page `page` (from 1) of the transactions `account` (its hash) sent, newest first, `limit`
 /// per page, and how many there are (served by `events_by_account`).
-pub fn account_transactions(conn: &Connection, account: &str, page: u64, limit: u64) -> rusqlite::Result<(Vec<String>, u64)> {
+pub fn account_transactions(
+    conn: &Connection,
+    account: &str,
+    page: u64,
+    limit: u64,
+) -> rusqlite::Result<(Vec<String>, u64)> {
     let served = "account = ?1 AND dropped = 0";
     let count: i64 = conn
         .prepare_cached(&format!("SELECT count(DISTINCT transaction_hash) FROM events WHERE {served}"))?

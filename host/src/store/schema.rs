@@ -201,8 +201,10 @@ mod tests {
         let conn = Connection::open(dir.path().join("v9.db")).unwrap();
         migrate(&conn).unwrap();
         // Back to what version 9 had: no account column.
-        conn.execute_batch("DROP INDEX events_by_account; ALTER TABLE events DROP COLUMN account; PRAGMA user_version = 9;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP INDEX events_by_account; ALTER TABLE events DROP COLUMN account; PRAGMA user_version = 9;",
+        )
+        .unwrap();
         let processed = include_str!("../../fixtures/casper2/transaction_processed_event_with_messages.json");
         conn.execute(
             "INSERT INTO events (key_hash, key, kind, node, received_at_ms, raw)

@@ -162,7 +162,8 @@ impl Writer {
                 match &delivery.payload {
                     Payload::Event(e) => {
                         let (node, at) = (&*delivery.node, delivery.received_at_ms);
-                        let Some(mut event) = insert(&tx, &mut insert_event, e, node, delivery.node_event_id, at)? else {
+                        let Some(mut event) = insert(&tx, &mut insert_event, e, node, delivery.node_event_id, at)?
+                        else {
                             record_sighting.execute(params![key_hash(&e.key), node, delivery.node_event_id, at])?;
                             continue;
                         };

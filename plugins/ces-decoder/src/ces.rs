@@ -75,8 +75,8 @@ pub fn decode(payload: &[u8], schemas: &Schemas) -> Result<Decoded, String> {
     let fields = schemas.get(&name).ok_or_else(|| format!("the schema has no event {name:?}"))?;
     let (mut data, mut fields_raw) = (Map::new(), Map::new());
     for (field, cl_type) in fields {
-        let (value, after) =
-            to_json(cl_type, rest, 0).ok_or_else(|| format!("field {field:?} of {name} does not decode as {cl_type}"))?;
+        let (value, after) = to_json(cl_type, rest, 0)
+            .ok_or_else(|| format!("field {field:?} of {name} does not decode as {cl_type}"))?;
         data.insert(field.clone(), value);
         fields_raw.insert(field.clone(), Value::String(base16::encode_lower(&rest[..rest.len() - after.len()])));
         rest = after;
@@ -249,7 +249,10 @@ mod tests {
         // A count no bytes can back is refused at once.
         assert_eq!(to_json(&CLType::List(Box::new(CLType::Unit)), &[0xff, 0xff, 0xff, 0xff], 0), None);
         assert_eq!(to_json(&list, &[0xff, 0xff, 0xff, 0x7f, 1], 0), None);
-        assert_eq!(to_json(&CLType::List(Box::new(CLType::Unit)), &[2, 0, 0, 0], 0), Some((json!([null, null]), &[][..])));
+        assert_eq!(
+            to_json(&CLType::List(Box::new(CLType::Unit)), &[2, 0, 0, 0], 0),
+            Some((json!([null, null]), &[][..]))
+        );
     }
 
     #[test]

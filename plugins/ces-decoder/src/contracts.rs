@@ -123,7 +123,8 @@ impl Registry {
             let (contracts, packages) = (&self.watched_contracts, &self.watched_packages);
             // Known versions of watched packages (their messages name only them) and the
             // seeds of every watched contract's `__events`.
-            let versions = self.contracts.iter().filter(|(_, known)| known.package.is_some_and(|p| packages.contains(&p)));
+            let versions =
+                self.contracts.iter().filter(|(_, known)| known.package.is_some_and(|p| packages.contains(&p)));
             let known = versions.map(|(hash, _)| *hash);
             let seeds = self.contracts.iter().filter_map(|(hash, known)| {
                 let watched = contracts.contains(hash) || known.package.is_some_and(|p| packages.contains(&p));
@@ -156,7 +157,11 @@ impl Registry {
     pub fn set_schema(&mut self, contract: Hash, schema_hex: &str) -> Result<(), String> {
         let bytes = hex::decode(schema_hex).map_err(|e| format!("the schema is not hex: {e}"))?;
         let schemas = parse_schemas(&bytes)?;
-        let known = Contract { schemas: Some(Rc::new(schemas)), schema_hex: Some(schema_hex.to_owned()), ..Contract::default() };
+        let known = Contract {
+            schemas: Some(Rc::new(schemas)),
+            schema_hex: Some(schema_hex.to_owned()),
+            ..Contract::default()
+        };
         self.update(contract, known);
         Ok(())
     }
@@ -177,7 +182,8 @@ impl Registry {
                 else {
                     continue;
                 };
-                if self.watched_packages.contains(&package) && self.get(&hash).and_then(|c| c.package) != Some(package) {
+                if self.watched_packages.contains(&package) && self.get(&hash).and_then(|c| c.package) != Some(package)
+                {
                     self.update(hash, Contract { package: Some(package), ..Contract::default() });
                     changed.insert(hash);
                 }

@@ -32,8 +32,8 @@ mod output;
 
 use ces::{EventWrite, parse_hash};
 use contracts::{Hash, Registry, Watch};
-use serde::Deserialize;
 use output::{CONTRACT_SCHEMA, ContractEvent, Origin, Place};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_plugin_sdk::casper::{CasperEvent, Processed};
 use sluice_plugin_sdk::{DerivedEvent, Event, Manifest, Plugin, log, storage};
@@ -122,11 +122,24 @@ impl Plugin for CesDecoder {
         if registry.is_empty() && !config.all_messages {
             return Err("nothing to decode: list `contracts`, or set `all_messages = true`".into());
         }
-        Ok(CesDecoder { registry, all_messages: config.all_messages, restored: false, node_pause: 0, node_warned: false, heights: Heights::default() })
+        Ok(CesDecoder {
+            registry,
+            all_messages: config.all_messages,
+            restored: false,
+            node_pause: 0,
+            node_warned: false,
+            heights: Heights::default(),
+        })
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest { decode: true, filter: false, index_kinds: vec![CONTRACT_SCHEMA.into()], routes: false, indexes: Vec::new() }
+        Manifest {
+            decode: true,
+            filter: false,
+            index_kinds: vec![CONTRACT_SCHEMA.into()],
+            routes: false,
+            indexes: Vec::new(),
+        }
     }
 
     fn decode(&mut self, event: &Event) -> Vec<DerivedEvent> {
@@ -191,7 +204,6 @@ fn block_height(json: &str) -> Option<(String, u64)> {
     Some((added.block_hash, block?.height))
 }
 
-
 impl CesDecoder {
     /// Whether a transaction may hold events of watched contracts, or something to learn about
     /// them (checked on the text: much cheaper than parsing it).
@@ -202,7 +214,9 @@ impl CesDecoder {
         match self.registry.needles() {
             Some(needles) => needles.iter().any(|needle| json.contains(needle.as_str())),
             // Not everything is known yet: anything that may be an event or teach something.
-            None => ["\"Any\"", "AddKeys", "NamedKey", "WriteContract", "\"Contract\""].iter().any(|m| json.contains(m)),
+            None => {
+                ["\"Any\"", "AddKeys", "NamedKey", "WriteContract", "\"Contract\""].iter().any(|m| json.contains(m))
+            }
         }
     }
 
@@ -254,13 +268,21 @@ impl CesDecoder {
             events.push(event.derive(key, &origin));
         }
         // What was learned, once per contract, then the events.
-        let mut derived: Vec<DerivedEvent> = learned.iter().map(|contract| self.schema_event(&origin, contract)).collect();
+        let mut derived: Vec<DerivedEvent> =
+            learned.iter().map(|contract| self.schema_event(&origin, contract)).collect();
         derived.extend(events);
         derived
     }
 
     /// Decode one CES event of `contract` (or record why it does not decode).
-    fn contract_event(&self, origin: &Origin, place: &Place, contract: Hash, payload: &[u8], key: String) -> DerivedEvent {
+    fn contract_event(
+        &self,
+        origin: &Origin,
+        place: &Place,
+        contract: Hash,
+        payload: &[u8],
+        key: String,
+    ) -> DerivedEvent {
         let known = self.registry.get(&contract);
         let package = known.and_then(|c| c.package).map(|p| base16::encode_lower(&p));
         let mut event = ContractEvent::new(origin, place, base16::encode_lower(&contract), package);

@@ -50,9 +50,8 @@ pub fn package_versions(package: &Hash) -> Result<Vec<Hash>, String> {
     let body = stored.get("ContractPackage").or(stored.get("Package")).ok_or("not a contract package")?;
     let versions = body["versions"].as_array().into_iter().flatten();
     // 1.x and legacy 2.x: `contract_hash`; 2.x packages: `addressable_entity_hash`.
-    let hashes = versions.filter_map(|v| {
-        v["contract_hash"].as_str().or(v["addressable_entity_hash"].as_str()).and_then(parse_hash)
-    });
+    let hashes = versions
+        .filter_map(|v| v["contract_hash"].as_str().or(v["addressable_entity_hash"].as_str()).and_then(parse_hash));
     Ok(hashes.collect())
 }
 

@@ -70,7 +70,9 @@ impl<'a> ContractEvent<'a> {
     pub fn new(origin: &Origin<'a>, place: &Place<'a>, contract: String, package: Option<String>) -> Self {
         let (source, event_id, transform_id, topic_name, message_index) = match *place {
             Place::Ces { event_id, transform_id } => ("ces", Some(event_id), Some(transform_id), None, None),
-            Place::Message { topic_name, message_index } => ("message", None, None, Some(topic_name), Some(message_index)),
+            Place::Message { topic_name, message_index } => {
+                ("message", None, None, Some(topic_name), Some(message_index))
+            }
         };
         let processed = origin.processed;
         ContractEvent {

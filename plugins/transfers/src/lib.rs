@@ -35,7 +35,13 @@ impl Plugin for Transfers {
 
     fn manifest(&self) -> Manifest {
         let kinds = ["BlockAdded", "TransactionProcessed", "DeployProcessed"];
-        Manifest { decode: false, filter: false, index_kinds: kinds.map(String::from).to_vec(), routes: true, indexes: Vec::new() }
+        Manifest {
+            decode: false,
+            filter: false,
+            index_kinds: kinds.map(String::from).to_vec(),
+            routes: true,
+            indexes: Vec::new(),
+        }
     }
 
     fn index(&mut self, events: &[Event]) -> Result<(), String> {
