@@ -81,5 +81,6 @@ fn event(kind: &str, json: &str) -> StoredEvent {
         raw: Arc::from(compact),
         annotations: None,
         hidden_by: None,
+        account: None,
     }
 }
