@@ -140,10 +140,7 @@ fn sidecar_and_event_store_lookups_answer_with_their_shapes_and_edges() {
 fn subscriptions_beyond_max_subscribers_get_503_until_one_ends() {
     let mut rig = Rig::start(&["--count", "4"], "");
     rig.wait_for_stored(11);
-    rig.http_toml = "max_subscribers = 1".into();
-    rig.write_config("");
-    rig.stop_host();
-    rig.start_host();
+    rig.restart_with_http("max_subscribers = 1");
     let (ws_url, sse_url) =
         (format!("{}/ws/events", rig.http.replace("http://", "ws://")), format!("{}/events", rig.http));
     let metrics_url = format!("{}/metrics", rig.admin);
@@ -302,10 +299,7 @@ fn stored_account_hash(rig: &Rig, key: &str) -> String {
 fn request_limits_cors_and_response_times_follow_the_config() {
     let mut rig = Rig::start(&["--count", "4"], "");
     rig.wait_for_stored(11);
-    rig.http_toml = "requests_per_second = 5\nmax_body_kib = 1\ncors_origins = [\"https://app.example\"]".into();
-    rig.write_config("");
-    rig.stop_host();
-    rig.start_host();
+    rig.restart_with_http("requests_per_second = 5\nmax_body_kib = 1\ncors_origins = [\"https://app.example\"]");
     let client = reqwest::Client::new();
     runtime().block_on(async {
         // A browser's preflight from the allowed origin, and a plain request from another.
@@ -385,10 +379,7 @@ fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_commen
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // A node sending 30,000 events (≈40 MB, far more than socket buffers hold) for 3 s.
     let mut rig = Rig::start(&["--mix", "realistic", "--rate", "10000", "--count", "30000"], "");
-    rig.http_toml = "slow_subscriber_timeout_ms = 500".into();
-    rig.write_config("");
-    rig.stop_host();
-    rig.start_host();
+    rig.restart_with_http("slow_subscriber_timeout_ms = 500");
     let address: std::net::SocketAddr = rig.http.trim_start_matches("http://").parse().unwrap();
     runtime().block_on(async {
         // A client that asks for everything and then reads nothing, through a tiny window.

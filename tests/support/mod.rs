@@ -248,6 +248,14 @@ impl Rig {
         self.wait_for("the host to answer /health", || get_json(&format!("{}/health", self.http)).is_some());
     }
 
+    /// Restart the host with these `[http]` keys (and no plugins).
+    pub fn restart_with_http(&mut self, http_toml: &str) {
+        self.http_toml = http_toml.to_owned();
+        self.write_config("");
+        self.stop_host();
+        self.start_host();
+    }
+
     /// Stop the host gracefully.
     pub fn stop_host(&mut self) {
         let status = self.host.take().unwrap().interrupt();
