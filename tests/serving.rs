@@ -31,6 +31,14 @@ fn sidecar_and_event_store_lookups_answer_with_their_shapes_and_edges() {
     assert!(heights.windows(2).all(|w| w[0] > w[1]), "{heights:?}");
     assert_eq!(get("/blocks?page=2").1["data"].as_array().unwrap().len(), 1);
     assert_eq!(get("/blocks?page=3&limit=10").1["data"], json!([]));
+    // Pages list a window of 5 each side, not every page.
+    let one_per_page = get("/blocks?limit=1&page=8").1;
+    let numbers: Vec<u64> =
+        one_per_page["pages"].as_array().unwrap().iter().map(|p| p["number"].as_u64().unwrap()).collect();
+    assert_eq!((&one_per_page["pageCount"], numbers), (&json!(11), (3..=11).collect::<Vec<_>>()));
+    let wrong_method = runtime().block_on(reqwest::Client::new().post(format!("{}/blocks", rig.http)).send()).unwrap();
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    assert_eq!(runtime().block_on(wrong_method.json::<Value>()).unwrap()["code"], "method_not_allowed");
     for (path, code) in [
         ("/blocks?page=0", "invalid_page"),
         ("/blocks?limit=1000", "invalid_limit"),
@@ -135,7 +143,7 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
         page["data"].as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect::<Vec<_>>()
     };
     assert_eq!(seqs(&get("/events?from_seq=6&limit=3").1), [6, 7, 8]);
-    let blocks_only = get("/events?types=BlockAdded&from_seq=1&limit=1000").1;
+    let blocks_only = get("/events?type=BlockAdded&from_seq=1&limit=1000").1;
     assert_eq!(blocks_only["data"].as_array().unwrap().len(), 11);
     let mine = get(&format!("/events?account={sender}&from_seq=1")).1;
     assert_eq!(mine["data"].as_array().unwrap().len(), 11, "one processed event per transaction");
@@ -216,6 +224,8 @@ fn request_limits_cors_and_response_times_follow_the_config() {
             .find(|l| l.starts_with("sluice_http_response_seconds_count") && l.contains("route=\"/block\""));
         let count: u64 = timed.expect("/block is timed").rsplit(' ').next().unwrap().parse().unwrap();
         assert!(count >= 1, "{metrics}");
+        let errors = "error_counts_total{category=\"source\",description=\"rejected_frames\"} 0";
+        assert!(metrics.lines().any(|l| l == errors), "{metrics}");
     });
     let (ok, message) = support::check("[http]\nmax_body_kib = 0\n");
     assert!(!ok && message.contains("http.max_body_kib"), "{message}");

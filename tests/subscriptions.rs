@@ -148,18 +148,8 @@ fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_commen
         assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
         eprintln!("the reading subscriber got {total} events in {:?}", started.elapsed());
 
-        // The stalled one is cut off: its slot is given back, and what it finally reads ends
-        // with a comment saying why.
-        let metrics_url = format!("{}/metrics", rig.admin);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
-            if metrics.lines().any(|l| l == "sluice_subscribers 0") {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the stalled subscriber was never cut off:\n{metrics}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        // The stalled one is cut off: what it finally reads ends with a comment saying why, and
+        // its slot is given back.
         let mut received = Vec::new();
         let mut chunk = vec![0; 1 << 16];
         let read_all = async {
@@ -175,6 +165,19 @@ fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_commen
         let text = String::from_utf8_lossy(&received);
         let tail = &text[text.len().saturating_sub(300)..];
         assert!(tail.contains(": disconnected: too slow"), "{tail}");
+        let metrics_url = format!("{}/metrics", rig.admin);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+            if metrics.lines().any(|l| l == "sluice_subscribers 0") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stalled subscriber's slot was never given back:\n{metrics}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     });
 }
 

@@ -170,7 +170,7 @@ fn read_fields(raw: &str) -> Result<Parsed, String> {
         }
         "TransactionProcessed" => {
             let t: TransactionProcessed = serde_json::from_str(body).map_err(bad)?;
-            event.account = t.initiator_addr.map(Initiator::into_inner);
+            event.account = t.initiator_addr.and_then(Initiator::into_inner);
             event.transaction(kind, t.transaction_hash.into_inner());
             event.block_hash = Some(t.block_hash);
         }
@@ -285,14 +285,15 @@ struct Accepted {
 
 impl Accepted {
     fn account(&self) -> Option<&str> {
-        let from_header = self.header.as_ref().map(|h| h.account.as_str());
-        from_header.or_else(|| self.payload.as_ref()?.initiator_addr.as_ref().map(Initiator::as_str))
+        let from_header = self.header.as_ref().and_then(|h| h.account.as_deref());
+        from_header.or_else(|| self.payload.as_ref()?.initiator_addr.as_ref()?.as_str())
     }
 }
 
 #[derive(Deserialize)]
 struct DeployHeader {
-    account: String,
+    #[serde(default)]
+    account: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -301,23 +302,33 @@ struct TransactionPayload {
     initiator_addr: Option<Initiator>,
 }
 
-/// 2.x's `initiator_addr`.
+/// 2.x's `initiator_addr`: `{"PublicKey": …}` or `{"AccountHash": …}`; any other shape is
+/// no account (the event is still stored).
 #[derive(Deserialize)]
+#[serde(untagged)]
 enum Initiator {
+    Known(KnownInitiator),
+    Other(IgnoredAny),
+}
+
+#[derive(Deserialize)]
+enum KnownInitiator {
     PublicKey(String),
     AccountHash(String),
 }
 
 impl Initiator {
-    fn as_str(&self) -> &str {
+    fn as_str(&self) -> Option<&str> {
         match self {
-            Initiator::PublicKey(key) | Initiator::AccountHash(key) => key,
+            Initiator::Known(KnownInitiator::PublicKey(key) | KnownInitiator::AccountHash(key)) => Some(key),
+            Initiator::Other(_) => None,
         }
     }
 
-    fn into_inner(self) -> String {
+    fn into_inner(self) -> Option<String> {
         match self {
-            Initiator::PublicKey(key) | Initiator::AccountHash(key) => key,
+            Initiator::Known(KnownInitiator::PublicKey(key) | KnownInitiator::AccountHash(key)) => Some(key),
+            Initiator::Other(_) => None,
         }
     }
 }
@@ -484,6 +495,14 @@ mod tests {
         assert!(Frame::parse(r#"{"A":1,"B":2}"#.into()).is_err());
         let huge = r#"{"Step":{"era_id":18446744073709551615}}"#;
         assert!(Frame::parse(huge.into()).unwrap_err().reason.contains("out of range"));
+    }
+
+    #[test]
+    fn an_account_in_an_unknown_shape_is_no_account_not_a_rejection() {
+        let raw = r#"{"TransactionProcessed":{"transaction_hash":{"Version1":"aa"},"block_hash":"bb","initiator_addr":{"Multisig":[1]}}}"#;
+        assert_eq!(event(raw).account, None);
+        let raw = r#"{"DeployAccepted":{"hash":"cc","header":{"timestamp":"t"}}}"#;
+        assert_eq!(event(raw).account, None);
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! into the binary (nothing is fetched from the network).
 
 use super::AppState;
-use super::error::ErrorBody;
+use super::error::{ApiError, ErrorBody};
 use super::{blocks, contract_events, deploys, events, gaps, health, lookups, transactions, websocket};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::{Arc, LazyLock};
 use utoipa::OpenApi;
@@ -91,7 +91,7 @@ fn swagger_file(file: &str) -> Response {
         LazyLock::new(|| Arc::new(utoipa_swagger_ui::Config::from(DOCUMENT)));
     match utoipa_swagger_ui::serve(file, CONFIG.clone()) {
         Ok(Some(found)) => ([(header::CONTENT_TYPE, found.content_type)], found.bytes.into_owned()).into_response(),
-        Ok(None) => StatusCode::NOT_FOUND.into_response(),
-        Err(error) => super::error::ApiError::from(anyhow::anyhow!("swagger ui: {error}")).into_response(),
+        Ok(None) => ApiError::not_found(format!("no Swagger UI file {file:?}")).into_response(),
+        Err(error) => ApiError::from(anyhow::anyhow!("swagger ui: {error}")).into_response(),
     }
 }

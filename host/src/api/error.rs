@@ -73,3 +73,8 @@ impl IntoResponse for ApiError {
 pub async fn no_route() -> ApiError {
     ApiError::not_found("no such endpoint")
 }
+
+/// Fallback for a known route asked with another method.
+pub async fn wrong_method() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
+}

@@ -7,7 +7,6 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::filter::StreamParams;
 use super::legacy::{self, Channel};
-use super::log::LogParams;
 use super::params::ApiQuery;
 use super::subscription::Next;
 use crate::store::StoredEvent;
@@ -23,7 +22,9 @@ use tokio_stream::StreamExt;
 /// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
 /// JSON and not an event stream; the SSE firehose otherwise.
 #[utoipa::path(get, path = "/events", tag = "streams",
-    params(StreamParams, LogParams),
+    params(StreamParams,
+        ("from_seq" = Option<u64>, Query, description = "A JSON page of the log from this sequence (instead of the stream)"),
+        ("limit" = Option<u64>, Query, description = "Events per JSON page, 1 to 1000 (default 100)")),
     responses(
         (status = 200, description = "`text/event-stream`: `id: <sequence>` and `data: <node JSON>` frames, after `{\"ApiVersion\"}`; or, when asked for JSON or given `from_seq`/`limit`, a page `{data, next_from_seq}`"),
         (status = 400, description = "A malformed parameter", body = ErrorBody),
@@ -57,7 +58,7 @@ pub async fn channel(
         "sidecar" => return Ok(super::sidecar::stream(&state).into_response()),
         _ => return Err(ApiError::not_found(format!("no event channel {channel:?}"))),
     };
-    let params = params.within_types(channel.kinds());
+    let params = params.within_types(channel.kinds(), legacy::v1_name);
     let frames = stream(&state, &params, |event| legacy::to_v1(&event.kind, &event.raw).map(Cow::Owned)).await?;
     Ok(frames.into_response())
 }

@@ -48,11 +48,14 @@ pub struct EventFilter {
 }
 
 impl StreamParams {
-    /// These parameters with the event types narrowed to `kinds` (those of `types` among
-    /// them, or all of them).
-    pub fn within_types(mut self, kinds: &[&str]) -> StreamParams {
+    /// These parameters with the event types narrowed to `kinds`: those `types` names (by
+    /// their own name or their `alias`), or all of them.
+    pub fn within_types(mut self, kinds: &[&str], alias: fn(&str) -> &str) -> StreamParams {
         let wanted: Vec<&str> = match &self.types {
-            Some(list) => list.split(',').map(str::trim).filter(|t| kinds.contains(t)).collect(),
+            Some(list) => {
+                let asked: Vec<&str> = list.split(',').map(str::trim).collect();
+                kinds.iter().copied().filter(|kind| asked.contains(kind) || asked.contains(&alias(kind))).collect()
+            }
             None => kinds.to_vec(),
         };
         self.types = Some(wanted.join(","));

@@ -5,7 +5,8 @@
 //! 2.x events are translated to their 1.x shape the way the casper-sidecar's legacy emulation
 //! does, and omitted when 1.x cannot express them (2.x `Version1` transactions, initiators that
 //! are account hashes). Effects that 1.x cannot express (entities, packages, messages, ...)
-//! make the whole `transforms` list empty, as in the sidecar.
+//! make the whole `transforms` list empty, as in the sidecar. Unlike the sidecar, 2.x `Step`
+//! events are served too, their effects translated the same way.
 
 use serde_json::{Map, Value, json};
 
@@ -36,6 +37,16 @@ impl Channel {
             Channel::Deploys => &["DeployAccepted", "TransactionAccepted"],
             Channel::Sigs => &["FinalitySignature"],
         }
+    }
+}
+
+/// The 1.x name of a stored event type (2.x transaction events are 1.x deploy events).
+pub fn v1_name(kind: &str) -> &str {
+    match kind {
+        "TransactionAccepted" => "DeployAccepted",
+        "TransactionProcessed" => "DeployProcessed",
+        "TransactionExpired" => "DeployExpired",
+        other => other,
     }
 }
 
@@ -177,7 +188,9 @@ fn transform_v1(kind: &Value) -> Option<Value> {
     }
     let (name, value) = kind.as_object()?.iter().next()?;
     Some(match name.as_str() {
-        "AddInt32" | "AddUInt64" | "AddUInt128" | "AddUInt256" | "AddUInt512" | "AddKeys" => kind.clone(),
+        "AddInt32" | "AddUInt64" | "AddUInt128" | "AddUInt256" | "AddUInt512" | "AddKeys" | "Prune" | "Failure" => {
+            kind.clone()
+        }
         "Write" => {
             let (stored, data) = value.as_object()?.iter().next()?;
             match stored.as_str() {
@@ -191,6 +204,12 @@ fn transform_v1(kind: &Value) -> Option<Value> {
                 "EraInfo" => json!({"WriteEraInfo": data}),
                 "Bid" => json!({"WriteBid": data}),
                 "Withdraw" => json!({"WriteWithdraw": data}),
+                "Unbonding" => json!({"WriteUnbonding": data}),
+                // `{named_key: CLValue of the key, name: CLValue of the name}`.
+                "NamedKey" => json!({"AddKeys": [{
+                    "name": data.pointer("/name/parsed")?,
+                    "key": data.pointer("/named_key/parsed")?,
+                }]}),
                 _ => return None,
             }
         }
@@ -252,7 +271,9 @@ mod tests {
         assert!(block["body"]["proposer"].is_string() && block["body"]["deploy_hashes"].is_array());
 
         let signature = v1("casper2/finality_signature_event_v2.json").unwrap();
-        let fields: Vec<&String> = signature["FinalitySignature"].as_object().unwrap().keys().collect();
+        let mut fields: Vec<&String> = signature["FinalitySignature"].as_object().unwrap().keys().collect();
+        fields.sort();
+        assert_eq!(v1_name("TransactionProcessed"), "DeployProcessed");
         assert_eq!(fields, ["block_hash", "era_id", "public_key", "signature"]);
 
         // 2.x `Version1` transactions have no 1.x shape.
@@ -271,6 +292,8 @@ mod tests {
         "execution_result": {"Version2": {"cost": "7", "error_message": "out of gas", "effects": [
             {"key": "uref-1", "kind": {"Write": {"CLValue": {"cl_type": "U8", "bytes": "01", "parsed": 1}}}},
             {"key": "balance-2", "kind": {"AddUInt512": "5"}},
+            {"key": "named-key-3", "kind": {"Write": {"NamedKey": {
+                "named_key": {"cl_type": "Key", "parsed": "uref-4"}, "name": {"cl_type": "String", "parsed": "counter"}}}}},
         ]}}}});
         let v1: Value = serde_json::from_str(&to_v1("TransactionProcessed", &processed.to_string()).unwrap()).unwrap();
         let deploy = &v1["DeployProcessed"];
@@ -282,6 +305,10 @@ mod tests {
         assert_eq!((&failure["cost"], &failure["error_message"]), (&json!("7"), &json!("out of gas")));
         assert_eq!(failure["effect"]["transforms"][0]["transform"]["WriteCLValue"]["parsed"], 1);
         assert_eq!(failure["effect"]["transforms"][1]["transform"], json!({"AddUInt512": "5"}));
+        assert_eq!(
+            failure["effect"]["transforms"][2]["transform"],
+            json!({"AddKeys": [{"name": "counter", "key": "uref-4"}]})
+        );
 
         // One effect 1.x cannot express empties the list; an account-hash initiator drops the event.
         let mut entity = processed.clone();

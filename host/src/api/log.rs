@@ -20,7 +20,8 @@ pub struct LogParams {
     from_seq: Option<u64>,
     /// Events per page, 1 to 1000 (default 100).
     limit: Option<u64>,
-    /// Event types, comma-separated.
+    /// Event types, comma-separated (`type` is the same).
+    #[serde(alias = "type")]
     types: Option<String>,
     /// Transactions sent by this account (a public key or an account hash).
     account: Option<String>,

@@ -170,6 +170,22 @@ impl Collector for Live {
             let seconds = plugin.busy_ns.load(Relaxed) as f64 / 1e9;
             ConstCounter::new(seconds).encode(family.encode_family(&[("plugin", label(&plugin.name))])?)?;
         }
+        // The casper-sidecar's `error_counts{category, description}`, from the counters above.
+        let help = "Errors by where they happened: frames rejected, connections lost, plugin calls failed";
+        let mut family = encoder.encode_descriptor("error_counts", help, None, MetricType::Counter)?;
+        let of_sources = |counter: fn(&NodeStatus) -> &AtomicU64| nodes.iter().map(|n| counter(n).load(Relaxed)).sum();
+        let of_plugins =
+            |counter: fn(&PluginStats) -> &AtomicU64| plugins.iter().map(|p| counter(p).load(Relaxed)).sum();
+        for (category, description, value) in [
+            ("source", "rejected_frames", of_sources(|s| &s.rejected)),
+            ("source", "disconnects", of_sources(|s| &s.disconnects)),
+            ("plugin", "traps", of_plugins(|p| &p.traps)),
+            ("plugin", "timeouts", of_plugins(|p| &p.timeouts)),
+            ("plugin", "errors", of_plugins(|p| &p.errors)),
+        ] {
+            let labels = [("category", category), ("description", description)];
+            ConstCounter::<u64>::new(value).encode(family.encode_family(&labels)?)?;
+        }
         let head = ingest.last_seq.load(Relaxed);
         let help = "Stored events a plugin has not processed yet (an indexer catching up, a halted plugin)";
         let mut family = encoder.encode_descriptor("sluice_plugin_events_behind", help, None, MetricType::Gauge)?;

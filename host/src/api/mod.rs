@@ -89,6 +89,7 @@ pub fn public(state: AppState, config: &crate::config::HttpConfig) -> Router {
         .route("/swagger-ui/{*file}", get(docs::swagger_asset))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::time_response))
         .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
         .with_state(state);
     limits::apply(routes, config)
 }
@@ -100,5 +101,6 @@ pub fn admin(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(health::health))
         .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
         .with_state(state)
 }

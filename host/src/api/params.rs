@@ -81,10 +81,12 @@ impl Pages {
 
     /// The Event Store's page body around `data`: `{"data", "pageCount", "itemCount", "pages":
     /// [{"number", "url"}]}`, the URLs being `path` with `page` and `limit` (and `extra`, a
-    /// query string to keep). Past the end, `data` is empty.
+    /// query string to keep); `pages` lists up to 5 pages each side of this one, not all of
+    /// them (a million blocks make 100,000 pages). Past the end, `data` is empty.
     pub fn body(&self, data: serde_json::Value, items: u64, path: &str, extra: &str) -> serde_json::Value {
         let page_count = items.div_ceil(self.limit);
-        let pages: Vec<_> = (1..=page_count)
+        let window = self.page.saturating_sub(5).max(1)..=self.page.saturating_add(5).min(page_count);
+        let pages: Vec<_> = window
             .map(|number| {
                 let url = format!("{path}?page={number}&limit={}{extra}", self.limit);
                 serde_json::json!({"number": number, "url": url})

@@ -59,10 +59,12 @@ impl Drop for Slot {
 /// Events read from the store per query while catching up (and buffered per subscriber).
 const PAGE: usize = 512;
 
-/// The events of one subscription, then, if it was cut off, why.
+/// The events of one subscription, then, if it was cut off, why. It holds its place among
+/// `max_subscribers` until it is dropped (with the response or the WebSocket session).
 pub struct Subscription {
     events: mpsc::Receiver<Arc<StoredEvent>>,
     ended: Option<oneshot::Receiver<String>>,
+    _slot: Slot,
 }
 
 /// What a subscription delivers.
@@ -77,6 +79,12 @@ impl Subscription {
     /// The next event; after the last one, why the subscription was cut off, if it was; then
     /// `None` (also when the server shuts down).
     pub async fn next(&mut self) -> Option<Next> {
+        // Cut off: say so at once; what was buffered is dropped (the client can resume).
+        if let Some(Ok(reason)) = self.ended.as_mut().map(oneshot::Receiver::try_recv) {
+            self.ended = None;
+            self.events = mpsc::channel(1).1;
+            return Some(Next::Disconnected(reason));
+        }
         if let Some(event) = self.events.recv().await {
             return Some(Next::Event(event));
         }
@@ -117,22 +125,23 @@ pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscr
     let (why, ended) = oneshot::channel();
     let (state, mut shutdown) = (state.clone(), state.shutdown.clone());
     tokio::spawn(async move {
-        let _slot = slot;
         let out = Out { sender: &sender, stall_limit: state.subscribers.stall_limit };
         tokio::select! {
-            Err(stop) = feed(&state, live, next, &filter, out) => match stop {
-                Stop::Stalled => {
+            result = feed(&state, live, next, &filter, out) => match result {
+                // The bus closed: no more live events (the pipeline ended).
+                Ok(()) => {}
+                Err(Stop::Stalled) => {
                     let limit = out.stall_limit.as_millis();
                     tracing::info!("a subscriber read nothing for {limit} ms with {PAGE} events waiting: disconnected");
                     _ = why.send(format!("disconnected: too slow (read nothing for {limit} ms with {PAGE} events waiting)"));
                 }
-                Stop::Ended(e) => tracing::debug!("event stream ended: {e:#}"),
+                Err(Stop::Ended(e)) => tracing::debug!("event stream ended: {e:#}"),
             },
             _ = sender.closed() => {}
             _ = shutdown.changed() => {}
         }
     });
-    Ok(Subscription { events: receiver, ended: Some(ended) })
+    Ok(Subscription { events: receiver, ended: Some(ended), _slot: slot })
 }
 
 /// Where a feed sends, and how long it waits for room.
