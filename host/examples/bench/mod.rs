@@ -31,7 +31,11 @@ impl Host {
             ),
         )
         .unwrap();
-        let process = spawn(Command::new(sluice).args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn"));
+        // Warnings go to `host.log` beside the database.
+        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+        let mut run = Command::new(sluice);
+        run.args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn").stdout(Stdio::null()).stderr(log);
+        let process = Killed(run.spawn().expect("spawn"));
         let host = Host { dir, http, admin, process };
         while get_json(&host.url("/health")).is_none() {
             std::thread::sleep(Duration::from_millis(10));
