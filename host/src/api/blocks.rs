@@ -91,37 +91,39 @@ pub async fn transactions(State(state): State<AppState>, Path(id): Path<String>)
     let found = state
         .store
         .read(move |conn| {
-            let Some(block) = reader::block(conn, &id)? else { return Ok(None) };
-            let hashes = transaction_hashes(&block.raw);
+            let Some(stored) = reader::block(conn, &id)? else { return Ok(None) };
+            let event: serde_json::Value = serde_json::from_str(&stored.raw).unwrap_or_default();
+            let block = event.pointer("/BlockAdded/block").map(unversioned).cloned().unwrap_or_default();
+            let hashes = transaction_hashes(&block);
             let events = hashes
                 .iter()
                 .map(|hash| reader::all_with_seen_by(conn, reader::transaction_events(conn, hash)?))
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Some((block, hashes, events)))
+            Ok(Some((event, block, hashes, events)))
         })
         .await?;
-    let Some((block, hashes, events)) = found else { return Err(ApiError::not_found("no such block")) };
+    let Some((event, block, hashes, events)) = found else { return Err(ApiError::not_found("no such block")) };
     let transactions = hashes
         .iter()
         .zip(&events)
         .map(|(hash, events)| TransactionView::of(hash, events))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let block: serde_json::Value = serde_json::from_str(&block.raw)?;
-    let header = block.pointer("/BlockAdded/block").map(block_header);
     let body = serde_json::json!({
-        "block_hash": block.pointer("/BlockAdded/block_hash"),
-        "height": header.and_then(|h| h.get("height")),
+        "block_hash": event.pointer("/BlockAdded/block_hash"),
+        "height": block.pointer("/header/height"),
         "transactions": transactions,
     });
     Ok(Json(body).into_response())
 }
 
-/// The transaction (or deploy) hashes a `BlockAdded` event lists: 2.x blocks by lane
+/// A block as `BlockAdded` carries it, without its `Version1`/`Version2` wrapper (1.x has none).
+fn unversioned(block: &serde_json::Value) -> &serde_json::Value {
+    block.get("Version2").or_else(|| block.get("Version1")).unwrap_or(block)
+}
+
+/// The transaction (or deploy) hashes a block lists: 2.x blocks by lane
 /// (`{"0": [{"Version1": hash}, ...]}`), 1.x blocks as deploy and transfer hashes.
-fn transaction_hashes(raw: &str) -> Vec<String> {
-    let Ok(event) = serde_json::from_str::<serde_json::Value>(raw) else { return Vec::new() };
-    let Some(block) = event.pointer("/BlockAdded/block") else { return Vec::new() };
-    let block = block.get("Version2").or_else(|| block.get("Version1")).unwrap_or(block);
+fn transaction_hashes(block: &serde_json::Value) -> Vec<String> {
     let body = block.get("body");
     let lanes = body.and_then(|b| b.get("transactions")).and_then(|t| t.as_object());
     let listed: Vec<&serde_json::Value> = match lanes {
@@ -138,12 +140,6 @@ fn transaction_hashes(raw: &str) -> Vec<String> {
         _ => None,
     };
     listed.into_iter().filter_map(hash_of).collect()
-}
-
-/// The header of a block as `BlockAdded` carries it, whichever version.
-fn block_header(block: &serde_json::Value) -> &serde_json::Value {
-    let block = block.get("Version2").or_else(|| block.get("Version1")).unwrap_or(block);
-    block.get("header").unwrap_or(&serde_json::Value::Null)
 }
 
 async fn find(state: &AppState, id: BlockId) -> Result<Response, ApiError> {

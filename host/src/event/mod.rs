@@ -4,11 +4,12 @@
 //! skipped by serde without building a tree), so a node that adds fields never breaks ingestion.
 //! The frame's bytes are kept as they arrived.
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
+use wire::*;
+
+mod wire;
 
 /// Event type of contract events: CSPR.cloud's, and those decoder plugins derive.
 pub const CONTRACT_EVENT: &str = "ContractEvent";
@@ -254,190 +255,6 @@ pub fn fingerprint(raw: &str) -> u64 {
     raw.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-// ---- Typed views of the fields we index; serde skips everything else. ----
-
-/// 2.x wraps many values as `{"Version1": x}`, `{"Version2": x}` or `{"Deploy": x}`.
-#[derive(Deserialize)]
-enum Versioned<T> {
-    Version1(T),
-    Version2(T),
-    Deploy(T),
-}
-
-impl<T> Versioned<T> {
-    fn into_inner(self) -> T {
-        match self {
-            Versioned::Version1(t) | Versioned::Version2(t) | Versioned::Deploy(t) => t,
-        }
-    }
-}
-
-/// An accepted transaction: 2.x's `Version1` names its initiator in `payload`, a deploy (1.x,
-/// or 2.x's `Deploy`) its account in `header`.
-#[derive(Deserialize)]
-struct Accepted {
-    hash: String,
-    #[serde(default)]
-    header: Option<DeployHeader>,
-    #[serde(default)]
-    payload: Option<TransactionPayload>,
-}
-
-impl Accepted {
-    fn account(&self) -> Option<&str> {
-        let from_header = self.header.as_ref().and_then(|h| h.account.as_deref());
-        from_header.or_else(|| self.payload.as_ref()?.initiator_addr.as_ref()?.as_str())
-    }
-}
-
-#[derive(Deserialize)]
-struct DeployHeader {
-    #[serde(default)]
-    account: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TransactionPayload {
-    #[serde(default)]
-    initiator_addr: Option<Initiator>,
-}
-
-/// 2.x's `initiator_addr`: `{"PublicKey": …}` or `{"AccountHash": …}`; any other shape is
-/// no account (the event is still stored).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Initiator {
-    Known(KnownInitiator),
-    Other(IgnoredAny),
-}
-
-#[derive(Deserialize)]
-enum KnownInitiator {
-    PublicKey(String),
-    AccountHash(String),
-}
-
-impl Initiator {
-    fn as_str(&self) -> Option<&str> {
-        match self {
-            Initiator::Known(KnownInitiator::PublicKey(key) | KnownInitiator::AccountHash(key)) => Some(key),
-            Initiator::Other(_) => None,
-        }
-    }
-
-    fn into_inner(self) -> Option<String> {
-        match self {
-            Initiator::Known(KnownInitiator::PublicKey(key) | KnownInitiator::AccountHash(key)) => Some(key),
-            Initiator::Other(_) => None,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct BlockAdded {
-    block_hash: String,
-    block: BlockAny,
-}
-
-/// 2.x: `{"Version2": {header, ...}}`; 1.x: `{header, ...}` directly.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum BlockAny {
-    Versioned(Versioned<Block>),
-    Legacy(Block),
-    Other(IgnoredAny),
-}
-
-impl BlockAny {
-    fn header(&self) -> Option<&BlockHeader> {
-        match self {
-            BlockAny::Versioned(Versioned::Version1(b) | Versioned::Version2(b) | Versioned::Deploy(b))
-            | BlockAny::Legacy(b) => Some(&b.header),
-            BlockAny::Other(_) => None,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Block {
-    header: BlockHeader,
-}
-
-#[derive(Deserialize)]
-struct BlockHeader {
-    height: u64,
-    era_id: u64,
-}
-
-#[derive(Deserialize)]
-struct TransactionProcessed {
-    transaction_hash: Versioned<String>,
-    block_hash: String,
-    #[serde(default)]
-    initiator_addr: Option<Initiator>,
-}
-
-#[derive(Deserialize)]
-struct DeployProcessed {
-    deploy_hash: String,
-    block_hash: String,
-    #[serde(default)]
-    account: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TransactionExpired {
-    transaction_hash: Versioned<String>,
-}
-
-#[derive(Deserialize)]
-struct DeployExpired {
-    deploy_hash: String,
-}
-
-/// 2.x: `{"V1"|"V2": {...}}`; 1.x: the signature directly.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SignatureAny {
-    Versioned(VersionedSignature),
-    Legacy(Signature),
-}
-
-#[derive(Deserialize)]
-enum VersionedSignature {
-    V1(Signature),
-    V2(Signature),
-}
-
-impl SignatureAny {
-    fn into_inner(self) -> Signature {
-        match self {
-            SignatureAny::Versioned(VersionedSignature::V1(s) | VersionedSignature::V2(s))
-            | SignatureAny::Legacy(s) => s,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Signature {
-    block_hash: String,
-    #[serde(default)]
-    block_height: Option<u64>,
-    era_id: u64,
-    public_key: String,
-}
-
-#[derive(Deserialize)]
-struct Fault {
-    era_id: u64,
-    public_key: String,
-}
-
-#[derive(Deserialize)]
-struct Step {
-    era_id: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,11 +268,11 @@ mod tests {
 
     #[test]
     fn every_casper2_fixture_parses_with_its_natural_key() {
-        let block = event(include_str!("../fixtures/casper2/block_added_event_v2.json"));
+        let block = event(include_str!("../../fixtures/casper2/block_added_event_v2.json"));
         assert_eq!(block.key, "block:cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758");
         assert_eq!((block.block_height, block.era_id), (Some(89049), Some(202)));
 
-        let processed = event(include_str!("../fixtures/casper2/transaction_processed_event_with_messages.json"));
+        let processed = event(include_str!("../../fixtures/casper2/transaction_processed_event_with_messages.json"));
         assert_eq!(
             processed.key,
             "TransactionProcessed:968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1"
@@ -466,21 +283,21 @@ mod tests {
             crate::account::account_hash("0118ea8b6ed62393f8d36cb1a96b9ee62b48e35317bd2ea3ceb533a6f7ff212ad6").ok()
         );
 
-        let accepted = event(include_str!("../fixtures/casper2/transaction_accepted_event.json"));
+        let accepted = event(include_str!("../../fixtures/casper2/transaction_accepted_event.json"));
         assert_eq!(
             accepted.transaction_hash.as_deref(),
             Some("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868")
         );
 
-        let expired = event(include_str!("../fixtures/casper2/transaction_expired_event.json"));
+        let expired = event(include_str!("../../fixtures/casper2/transaction_expired_event.json"));
         assert!(expired.key.starts_with("TransactionExpired:f5582cb8"));
 
-        let signature = event(include_str!("../fixtures/casper2/finality_signature_event_v2.json"));
+        let signature = event(include_str!("../../fixtures/casper2/finality_signature_event_v2.json"));
         assert_eq!(signature.block_height, Some(89177));
         assert!(signature.key.ends_with(":017536433a73f7562526f3e9fcb8d720428ae2d28788a9909f3c6f637a9d848a4b"));
 
-        assert_eq!(event(include_str!("../fixtures/casper2/fault_event.json")).era_id, Some(45914488));
-        assert_eq!(event(include_str!("../fixtures/casper2/step_event_v2_synthesized.json")).key, "step:203");
+        assert_eq!(event(include_str!("../../fixtures/casper2/fault_event.json")).era_id, Some(45914488));
+        assert_eq!(event(include_str!("../../fixtures/casper2/step_event_v2_synthesized.json")).key, "step:203");
     }
 
     #[test]
