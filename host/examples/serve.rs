@@ -5,15 +5,17 @@
 //!    for 5 s each (C = 1, 8, 64): requests/s and p50/p99/p99.9 latency as the client sees it;
 //! 2. SSE fan-out: `--subscribers` (10,000) clients on `/events` while a node sends `--rate`
 //!    events/s for 20 s: each delivery's latency from Sluice reading the event off the node
-//!    (`received_at_ms`) to the client reading it, and the host's RSS before and with them.
+//!    (`received_at_ms`) to the client reading it, the host's RSS before and with them, and
+//!    the CPU the host and the subscribers used per delivery;
+//! 3. the same fan-out from a bare relay of the node's stream (`fanout_floor.rs`): the floor
+//!    for any server on this machine.
 //!
 //! The load generator runs in this process, on the same 2 cores as the host.
-//! Run with `cargo xtask bench-serve [--events N] [--subscribers N] [--rate R]`.
+//! Run with `cargo xtask bench-serve [--events N] [--subscribers N] [--rate R] [--fan-out-only]`.
 
 mod bench;
 
-use bench::{Host, free_port, get_json, mock_args, rss_mib, spawn};
-use futures::StreamExt;
+use bench::{Host, fan_out, free_port, get_json, mock_args, rss_mib, spawn};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -31,9 +33,96 @@ fn main() {
     assert!(sluice.is_file(), "build first: cargo xtask bench-serve does");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
+    if !args.iter().any(|a| a == "--fan-out-only") {
+        rest_under_load(&runtime, &sluice, &root, events);
+    }
+
+    println!(
+        "\nSSE fan-out: {subscribers} subscribers, the realistic mix at {rate} events/s, 20 s measured:\n\n\
+         | server | connected | deliveries/s | p50 (ms) | p99 (ms) | max (ms) | first read (ms) | last − first (ms) \
+         | server RSS before → with (MiB) | per subscriber (KiB) | server CPU (µs/delivery) | load generator CPU (µs/delivery) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let mock = || {
+        let port = free_port();
+        (
+            port,
+            spawn(Command::new(&sluice).args(mock_args(port, rate * 3600, rate as f64)).args(["--mix", "realistic"])),
+        )
+    };
+    let (node, its_node) = mock();
+    // They all connect at once: let as many requests in as there are subscribers.
+    let limit = format!("max_subscribers = {0}\nmax_concurrent_requests = {0}", subscribers + 100);
+    let host = Host::start(&sluice, &root, node, "", &limit);
+    let rss_before = rss_mib(host.process.id());
+    let db = host.dir.path().join("bench.db");
+    let received = || {
+        let db = rusqlite::Connection::open(db).unwrap();
+        let mut query = db.prepare("SELECT seq, received_at_ms FROM events").unwrap();
+        query.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    let run = runtime.block_on(fan_out::run(host.http, &host.process, subscribers, MEASURED, received));
+    report("Sluice", run, subscribers, rss_before);
+    drop((host, its_node));
+
+    // The same subscribers on a bare relay of the node's stream: the floor on this machine.
+    let (node, _its_node) = mock();
+    let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+    let times = dir.path().join("received");
+    let floor = spawn(Command::new(root.join("target/release/examples/fanout_floor")).args([
+        format!("http://127.0.0.1:{node}/events"),
+        format!("127.0.0.1:{port}"),
+        times.display().to_string(),
+    ]));
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rss_before = rss_mib(floor.id());
+    let received = || {
+        let lines = std::fs::read_to_string(times).unwrap();
+        lines
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(id, at)| (id.parse().unwrap(), at.parse().unwrap()))
+            .collect()
+    };
+    let run = runtime.block_on(fan_out::run(port, &floor, subscribers, MEASURED, received));
+    report("bare relay (the floor)", run, subscribers, rss_before);
+}
+
+/// How long fan-out is measured, after every subscriber connected.
+const MEASURED: Duration = Duration::from_secs(20);
+
+/// One row of the fan-out table, and why streams ended early if some did.
+fn report(server: &str, mut run: fan_out::FanOut, subscribers: u64, rss_before: f64) {
+    let latencies = &mut run.latencies;
+    let (p50, p99, max) = (percentile(latencies, 0.5), percentile(latencies, 0.99), percentile(latencies, 1.0));
+    let per = (run.rss_with - rss_before) * 1024.0 / subscribers as f64;
+    let per_delivery = |seconds: f64| seconds * 1e6 / run.deliveries as f64;
+    let (server_cpu, client_cpu) = (per_delivery(run.cpu.0), per_delivery(run.cpu.1));
+    println!(
+        "| {server} | {} | {:.0} | {p50:.0} | {p99:.0} | {max:.0} | {:.0} | {:.0} | {rss_before:.0} → {:.0} | {per:.1} \
+         | {server_cpu:.1} | {client_cpu:.1} |",
+        run.connected,
+        run.deliveries as f64 / MEASURED.as_secs_f64(),
+        run.first,
+        run.spread,
+        run.rss_with,
+    );
+    if !run.ended_early.is_empty() {
+        let mut reasons = std::collections::BTreeMap::<&str, usize>::new();
+        for reason in &run.ended_early {
+            *reasons.entry(reason).or_default() += 1;
+        }
+        println!("\n{} streams ended early: {reasons:?}\n", run.ended_early.len());
+    }
+}
+
+/// `GET /block/{hash}` from 1, 8 and 64 connections over `events` stored events.
+fn rest_under_load(runtime: &tokio::runtime::Runtime, sluice: &Path, root: &Path, events: u64) {
     let node = free_port();
-    let _mock = spawn(Command::new(&sluice).args(mock_args(node, events, 0.0)).args(["--mix", "realistic"]));
-    let host = Host::start(&sluice, &root, node, "", "max_concurrent_requests = 4096");
+    let _mock = spawn(Command::new(sluice).args(mock_args(node, events, 0.0)).args(["--mix", "realistic"]));
+    let host = Host::start(sluice, root, node, "", "max_concurrent_requests = 4096");
     let started = Instant::now();
     wait_for_stored(&host, events + 7);
     println!("{} events stored in {:.1} s\n", events + 7, started.elapsed().as_secs_f64());
@@ -47,29 +136,6 @@ fn main() {
             (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 0.999));
         println!("| {connections} | {:.0} | {p50:.2} | {p99:.2} | {p999:.2} |", count / 5.0);
     }
-    drop(host);
-
-    let node = free_port();
-    let _mock =
-        spawn(Command::new(&sluice).args(mock_args(node, rate * 3600, rate as f64)).args(["--mix", "realistic"]));
-    // They all connect at once: let as many requests in as there are subscribers.
-    let limit = format!("max_subscribers = {0}\nmax_concurrent_requests = {0}", subscribers + 100);
-    let host = Host::start(&sluice, &root, node, "", &limit);
-    let rss_before = rss_mib(host.process.id());
-    let (mut latencies, delivered, rss_with) = runtime.block_on(fan_out(&host, subscribers, Duration::from_secs(20)));
-    println!(
-        "\nSSE fan-out: {subscribers} subscribers, the realistic mix at {rate} events/s for 20 s, \
-         {delivered} deliveries ({:.0}/s):\n",
-        delivered as f64 / 20.0
-    );
-    println!(
-        "| p50 (ms) | p99 (ms) | max (ms) | host RSS before (MiB) | with the subscribers (MiB) | per subscriber (KiB) |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|");
-    let (p50, p99, max) =
-        (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 1.0));
-    let per = (rss_with - rss_before) * 1024.0 / subscribers as f64;
-    println!("| {p50:.0} | {p99:.0} | {max:.0} | {rss_before:.0} | {rss_with:.0} | {per:.1} |");
 }
 
 fn wait_for_stored(host: &Host, total: u64) {
@@ -115,82 +181,6 @@ async fn load(host: &Host, hashes: &[String], connections: usize, duration: Dura
         all.extend(task.await.unwrap());
     }
     all
-}
-
-/// Open `subscribers` SSE streams, keep them for `duration`, and return each delivery's latency
-/// (ms), the number of deliveries and the host's RSS (MiB) with every subscriber connected.
-async fn fan_out(host: &Host, subscribers: u64, duration: Duration) -> (Vec<f64>, usize, f64) {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let url = host.url("/events");
-    let (ready, mut all_ready) = tokio::sync::mpsc::channel::<()>(subscribers as usize);
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let tasks: Vec<_> = (0..subscribers)
-        .map(|_| {
-            let (client, url, ready, stop) = (client.clone(), url.clone(), ready.clone(), stop.clone());
-            tokio::spawn(async move {
-                let response = client.get(&url).send().await.expect("subscribe");
-                assert_eq!(response.status(), 200);
-                ready.send(()).await.unwrap();
-                let mut body = response.bytes_stream();
-                let (mut arrivals, mut carry) = (Vec::new(), Vec::new());
-                loop {
-                    let chunk = tokio::select! {
-                        chunk = body.next() => chunk,
-                        _ = stop.notified() => None,
-                    };
-                    let Some(Ok(chunk)) = chunk else { return arrivals };
-                    let now = bench::now_ms();
-                    carry.extend_from_slice(&chunk);
-                    // Every complete `id: N` line; a partial one waits for the next chunk.
-                    let mut scan = 0;
-                    while let Some(found) = find(&carry[scan..], b"\nid: ") {
-                        let start = scan + found + 5;
-                        let Some(end) = carry[start..].iter().position(|&b| b == b'\n') else {
-                            scan += found;
-                            break;
-                        };
-                        let id: u64 = std::str::from_utf8(&carry[start..start + end]).unwrap().parse().unwrap();
-                        arrivals.push((id, now));
-                        scan = start + end;
-                    }
-                    // What cannot hold the start of a marker is done with.
-                    let done = match find(&carry[scan..], b"\nid: ") {
-                        Some(_) => scan,
-                        None => scan.max(carry.len().saturating_sub(4)),
-                    };
-                    carry.drain(..done);
-                }
-            })
-        })
-        .collect();
-    drop(ready);
-    for _ in 0..subscribers {
-        all_ready.recv().await.expect("every subscriber connects");
-    }
-    let rss_with = rss_mib(host.process.id());
-    // Deliveries while subscribers were still connecting do not count.
-    let measured_from = bench::now_ms();
-    tokio::time::sleep(duration).await;
-    stop.notify_waiters();
-    let mut arrivals = Vec::new();
-    for task in tasks {
-        arrivals.extend(task.await.unwrap());
-    }
-    let db = rusqlite::Connection::open(host.dir.path().join("bench.db")).unwrap();
-    let received: std::collections::HashMap<u64, i64> = db
-        .prepare("SELECT seq, received_at_ms FROM events")
-        .unwrap()
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    arrivals.retain(|(_, at)| *at >= measured_from);
-    let latencies: Vec<f64> = arrivals.iter().map(|(seq, at)| (at - received[seq]) as f64).collect();
-    (latencies, arrivals.len(), rss_with.max(rss_mib(host.process.id())))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn percentile(values: &mut [f64], q: f64) -> f64 {

@@ -86,7 +86,8 @@ pub async fn run(
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let log = crate::store::reader::open_read_only(&location)?;
-    let pipeline = Pipeline { writer, plugins, bus, stats: ingest, log, reloads, reload_status }.spawn(receiver);
+    let pipeline =
+        Pipeline { writer, plugins, bus: bus.clone(), stats: ingest, log, reloads, reload_status }.spawn(receiver);
     let mut followers = Vec::new();
     let mut statuses = state.nodes.iter().cloned();
     for (node, status) in config.nodes.iter().zip(statuses.by_ref()) {
@@ -137,6 +138,8 @@ pub async fn run(
     }
     tracing::info!("shutting down");
     drop(stop);
+    // Event streams end, so that the servers' graceful shutdown does not wait for them.
+    bus.close();
     followers.iter().for_each(|f| f.abort());
     for follower in followers {
         _ = follower.await;

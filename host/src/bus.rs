@@ -4,7 +4,7 @@
 //! bus is already in the store, so a lagging subscriber catches up from there.
 
 use crate::store::StoredEvent;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
 /// Events a subscriber may lag behind before it must catch up from the store: one of the
@@ -12,26 +12,37 @@ use tokio::sync::broadcast;
 /// The channel keeps this many events alive, so it is also memory (BENCHMARKS.md).
 const CAPACITY: usize = 4096;
 
-/// Publish side and subscription factory; cheap to clone.
+/// Publish side and subscription factory; cheap to clone (the clones are one bus).
 #[derive(Clone)]
 pub struct Bus {
-    sender: broadcast::Sender<Arc<StoredEvent>>,
+    /// `None` once closed.
+    sender: Arc<RwLock<Option<broadcast::Sender<Arc<StoredEvent>>>>>,
 }
 
 impl Bus {
     /// An empty bus.
     pub fn new() -> Bus {
-        Bus { sender: broadcast::channel(CAPACITY).0 }
+        Bus { sender: Arc::new(RwLock::new(Some(broadcast::channel(CAPACITY).0))) }
     }
 
-    /// Hand an event to every current subscriber.
+    /// Hand an event to every current subscriber (none once closed).
     pub fn publish(&self, event: StoredEvent) {
-        // No subscribers is fine: the event is in the store.
-        let _ = self.sender.send(Arc::new(event));
+        if let Some(sender) = &*self.sender.read().expect("bus lock") {
+            // No subscribers is fine: the event is in the store.
+            let _ = sender.send(Arc::new(event));
+        }
     }
 
-    /// Receive every event published from now on.
+    /// Receive every event published from now on (nothing, once closed).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
-        self.sender.subscribe()
+        match &*self.sender.read().expect("bus lock") {
+            Some(sender) => sender.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// Close it for good: every subscriber receives what was published, then the end.
+    pub fn close(&self) {
+        self.sender.write().expect("bus lock").take();
     }
 }

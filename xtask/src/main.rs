@@ -30,8 +30,10 @@ fn main() -> ExitCode {
             .and_then(|()| cargo(&["build", "--release", "-p", "sluice", "--bins"], &[]))
             .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..]))
             .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "plugin_call"], &[])),
-        Some("bench-serve") => cargo(&["build", "--release", "-p", "sluice", "--bins"], &[])
-            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "serve", "--"], &args[1..])),
+        Some("bench-serve") => {
+            cargo(&["build", "--release", "-p", "sluice", "--bins", "--example", "fanout_floor"], &[])
+                .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "serve", "--"], &args[1..]))
+        }
         _ => Err("usage: cargo xtask <plugins|test|demo|bench|bench-serve> [extra arguments]".into()),
     };
     match result {

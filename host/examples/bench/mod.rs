@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each benchmark uses a part
 
+pub mod fan_out;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

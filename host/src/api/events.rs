@@ -8,16 +8,14 @@ use super::error::{ApiError, ErrorBody};
 use super::filter::StreamParams;
 use super::legacy::{self, Channel};
 use super::params::ApiQuery;
+use super::sse;
 use super::subscription::Next;
 use crate::store::StoredEvent;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::StreamExt;
 use std::borrow::Cow;
-use std::convert::Infallible;
-use tokio_stream::StreamExt;
 
 /// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
 /// JSON and not an event stream; the SSE firehose otherwise.
@@ -35,7 +33,7 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         return Ok(super::log::page(&state, params).await?.into_response());
     }
     let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
-    Ok(stream(&state, &params, |event| Some(Cow::Borrowed(&event.raw))).await?.into_response())
+    stream(&state, &params, |event| Some(Cow::Borrowed(&event.raw))).await
 }
 
 /// `GET /events/main|deploys|sigs`: the 1.x streams (`legacy.rs`); `GET /events/sidecar`:
@@ -55,12 +53,11 @@ pub async fn channel(
         "main" => Channel::Main,
         "deploys" => Channel::Deploys,
         "sigs" => Channel::Sigs,
-        "sidecar" => return Ok(super::sidecar::stream(&state).into_response()),
+        "sidecar" => return Ok(super::sidecar::stream(&state)),
         _ => return Err(ApiError::not_found(format!("no event channel {channel:?}"))),
     };
     let params = params.within_types(channel.kinds(), legacy::v1_name);
-    let frames = stream(&state, &params, |event| legacy::to_v1(&event.kind, &event.raw).map(Cow::Owned)).await?;
-    Ok(frames.into_response())
+    stream(&state, &params, |event| legacy::to_v1(&event.kind, &event.raw).map(Cow::Owned)).await
 }
 
 fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
@@ -74,27 +71,22 @@ fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
 type Render = for<'a> fn(&'a StoredEvent) -> Option<Cow<'a, str>>;
 
 /// Stream events as `id: <sequence>` / `data: <JSON>` frames, after the `ApiVersion` one.
-async fn stream(
-    state: &AppState,
-    query: &StreamParams,
-    render: Render,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+async fn stream(state: &AppState, query: &StreamParams, render: Render) -> Result<Response, ApiError> {
     let subscription = super::subscription::subscribe(state, query).await?;
     let version = state.nodes.iter().find_map(|node| node.api_version.lock().expect("status lock").clone());
-    let greeting = version.map(|v| Ok(Event::default().data(serde_json::json!({"ApiVersion": v}).to_string())));
+    let greeting = version.map(|v| sse::frame(None, &serde_json::json!({"ApiVersion": v}).to_string()));
     let frames = futures::stream::unfold(subscription, move |mut subscription| async move {
         loop {
             let frame = match subscription.next().await? {
                 Next::Event(event) => match render(&event) {
-                    Some(data) => Event::default().id(event.seq.to_string()).data(data),
+                    Some(data) => sse::frame(Some(event.seq), &data),
                     None => continue,
                 },
                 // A comment, as the last thing the client reads.
-                Next::Disconnected(reason) => Event::default().comment(reason),
+                Next::Disconnected(reason) => sse::comment(&reason),
             };
-            return Some((Ok(frame), subscription));
+            return Some((frame, subscription));
         }
     });
-    let frames = tokio_stream::iter(greeting).chain(frames);
-    Ok(Sse::new(frames).keep_alive(KeepAlive::default()))
+    Ok(sse::response(futures::stream::iter(greeting).chain(frames)))
 }

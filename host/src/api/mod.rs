@@ -17,6 +17,7 @@ pub mod metrics;
 mod params;
 mod plugin_routes;
 mod sidecar;
+mod sse;
 pub mod subscription;
 mod transactions;
 mod views;

@@ -5,10 +5,10 @@
 //! are looked for every second.)
 
 use super::AppState;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use super::sse;
+use axum::response::Response;
+use futures::StreamExt;
 use serde_json::{Value, json};
-use std::convert::Infallible;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -16,16 +16,15 @@ use std::time::Duration;
 const EVERY: Duration = Duration::from_secs(1);
 
 /// The channel's frames, until the server shuts down (then `"Shutdown"`).
-pub fn stream(state: &AppState) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+pub fn stream(state: &AppState) -> Response {
     let version = json!({"SidecarVersion": env!("CARGO_PKG_VERSION")});
     let watching = Watch { state: state.clone(), sources: Vec::new(), reloads: None, shut: false };
     let frames = futures::stream::unfold(watching, |mut watching| async move {
         let frames = watching.changes().await?;
-        Some((futures::stream::iter(frames.into_iter().map(|f| Ok(Event::default().data(f.to_string())))), watching))
+        Some((futures::stream::iter(frames.into_iter().map(|f| sse::frame(None, &f.to_string()))), watching))
     });
-    let frames = futures::StreamExt::flatten(frames);
-    let first = futures::stream::iter([Ok(Event::default().data(version.to_string()))]);
-    Sse::new(futures::StreamExt::chain(first, frames)).keep_alive(KeepAlive::default())
+    let first = futures::stream::iter([sse::frame(None, &version.to_string())]);
+    sse::response(first.chain(frames.flatten()))
 }
 
 /// What was last reported.

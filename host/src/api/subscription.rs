@@ -1,7 +1,7 @@
 //! A subscription to the event log: the stored events from a starting sequence, then live ones
 //! from the bus, through a filter, with no gap or repeat at the seam. The SSE and WebSocket
-//! streams are two renderings of it. A subscriber that leaves its buffer full for longer than
-//! the stall limit is disconnected, and told why after what it had buffered.
+//! streams are two renderings of it. A subscriber that falls behind the live events and does not
+//! catch up within the stall limit is disconnected, and told why.
 
 use super::AppState;
 use super::error::ApiError;
@@ -9,9 +9,8 @@ use super::filter::{EventFilter, StreamParams};
 use crate::store::{StoredEvent, reader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-use tokio::sync::mpsc::error::SendTimeoutError;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 
 /// How many subscriptions are open, how many may be, and how long one may stall.
 #[derive(Debug)]
@@ -22,8 +21,8 @@ pub struct Subscribers {
 }
 
 impl Subscribers {
-    /// No subscription open yet; at most `max`, each disconnected after `stall_limit` with a
-    /// full buffer.
+    /// No subscription open yet; at most `max`, each disconnected when it stays behind the live
+    /// events for `stall_limit`.
     pub fn new(max: usize, stall_limit: Duration) -> Subscribers {
         Subscribers { open: AtomicUsize::new(0), max, stall_limit }
     }
@@ -56,15 +55,38 @@ impl Drop for Slot {
     }
 }
 
-/// Events read from the store per query while catching up (and buffered per subscriber).
+/// Events read from the store per query while catching up.
 const PAGE: usize = 512;
 
-/// The events of one subscription, then, if it was cut off, why. It holds its place among
-/// `max_subscribers` until it is dropped (with the response or the WebSocket session).
+/// The events of one subscription, then, if it was cut off, why. It reads the store until it
+/// reaches the live bus, then the bus, and the store again whenever it falls more than the bus
+/// holds behind. It has no task or buffer of its own: a subscriber that does not read is not
+/// read for, and costs the others nothing. It holds its place among `max_subscribers` until it
+/// is dropped (with the response or the WebSocket session).
 pub struct Subscription {
-    events: mpsc::Receiver<Arc<StoredEvent>>,
-    ended: Option<oneshot::Receiver<String>>,
+    state: AppState,
+    filter: EventFilter,
+    live: broadcast::Receiver<Arc<StoredEvent>>,
+    /// The sequence number to deliver next.
+    next: u64,
+    /// Stored events read and not yet delivered.
+    stored: std::vec::IntoIter<StoredEvent>,
+    reading: Reading,
+    /// When it last took an event from the bus: if it lags, it has been behind since then.
+    last_live: Instant,
+    cut_off: bool,
     _slot: Slot,
+}
+
+/// Where a subscription reads its next events.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// The store, from where the client asked to start, for as long as that takes.
+    History,
+    /// The store, having fallen more than the bus holds behind it at this time.
+    Behind(Instant),
+    /// The bus.
+    Live,
 }
 
 /// What a subscription delivers.
@@ -75,40 +97,8 @@ pub enum Next {
     Disconnected(String),
 }
 
-impl Subscription {
-    /// The next event; after the last one, why the subscription was cut off, if it was; then
-    /// `None` (also when the server shuts down).
-    pub async fn next(&mut self) -> Option<Next> {
-        // Cut off: say so at once; what was buffered is dropped (the client can resume).
-        if let Some(Ok(reason)) = self.ended.as_mut().map(oneshot::Receiver::try_recv) {
-            self.ended = None;
-            self.events = mpsc::channel(1).1;
-            return Some(Next::Disconnected(reason));
-        }
-        if let Some(event) = self.events.recv().await {
-            return Some(Next::Event(event));
-        }
-        let reason = self.ended.take()?.await.ok()?;
-        Some(Next::Disconnected(reason))
-    }
-}
-
-/// Why a feed stopped sending.
-enum Stop {
-    /// The subscriber's buffer stayed full for the stall limit.
-    Stalled,
-    /// The subscriber went away, or the store failed.
-    Ended(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Stop {
-    fn from(error: E) -> Stop {
-        Stop::Ended(error.into())
-    }
-}
-
 /// Start a subscription as `params` ask (400 for bad filters, 503 beyond `max_subscribers`):
-/// its events arrive until it is dropped, stalls or the server shuts down.
+/// its events arrive until it is dropped, falls too far behind or the bus closes at shutdown.
 pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscription, ApiError> {
     let slot = state.subscribers.admit()?;
     let attached: Vec<String> = {
@@ -116,94 +106,93 @@ pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscr
         registry.iter().filter(|p| p.attached).map(|p| p.name.clone()).collect()
     };
     let filter = EventFilter::new(params, &attached)?;
+    // Subscribed before the store is read: whatever is committed later arrives live.
     let live = state.bus.subscribe();
-    let next = match params.start_from {
-        Some(seq) => seq,
-        None => state.store.read(reader::last_seq).await? + 1,
+    let (next, reading) = match params.start_from {
+        Some(seq) => (seq, Reading::History),
+        // What was committed before the subscription is not wanted, even if published after.
+        None => (state.store.read(reader::last_seq).await? + 1, Reading::Live),
     };
-    let (sender, receiver) = mpsc::channel(PAGE);
-    let (why, ended) = oneshot::channel();
-    let (state, mut shutdown) = (state.clone(), state.shutdown.clone());
-    tokio::spawn(async move {
-        let out = Out { sender: &sender, stall_limit: state.subscribers.stall_limit };
-        tokio::select! {
-            result = feed(&state, live, next, &filter, out) => match result {
-                // The bus closed: no more live events (the pipeline ended).
-                Ok(()) => {}
-                Err(Stop::Stalled) => {
-                    let limit = out.stall_limit.as_millis();
-                    tracing::info!("a subscriber read nothing for {limit} ms with {PAGE} events waiting: disconnected");
-                    _ = why.send(format!("disconnected: too slow (read nothing for {limit} ms with {PAGE} events waiting)"));
-                }
-                Err(Stop::Ended(e)) => tracing::debug!("event stream ended: {e:#}"),
-            },
-            _ = sender.closed() => {}
-            _ = shutdown.changed() => {}
-        }
-    });
-    Ok(Subscription { events: receiver, ended: Some(ended), _slot: slot })
+    Ok(Subscription {
+        state: state.clone(),
+        filter,
+        live,
+        next,
+        stored: Vec::new().into_iter(),
+        reading,
+        last_live: Instant::now(),
+        cut_off: false,
+        _slot: slot,
+    })
 }
 
-/// Where a feed sends, and how long it waits for room.
-#[derive(Clone, Copy)]
-struct Out<'a> {
-    sender: &'a mpsc::Sender<Arc<StoredEvent>>,
-    stall_limit: Duration,
-}
-
-impl Out<'_> {
-    async fn send(&self, event: Arc<StoredEvent>) -> Result<(), Stop> {
-        // The timer only when the buffer is full: arming one per event costs more than the send.
-        let event = match self.sender.try_send(event) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Full(event)) => event,
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Err(Stop::Ended(anyhow::anyhow!("the subscriber went away")));
-            }
-        };
-        match self.sender.send_timeout(event, self.stall_limit).await {
-            Ok(()) => Ok(()),
-            Err(SendTimeoutError::Timeout(_)) => Err(Stop::Stalled),
-            Err(SendTimeoutError::Closed(_)) => Err(Stop::Ended(anyhow::anyhow!("the subscriber went away"))),
-        }
-    }
-}
-
-/// Send stored events from `next` on, then live ones; after falling behind the live channel,
-/// catch up from the store again. Ends when the client goes away.
-async fn feed(
-    state: &AppState,
-    mut live: broadcast::Receiver<Arc<StoredEvent>>,
-    mut next: u64,
-    filter: &EventFilter,
-    out: Out<'_>,
-) -> Result<(), Stop> {
-    loop {
-        catch_up(state, &mut next, filter, out).await?;
+impl Subscription {
+    /// The next event; if the subscriber fell behind the bus and did not catch up within the
+    /// stall limit, why it is cut off; then `None` (also at shutdown or when the store fails).
+    pub async fn next(&mut self) -> Option<Next> {
         loop {
-            match live.recv().await {
-                Ok(event) if event.seq < next => {}
+            if self.cut_off {
+                return None;
+            }
+            if let Some(event) = self.stored.find(|event| self.filter.matches(event)) {
+                return Some(Next::Event(Arc::new(event)));
+            }
+            let limit = self.state.subscribers.stall_limit;
+            if let Reading::Behind(since) = self.reading
+                && since.elapsed() > limit
+            {
+                self.cut_off = true;
+                let (limit, waiting) = (limit.as_millis(), self.live.len());
+                tracing::info!("a subscriber stayed behind the live events for {limit} ms: disconnected");
+                return Some(Next::Disconnected(format!(
+                    "disconnected: too slow (behind the live events for {limit} ms, {waiting} and more waiting)"
+                )));
+            }
+            if !matches!(self.reading, Reading::Live) {
+                if !self.read_stored().await {
+                    return None;
+                }
+                continue;
+            }
+            match self.live.recv().await {
+                Ok(event) if event.seq < self.next => {}
                 Ok(event) => {
-                    next = event.seq + 1;
-                    if filter.matches(&event) {
-                        out.send(event).await?;
+                    self.next = event.seq + 1;
+                    self.last_live = Instant::now();
+                    if self.filter.matches(&event) {
+                        return Some(Next::Event(event));
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                // More than the bus holds went by: the store has them.
+                Err(broadcast::error::RecvError::Lagged(_)) => self.reading = Reading::Behind(self.last_live),
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
-}
 
-async fn catch_up(state: &AppState, next: &mut u64, filter: &EventFilter, out: Out<'_>) -> Result<(), Stop> {
-    loop {
-        let from = *next;
-        let page = state.store.read(move |conn| reader::events_from(conn, from, PAGE)).await?;
-        let Some(last) = page.last().map(|e| e.seq) else { return Ok(()) };
-        for event in page.into_iter().filter(|event| filter.matches(event)) {
-            out.send(Arc::new(event)).await?;
+    /// Read the next page of stored events; none left means caught up. False when the
+    /// subscription must end: the store failed or the server is shutting down.
+    async fn read_stored(&mut self) -> bool {
+        if self.live.is_closed() {
+            return false;
         }
-        *next = last + 1;
+        let from = self.next;
+        match self.state.store.read(move |conn| reader::events_from(conn, from, PAGE)).await {
+            Ok(page) => {
+                match page.last() {
+                    Some(last) => self.next = last.seq + 1,
+                    None => {
+                        self.reading = Reading::Live;
+                        self.last_live = Instant::now();
+                    }
+                }
+                self.stored = page.into_iter();
+                true
+            }
+            Err(e) => {
+                tracing::warn!("an event stream ended: reading the store failed: {e:#}");
+                false
+            }
+        }
     }
 }

@@ -1,0 +1,145 @@
+//! SSE fan-out: many subscribers on raw sockets, each delivery's latency, and what the server
+//! and this load generator spent on it.
+
+use super::{Killed, now_ms, rss_mib};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Open `subscribers` SSE streams, keep them for `duration`, and return each delivery's latency
+/// (ms), the number of deliveries and the host's RSS (MiB) with every subscriber connected.
+/// The subscribers are plain sockets that only look for `id:` lines: the lightest client
+/// possible, since it shares the host's cores.
+/// `received` gives, after the run, when the server read each event id off its node (ms).
+pub async fn run(
+    port: u16,
+    server: &Killed,
+    subscribers: u64,
+    duration: Duration,
+    received: impl FnOnce() -> HashMap<u64, i64>,
+) -> FanOut {
+    let (ready, mut all_ready) = tokio::sync::mpsc::channel::<()>(subscribers as usize);
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let tasks: Vec<_> =
+        (0..subscribers).map(|_| tokio::spawn(subscriber(port, ready.clone(), stopped.clone()))).collect();
+    drop(ready);
+    let mut connected = 0;
+    while connected < subscribers && all_ready.recv().await.is_some() {
+        connected += 1;
+    }
+    let rss_with = rss_mib(server.id());
+    // Deliveries while subscribers were still connecting do not count.
+    let (measured_from, cpu_before) = (now_ms(), (cpu_seconds(server.id()), cpu_seconds(std::process::id())));
+    tokio::time::sleep(duration).await;
+    let cpu = (cpu_seconds(server.id()) - cpu_before.0, cpu_seconds(std::process::id()) - cpu_before.1);
+    stop.send_replace(());
+    let (mut arrivals, mut ended_early) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (mine, ended) = task.await.unwrap();
+        arrivals.extend(mine);
+        ended_early.extend(ended);
+    }
+    let received = received();
+    arrivals.retain(|(_, at)| *at >= measured_from);
+    let latencies = arrivals.iter().map(|(seq, at)| (at - received[seq]) as f64).collect();
+    // Per event: the first subscriber's latency, and how long the rest took after it.
+    let mut per_event = HashMap::<u64, (i64, i64)>::new();
+    for (seq, at) in &arrivals {
+        let (first, last) = per_event.entry(*seq).or_insert((*at, *at));
+        (*first, *last) = ((*first).min(*at), (*last).max(*at));
+    }
+    let first = per_event.iter().map(|(seq, (first, _))| (first - received[seq]) as f64).collect::<Vec<_>>();
+    let spread = per_event.values().map(|(first, last)| (last - first) as f64).collect::<Vec<_>>();
+    let rss_with = rss_with.max(rss_mib(server.id()));
+    let (first, spread) = (super::median(&first), super::median(&spread));
+    FanOut { latencies, deliveries: arrivals.len(), connected, ended_early, rss_with, cpu, first, spread }
+}
+
+/// What a fan-out run measured.
+pub struct FanOut {
+    /// Each delivery's latency (ms), from the host reading the event to a subscriber reading it.
+    pub latencies: Vec<f64>,
+    pub deliveries: usize,
+    /// Subscribers whose stream started.
+    pub connected: u64,
+    /// Why streams ended before the end of the run.
+    pub ended_early: Vec<String>,
+    pub rss_with: f64,
+    /// CPU seconds used during the measured time by the host and by this load generator.
+    pub cpu: (f64, f64),
+    /// Median over events of the first subscriber's latency (ms): the way through the pipeline.
+    pub first: f64,
+    /// Median over events of the time from the first subscriber's read to the last one's (ms).
+    pub spread: f64,
+}
+
+/// One SSE subscriber on a raw socket: the `(id, arrival ms)` of every event it read until
+/// `stop`, and why its stream ended if it ended before.
+async fn subscriber(
+    port: u16,
+    ready: tokio::sync::mpsc::Sender<()>,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) -> (Vec<(u64, i64)>, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut arrivals = Vec::new();
+    let mut socket = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        Ok(socket) => socket,
+        Err(e) => return (arrivals, Some(format!("connect: {e}"))),
+    };
+    let request = "GET /events HTTP/1.1\r\nHost: sluice\r\nAccept: text/event-stream\r\n\r\n";
+    if let Err(e) = socket.write_all(request.as_bytes()).await {
+        return (arrivals, Some(format!("request: {e}")));
+    }
+    let (mut carry, mut buffer, mut started) = (Vec::new(), vec![0; 64 * 1024], false);
+    loop {
+        let read = tokio::select! {
+            read = socket.read(&mut buffer) => read,
+            _ = stop.changed() => return (arrivals, None),
+        };
+        let n = match read {
+            Ok(0) => return (arrivals, Some("closed by the host".into())),
+            Ok(n) => n,
+            Err(e) => return (arrivals, Some(format!("read: {e}"))),
+        };
+        let now = now_ms();
+        carry.extend_from_slice(&buffer[..n]);
+        if !started {
+            let Some(end) = find(&carry, b"\r\n\r\n") else { continue };
+            if !carry.starts_with(b"HTTP/1.1 200") {
+                return (arrivals, Some(String::from_utf8_lossy(&carry[..end]).into_owned()));
+            }
+            started = true;
+            _ = ready.send(()).await;
+        }
+        // Every complete `id: N` line (`id:N` from a node); a partial one waits for the next read.
+        let mut scan = 0;
+        while let Some(found) = find(&carry[scan..], b"\nid:") {
+            let start = scan + found + 4;
+            let Some(end) = carry[start..].iter().position(|&b| b == b'\n') else {
+                scan += found;
+                break;
+            };
+            let id: u64 = std::str::from_utf8(&carry[start..start + end]).unwrap().trim().parse().unwrap();
+            arrivals.push((id, now));
+            scan = start + end;
+        }
+        // What cannot hold the start of a marker is done with.
+        let done = match find(&carry[scan..], b"\nid:") {
+            Some(_) => scan,
+            None => scan.max(carry.len().saturating_sub(3)),
+        };
+        carry.drain(..done);
+    }
+}
+
+/// User and system CPU seconds a process has used (`/proc/<pid>/stat`, in clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
