@@ -216,6 +216,10 @@ fn request_limits_cors_and_response_times_follow_the_config() {
         }
         let refused = statuses.into_iter().find(|r| r.status().as_u16() == 429).expect("a 429 within 12 requests");
         assert_eq!(refused.json::<Value>().await.unwrap()["code"], "rate_limited");
+        // The limit is per client address: another one (127.0.0.2 is loopback too) still gets in.
+        let elsewhere = reqwest::Client::builder().local_address("127.0.0.2".parse().ok()).build().unwrap();
+        let response = elsewhere.get(format!("{}/block", rig.http)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
 
         // Response times by route, on the admin listener.
         let metrics = reqwest::get(format!("{}/metrics", rig.admin)).await.unwrap().text().await.unwrap();

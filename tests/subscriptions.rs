@@ -181,6 +181,55 @@ fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_commen
     });
 }
 
+#[test]
+fn a_client_that_stops_reading_is_closed_after_the_write_timeout_and_gives_its_slot_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut rig = Rig::start(&["--mix", "realistic", "--rate", "10000", "--count", "30000"], "");
+    // Only the write timeout can end it: the slow-subscriber limit is far away.
+    rig.restart_with_http("write_timeout_ms = 1000\nslow_subscriber_timeout_ms = 600000");
+    let address: std::net::SocketAddr = rig.http.trim_start_matches("http://").parse().unwrap();
+    runtime().block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stalled = socket.connect(address).await.unwrap();
+        stalled.write_all(b"GET /events?start_from=1 HTTP/1.1\r\nhost: sluice\r\n\r\n").await.unwrap();
+        // Without reading a byte, its subscription ends: the host closed the connection.
+        let metrics_url = format!("{}/metrics", rig.admin);
+        let subscribers = || async {
+            let metrics = reqwest::get(&metrics_url).await.unwrap().text().await.unwrap();
+            metrics.lines().find_map(|l| l.strip_prefix("sluice_subscribers ")).unwrap().parse::<u64>().unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while subscribers().await == 0 {
+            assert!(std::time::Instant::now() < deadline, "the subscription never started");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        while subscribers().await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the connection of a client that stopped reading stayed open"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // What it reads now stops short of the whole stream: an error or the end of the connection.
+        let mut chunk = vec![0; 1 << 16];
+        let mut read = 0;
+        let read_all = async {
+            loop {
+                match stalled.read(&mut chunk).await {
+                    Ok(0) => break "closed",
+                    Ok(n) => read += n,
+                    Err(_) => break "reset",
+                }
+            }
+        };
+        let ended =
+            tokio::time::timeout(std::time::Duration::from_secs(20), read_all).await.expect("the connection ends");
+        eprintln!("the stalled client read {read} bytes, then the connection was {ended}");
+        assert!(read < 40_000_000, "it was not cut off");
+    });
+}
+
 /// Wait until the store stops growing for half a second; the number of events.
 fn settled(rig: &Rig) -> i64 {
     let count = || rig.number("SELECT count(*) FROM events").unwrap_or(0);

@@ -9,6 +9,7 @@ use crate::source::{self, NodeStatus};
 use crate::store::{Location, Store, Writer};
 use crate::watch::Watch;
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -117,8 +118,11 @@ pub async fn run(
         admin.local_addr()?,
         location.path().display()
     );
-    let serve = |listener, router| {
+    let write_timeout = std::time::Duration::from_millis(config.http.write_timeout_ms);
+    let serve = |listener: TcpListener, router: axum::Router| {
         let mut stopped = stopped.clone();
+        let listener = listener.tap_io(api::limits::on_connect(write_timeout));
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             axum::serve(listener, router).with_graceful_shutdown(async move { _ = stopped.changed().await }).await
         })
@@ -144,9 +148,16 @@ pub async fn run(
     for follower in followers {
         _ = follower.await;
     }
+    // Connections get a moment to finish; one whose client reads nothing could hold it forever.
     let mut served = Ok(());
-    for server in servers {
-        served = served.and(server.await?);
+    for mut server in servers {
+        tokio::select! {
+            result = &mut server => served = served.and(result?),
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+                tracing::warn!("connections still open {} s after shutdown began: closed", SHUTDOWN_GRACE.as_secs());
+                server.abort();
+            }
+        }
     }
     // The pipeline finishes the batches already queued (or abandons one it cannot store), then
     // stops; only then are errors reported.
@@ -157,6 +168,9 @@ pub async fn run(
     drop(location);
     Ok(served?)
 }
+
+/// How long open connections may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn joined(result: std::thread::Result<()>) -> anyhow::Result<()> {
     result.map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))

@@ -1,26 +1,35 @@
-//! The public API's request limits, from `[http]`: requests answered at once, requests per
-//! second, time to respond, body size, and which browser origins may call it (CORS). Refusals
-//! are JSON `{code, message}` like every other error.
+//! The public API's limits, from `[http]`: requests answered at once, requests per second from
+//! one address, time to respond, body size, which browser origins may call it (CORS), and how
+//! long a connection may accept no bytes. Refusals are JSON `{code, message}` like every other
+//! error.
 
 use super::error::ApiError;
 use crate::config::HttpConfig;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+/// Requests between two sweeps of the addresses the rate limit remembers.
+const FORGET_EVERY: u64 = 10_000;
 
 /// What every request is checked against.
 struct Limits {
     in_flight: Semaphore,
     max_in_flight: usize,
-    per_second: Option<DefaultDirectRateLimiter>,
+    per_second: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Requests checked against `per_second`.
+    checked: AtomicU64,
     timeout: Duration,
 }
 
@@ -29,8 +38,8 @@ pub fn apply(router: Router, config: &HttpConfig) -> Router {
     let limits = Arc::new(Limits {
         in_flight: Semaphore::new(config.max_concurrent_requests),
         max_in_flight: config.max_concurrent_requests,
-        per_second: NonZeroU32::new(config.requests_per_second)
-            .map(|rate| RateLimiter::direct(Quota::per_second(rate))),
+        per_second: NonZeroU32::new(config.requests_per_second).map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
+        checked: AtomicU64::new(0),
         timeout: Duration::from_millis(config.request_timeout_ms),
     });
     let router = router
@@ -42,14 +51,23 @@ pub fn apply(router: Router, config: &HttpConfig) -> Router {
     }
 }
 
-/// Refuse beyond the rate (429) or the concurrency (503), and give up after the timeout (503).
+/// Refuse beyond the address's rate (429) or the concurrency (503), and give up after the
+/// timeout (504).
 async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Response, ApiError> {
-    if limits.per_second.as_ref().is_some_and(|limiter| limiter.check().is_err()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests per second; retry shortly",
-        ));
+    if let Some(limiter) = &limits.per_second {
+        // Served through `into_make_service_with_connect_info`, every request has its address.
+        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        // Forget addresses whose allowance is whole again, now and then.
+        if limits.checked.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == 0 {
+            limiter.retain_recent();
+        }
+        if limiter.check_key(&client.unwrap_or(IpAddr::from([0, 0, 0, 0]))).is_err() {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests per second from this address; retry shortly",
+            ));
+        }
     }
     let Ok(_permit) = limits.in_flight.try_acquire() else {
         let message = format!("{} requests are being answered, the most allowed", limits.max_in_flight);
@@ -57,9 +75,11 @@ async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Resp
     };
     match tokio::time::timeout(limits.timeout, next.run(request)).await {
         Ok(response) => Ok(response),
-        Err(_) => {
-            Err(ApiError::unavailable("timeout", format!("no response within {} ms", limits.timeout.as_millis())))
-        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("no response within {} ms", limits.timeout.as_millis()),
+        )),
     }
 }
 
@@ -79,4 +99,18 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
             .allow_headers(Any),
     )
+}
+
+/// What is set on every accepted connection: no delay before small writes (every SSE frame is
+/// one), and closing it when the client accepts no bytes for `write_timeout`.
+pub fn on_connect(write_timeout: Duration) -> impl FnMut(&mut TcpStream) + Send + 'static {
+    move |stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
+        }
+        #[cfg(target_os = "linux")]
+        if let Err(e) = socket2::SockRef::from(&*stream).set_tcp_user_timeout(Some(write_timeout)) {
+            tracing::debug!("TCP_USER_TIMEOUT on an accepted connection: {e}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ mod filter;
 mod gaps;
 mod health;
 mod legacy;
-mod limits;
+pub mod limits;
 mod log;
 mod lookups;
 pub mod metrics;

@@ -66,18 +66,24 @@ pub struct HttpConfig {
     /// Open SSE streams and WebSocket subscriptions beyond which new ones are refused (503).
     #[serde(default = "defaults::max_subscribers")]
     pub max_subscribers: usize,
-    /// A subscriber that leaves its buffer full this long, in milliseconds, is disconnected
-    /// (SSE: with a final comment saying why).
+    /// A subscriber that falls further behind the live events than the server keeps in memory
+    /// and stays behind this long, in milliseconds, is disconnected (SSE: with a final comment
+    /// saying why).
     #[serde(default = "defaults::slow_subscriber_timeout_ms")]
     pub slow_subscriber_timeout_ms: u64,
+    /// A connection whose client accepts no bytes this long, in milliseconds, is closed (the
+    /// kernel's `TCP_USER_TIMEOUT`): a client that stopped reading gives its slot back.
+    #[serde(default = "defaults::write_timeout_ms")]
+    pub write_timeout_ms: u64,
     /// Requests being answered at once beyond which new ones are refused (503); a stream counts
     /// only until its response starts.
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
-    /// Requests per second (a burst of as many) beyond which new ones are refused (429); 0: no limit.
+    /// Requests per second from one client address (a burst of as many) beyond which its new
+    /// ones are refused (429); 0: no limit. Behind a proxy, every client has the proxy's address.
     #[serde(default)]
     pub requests_per_second: u32,
-    /// Longest time to produce a response (a stream's first bytes), in milliseconds (503 after).
+    /// Longest time to produce a response (a stream's first bytes), in milliseconds (504 after).
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: u64,
     /// Largest request body, in KiB (413 beyond).
@@ -94,6 +100,7 @@ impl Default for HttpConfig {
             listen: defaults::http_listen(),
             max_subscribers: defaults::max_subscribers(),
             slow_subscriber_timeout_ms: defaults::slow_subscriber_timeout_ms(),
+            write_timeout_ms: defaults::write_timeout_ms(),
             max_concurrent_requests: defaults::max_concurrent_requests(),
             requests_per_second: 0,
             request_timeout_ms: defaults::request_timeout_ms(),
@@ -169,6 +176,9 @@ mod defaults {
     }
     pub fn slow_subscriber_timeout_ms() -> u64 {
         10_000
+    }
+    pub fn write_timeout_ms() -> u64 {
+        30_000
     }
     pub fn max_concurrent_requests() -> usize {
         1024
@@ -266,6 +276,7 @@ impl Config {
             ("max_concurrent_requests", http.max_concurrent_requests as u64),
             ("request_timeout_ms", http.request_timeout_ms),
             ("slow_subscriber_timeout_ms", http.slow_subscriber_timeout_ms),
+            ("write_timeout_ms", http.write_timeout_ms),
             ("max_body_kib", http.max_body_kib as u64),
         ] {
             if value == 0 {
