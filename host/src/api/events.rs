@@ -10,12 +10,11 @@ use super::legacy::{self, Channel};
 use super::params::ApiQuery;
 use super::sse;
 use super::subscription::Next;
-use crate::store::StoredEvent;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use std::borrow::Cow;
+use crate::bus::Published;
+use axum::body::Bytes;
 
 /// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
 /// JSON and not an event stream; the SSE firehose otherwise.
@@ -33,7 +32,7 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         return Ok(super::log::page(&state, params).await?.into_response());
     }
     let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
-    stream(&state, &params, |event| Some(Cow::Borrowed(&event.raw))).await
+    stream(&state, &params, firehose_frame).await
 }
 
 /// `GET /events/main|deploys|sigs`: the 1.x streams (`legacy.rs`); `GET /events/sidecar`:
@@ -57,7 +56,7 @@ pub async fn channel(
         _ => return Err(ApiError::not_found(format!("no event channel {channel:?}"))),
     };
     let params = params.within_types(channel.kinds(), legacy::v1_name);
-    stream(&state, &params, |event| legacy::to_v1(&event.kind, &event.raw).map(Cow::Owned)).await
+    stream(&state, &params, v1_frame).await
 }
 
 fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
@@ -67,26 +66,41 @@ fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
     names_a_page || (accept.contains("application/json") && !accept.contains("text/event-stream"))
 }
 
-/// How a stream shows an event: its JSON, or nothing to skip it.
-type Render = for<'a> fn(&'a StoredEvent) -> Option<Cow<'a, str>>;
+/// How a stream sends an event: its frame, or nothing to skip it.
+type Render = fn(&Published) -> Option<Bytes>;
+
+/// The firehose's frame: the node's JSON, rendered once per event for every subscriber.
+fn firehose_frame(published: &Published) -> Option<Bytes> {
+    let event = &published.event;
+    Some(published.firehose_frame.get_or_init(|| sse::frame(Some(event.seq), &event.raw)).clone())
+}
+
+/// A 1.x channel's frame: the event in its 1.x shape, if it has one.
+fn v1_frame(published: &Published) -> Option<Bytes> {
+    let event = &published.event;
+    legacy::to_v1(&event.kind, &event.raw).map(|data| sse::frame(Some(event.seq), &data))
+}
 
 /// Stream events as `id: <sequence>` / `data: <JSON>` frames, after the `ApiVersion` one.
 async fn stream(state: &AppState, query: &StreamParams, render: Render) -> Result<Response, ApiError> {
     let subscription = super::subscription::subscribe(state, query).await?;
     let version = state.nodes.iter().find_map(|node| node.api_version.lock().expect("status lock").clone());
     let greeting = version.map(|v| sse::frame(None, &serde_json::json!({"ApiVersion": v}).to_string()));
-    let frames = futures::stream::unfold(subscription, move |mut subscription| async move {
+    let frames = futures::stream::unfold((greeting, subscription), move |(greeting, mut subscription)| async move {
+        if let Some(greeting) = greeting {
+            return Some((greeting, (None, subscription)));
+        }
         loop {
             let frame = match subscription.next().await? {
-                Next::Event(event) => match render(&event) {
-                    Some(data) => sse::frame(Some(event.seq), &data),
+                Next::Event(published) => match render(&published) {
+                    Some(frame) => frame,
                     None => continue,
                 },
                 // A comment, as the last thing the client reads.
                 Next::Disconnected(reason) => sse::comment(&reason),
             };
-            return Some((frame, subscription));
+            return Some((frame, (None, subscription)));
         }
     });
-    Ok(sse::response(futures::stream::iter(greeting).chain(frames)))
+    Ok(sse::response(frames))
 }

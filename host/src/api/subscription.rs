@@ -6,6 +6,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::filter::{EventFilter, StreamParams};
+use crate::bus::Published;
 use crate::store::{StoredEvent, reader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,7 +67,7 @@ const PAGE: usize = 512;
 pub struct Subscription {
     state: AppState,
     filter: EventFilter,
-    live: broadcast::Receiver<Arc<StoredEvent>>,
+    live: broadcast::Receiver<Arc<Published>>,
     /// The sequence number to deliver next.
     next: u64,
     /// Stored events read and not yet delivered.
@@ -92,7 +93,7 @@ enum Reading {
 /// What a subscription delivers.
 pub enum Next {
     /// The next event that passed the filter.
-    Event(Arc<StoredEvent>),
+    Event(Arc<Published>),
     /// The last item: the subscriber was disconnected, for this reason.
     Disconnected(String),
 }
@@ -135,7 +136,7 @@ impl Subscription {
                 return None;
             }
             if let Some(event) = self.stored.find(|event| self.filter.matches(event)) {
-                return Some(Next::Event(Arc::new(event)));
+                return Some(Next::Event(Arc::new(event.into())));
             }
             let limit = self.state.subscribers.stall_limit;
             if let Reading::Behind(since) = self.reading
@@ -155,12 +156,12 @@ impl Subscription {
                 continue;
             }
             match self.live.recv().await {
-                Ok(event) if event.seq < self.next => {}
-                Ok(event) => {
-                    self.next = event.seq + 1;
+                Ok(published) if published.event.seq < self.next => {}
+                Ok(published) => {
+                    self.next = published.event.seq + 1;
                     self.last_live = Instant::now();
-                    if self.filter.matches(&event) {
-                        return Some(Next::Event(event));
+                    if self.filter.matches(&published.event) {
+                        return Some(Next::Event(published));
                     }
                 }
                 // More than the bus holds went by: the store has them.

@@ -60,7 +60,7 @@ async fn session(state: AppState, mut socket: WebSocket) {
                 Some(Ok(_)) => Ok(()),
             },
             next = next(&mut events) => match next {
-                Some(Next::Event(event)) => send(&mut socket, envelope(&event)).await,
+                Some(Next::Event(published)) => send(&mut socket, envelope(&published.event)).await,
                 Some(Next::Disconnected(reason)) => {
                     let payload = json!({"code": "too_slow", "message": reason});
                     _ = send(&mut socket, notice("error", Some(payload))).await;
