@@ -40,8 +40,8 @@ fn main() {
     println!(
         "\nSSE fan-out: {subscribers} subscribers, the realistic mix at {rate} events/s, 20 s measured:\n\n\
          | server | connected | deliveries/s | p50 (ms) | p99 (ms) | max (ms) | first read (ms) | last − first (ms) \
-         | server RSS before → with (MiB) | per subscriber (KiB) | server CPU (µs/delivery) | load generator CPU (µs/delivery) |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+         | server RSS before → with (MiB) | per subscriber (KiB) | server CPU (µs/delivery) | load generator CPU (µs/delivery) | packets dropped |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mock = || {
         let port = free_port();
@@ -102,12 +102,13 @@ fn report(server: &str, mut run: fan_out::FanOut, subscribers: u64, rss_before: 
     let (server_cpu, client_cpu) = (per_delivery(run.cpu.0), per_delivery(run.cpu.1));
     println!(
         "| {server} | {} | {:.0} | {p50:.0} | {p99:.0} | {max:.0} | {:.0} | {:.0} | {rss_before:.0} → {:.0} | {per:.1} \
-         | {server_cpu:.1} | {client_cpu:.1} |",
+         | {server_cpu:.1} | {client_cpu:.1} | {} |",
         run.connected,
         run.deliveries as f64 / MEASURED.as_secs_f64(),
         run.first,
         run.spread,
         run.rss_with,
+        run.dropped,
     );
     if !run.ended_early.is_empty() {
         let mut reasons = std::collections::BTreeMap::<&str, usize>::new();

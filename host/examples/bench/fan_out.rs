@@ -29,7 +29,9 @@ pub async fn run(
     let rss_with = rss_mib(server.id());
     // Deliveries while subscribers were still connecting do not count.
     let (measured_from, cpu_before) = (now_ms(), (cpu_seconds(server.id()), cpu_seconds(std::process::id())));
+    let dropped_before = loopback_drops();
     tokio::time::sleep(duration).await;
+    let dropped = loopback_drops() - dropped_before;
     let cpu = (cpu_seconds(server.id()) - cpu_before.0, cpu_seconds(std::process::id()) - cpu_before.1);
     stop.send_replace(());
     let (mut arrivals, mut ended_early) = (Vec::new(), Vec::new());
@@ -51,7 +53,7 @@ pub async fn run(
     let spread = per_event.values().map(|(first, last)| (last - first) as f64).collect::<Vec<_>>();
     let rss_with = rss_with.max(rss_mib(server.id()));
     let (first, spread) = (super::median(&first), super::median(&spread));
-    FanOut { latencies, deliveries: arrivals.len(), connected, ended_early, rss_with, cpu, first, spread }
+    FanOut { latencies, deliveries: arrivals.len(), connected, ended_early, rss_with, cpu, first, spread, dropped }
 }
 
 /// What a fan-out run measured.
@@ -70,6 +72,9 @@ pub struct FanOut {
     pub first: f64,
     /// Median over events of the time from the first subscriber's read to the last one's (ms).
     pub spread: f64,
+    /// Packets the kernel dropped for want of room in its receive backlog during the measured
+    /// time (each costs a retransmission, 200 ms or more, to some subscriber).
+    pub dropped: u64,
 }
 
 /// One SSE subscriber on a raw socket: the `(id, arrival ms)` of every event it read until
@@ -129,6 +134,13 @@ async fn subscriber(
         };
         carry.drain(..done);
     }
+}
+
+/// Packets dropped so far because a CPU's receive backlog was full (`/proc/net/softnet_stat`,
+/// second column, in hex, per CPU).
+fn loopback_drops() -> u64 {
+    let stat = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+    stat.lines().filter_map(|l| l.split_whitespace().nth(1)).filter_map(|v| u64::from_str_radix(v, 16).ok()).sum()
 }
 
 /// User and system CPU seconds a process has used (`/proc/<pid>/stat`, in clock ticks of 10 ms).

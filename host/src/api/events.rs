@@ -10,11 +10,11 @@ use super::legacy::{self, Channel};
 use super::params::ApiQuery;
 use super::sse;
 use super::subscription::Next;
+use crate::bus::Published;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
-use crate::bus::Published;
-use axum::body::Bytes;
 
 /// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
 /// JSON and not an event stream; the SSE firehose otherwise.

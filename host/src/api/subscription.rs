@@ -84,7 +84,7 @@ pub struct Subscription {
 enum Reading {
     /// The store, from where the client asked to start, for as long as that takes.
     History,
-    /// The store, having fallen more than the bus holds behind it at this time.
+    /// The store, having fallen more than the bus holds behind; behind since this time.
     Behind(Instant),
     /// The bus.
     Live,
