@@ -149,12 +149,13 @@ pub async fn run(
         _ = follower.await;
     }
     // Connections get a moment to finish; one whose client reads nothing could hold it forever.
-    let mut served = Ok(());
+    let (mut served, deadline) = (Ok(()), tokio::time::Instant::now() + SHUTDOWN_GRACE);
     for mut server in servers {
         tokio::select! {
             result = &mut server => served = served.and(result?),
-            _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
-                tracing::warn!("connections still open {} s after shutdown began: closed", SHUTDOWN_GRACE.as_secs());
+            _ = tokio::time::sleep_until(deadline) => {
+                let grace = SHUTDOWN_GRACE.as_secs();
+                tracing::warn!("connections still open {grace} s after shutdown began: not waiting for them");
                 server.abort();
             }
         }

@@ -73,11 +73,18 @@ pub struct Subscription {
     /// Stored events read and not yet delivered.
     stored: std::vec::IntoIter<StoredEvent>,
     reading: Reading,
-    /// When it last took an event from the bus: if it lags, it has been behind since then.
-    last_live: Instant,
+    /// A store read under way: kept when `next` is cancelled (inside a `select!`), so that the
+    /// next call resumes it instead of starting another.
+    pending_read: Option<StoreRead>,
+    /// When `next` was last called or returned: a client that takes longer than the stall limit
+    /// to ask for the next event after one was not reading.
+    last_seen: Instant,
     cut_off: bool,
     _slot: Slot,
 }
+
+/// A page of stored events being read.
+type StoreRead = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Vec<StoredEvent>>> + Send>>;
 
 /// Where a subscription reads its next events.
 #[derive(Clone, Copy)]
@@ -121,7 +128,8 @@ pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscr
         next,
         stored: Vec::new().into_iter(),
         reading,
-        last_live: Instant::now(),
+        pending_read: None,
+        last_seen: Instant::now(),
         cut_off: false,
         _slot: slot,
     })
@@ -131,6 +139,16 @@ impl Subscription {
     /// The next event; if the subscriber fell behind the bus and did not catch up within the
     /// stall limit, why it is cut off; then `None` (also at shutdown or when the store fails).
     pub async fn next(&mut self) -> Option<Next> {
+        let previous = std::mem::replace(&mut self.last_seen, Instant::now());
+        let stopped_reading = (previous.elapsed() > self.state.subscribers.stall_limit).then_some(previous);
+        let next = self.next_item(stopped_reading).await;
+        self.last_seen = Instant::now();
+        next
+    }
+
+    /// `next`, for a client that stopped reading at `stopped_reading` for longer than the limit.
+    async fn next_item(&mut self, stopped_reading: Option<Instant>) -> Option<Next> {
+        let limit = self.state.subscribers.stall_limit;
         loop {
             if self.cut_off {
                 return None;
@@ -138,7 +156,6 @@ impl Subscription {
             if let Some(event) = self.stored.find(|event| self.filter.matches(event)) {
                 return Some(Next::Event(Arc::new(event.into())));
             }
-            let limit = self.state.subscribers.stall_limit;
             if let Reading::Behind(since) = self.reading
                 && since.elapsed() > limit
             {
@@ -159,13 +176,15 @@ impl Subscription {
                 Ok(published) if published.event.seq < self.next => {}
                 Ok(published) => {
                     self.next = published.event.seq + 1;
-                    self.last_live = Instant::now();
                     if self.filter.matches(&published.event) {
                         return Some(Next::Event(published));
                     }
                 }
-                // More than the bus holds went by: the store has them.
-                Err(broadcast::error::RecvError::Lagged(_)) => self.reading = Reading::Behind(self.last_live),
+                // More than the bus holds went by: the store has them. Behind since it stopped
+                // reading if it did (otherwise a burst outran it: since now).
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    self.reading = Reading::Behind(stopped_reading.unwrap_or_else(Instant::now));
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
@@ -177,15 +196,17 @@ impl Subscription {
         if self.live.is_closed() {
             return false;
         }
-        let from = self.next;
-        match self.state.store.read(move |conn| reader::events_from(conn, from, PAGE)).await {
+        let (store, from) = (self.state.store.clone(), self.next);
+        let read = self.pending_read.get_or_insert_with(|| {
+            Box::pin(async move { store.read(move |conn| reader::events_from(conn, from, PAGE)).await })
+        });
+        let result = read.await;
+        self.pending_read = None;
+        match result {
             Ok(page) => {
                 match page.last() {
                     Some(last) => self.next = last.seq + 1,
-                    None => {
-                        self.reading = Reading::Live;
-                        self.last_live = Instant::now();
-                    }
+                    None => self.reading = Reading::Live,
                 }
                 self.stored = page.into_iter();
                 true
