@@ -129,17 +129,10 @@ fn the_sse_stream_starts_with_the_nodes_api_version() {
 
 #[test]
 fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_comment() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // A node sending 30,000 events (≈40 MB, far more than socket buffers hold) for 3 s.
-    let mut rig = Rig::start(&["--mix", "realistic", "--rate", "10000", "--count", "30000"], "");
-    rig.restart_with_http("slow_subscriber_timeout_ms = 500");
-    let address: std::net::SocketAddr = rig.http.trim_start_matches("http://").parse().unwrap();
+    use tokio::io::AsyncReadExt;
+    let rig = flooding_rig("slow_subscriber_timeout_ms = 500");
     runtime().block_on(async {
-        // A client that asks for everything and then reads nothing, through a tiny window.
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut stalled = socket.connect(address).await.unwrap();
-        stalled.write_all(b"GET /events?start_from=1 HTTP/1.1\r\nhost: sluice\r\n\r\n").await.unwrap();
+        let mut stalled = stalled_subscriber(&rig).await;
         let total = 30_007;
         let url = format!("{}/events?start_from=1", rig.http);
         let started = std::time::Instant::now();
@@ -183,16 +176,11 @@ fn a_stalled_subscriber_does_not_delay_others_and_is_cut_off_with_a_final_commen
 
 #[test]
 fn a_client_that_stops_reading_is_closed_after_the_write_timeout_and_gives_its_slot_back() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut rig = Rig::start(&["--mix", "realistic", "--rate", "10000", "--count", "30000"], "");
+    use tokio::io::AsyncReadExt;
     // Only the write timeout can end it: the slow-subscriber limit is far away.
-    rig.restart_with_http("write_timeout_ms = 1000\nslow_subscriber_timeout_ms = 600000");
-    let address: std::net::SocketAddr = rig.http.trim_start_matches("http://").parse().unwrap();
+    let rig = flooding_rig("write_timeout_ms = 1000\nslow_subscriber_timeout_ms = 600000");
     runtime().block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let mut stalled = socket.connect(address).await.unwrap();
-        stalled.write_all(b"GET /events?start_from=1 HTTP/1.1\r\nhost: sluice\r\n\r\n").await.unwrap();
+        let mut stalled = stalled_subscriber(&rig).await;
         // Without reading a byte, its subscription ends: the host closed the connection.
         let metrics_url = format!("{}/metrics", rig.admin);
         let subscribers = || async {
@@ -228,6 +216,25 @@ fn a_client_that_stops_reading_is_closed_after_the_write_timeout_and_gives_its_s
         eprintln!("the stalled client read {read} bytes, then the connection was {ended}");
         assert!(read < 40_000_000, "it was not cut off");
     });
+}
+
+/// A host with `http` keys whose node sends 30,000 events (≈40 MB, far more than socket
+/// buffers hold) in 3 s.
+fn flooding_rig(http: &str) -> Rig {
+    let mut rig = Rig::start(&["--mix", "realistic", "--rate", "10000", "--count", "30000"], "");
+    rig.restart_with_http(http);
+    rig
+}
+
+/// A client that asks for every event and then reads nothing, through a tiny window.
+async fn stalled_subscriber(rig: &Rig) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let address: std::net::SocketAddr = rig.http.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(address).await.unwrap();
+    stalled.write_all(b"GET /events?start_from=1 HTTP/1.1\r\nhost: sluice\r\n\r\n").await.unwrap();
+    stalled
 }
 
 /// Wait until the store stops growing for half a second; the number of events.
