@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,10 +48,7 @@ pub fn plugin_toml(name: &str, wasm: &str, extra: &str, config: &str) -> String 
     format!("[[plugins]]\nname = \"{name}\"\npath = \"{}\"\n{extra}\n[plugins.config]\n{config}\n\n", plugin(wasm))
 }
 
-/// A loopback port nobody is listening on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use sluice::mock_node::free_port;
 
 /// A child process killed when dropped.
 pub struct Process {

@@ -3,6 +3,8 @@
 
 use super::{Killed, now_ms, rss_mib};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Open `subscribers` SSE streams, keep them for `duration`, and return each delivery's latency
@@ -18,9 +20,9 @@ pub async fn run(
     received: impl FnOnce() -> HashMap<u64, i64>,
 ) -> FanOut {
     let (ready, mut all_ready) = tokio::sync::mpsc::channel::<()>(subscribers as usize);
-    let (stop, stopped) = tokio::sync::watch::channel(());
+    let stop_at = Arc::new(AtomicI64::new(i64::MAX));
     let tasks: Vec<_> =
-        (0..subscribers).map(|_| tokio::spawn(subscriber(port, ready.clone(), stopped.clone()))).collect();
+        (0..subscribers).map(|_| tokio::spawn(subscriber(port, ready.clone(), stop_at.clone()))).collect();
     drop(ready);
     let mut connected = 0;
     while connected < subscribers && all_ready.recv().await.is_some() {
@@ -33,12 +35,22 @@ pub async fn run(
     tokio::time::sleep(duration).await;
     let dropped = loopback_drops() - dropped_before;
     let cpu = (cpu_seconds(server.id()) - cpu_before.0, cpu_seconds(std::process::id()) - cpu_before.1);
-    stop.send_replace(());
+    stop_at.store(now_ms(), Ordering::Relaxed);
+    // Each subscriber stops at its next read: the next event, or at worst a keep-alive comment.
+    let waited_until = tokio::time::Instant::now() + Duration::from_secs(20);
     let (mut arrivals, mut ended_early) = (Vec::new(), Vec::new());
-    for task in tasks {
-        let (mine, ended) = task.await.unwrap();
-        arrivals.extend(mine);
-        ended_early.extend(ended);
+    for mut task in tasks {
+        match tokio::time::timeout_at(waited_until, &mut task).await {
+            Ok(result) => {
+                let (mine, ended) = result.unwrap();
+                arrivals.extend(mine);
+                ended_early.extend(ended);
+            }
+            Err(_) => {
+                task.abort();
+                ended_early.push("stalled: nothing read for 20 s after the end".into());
+            }
+        }
     }
     let received = received();
     arrivals.retain(|(_, at)| *at >= measured_from);
@@ -77,12 +89,14 @@ pub struct FanOut {
     pub dropped: u64,
 }
 
-/// One SSE subscriber on a raw socket: the `(id, arrival ms)` of every event it read until
-/// `stop`, and why its stream ended if it ended before.
+/// One SSE subscriber on a raw socket: the `(id, arrival ms)` of every event it read before
+/// `stop_at` (ms), and why its stream ended if it ended before. It looks at `stop_at` after each
+/// read rather than also waiting on a channel, which takes a lock on every read, on the cores
+/// the server shares.
 async fn subscriber(
     port: u16,
     ready: tokio::sync::mpsc::Sender<()>,
-    mut stop: tokio::sync::watch::Receiver<()>,
+    stop_at: Arc<AtomicI64>,
 ) -> (Vec<(u64, i64)>, Option<String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut arrivals = Vec::new();
@@ -96,16 +110,15 @@ async fn subscriber(
     }
     let (mut carry, mut buffer, mut started) = (Vec::new(), vec![0; 64 * 1024], false);
     loop {
-        let read = tokio::select! {
-            read = socket.read(&mut buffer) => read,
-            _ = stop.changed() => return (arrivals, None),
-        };
-        let n = match read {
+        let n = match socket.read(&mut buffer).await {
             Ok(0) => return (arrivals, Some("closed by the host".into())),
             Ok(n) => n,
             Err(e) => return (arrivals, Some(format!("read: {e}"))),
         };
         let now = now_ms();
+        if now >= stop_at.load(Ordering::Relaxed) {
+            return (arrivals, None);
+        }
         carry.extend_from_slice(&buffer[..n]);
         if !started {
             let Some(end) = find(&carry, b"\r\n\r\n") else { continue };

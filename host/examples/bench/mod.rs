@@ -4,7 +4,6 @@
 
 pub mod fan_out;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -83,9 +82,7 @@ pub fn spawn(command: &mut Command) -> Killed {
     Killed(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use sluice::mock_node::free_port;
 
 pub fn get_json(url: &str) -> Option<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;

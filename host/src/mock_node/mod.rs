@@ -17,6 +17,26 @@ pub mod token;
 use chain::Chain;
 pub use chain::Mix;
 
+/// A loopback port for a mock or a host under test to listen on. It is below the kernel's
+/// ephemeral range, so no outgoing connection can take it before the listener binds it (a port
+/// picked by binding port 0 can be, and was, in CI); each process walks its own stretch.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let bind = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).and_then(|l| l.local_addr());
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral_from: u32 = range.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(32768);
+    let span = ephemeral_from.saturating_sub(1024).min(12_000);
+    let start = std::process::id().wrapping_mul(97);
+    for _ in 0..span {
+        let port = ephemeral_from - span + (start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))) % span;
+        if bind(port as u16).is_ok() {
+            return port as u16;
+        }
+    }
+    bind(0).expect("a loopback port").port()
+}
+
 /// Which Casper node the mock imitates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
