@@ -109,6 +109,7 @@ async fn subscriber(
         return (arrivals, Some(format!("request: {e}")));
     }
     let (mut carry, mut buffer, mut started) = (Vec::new(), vec![0; 64 * 1024], false);
+    let id_marker = memchr::memmem::Finder::new(b"\nid:");
     loop {
         let n = match socket.read(&mut buffer).await {
             Ok(0) => return (arrivals, Some("closed by the host".into())),
@@ -121,7 +122,7 @@ async fn subscriber(
         }
         carry.extend_from_slice(&buffer[..n]);
         if !started {
-            let Some(end) = find(&carry, b"\r\n\r\n") else { continue };
+            let Some(end) = memchr::memmem::find(&carry, b"\r\n\r\n") else { continue };
             if !carry.starts_with(b"HTTP/1.1 200") {
                 return (arrivals, Some(String::from_utf8_lossy(&carry[..end]).into_owned()));
             }
@@ -129,11 +130,11 @@ async fn subscriber(
             _ = ready.send(()).await;
         }
         // Every complete `id: N` line (`id:N` from a node); a partial one waits for the next read.
-        let mut scan = 0;
-        while let Some(found) = find(&carry[scan..], b"\nid:") {
+        let (mut scan, mut partial) = (0, None);
+        while let Some(found) = id_marker.find(&carry[scan..]) {
             let start = scan + found + 4;
-            let Some(end) = carry[start..].iter().position(|&b| b == b'\n') else {
-                scan += found;
+            let Some(end) = memchr::memchr(b'\n', &carry[start..]) else {
+                partial = Some(scan + found);
                 break;
             };
             let id: u64 = std::str::from_utf8(&carry[start..start + end]).unwrap().trim().parse().unwrap();
@@ -141,10 +142,7 @@ async fn subscriber(
             scan = start + end;
         }
         // What cannot hold the start of a marker is done with.
-        let done = match find(&carry[scan..], b"\nid:") {
-            Some(_) => scan,
-            None => scan.max(carry.len().saturating_sub(3)),
-        };
+        let done = partial.unwrap_or(scan.max(carry.len().saturating_sub(3)));
         carry.drain(..done);
     }
 }
@@ -163,8 +161,4 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
