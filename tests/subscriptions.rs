@@ -218,6 +218,37 @@ fn a_client_that_stops_reading_is_closed_after_the_write_timeout_and_gives_its_s
     });
 }
 
+#[test]
+fn a_websocket_replay_goes_on_while_the_client_keeps_sending() {
+    // Every client message interrupts the session's wait for its next event. A store read under
+    // way must survive that, or a client that keeps sending never gets past its first page.
+    let rig = Rig::start(&["--mix", "realistic", "--rate", "10000", "--count", "5000"], "");
+    let stored = settled(&rig) as u64;
+    let url = format!("{}/ws/events", rig.http.replace("http://", "ws://"));
+    runtime().block_on(async {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut sink, mut stream) = socket.split();
+        sink.send(Message::Text(json!({"action": "subscribe", "from": 1}).to_string().into())).await.unwrap();
+        let pinging = tokio::spawn(async move {
+            while sink.send(Message::Ping(Default::default())).await.is_ok() {
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut last = 0;
+        let replayed = async {
+            while last < stored {
+                if let Message::Text(text) = stream.next().await.expect("the socket is open").unwrap() {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    last = message["seq"].as_u64().unwrap_or(last);
+                }
+            }
+        };
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(30), replayed).await;
+        pinging.abort();
+        assert!(finished.is_ok(), "the replay stopped at sequence {last} of {stored}");
+    });
+}
+
 /// A host with `http` keys whose node sends 30,000 events (≈40 MB, far more than socket
 /// buffers hold) in 3 s.
 fn flooding_rig(http: &str) -> Rig {

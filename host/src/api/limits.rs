@@ -1,5 +1,5 @@
 //! The public API's limits, from `[http]`: requests answered at once, requests per second from
-//! one address, time to respond, body size, which browser origins may call it (CORS), and how
+//! one address (one /64 for IPv6), time to respond, body size, which browser origins may call it (CORS), and how
 //! long a connection may accept no bytes. Refusals are JSON `{code, message}` like every other
 //! error.
 
@@ -56,7 +56,7 @@ pub fn apply(router: Router, config: &HttpConfig) -> Router {
 async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Response, ApiError> {
     if let Some(limiter) = &limits.per_second {
         // Served through `into_make_service_with_connect_info`, every request has its address.
-        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| rate_key(info.0.ip()));
         // Forget addresses whose allowance is whole again, now and then.
         if limits.checked.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == 0 {
             limiter.retain_recent();
@@ -80,6 +80,18 @@ async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Resp
             "timeout",
             format!("no response within {} ms", limits.timeout.as_millis()),
         )),
+    }
+}
+
+/// Whose allowance a request from `ip` spends: the address itself for IPv4 (also when mapped
+/// into IPv6), its /64 network for IPv6, since one client usually holds a whole /64.
+fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
     }
 }
 
@@ -112,5 +124,42 @@ pub fn on_connect(write_timeout: Duration) -> impl FnMut(&mut TcpStream) + Send 
         if let Err(e) = socket2::SockRef::from(&*stream).set_tcp_user_timeout(Some(write_timeout)) {
             tracing::debug!("TCP_USER_TIMEOUT on an accepted connection: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::future::IntoFuture;
+
+    #[test]
+    fn an_ipv6_client_is_limited_by_its_64_and_an_ipv4_one_by_its_address() {
+        let key = |ip: &str| rate_key(ip.parse().unwrap()).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+    }
+
+    #[tokio::test]
+    async fn a_response_later_than_the_request_timeout_is_a_504_in_json() {
+        crate::install_tls_provider();
+        let config = HttpConfig { request_timeout_ms: 100, ..HttpConfig::default() };
+        let routes = Router::new()
+            .route("/slow", get(|| tokio::time::sleep(Duration::from_secs(30))))
+            .route("/fast", get(|| async { "fast" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, apply(routes, &config)).into_future());
+
+        let started = std::time::Instant::now();
+        let slow = reqwest::get(format!("http://{address}/slow")).await.unwrap();
+        assert_eq!(slow.status(), 504);
+        assert!(started.elapsed() < Duration::from_secs(10), "answered when the handler finished, not at the timeout");
+        let body: serde_json::Value = slow.json().await.unwrap();
+        assert_eq!(body["code"], "timeout", "{body}");
+        assert_eq!(reqwest::get(format!("http://{address}/fast")).await.unwrap().status(), 200);
     }
 }
