@@ -10,12 +10,14 @@
 //! 3. the same fan-out from a bare relay of the node's stream (`fanout_floor.rs`): the floor
 //!    for any server on this machine.
 //!
-//! The load generator runs in this process, on the same 2 cores as the host.
-//! Run with `cargo xtask bench-serve [--events N] [--subscribers N] [--rate R] [--fan-out-only]`.
+//! The load generator runs in this process, on the same 2 cores as the host. `--runs N`
+//! alternates steps 2 and 3 N times and ends with the median p99s and their ratio: the machine
+//! is noisy, and the ratio within a run less so.
+//! Run with `cargo xtask bench-serve [--events N] [--subscribers N] [--rate R] [--runs N] [--fan-out-only]`.
 
 mod bench;
 
-use bench::{Host, fan_out, free_port, get_json, mock_args, rss_mib, spawn};
+use bench::{Host, Killed, fan_out, free_port, get_json, median, mock_args, rss_mib, spawn};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ fn main() {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().expect(name))
     };
     let (events, subscribers, rate) = (arg("--events", 1_000_000), arg("--subscribers", 10_000), arg("--rate", 20));
+    let runs = arg("--runs", 1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let sluice = root.join("target/release/sluice");
     assert!(sluice.is_file(), "build first: cargo xtask bench-serve does");
@@ -43,17 +46,47 @@ fn main() {
          | server RSS before → with (MiB) | per subscriber (KiB) | server CPU (µs/delivery) | load generator CPU (µs/delivery) | packets dropped |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    let mock = || {
-        let port = free_port();
-        (
-            port,
-            spawn(Command::new(&sluice).args(mock_args(port, rate * 3600, rate as f64)).args(["--mix", "realistic"])),
-        )
-    };
-    let (node, its_node) = mock();
+    let mut p99s = Vec::new();
+    for _ in 0..runs {
+        let sluice_p99 = report("Sluice", sluice_fan_out(&runtime, &sluice, &root, subscribers, rate), subscribers);
+        let floor_p99 =
+            report("bare relay (the floor)", floor_fan_out(&runtime, &sluice, &root, subscribers, rate), subscribers);
+        p99s.push((sluice_p99, floor_p99));
+    }
+    if runs > 1 {
+        let column = |pick: fn(&(f64, f64)) -> f64| p99s.iter().map(pick).collect::<Vec<_>>();
+        let (sluice_p99, floor_p99, ratio) = (column(|p| p.0), column(|p| p.1), column(|p| p.0 / p.1));
+        println!(
+            "\nMedian p99 over {runs} alternating runs: Sluice {:.0} ms, the floor {:.0} ms; \
+             Sluice / floor in the same run: median {:.2} (each: {})",
+            median(&sluice_p99),
+            median(&floor_p99),
+            median(&ratio),
+            ratio.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", "),
+        );
+    }
+}
+
+/// A mock node sending the realistic mix at `rate` events/s for an hour: its port and process.
+fn mock_node(sluice: &Path, rate: u64) -> (u16, Killed) {
+    let port = free_port();
+    let process =
+        spawn(Command::new(sluice).args(mock_args(port, rate * 3600, rate as f64)).args(["--mix", "realistic"]));
+    (port, process)
+}
+
+/// Fan-out from Sluice over a fresh mock node, and its RSS before the subscribers came.
+fn sluice_fan_out(
+    runtime: &tokio::runtime::Runtime,
+    sluice: &Path,
+    root: &Path,
+    subscribers: u64,
+    rate: u64,
+) -> (fan_out::FanOut, f64) {
+    let (node, _its_node) = mock_node(sluice, rate);
     // They all connect at once: let as many requests in as there are subscribers.
     let limit = format!("max_subscribers = {0}\nmax_concurrent_requests = {0}", subscribers + 100);
-    let host = Host::start(&sluice, &root, node, "", &limit);
+    let host = Host::start(sluice, root, node, "", &limit);
     let rss_before = rss_mib(host.process.id());
     let db = host.dir.path().join("bench.db");
     let received = || {
@@ -61,12 +94,18 @@ fn main() {
         let mut query = db.prepare("SELECT seq, received_at_ms FROM events").unwrap();
         query.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
     };
-    let run = runtime.block_on(fan_out::run(host.http, &host.process, subscribers, MEASURED, received));
-    report("Sluice", run, subscribers, rss_before);
-    drop((host, its_node));
+    (runtime.block_on(fan_out::run(host.http, &host.process, subscribers, MEASURED, received)), rss_before)
+}
 
-    // The same subscribers on a bare relay of the node's stream: the floor on this machine.
-    let (node, _its_node) = mock();
+/// The same subscribers on a bare relay of a fresh node's stream: the floor on this machine.
+fn floor_fan_out(
+    runtime: &tokio::runtime::Runtime,
+    sluice: &Path,
+    root: &Path,
+    subscribers: u64,
+    rate: u64,
+) -> (fan_out::FanOut, f64) {
+    let (node, _its_node) = mock_node(sluice, rate);
     let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
     let times = dir.path().join("received");
     let floor = spawn(Command::new(root.join("target/release/examples/fanout_floor")).args([
@@ -86,15 +125,14 @@ fn main() {
             .map(|(id, at)| (id.parse().unwrap(), at.parse().unwrap()))
             .collect()
     };
-    let run = runtime.block_on(fan_out::run(port, &floor, subscribers, MEASURED, received));
-    report("bare relay (the floor)", run, subscribers, rss_before);
+    (runtime.block_on(fan_out::run(port, &floor, subscribers, MEASURED, received)), rss_before)
 }
 
 /// How long fan-out is measured, after every subscriber connected.
 const MEASURED: Duration = Duration::from_secs(20);
 
-/// One row of the fan-out table, and why streams ended early if some did.
-fn report(server: &str, mut run: fan_out::FanOut, subscribers: u64, rss_before: f64) {
+/// One row of the fan-out table, and why streams ended early if some did; the p99 (ms).
+fn report(server: &str, (mut run, rss_before): (fan_out::FanOut, f64), subscribers: u64) -> f64 {
     let latencies = &mut run.latencies;
     let (p50, p99, max) = (percentile(latencies, 0.5), percentile(latencies, 0.99), percentile(latencies, 1.0));
     let per = (run.rss_with - rss_before) * 1024.0 / subscribers as f64;
@@ -117,6 +155,7 @@ fn report(server: &str, mut run: fan_out::FanOut, subscribers: u64, rss_before: 
         }
         println!("\n{} streams ended early: {reasons:?}\n", run.ended_early.len());
     }
+    p99
 }
 
 /// `GET /block/{hash}` from 1, 8 and 64 connections over `events` stored events.
