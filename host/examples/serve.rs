@@ -46,11 +46,11 @@ fn main() {
          | server RSS before → with (MiB) | per subscriber (KiB) | server CPU (µs/delivery) | load generator CPU (µs/delivery) | packets dropped |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
+    let bench = FanOutBench { runtime: &runtime, sluice: &sluice, root: &root, subscribers, rate };
     let mut p99s = Vec::new();
     for _ in 0..runs {
-        let sluice_p99 = report("Sluice", sluice_fan_out(&runtime, &sluice, &root, subscribers, rate), subscribers);
-        let floor_p99 =
-            report("bare relay (the floor)", floor_fan_out(&runtime, &sluice, &root, subscribers, rate), subscribers);
+        let sluice_p99 = report("Sluice", bench.sluice(), subscribers);
+        let floor_p99 = report("bare relay (the floor)", bench.floor(), subscribers);
         p99s.push((sluice_p99, floor_p99));
     }
     if runs > 1 {
@@ -67,65 +67,68 @@ fn main() {
     }
 }
 
-/// A mock node sending the realistic mix at `rate` events/s for an hour: its port and process.
-fn mock_node(sluice: &Path, rate: u64) -> (u16, Killed) {
-    let port = free_port();
-    let process =
-        spawn(Command::new(sluice).args(mock_args(port, rate * 3600, rate as f64)).args(["--mix", "realistic"]));
-    (port, process)
-}
-
-/// Fan-out from Sluice over a fresh mock node, and its RSS before the subscribers came.
-fn sluice_fan_out(
-    runtime: &tokio::runtime::Runtime,
-    sluice: &Path,
-    root: &Path,
+/// What every fan-out run shares: `subscribers` clients, a node sending `rate` events/s.
+struct FanOutBench<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    sluice: &'a Path,
+    root: &'a Path,
     subscribers: u64,
     rate: u64,
-) -> (fan_out::FanOut, f64) {
-    let (node, _its_node) = mock_node(sluice, rate);
-    // They all connect at once: let as many requests in as there are subscribers.
-    let limit = format!("max_subscribers = {0}\nmax_concurrent_requests = {0}", subscribers + 100);
-    let host = Host::start(sluice, root, node, "", &limit);
-    let rss_before = rss_mib(host.process.id());
-    let db = host.dir.path().join("bench.db");
-    let received = || {
-        let db = rusqlite::Connection::open(db).unwrap();
-        let mut query = db.prepare("SELECT seq, received_at_ms FROM events").unwrap();
-        query.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
-    };
-    (runtime.block_on(fan_out::run(host.http, &host.process, subscribers, MEASURED, received)), rss_before)
 }
 
-/// The same subscribers on a bare relay of a fresh node's stream: the floor on this machine.
-fn floor_fan_out(
-    runtime: &tokio::runtime::Runtime,
-    sluice: &Path,
-    root: &Path,
-    subscribers: u64,
-    rate: u64,
-) -> (fan_out::FanOut, f64) {
-    let (node, _its_node) = mock_node(sluice, rate);
-    let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
-    let times = dir.path().join("received");
-    let floor = spawn(Command::new(root.join("target/release/examples/fanout_floor")).args([
-        format!("http://127.0.0.1:{node}/events"),
-        format!("127.0.0.1:{port}"),
-        times.display().to_string(),
-    ]));
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(10));
+impl FanOutBench<'_> {
+    /// A fresh mock node sending the realistic mix for an hour: its port and process.
+    fn mock_node(&self) -> (u16, Killed) {
+        let port = free_port();
+        let args = mock_args(port, self.rate * 3600, self.rate as f64);
+        (port, spawn(Command::new(self.sluice).args(args).args(["--mix", "realistic"])))
     }
-    let rss_before = rss_mib(floor.id());
-    let received = || {
-        let lines = std::fs::read_to_string(times).unwrap();
-        lines
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(id, at)| (id.parse().unwrap(), at.parse().unwrap()))
-            .collect()
-    };
-    (runtime.block_on(fan_out::run(port, &floor, subscribers, MEASURED, received)), rss_before)
+
+    /// Fan-out from Sluice, and its RSS before the subscribers came.
+    fn sluice(&self) -> (fan_out::FanOut, f64) {
+        let (node, _its_node) = self.mock_node();
+        let subscribers = self.subscribers;
+        // They all connect at once: let as many requests in as there are subscribers.
+        let limit = format!("max_subscribers = {0}\nmax_concurrent_requests = {0}", subscribers + 100);
+        let host = Host::start(self.sluice, self.root, node, "", &limit);
+        let rss_before = rss_mib(host.process.id());
+        let db = host.dir.path().join("bench.db");
+        let received = || {
+            let db = rusqlite::Connection::open(db).unwrap();
+            let mut query = db.prepare("SELECT seq, received_at_ms FROM events").unwrap();
+            query
+                .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        (self.runtime.block_on(fan_out::run(host.http, &host.process, subscribers, MEASURED, received)), rss_before)
+    }
+
+    /// The same subscribers on a bare relay of a fresh node's stream: the floor on this machine.
+    fn floor(&self) -> (fan_out::FanOut, f64) {
+        let (node, _its_node) = self.mock_node();
+        let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+        let times = dir.path().join("received");
+        let floor = spawn(Command::new(self.root.join("target/release/examples/fanout_floor")).args([
+            format!("http://127.0.0.1:{node}/events"),
+            format!("127.0.0.1:{port}"),
+            times.display().to_string(),
+        ]));
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let rss_before = rss_mib(floor.id());
+        let received = || {
+            let lines = std::fs::read_to_string(times).unwrap();
+            lines
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(id, at)| (id.parse().unwrap(), at.parse().unwrap()))
+                .collect()
+        };
+        (self.runtime.block_on(fan_out::run(port, &floor, self.subscribers, MEASURED, received)), rss_before)
+    }
 }
 
 /// How long fan-out is measured, after every subscriber connected.
