@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 
 /// A page of the log as JSON when the request names a page (`from_seq` or `limit`) or accepts
 /// JSON and not an event stream; the SSE firehose otherwise.
@@ -86,10 +87,7 @@ async fn stream(state: &AppState, query: &StreamParams, render: Render) -> Resul
     let subscription = super::subscription::subscribe(state, query).await?;
     let version = state.nodes.iter().find_map(|node| node.api_version.lock().expect("status lock").clone());
     let greeting = version.map(|v| sse::frame(None, &serde_json::json!({"ApiVersion": v}).to_string()));
-    let frames = futures::stream::unfold((greeting, subscription), move |(greeting, mut subscription)| async move {
-        if let Some(greeting) = greeting {
-            return Some((greeting, (None, subscription)));
-        }
+    let events = futures::stream::unfold(subscription, move |mut subscription| async move {
         loop {
             let frame = match subscription.next().await? {
                 Next::Event(published) => match render(&published) {
@@ -99,8 +97,8 @@ async fn stream(state: &AppState, query: &StreamParams, render: Render) -> Resul
                 // A comment, as the last thing the client reads.
                 Next::Disconnected(reason) => sse::comment(&reason),
             };
-            return Some((frame, (None, subscription)));
+            return Some((frame, subscription));
         }
     });
-    Ok(sse::response(frames))
+    Ok(sse::response(futures::stream::iter(greeting).chain(events)))
 }

@@ -79,8 +79,8 @@ pub struct HttpConfig {
     /// only until its response starts.
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
-    /// Requests per second from one client address (a burst of as many) beyond which its new
-    /// ones are refused (429); 0: no limit. Behind a proxy, every client has the proxy's address.
+    /// Requests per second from one client address (IPv6: one /64; a burst of as many) beyond
+    /// which its new ones are refused (429); 0: no limit. Behind a proxy, every client has the proxy's address.
     #[serde(default)]
     pub requests_per_second: u32,
     /// Longest time to produce a response (a stream's first bytes), in milliseconds (504 after).
