@@ -218,3 +218,122 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Delivery, Frame, Payload};
+    use crate::mock_node::{Chain, Mix};
+    use crate::store::plugin_data::PluginBatch;
+    use crate::store::{Location, Outcome, Processor, Writer};
+
+    /// The stall limit in these tests: far longer than catching up on a burst from the store
+    /// takes, even on a loaded machine.
+    const LIMIT: Duration = Duration::from_secs(1);
+    /// More events than the bus holds.
+    const BURST: usize = 4096 + 100;
+
+    /// Stores every event as it is.
+    struct NoPlugins;
+
+    impl Processor for NoPlugins {
+        fn decide(&mut self, _: &StoredEvent) -> Outcome {
+            Outcome::default()
+        }
+        fn finish(&mut self, _: &[(StoredEvent, Outcome)], _: u64) -> Vec<PluginBatch> {
+            Vec::new()
+        }
+    }
+
+    /// An API over an empty store (a real SQLite file) and its writer.
+    fn state(location: &Location) -> (AppState, Writer) {
+        let writer = Writer::open(location).unwrap();
+        let state = AppState {
+            store: crate::store::Store::new(location.clone()),
+            bus: crate::bus::Bus::new(),
+            nodes: Arc::new([]),
+            ingest: Default::default(),
+            plugins: Default::default(),
+            routes: Default::default(),
+            shutdown: tokio::sync::watch::channel(()).1,
+            started: Instant::now(),
+            reload: Default::default(),
+            subscribers: Arc::new(Subscribers::new(10, LIMIT)),
+            response_times: super::super::metrics::response_times(),
+        };
+        (state, writer)
+    }
+
+    /// Store `count` generated node events and publish them all at once, as the pipeline does a
+    /// batch: without the subscribers' tasks running in between. Returns the last sequence.
+    fn burst(state: &AppState, writer: &mut Writer, count: usize) -> u64 {
+        let chain = Chain::casper2(Mix::Realistic);
+        let node: Arc<str> = Arc::from("node");
+        let batch: Vec<Delivery> = (0..)
+            .filter_map(|id| {
+                let mut json = String::new();
+                chain.render(id, &mut json);
+                match Frame::parse(json) {
+                    Ok(Frame::Event(event)) => {
+                        Some(Delivery::now(node.clone(), node.clone(), Some(id), Payload::Event(event)))
+                    }
+                    _ => None,
+                }
+            })
+            .take(count)
+            .collect();
+        let stored = writer.append(&batch, &mut NoPlugins).unwrap();
+        let last = stored.last().unwrap().0.seq;
+        stored.into_iter().for_each(|(event, _)| state.bus.publish(event));
+        last
+    }
+
+    /// Every event a subscription delivers up to `last`; panics if it is cut off first.
+    async fn read_up_to(subscription: &mut Subscription, mut next: u64, last: u64) {
+        while next <= last {
+            match subscription.next().await {
+                Some(Next::Event(published)) => assert_eq!(published.event.seq, next),
+                Some(Next::Disconnected(reason)) => panic!("cut off at {next} of {last}: {reason}"),
+                None => panic!("ended at {next} of {last}"),
+            }
+            next += 1;
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_burst_after_a_quiet_spell_does_not_cut_off_a_subscriber_that_was_waiting_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, mut writer) = state(&Location::resolve(&dir.path().join("db").display().to_string()).unwrap());
+        let mut subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
+        // Waiting for the next live event, through a quiet spell longer than the stall limit...
+        let mut waiting = Box::pin(subscription.next());
+        assert!(futures::poll!(&mut waiting).is_pending());
+        tokio::time::sleep(LIMIT * 3 / 2).await;
+        // ... then passed by more than the bus holds before its task runs again.
+        let last = burst(&state, &mut writer, BURST);
+        match waiting.await {
+            Some(Next::Event(published)) => assert_eq!(published.event.seq, 1),
+            Some(Next::Disconnected(reason)) => panic!("a subscriber that was waiting was cut off: {reason}"),
+            None => panic!("the subscription ended"),
+        }
+        read_up_to(&mut subscription, 2, last).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_subscriber_that_stops_asking_while_a_burst_passes_it_is_cut_off_and_told_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, mut writer) = state(&Location::resolve(&dir.path().join("db").display().to_string()).unwrap());
+        let mut subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
+        let last = burst(&state, &mut writer, 10);
+        read_up_to(&mut subscription, 1, last).await;
+        // It does not ask for more for longer than the limit, while more than the bus holds pass.
+        tokio::time::sleep(LIMIT * 3 / 2).await;
+        burst(&state, &mut writer, BURST);
+        match subscription.next().await {
+            Some(Next::Disconnected(reason)) => assert!(reason.contains("too slow"), "{reason}"),
+            Some(Next::Event(published)) => panic!("not cut off: got {}", published.event.seq),
+            None => panic!("ended without saying why"),
+        }
+        assert!(subscription.next().await.is_none(), "nothing after the reason");
+    }
+}

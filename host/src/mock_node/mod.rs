@@ -14,7 +14,7 @@ pub mod f1r3fly;
 mod rpc;
 pub mod token;
 
-use chain::Chain;
+pub(crate) use chain::Chain;
 pub use chain::Mix;
 
 /// A loopback port for a mock or a host under test to listen on. It is below the kernel's
