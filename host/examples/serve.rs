@@ -7,12 +7,13 @@
 //!    events/s for 20 s: each delivery's latency from Sluice reading the event off the node
 //!    (`received_at_ms`) to the client reading it, the host's RSS before and with them, and
 //!    the CPU the host and the subscribers used per delivery;
-//! 3. the same fan-out from a bare relay of the node's stream (`fanout_floor.rs`): the floor
-//!    for any server on this machine.
+//! 3. the same fan-out from a bare relay of the node's stream (`fanout_floor.rs`), with a task
+//!    per subscriber (Sluice's shape) and with one loop per core writing to every socket (the
+//!    least possible): the floors for any server on this machine.
 //!
 //! The load generator runs in this process, on the same 2 cores as the host. `--runs N`
-//! alternates steps 2 and 3 N times and ends with the median p99s and their ratio: the machine
-//! is noisy, and the ratio within a run less so.
+//! alternates steps 2 and 3 N times and ends with the median p99s and the ratio to the floor:
+//! the machine is noisy, and the ratio within a run less so.
 //! Run with `cargo xtask bench-serve [--events N] [--subscribers N] [--rate R] [--runs N] [--fan-out-only]`.
 
 mod bench;
@@ -50,17 +51,20 @@ fn main() {
     let mut p99s = Vec::new();
     for _ in 0..runs {
         let sluice_p99 = report("Sluice", bench.sluice(), subscribers);
-        let floor_p99 = report("bare relay (the floor)", bench.floor(), subscribers);
-        p99s.push((sluice_p99, floor_p99));
+        let tasks_p99 = report("bare relay, a task per subscriber", bench.floor("tasks"), subscribers);
+        let direct_p99 = report("bare relay, direct writes", bench.floor("direct"), subscribers);
+        p99s.push((sluice_p99, tasks_p99, direct_p99));
     }
     if runs > 1 {
-        let column = |pick: fn(&(f64, f64)) -> f64| p99s.iter().map(pick).collect::<Vec<_>>();
-        let (sluice_p99, floor_p99, ratio) = (column(|p| p.0), column(|p| p.1), column(|p| p.0 / p.1));
+        let column = |pick: fn(&(f64, f64, f64)) -> f64| p99s.iter().map(pick).collect::<Vec<_>>();
+        let ratio = column(|p| p.0 / p.1);
         println!(
-            "\nMedian p99 over {runs} alternating runs: Sluice {:.0} ms, the floor {:.0} ms; \
-             Sluice / floor in the same run: median {:.2} (each: {})",
-            median(&sluice_p99),
-            median(&floor_p99),
+            "\nMedian p99 over {runs} alternating runs: Sluice {:.0} ms, the relay with a task per subscriber \
+             {:.0} ms, with direct writes {:.0} ms; Sluice / the relay with tasks in the same run: median {:.2} \
+             (each: {})",
+            median(&column(|p| p.0)),
+            median(&column(|p| p.1)),
+            median(&column(|p| p.2)),
             median(&ratio),
             ratio.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", "),
         );
@@ -105,8 +109,9 @@ impl FanOutBench<'_> {
         (self.runtime.block_on(fan_out::run(host.http, &host.process, subscribers, MEASURED, received)), rss_before)
     }
 
-    /// The same subscribers on a bare relay of a fresh node's stream: the floor on this machine.
-    fn floor(&self) -> (fan_out::FanOut, f64) {
+    /// The same subscribers on a bare relay of a fresh node's stream, written to the `way`
+    /// `fanout_floor.rs` names: a floor on this machine.
+    fn floor(&self, way: &str) -> (fan_out::FanOut, f64) {
         let (node, _its_node) = self.mock_node();
         let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
         let times = dir.path().join("received");
@@ -114,6 +119,7 @@ impl FanOutBench<'_> {
             format!("http://127.0.0.1:{node}/events"),
             format!("127.0.0.1:{port}"),
             times.display().to_string(),
+            way.to_owned(),
         ]));
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             std::thread::sleep(Duration::from_millis(10));
