@@ -1,16 +1,17 @@
 //! The public API's limits, from `[http]`: requests answered at once, requests per second from
-//! one address (one /64 for IPv6), time to respond, body size, which browser origins may call it (CORS), and how
-//! long a connection may accept no bytes. Refusals are JSON `{code, message}` like every other
-//! error.
+//! one address (one /64 for IPv6; behind a trusted proxy, the address it forwarded for), time to
+//! respond, body size, which browser origins may call it (CORS), and how long a connection may
+//! accept no bytes. Refusals are JSON `{code, message}` like every other error.
 
 use super::error::ApiError;
 use crate::config::HttpConfig;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ struct Limits {
     in_flight: Semaphore,
     max_in_flight: usize,
     per_second: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<IpNet>,
     /// Requests checked against `per_second`.
     checked: AtomicU64,
     timeout: Duration,
@@ -39,6 +42,7 @@ pub fn apply(router: Router, config: &HttpConfig) -> Router {
         in_flight: Semaphore::new(config.max_concurrent_requests),
         max_in_flight: config.max_concurrent_requests,
         per_second: NonZeroU32::new(config.requests_per_second).map(|rate| RateLimiter::keyed(Quota::per_second(rate))),
+        trusted_proxies: config.trusted_proxies.iter().map(|proxy| proxy.0).collect(),
         checked: AtomicU64::new(0),
         timeout: Duration::from_millis(config.request_timeout_ms),
     });
@@ -56,7 +60,10 @@ pub fn apply(router: Router, config: &HttpConfig) -> Router {
 async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Response, ApiError> {
     if let Some(limiter) = &limits.per_second {
         // Served through `into_make_service_with_connect_info`, every request has its address.
-        let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| rate_key(info.0.ip()));
+        let client = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| rate_key(client_address(info.0.ip(), request.headers(), &limits.trusted_proxies)));
         // Forget addresses whose allowance is whole again, now and then.
         if limits.checked.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == 0 {
             limiter.retain_recent();
@@ -81,6 +88,33 @@ async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Resp
             format!("no response within {} ms", limits.timeout.as_millis()),
         )),
     }
+}
+
+/// The client a request from `peer` is from: `peer` itself, or, when `peer` is a trusted
+/// proxy, the last address in `X-Forwarded-For` (read from the right, as each proxy appends the
+/// one it heard from) that is not a trusted proxy. Reading stops at an entry that is not an
+/// address: what lies left of it is not vouched for.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|proxy| proxy.contains(ip));
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for entry in forwarded.into_iter().rev() {
+        if !trusted(&client) {
+            break;
+        }
+        // `203.0.113.7`, or with a port: `203.0.113.7:4711`, `[2001:db8::7]:4711`.
+        match entry.parse::<IpAddr>().or_else(|_| entry.parse::<SocketAddr>().map(|address| address.ip())) {
+            Ok(ip) => client = ip,
+            Err(_) => break,
+        }
+    }
+    client
 }
 
 /// Whose allowance a request from `ip` spends: the address itself for IPv4 (also when mapped
@@ -141,6 +175,57 @@ mod tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
         assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_last_untrusted_forwarded_address() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "192.0.2.1/32".parse().unwrap()];
+        let client = |peer: &str, forwarded: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for value in forwarded {
+                headers.append("x-forwarded-for", value.parse().unwrap());
+            }
+            client_address(peer.parse().unwrap(), &headers, &trusted).to_string()
+        };
+        assert_eq!(client("198.51.100.9", &["203.0.113.7"]), "198.51.100.9", "not from a trusted proxy");
+        assert_eq!(client("10.1.2.3", &["203.0.113.7"]), "203.0.113.7");
+        assert_eq!(client("10.1.2.3", &["198.51.100.66, 203.0.113.7, 10.9.9.9"]), "203.0.113.7", "the left is forged");
+        assert_eq!(client("10.1.2.3", &["203.0.113.7", "192.0.2.1"]), "203.0.113.7", "over several headers");
+        assert_eq!(client("10.1.2.3", &["10.0.0.5, 192.0.2.1"]), "10.0.0.5", "proxies all the way: the first");
+        assert_eq!(client("10.1.2.3", &["203.0.113.7, unknown, 10.0.0.5"]), "10.0.0.5", "stops at a non-address");
+        assert_eq!(client("10.1.2.3", &["[2001:db8::7]:4711"]), "2001:db8::7");
+        assert_eq!(client("10.1.2.3", &[]), "10.1.2.3");
+    }
+
+    /// Serve `routes` within `config`'s limits on 127.0.0.1, with each request's address.
+    async fn serve(routes: Router, config: &HttpConfig) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let service = apply(routes, config).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(axum::serve(listener, service).into_future());
+        address
+    }
+
+    #[tokio::test]
+    async fn the_rate_limit_counts_a_trusted_proxy_s_clients_apart_and_believes_no_one_else() {
+        crate::install_tls_provider();
+        let status_for = |address: SocketAddr, forwarded_for: &'static str| async move {
+            let request =
+                reqwest::Client::new().get(format!("http://{address}/")).header("x-forwarded-for", forwarded_for);
+            request.send().await.unwrap().status().as_u16()
+        };
+        let routes = || Router::new().route("/", get(|| async { "ok" }));
+        let limited = |trusted_proxies| HttpConfig { requests_per_second: 1, trusted_proxies, ..HttpConfig::default() };
+
+        let proxy = crate::config::TrustedProxy("127.0.0.1/32".parse().unwrap());
+        let address = serve(routes(), &limited(vec![proxy])).await;
+        assert_eq!(status_for(address, "203.0.113.7").await, 200);
+        assert_eq!(status_for(address, "203.0.113.8").await, 200, "another client behind the same proxy");
+        assert_eq!(status_for(address, "203.0.113.7").await, 429, "the first client again");
+
+        let address = serve(routes(), &limited(Vec::new())).await;
+        assert_eq!(status_for(address, "203.0.113.7").await, 200);
+        assert_eq!(status_for(address, "203.0.113.8").await, 429, "an untrusted peer's header is not believed");
     }
 
     #[tokio::test]

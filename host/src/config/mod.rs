@@ -80,9 +80,15 @@ pub struct HttpConfig {
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
     /// Requests per second from one client address (IPv6: one /64; a burst of as many) beyond
-    /// which its new ones are refused (429); 0: no limit. Behind a proxy, every client has the proxy's address.
+    /// which its new ones are refused (429); 0: no limit. Behind a proxy, list it in
+    /// `trusted_proxies`, or every client has the proxy's address.
     #[serde(default)]
     pub requests_per_second: u32,
+    /// Proxies whose `X-Forwarded-For` is believed: a request from one of them counts as from
+    /// the address it forwarded for (the last one, from the right, that is not a trusted proxy).
+    /// None by default.
+    #[serde(default)]
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Longest time to produce a response (a stream's first bytes), in milliseconds (504 after).
     #[serde(default = "defaults::request_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -103,10 +109,27 @@ impl Default for HttpConfig {
             write_timeout_ms: defaults::write_timeout_ms(),
             max_concurrent_requests: defaults::max_concurrent_requests(),
             requests_per_second: 0,
+            trusted_proxies: Vec::new(),
             request_timeout_ms: defaults::request_timeout_ms(),
             max_body_kib: defaults::max_body_kib(),
             cors_origins: Vec::new(),
         }
+    }
+}
+
+/// An entry of `http.trusted_proxies`: an address (`10.0.0.7`) or a network (`10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TrustedProxy(pub ipnet::IpNet);
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<TrustedProxy, String> {
+        let network = text.parse().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        network
+            .map(TrustedProxy)
+            .map_err(|_| format!("{text:?} is neither an IP address nor a network like 10.0.0.0/8"))
     }
 }
 
@@ -388,6 +411,16 @@ mod tests {
 
         let err = Config::parse("[[plugins]]\nname = \"f\"\npath = \"/no/such.wasm\"\n").unwrap_err();
         assert!(err.starts_with("line 3: `plugins[0].path`: no file at /no/such.wasm"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let config = Config::parse("[http]\ntrusted_proxies = [\"10.0.0.7\", \"fd00::/8\"]\n").unwrap();
+        let proxies: Vec<String> = config.http.trusted_proxies.iter().map(|p| p.0.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.7/32", "fd00::/8"]);
+        let err = Config::parse("[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]\n").unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(err.contains("\"proxy.local\" is neither an IP address nor a network"), "{err}");
     }
 
     #[test]
