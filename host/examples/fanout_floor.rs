@@ -18,8 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-/// Loops writing frames in the `direct` way: one per core of this machine.
-const WRITERS: usize = 2;
 
 fn main() {
     sluice::install_tls_provider();
@@ -85,10 +83,11 @@ async fn a_task_per_client(listener: TcpListener, frames: broadcast::Sender<Arc<
     }
 }
 
-/// The `direct` way: clients are dealt out to `WRITERS` loops, each writing every frame to
+/// The `direct` way: clients are dealt out to one loop per core, each writing every frame to
 /// its clients' sockets in turn.
 async fn direct_writers(listener: TcpListener, frames: broadcast::Sender<Arc<[u8]>>) {
-    let writers: Vec<Arc<Mutex<Vec<TcpStream>>>> = (0..WRITERS).map(|_| Arc::default()).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let writers: Vec<Arc<Mutex<Vec<TcpStream>>>> = (0..cores).map(|_| Arc::default()).collect();
     for clients in &writers {
         let (clients, mut frames) = (clients.clone(), frames.subscribe());
         tokio::spawn(async move {

@@ -12,8 +12,9 @@
 //!    least possible): the floors for any server on this machine.
 //!
 //! The load generator runs in this process, on the same 2 cores as the host. `--runs N`
-//! alternates steps 2 and 3 N times and ends with the median p99s and the ratio to the floor:
-//! the machine is noisy, and the ratio within a run less so.
+//! alternates steps 2 and 3 N times and ends with the median p99s and the median ratio of
+//! Sluice's p99 to the relay with tasks in the same round: the machine is noisy, and the ratio
+//! within a round less so.
 //! Run with `cargo xtask bench-serve [--events N] [--subscribers N] [--rate R] [--runs N] [--fan-out-only]`.
 
 mod bench;

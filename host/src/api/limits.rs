@@ -92,29 +92,36 @@ async fn admit(limits: Arc<Limits>, request: Request, next: Next) -> Result<Resp
 
 /// The client a request from `peer` is from: `peer` itself, or, when `peer` is a trusted
 /// proxy, the last address in `X-Forwarded-For` (read from the right, as each proxy appends the
-/// one it heard from) that is not a trusted proxy. Reading stops at an entry that is not an
-/// address: what lies left of it is not vouched for.
+/// one it heard from) that is not a trusted proxy; the first one if all are. Reading stops at an
+/// entry that is not an address: what lies left of it is not vouched for.
 fn client_address(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
     let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|proxy| proxy.contains(ip));
-    let forwarded: Vec<&str> = headers
+    let entries = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .collect();
-    let mut client = peer;
-    for entry in forwarded.into_iter().rev() {
+        .rev()
+        .flat_map(|value| value.as_bytes().rsplit(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|entry| !entry.is_empty());
+    // An IPv4 proxy or client may show as an IPv4-mapped IPv6 address on a dual-stack listener.
+    let mut client = peer.to_canonical();
+    for entry in entries {
         if !trusted(&client) {
             break;
         }
-        // `203.0.113.7`, or with a port: `203.0.113.7:4711`, `[2001:db8::7]:4711`.
-        match entry.parse::<IpAddr>().or_else(|_| entry.parse::<SocketAddr>().map(|address| address.ip())) {
-            Ok(ip) => client = ip,
-            Err(_) => break,
+        match std::str::from_utf8(entry).ok().and_then(forwarded_address) {
+            Some(ip) => client = ip.to_canonical(),
+            None => break,
         }
     }
     client
+}
+
+/// An `X-Forwarded-For` entry's address: `203.0.113.7`, `[2001:db8::7]`, or either with a port
+/// (`203.0.113.7:4711`, `[2001:db8::7]:4711`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let bracketed = || entry.strip_prefix('[')?.strip_suffix(']')?.parse().ok();
+    entry.parse().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|address| address.ip())).or_else(bracketed)
 }
 
 /// Whose allowance a request from `ip` spends: the address itself for IPv4 (also when mapped
@@ -194,7 +201,13 @@ mod tests {
         assert_eq!(client("10.1.2.3", &["10.0.0.5, 192.0.2.1"]), "10.0.0.5", "proxies all the way: the first");
         assert_eq!(client("10.1.2.3", &["203.0.113.7, unknown, 10.0.0.5"]), "10.0.0.5", "stops at a non-address");
         assert_eq!(client("10.1.2.3", &["[2001:db8::7]:4711"]), "2001:db8::7");
+        assert_eq!(client("10.1.2.3", &["[2001:db8::7]"]), "2001:db8::7");
+        assert_eq!(client("10.1.2.3", &["203.0.113.7:4711,, "]), "203.0.113.7", "empty entries are skipped");
+        assert_eq!(client("::ffff:10.1.2.3", &["::ffff:203.0.113.7"]), "203.0.113.7", "IPv4-mapped addresses");
         assert_eq!(client("10.1.2.3", &[]), "10.1.2.3");
+        let mut not_text = HeaderMap::new();
+        not_text.append("x-forwarded-for", HeaderValue::from_bytes(b"203.0.113.7, \xff").unwrap());
+        assert_eq!(client_address("10.1.2.3".parse().unwrap(), &not_text, &trusted).to_string(), "10.1.2.3");
     }
 
     /// Serve `routes` within `config`'s limits on 127.0.0.1, with each request's address.
@@ -209,10 +222,10 @@ mod tests {
     #[tokio::test]
     async fn the_rate_limit_counts_a_trusted_proxy_s_clients_apart_and_believes_no_one_else() {
         crate::install_tls_provider();
-        let status_for = |address: SocketAddr, forwarded_for: &'static str| async move {
-            let request =
-                reqwest::Client::new().get(format!("http://{address}/")).header("x-forwarded-for", forwarded_for);
-            request.send().await.unwrap().status().as_u16()
+        let http = reqwest::Client::new();
+        let status_for = |address: SocketAddr, forwarded_for: &'static str| {
+            let request = http.get(format!("http://{address}/")).header("x-forwarded-for", forwarded_for);
+            async move { request.send().await.unwrap().status().as_u16() }
         };
         let routes = || Router::new().route("/", get(|| async { "ok" }));
         let limited = |trusted_proxies| HttpConfig { requests_per_second: 1, trusted_proxies, ..HttpConfig::default() };
@@ -235,9 +248,7 @@ mod tests {
         let routes = Router::new()
             .route("/slow", get(|| tokio::time::sleep(Duration::from_secs(30))))
             .route("/fast", get(|| async { "fast" }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(axum::serve(listener, apply(routes, &config)).into_future());
+        let address = serve(routes, &config).await;
 
         let started = std::time::Instant::now();
         let slow = reqwest::get(format!("http://{address}/slow")).await.unwrap();

@@ -76,9 +76,12 @@ pub struct Subscription {
     /// A store read under way: kept when `next` is cancelled (inside a `select!`), so that the
     /// next call resumes it instead of starting another.
     pending_read: Option<StoreRead>,
-    /// When `next` was last called or returned: a client that takes longer than the stall limit
-    /// to ask for the next event after one was not reading.
+    /// When `next` last returned: a client that takes longer than the stall limit to ask for
+    /// the next event after one was not reading.
     last_seen: Instant,
+    /// A call to `next` is under way, or was cancelled (inside a `select!`): the client is
+    /// waiting for an event, not stalled.
+    asking: bool,
     cut_off: bool,
     _slot: Slot,
 }
@@ -130,6 +133,7 @@ pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscr
         reading,
         pending_read: None,
         last_seen: Instant::now(),
+        asking: false,
         cut_off: false,
         _slot: slot,
     })
@@ -139,10 +143,10 @@ impl Subscription {
     /// The next event; if the subscriber fell behind the bus and did not catch up within the
     /// stall limit, why it is cut off; then `None` (also at shutdown or when the store fails).
     pub async fn next(&mut self) -> Option<Next> {
-        let previous = std::mem::replace(&mut self.last_seen, Instant::now());
-        let stopped_reading = (previous.elapsed() > self.state.subscribers.stall_limit).then_some(previous);
-        let next = self.next_item(stopped_reading).await;
-        self.last_seen = Instant::now();
+        let was_asking = std::mem::replace(&mut self.asking, true);
+        let stalled = !was_asking && self.last_seen.elapsed() > self.state.subscribers.stall_limit;
+        let next = self.next_item(stalled.then_some(self.last_seen)).await;
+        (self.asking, self.last_seen) = (false, Instant::now());
         next
     }
 
@@ -264,12 +268,13 @@ mod tests {
         (state, writer)
     }
 
-    /// Store `count` generated node events and publish them all at once, as the pipeline does a
-    /// batch: without the subscribers' tasks running in between. Returns the last sequence.
-    fn burst(state: &AppState, writer: &mut Writer, count: usize) -> u64 {
+    /// Store `count` generated node events from the node's event `first_id` on, and publish
+    /// them all at once, as the pipeline does a batch: without the subscribers' tasks running in
+    /// between. Returns the last sequence.
+    fn burst(state: &AppState, writer: &mut Writer, first_id: u32, count: usize) -> u64 {
         let chain = Chain::casper2(Mix::Realistic);
         let node: Arc<str> = Arc::from("node");
-        let batch: Vec<Delivery> = (0..)
+        let batch: Vec<Delivery> = (first_id..)
             .filter_map(|id| {
                 let mut json = String::new();
                 chain.render(id, &mut json);
@@ -310,7 +315,7 @@ mod tests {
         assert!(futures::poll!(&mut waiting).is_pending());
         tokio::time::sleep(LIMIT * 3 / 2).await;
         // ... then passed by more than the bus holds before its task runs again.
-        let last = burst(&state, &mut writer, BURST);
+        let last = burst(&state, &mut writer, 0, BURST);
         match waiting.await {
             Some(Next::Event(published)) => assert_eq!(published.event.seq, 1),
             Some(Next::Disconnected(reason)) => panic!("a subscriber that was waiting was cut off: {reason}"),
@@ -320,15 +325,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn a_wait_given_up_inside_a_select_counts_as_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (state, mut writer) = state(&Location::resolve(&dir.path().join("db").display().to_string()).unwrap());
+        let mut subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
+        // As a WebSocket session does when its ping tick comes first: the wait is dropped.
+        let waited = tokio::time::timeout(LIMIT * 3 / 2, subscription.next()).await;
+        assert!(waited.is_err(), "nothing was published");
+        let last = burst(&state, &mut writer, 0, BURST);
+        read_up_to(&mut subscription, 1, last).await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_subscriber_that_stops_asking_while_a_burst_passes_it_is_cut_off_and_told_why() {
         let dir = tempfile::tempdir().unwrap();
         let (state, mut writer) = state(&Location::resolve(&dir.path().join("db").display().to_string()).unwrap());
         let mut subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
-        let last = burst(&state, &mut writer, 10);
+        let last = burst(&state, &mut writer, 0, 10);
         read_up_to(&mut subscription, 1, last).await;
         // It does not ask for more for longer than the limit, while more than the bus holds pass.
         tokio::time::sleep(LIMIT * 3 / 2).await;
-        burst(&state, &mut writer, BURST);
+        burst(&state, &mut writer, 1000, BURST);
         match subscription.next().await {
             Some(Next::Disconnected(reason)) => assert!(reason.contains("too slow"), "{reason}"),
             Some(Next::Event(published)) => panic!("not cut off: got {}", published.event.seq),
