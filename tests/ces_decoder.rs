@@ -204,6 +204,19 @@ fn through_the_host_the_voting_events_are_served_filtered_paged_and_streamed() {
 }
 
 #[test]
+fn through_the_host_events_in_stored_blocks_are_served_with_their_block_height() {
+    // The mock chain's CEP-18 token, as in the demo: its blocks are stored with its events.
+    let toml = sluice::mock_node::token::decoder_plugin_toml("ces", &plugin("ces_decoder"));
+    let rig = Rig::start(&["--mix", "cep18", "--rate", "10000", "--count", "3000"], &toml);
+    let page = contract_events(&rig, "name=Transfer&limit=5", 5);
+    for event in page["data"].as_array().unwrap() {
+        let height = event["block_height"].as_u64().unwrap_or_else(|| panic!("no block height: {event}"));
+        let block = get_json(&format!("{}/block/{height}", rig.http)).unwrap();
+        assert_eq!(block["data"]["BlockAdded"]["block_hash"], event["block_hash"], "{event}");
+    }
+}
+
+#[test]
 fn through_the_host_a_schema_is_learned_from_the_nodes_json_rpc() {
     let package = "7b8fcb09ec1c8fbd7a4b6c4e0e4c5b7f7a1b6c2d3e4f5a6b7c8d9e0f1a2b3c4d";
     let schema_uref = "uref-9f2c54eeb2e0ad4c91e96a0e4b1d4bd47d3e87b7bc0c3a1e3b2c0d9f8e7a6b5c-007";

@@ -116,8 +116,9 @@ pub fn list(conn: &Connection, query: &Query) -> rusqlite::Result<Vec<(StoredEve
         conditions.push(format!("c.seq < ?{}", values.len()));
     }
     values.push((query.limit as i64).into());
+    let (event_columns, height_column) = super::reader::event_columns_of("e");
     let sql = format!(
-        "SELECT e.seq, e.kind, e.node, e.received_at_ms, e.raw, e.annotations, e.hidden_by,
+        "SELECT {event_columns},
                 (SELECT b.block_height FROM events b WHERE b.kind = 'BlockAdded' AND b.block_hash = e.block_hash)
          FROM contract_events c JOIN events e ON e.seq = c.seq
          WHERE {} ORDER BY c.seq DESC LIMIT ?{}",
@@ -127,7 +128,7 @@ pub fn list(conn: &Connection, query: &Query) -> rusqlite::Result<Vec<(StoredEve
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), |row| {
         let event = super::reader::stored_event(row)?;
-        Ok((event, row.get::<_, Option<i64>>(7)?.map(|h| h as u64)))
+        Ok((event, row.get::<_, Option<i64>>(height_column)?.map(|h| h as u64)))
     })?;
     rows.collect()
 }

@@ -70,7 +70,14 @@ pub fn open_read_only(location: &Location) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Map a row selected with [`EVENT_COLUMNS`].
+/// [`EVENT_COLUMNS`] of the `events` table aliased `alias` (for joins), and how many there
+/// are: a query's own columns come after them.
+pub(super) fn event_columns_of(alias: &str) -> (String, usize) {
+    let columns: Vec<String> = EVENT_COLUMNS.split(", ").map(|column| format!("{alias}.{column}")).collect();
+    (columns.join(", "), columns.len())
+}
+
+/// Map a row selected with [`EVENT_COLUMNS`] (or [`event_columns_of`]).
 pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         seq: row.get::<_, i64>(0)? as u64,
