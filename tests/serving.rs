@@ -259,6 +259,13 @@ fn the_openapi_document_lists_every_route_and_the_plugins_mounts_and_swagger_ui_
     let blocks_params = document["paths"]["/blocks"]["get"]["parameters"].as_array().unwrap();
     let names: Vec<&str> = blocks_params.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["page", "limit", "from_height", "to_height"]);
+    // The document states the limits the server checks, so clients and generators know them.
+    let limit = &blocks_params[1]["schema"];
+    assert_eq!((limit["minimum"].as_u64(), limit["maximum"].as_u64()), (Some(1), Some(100)), "{limit}");
+    let hash = &document["paths"]["/deploy/{hash}"]["get"]["parameters"][0]["schema"]["pattern"];
+    assert_eq!(hash, "^(.*-)?[0-9a-fA-F]{64}$");
+    let plugin_path = &document["paths"]["/plugins/transfers/{path}"]["get"]["parameters"][0];
+    assert_eq!(plugin_path["schema"]["type"], "string", "{plugin_path}");
     assert!(document["components"]["schemas"]["ErrorBody"].is_object());
 
     let (status, index) = support::get(&format!("{}/swagger-ui/", rig.http)).unwrap();

@@ -6,7 +6,7 @@ mod support;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Rig, runtime};
+use support::{Rig, get, runtime};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -72,6 +72,10 @@ fn websocket_subscriptions_replay_the_store_then_follow_live_with_filters() {
         send(&mut socket, json!({"action": "unsubscribe"})).await;
         assert_eq!(receive(&mut socket).await["event"], "unsubscribed");
     });
+    // A plain request is answered in JSON like any other mistake.
+    let (status, body) = get(&format!("{}/ws/events", rig.http)).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["code"], "not_a_websocket", "{body}");
 }
 
 #[test]

@@ -18,7 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-
 fn main() {
     sluice::install_tls_provider();
     let args: Vec<String> = std::env::args().collect();

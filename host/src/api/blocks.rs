@@ -20,7 +20,7 @@ pub async fn latest(State(state): State<AppState>) -> Result<Response, ApiError>
 
 /// A block by hash (64 hex digits) or height (decimal).
 #[utoipa::path(get, path = "/block/{id}", tag = "blocks",
-    params(("id" = String, Path, description = "Block hash (64 hex digits) or height")),
+    params(("id" = String, Path, description = "Block hash (64 hex digits) or height", pattern = "^([0-9a-fA-F]{64}|[0-9]+)$")),
     responses((status = 200, description = "The block (`BlockAdded` event view)"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_id(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     find(&state, parse_block_id(&id)?).await
@@ -45,8 +45,10 @@ fn parse_block_id(id: &str) -> Result<BlockId, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct BlocksQuery {
     /// From 1.
+    #[param(minimum = 1)]
     page: Option<u64>,
     /// Blocks per page, 1 to 100.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
     /// Lowest height wanted.
     from_height: Option<u64>,
@@ -84,7 +86,7 @@ pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<Block
 /// `GET /block/{hash|height}/transactions`: the transactions the block lists, in its order,
 /// each with its stored events (`TransactionView`).
 #[utoipa::path(get, path = "/block/{id}/transactions", tag = "blocks",
-    params(("id" = String, Path, description = "Block hash or height")),
+    params(("id" = String, Path, description = "Block hash or height", pattern = "^([0-9a-fA-F]{64}|[0-9]+)$")),
     responses((status = 200, description = "The transactions the block lists, each with its accepted/processed/expired events"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn transactions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_block_id(&id)?;

@@ -21,16 +21,21 @@ const MAX_LIMIT: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct ContractEventsQuery {
     /// Contract hash.
+    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     contract: Option<String>,
     /// Contract package hash.
+    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     package: Option<String>,
     /// Event name.
     name: Option<String>,
     /// Transaction or deploy hash.
+    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     transaction: Option<String>,
     /// Events per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]+$")]
     cursor: Option<String>,
 }
 

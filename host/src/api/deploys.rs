@@ -76,7 +76,7 @@ fn execution_result(result: &Value) -> (Option<String>, Option<String>) {
 
 /// One deploy or transaction (404 when nothing is stored about it).
 #[utoipa::path(get, path = "/deploy/{hash}", tag = "transactions",
-    params(("hash" = String, Path, description = "Deploy or transaction hash")),
+    params(("hash" = String, Path, description = "Deploy or transaction hash", pattern = "^(.*-)?[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "The Casper Event Store's deploy: `{deployHash, account, state, cost, errorMessage, blockHash, timestamp}`"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) -> Result<Json<Value>, ApiError> {
     let events = super::transactions::events(&state, &hash).await?;
@@ -90,14 +90,16 @@ pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) ->
 #[serde(deny_unknown_fields)]
 pub struct AccountDeploysQuery {
     /// From 1 (default 1).
+    #[param(minimum = 1)]
     page: Option<u64>,
     /// Deploys per page, 1 to 100 (default 10).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
 }
 
 /// The deploys and transactions an account sent, newest first, in the Event Store's page shape.
 #[utoipa::path(get, path = "/accountDeploys/{account}", tag = "transactions",
-    params(("account" = String, Path, description = "Public key or account hash"), AccountDeploysQuery),
+    params(("account" = String, Path, description = "Public key or account hash", pattern = "^((account-hash-)?[0-9a-fA-F]{64}|01[0-9a-fA-F]{64}|02[0-9a-fA-F]{66})$"), AccountDeploysQuery),
     responses((status = 200, description = "A page of the account's deploys, newest first (Event Store page shape)"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn of_account(
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use std::sync::{Arc, LazyLock};
 use utoipa::OpenApi;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
-use utoipa::openapi::{Required, ResponseBuilder};
+use utoipa::openapi::{ObjectBuilder, Required, ResponseBuilder, Type};
 
 /// Where the document is served.
 const DOCUMENT: &str = "/api-doc.json";
@@ -56,12 +56,14 @@ pub async fn document(State(state): State<AppState>) -> Json<utoipa::openapi::Op
             .name("path")
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
             .description(Some("The plugin's own route; the query string and body are handed on"));
         let operation = OperationBuilder::new()
             .tag("plugins")
             .summary(Some(format!("Routes of plugin `{name}`")))
             .parameter(path)
             .response("200", ResponseBuilder::new().description("As the plugin answers"))
+            .response("404", ResponseBuilder::new().description("The plugin has no such route"))
             .response("503", ResponseBuilder::new().description("Its indexer is catching up"))
             .build();
         let mut item = PathItem::new(HttpMethod::Get, operation.clone());

@@ -22,7 +22,7 @@ use futures::StreamExt;
 #[utoipa::path(get, path = "/events", tag = "streams",
     params(StreamParams,
         ("from_seq" = Option<u64>, Query, description = "A JSON page of the log from this sequence (instead of the stream)"),
-        ("limit" = Option<u64>, Query, description = "Events per JSON page, 1 to 1000 (default 100)")),
+        ("limit" = Option<u64>, Query, description = "Events per JSON page, 1 to 1000 (default 100)", minimum = 1, maximum = 1000)),
     responses(
         (status = 200, description = "`text/event-stream`: `id: <sequence>` and `data: <node JSON>` frames, after `{\"ApiVersion\"}`; or, when asked for JSON or given `from_seq`/`limit`, a page `{data, next_from_seq}`"),
         (status = 400, description = "A malformed parameter", body = ErrorBody),
@@ -39,7 +39,7 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
 /// `GET /events/main|deploys|sigs`: the 1.x streams (`legacy.rs`); `GET /events/sidecar`:
 /// Sluice's own lifecycle (`sidecar.rs`).
 #[utoipa::path(get, path = "/events/{channel}", tag = "streams",
-    params(("channel" = String, Path, description = "`main`, `deploys`, `sigs` (1.x shapes) or `sidecar`"), StreamParams),
+    params(("channel" = String, Path, description = "`main`, `deploys`, `sigs` (1.x shapes) or `sidecar`", pattern = "^(main|deploys|sigs|sidecar)$"), StreamParams),
     responses(
         (status = 200, description = "`text/event-stream` of 1.x-shaped events, ids being Sluice's sequence numbers; `sidecar`: `{\"SidecarVersion\"}`, source and plugin changes, `\"Shutdown\"`"),
         (status = 400, description = "A malformed parameter", body = ErrorBody),

@@ -21,15 +21,19 @@ pub struct StreamParams {
     /// Event types, comma-separated: `BlockAdded,ContractEvent`.
     types: Option<String>,
     /// Contract hash: that contract's events, and node events that mention it.
+    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     contract: Option<String>,
     /// Contract package hash, likewise.
+    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     package: Option<String>,
     /// Contract event name (only contract events have one).
     name: Option<String>,
     /// Transaction or deploy hash.
+    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     transaction: Option<String>,
     /// The transactions an account sent (a public key or an account hash): their accepted and
     /// processed events.
+    #[param(pattern = "^((account-hash-)?[0-9a-fA-F]{64}|01[0-9a-fA-F]{64}|02[0-9a-fA-F]{66})$")]
     account: Option<String>,
     /// An attached filter plugin: only what it keeps.
     filter: Option<String>,

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::params::ApiQuery;
+use super::params::{ApiQuery, limit_param};
 use crate::store::reader;
 use axum::Json;
 use axum::extract::State;
@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GapsQuery {
-    /// Most gaps returned, newest first (1–1000, default 100).
-    limit: Option<usize>,
+    /// Most gaps returned, newest first (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u64>,
 }
 
 /// The most recent gaps.
@@ -26,10 +27,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<GapsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be between 1 and 1000"));
-    }
+    let limit = limit_param(query.limit, 100, 1000)? as usize;
     let gaps = state.store.read(move |conn| reader::gaps(conn, limit)).await?;
     Ok(Json(json!({ "gaps": gaps })))
 }

@@ -19,13 +19,16 @@ pub struct LogParams {
     /// First sequence number wanted (default 1).
     from_seq: Option<u64>,
     /// Events per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u64>,
     /// Event types, comma-separated (`type` is the same).
     #[serde(alias = "type")]
     types: Option<String>,
     /// Transactions sent by this account (a public key or an account hash).
+    #[param(pattern = "^((account-hash-)?[0-9a-fA-F]{64}|01[0-9a-fA-F]{64}|02[0-9a-fA-F]{66})$")]
     account: Option<String>,
     /// One transaction's events.
+    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     transaction: Option<String>,
 }
 

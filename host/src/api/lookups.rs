@@ -15,7 +15,7 @@ const MAX_EVENTS: usize = 10_000;
 
 /// A block's finality signatures, as a list.
 #[utoipa::path(get, path = "/signatures/{block_hash}", tag = "lookups",
-    params(("block_hash" = String, Path, description = "Block hash")),
+    params(("block_hash" = String, Path, description = "Block hash", pattern = "^(.*-)?[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "The block's finality signatures"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn signatures(State(state): State<AppState>, Path(block_hash): Path<String>) -> Result<Response, ApiError> {
     list(&state, Lookup::Signatures(hash_param("block hash", &block_hash)?)).await
@@ -23,7 +23,7 @@ pub async fn signatures(State(state): State<AppState>, Path(block_hash): Path<St
 
 /// The faults of an era (a number) or of a validator (a public key), as a list.
 #[utoipa::path(get, path = "/faults/{id}", tag = "lookups",
-    params(("id" = String, Path, description = "Era number or validator public key")),
+    params(("id" = String, Path, description = "Era number or validator public key", pattern = "^([0-9]+|01[0-9a-fA-F]{64}|02[0-9a-fA-F]{66})$")),
     responses((status = 200, description = "Faults of the era or of the validator"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn faults(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let lookup = match id.parse::<u64>() {

@@ -23,7 +23,7 @@ pub struct TransactionView<'a> {
 
 /// The accepted, processed and expired events of one transaction or deploy.
 #[utoipa::path(get, path = "/transaction/{hash}", tag = "transactions",
-    params(("hash" = String, Path, description = "Transaction or deploy hash")),
+    params(("hash" = String, Path, description = "Transaction or deploy hash", pattern = "^(.*-)?[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "`{transaction_hash, accepted, processed, expired}`"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
     let events = events(&state, &hash).await?;
@@ -48,7 +48,7 @@ impl<'a> TransactionView<'a> {
 
 /// The same, with the sidecar's transaction type in the path.
 #[utoipa::path(get, path = "/transaction/{type}/{hash}", tag = "transactions",
-    params(("type" = String, Path, description = "`deploy` or `version1`"), ("hash" = String, Path, description = "Transaction or deploy hash")),
+    params(("type" = String, Path, description = "`deploy` or `version1`", pattern = "^(deploy|version1)$"), ("hash" = String, Path, description = "Transaction or deploy hash", pattern = "^(.*-)?[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "As `/transaction/{hash}` (the casper-sidecar's path)"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_type_and_hash(
     state: State<AppState>,
@@ -60,7 +60,7 @@ pub async fn by_type_and_hash(
 
 /// One of a transaction's events: `accepted`, `processed` or `expired`.
 #[utoipa::path(get, path = "/transaction/{state}/{type}/{hash}", tag = "transactions",
-    params(("state" = String, Path, description = "`accepted`, `processed` or `expired`"), ("type" = String, Path, description = "`deploy` or `version1`"), ("hash" = String, Path, description = "Transaction or deploy hash")),
+    params(("state" = String, Path, description = "`accepted`, `processed` or `expired`", pattern = "^(accepted|processed|expired)$"), ("type" = String, Path, description = "`deploy` or `version1`", pattern = "^(deploy|version1)$"), ("hash" = String, Path, description = "Transaction or deploy hash", pattern = "^(.*-)?[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "That event of the transaction"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn one_state(
     State(state): State<AppState>,

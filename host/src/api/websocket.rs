@@ -12,10 +12,12 @@
 //! stays open. A client too slow to read its events gets the code `too_slow`, then a close. WebSocket pings are answered, and the server pings every 30 s.
 
 use super::AppState;
+use super::error::{ApiError, ErrorBody};
 use super::filter::StreamParams;
 use super::subscription::{Next, Subscription, subscribe};
 use crate::store::StoredEvent;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use serde::Deserialize;
@@ -36,9 +38,15 @@ enum Request {
 
 /// Upgrade to a WebSocket session.
 #[utoipa::path(get, path = "/ws/events", tag = "streams",
-    responses((status = 101, description = "A WebSocket session: subscribe/unsubscribe/ping messages, `{event, schema-version, seq, payload}` envelopes")))]
-pub async fn events(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| session(state, socket))
+    responses(
+        (status = 101, description = "A WebSocket session: subscribe/unsubscribe/ping messages, `{event, schema-version, seq, payload}` envelopes"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody)))]
+pub async fn events(
+    State(state): State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|rejection| ApiError::bad_request("not_a_websocket", rejection.body_text()))?;
+    Ok(upgrade.on_upgrade(move |socket| session(state, socket)))
 }
 
 async fn session(state: AppState, mut socket: WebSocket) {
