@@ -55,8 +55,8 @@ pub fn response(frames: impl Stream<Item = Bytes> + Send + 'static) -> Response 
 }
 
 /// Frames, with a keep-alive comment at each tick that finds none sent since the previous
-/// tick (a busy stream needs none; in the fan-out benchmark they were one write in 75); ends
-/// with the frames.
+/// tick (a busy stream needs none: sent regardless, they were one write in 75 in the fan-out
+/// benchmark); ends with the frames.
 struct KeepAlive {
     frames: Pin<Box<dyn Stream<Item = Bytes> + Send>>,
     keep_alive: Interval,

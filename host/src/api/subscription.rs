@@ -249,11 +249,14 @@ mod tests {
         }
     }
 
-    /// An API over an empty store (a real SQLite file) and its writer.
-    fn state(location: &Location) -> (AppState, Writer) {
-        let writer = Writer::open(location).unwrap();
+    /// An API over an empty store (a real SQLite file, in the directory returned), its writer,
+    /// and a subscription to the events stored from now on.
+    async fn subscribed() -> (tempfile::TempDir, AppState, Writer, Subscription) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::resolve(&dir.path().join("db").display().to_string()).unwrap();
+        let writer = Writer::open(&location).unwrap();
         let state = AppState {
-            store: crate::store::Store::new(location.clone()),
+            store: crate::store::Store::new(location),
             bus: crate::bus::Bus::new(),
             nodes: Arc::new([]),
             ingest: Default::default(),
@@ -265,7 +268,8 @@ mod tests {
             subscribers: Arc::new(Subscribers::new(10, LIMIT)),
             response_times: super::super::metrics::response_times(),
         };
-        (state, writer)
+        let subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
+        (dir, state, writer, subscription)
     }
 
     /// Store `count` generated node events from the node's event `first_id` on, and publish
@@ -307,9 +311,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_burst_after_a_quiet_spell_does_not_cut_off_a_subscriber_that_was_waiting_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, mut writer) = state(&Location::resolve(&dir.path().join("db").display().to_string()).unwrap());
-        let mut subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
+        let (_dir, state, mut writer, mut subscription) = subscribed().await;
         // Waiting for the next live event, through a quiet spell longer than the stall limit...
         let mut waiting = Box::pin(subscription.next());
         assert!(futures::poll!(&mut waiting).is_pending());
@@ -326,9 +328,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_wait_given_up_inside_a_select_counts_as_waiting() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, mut writer) = state(&Location::resolve(&dir.path().join("db").display().to_string()).unwrap());
-        let mut subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
+        let (_dir, state, mut writer, mut subscription) = subscribed().await;
         // As a WebSocket session does when its ping tick comes first: the wait is dropped.
         let waited = tokio::time::timeout(LIMIT * 3 / 2, subscription.next()).await;
         assert!(waited.is_err(), "nothing was published");
@@ -338,9 +338,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_subscriber_that_stops_asking_while_a_burst_passes_it_is_cut_off_and_told_why() {
-        let dir = tempfile::tempdir().unwrap();
-        let (state, mut writer) = state(&Location::resolve(&dir.path().join("db").display().to_string()).unwrap());
-        let mut subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
+        let (_dir, state, mut writer, mut subscription) = subscribed().await;
         let last = burst(&state, &mut writer, 0, 10);
         read_up_to(&mut subscription, 1, last).await;
         // It does not ask for more for longer than the limit, while more than the bus holds pass.
