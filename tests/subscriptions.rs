@@ -33,7 +33,7 @@ fn websocket_subscriptions_replay_the_store_then_follow_live_with_filters() {
     rig.wait_for_stored(47);
     let url = format!("{}/ws/events", rig.http.replace("http://", "ws://"));
     runtime().block_on(async {
-        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         assert_eq!(receive(&mut socket).await, json!({"event": "started", "schema-version": 1}));
 
         // Stored blocks from the first sequence on, in order, in their envelope.
@@ -71,6 +71,18 @@ fn websocket_subscriptions_replay_the_store_then_follow_live_with_filters() {
         assert_eq!(processed["event"], "TransactionProcessed", "{processed}");
         send(&mut socket, json!({"action": "unsubscribe"})).await;
         assert_eq!(receive(&mut socket).await["event"], "unsubscribed");
+
+        // A message far larger than any request closes the session instead of being buffered.
+        let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        assert_eq!(receive(&mut socket).await["event"], "started");
+        _ = socket.send(Message::Text("x".repeat(1 << 20).into())).await;
+        let after = loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.unwrap() {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => break other,
+            }
+        };
+        assert!(matches!(after, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{after:?}");
     });
     // A plain request is answered in JSON like any other mistake.
     let (status, body) = get(&format!("{}/ws/events", rig.http)).unwrap();

@@ -9,7 +9,7 @@
 //! - `{"action":"unsubscribe"}`, `{"action":"ping"}` (answered `{"event":"pong"}`).
 //!
 //! Mistakes are answered `{"event":"error", "payload": {"code", "message"}}` and the connection
-//! stays open. A client too slow to read its events gets the code `too_slow`, then a close. WebSocket pings are answered, and the server pings every 30 s.
+//! stays open; a message over 64 KiB ends it. A client too slow to read its events gets the code `too_slow`, then a close. WebSocket pings are answered, and the server pings every 30 s.
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -26,6 +26,10 @@ use std::time::Duration;
 
 /// The version of the messages' shape.
 const SCHEMA_VERSION: u32 = 1;
+
+/// The largest message a client may send (a subscribe message takes well under 1 KiB); a
+/// larger one ends the session, rather than being buffered (axum's default is 64 MiB).
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// What a client may send.
 #[derive(Deserialize)]
@@ -46,6 +50,7 @@ pub async fn events(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|rejection| ApiError::bad_request("not_a_websocket", rejection.body_text()))?;
+    let upgrade = upgrade.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE);
     Ok(upgrade.on_upgrade(move |socket| session(state, socket)))
 }
 
