@@ -127,11 +127,8 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
 /// Whose allowance a request from `ip` spends: the address itself for IPv4 (also when mapped
 /// into IPv6), its /64 network for IPv6, since one client usually holds a whole /64.
 fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
-        },
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
         v4 => v4,
     }
 }
