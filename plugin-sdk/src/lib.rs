@@ -143,7 +143,8 @@ pub mod storage {
         set(collection, key, &serde_json::to_string(value).map_err(|e| e.to_string())?)
     }
 
-    /// Most entries one scan returns.
+    /// Most entries one scan returns (and no more than the plugin's `max_output_kib` of keys and
+    /// values, but at least one entry).
     pub const MAX_PAGE: u32 = 1000;
 
     /// One page of the entries of `collection` under `prefix`, in key order, after `cursor`
@@ -155,10 +156,10 @@ pub mod storage {
         }
         let limit = limit.min(MAX_PAGE);
         let entries = scan(collection, prefix, cursor, limit);
-        let next_cursor = match entries.last() {
-            Some(last) if entries.len() == limit as usize => Some(last.key.clone()),
-            _ => None,
-        };
+        // A scan also stops at a page of bytes (`max_output_kib`): a short page may not be the
+        // last, so look for one entry more.
+        let more = |last: &str| entries.len() == limit as usize || !scan(collection, prefix, Some(last), 1).is_empty();
+        let next_cursor = entries.last().map(|last| last.key.clone()).filter(|last| more(last));
         let data: Vec<serde_json::Value> =
             entries.iter().map(|e| serde_json::from_str(&e.value).unwrap_or(serde_json::Value::Null)).collect();
         crate::Response::json(200, &serde_json::json!({"data": data, "next_cursor": next_cursor}))

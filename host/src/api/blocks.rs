@@ -80,7 +80,7 @@ pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<Block
         })
         .await?;
     let data = blocks.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Json(pages.body(serde_json::to_value(data)?, count, "/blocks", &range)).into_response())
+    Ok(Json(pages.body(data, count, "/blocks", &range)).into_response())
 }
 
 /// `GET /block/{hash|height}/transactions`: the transactions the block lists, in its order,
@@ -110,12 +110,20 @@ pub async fn transactions(State(state): State<AppState>, Path(id): Path<String>)
         .zip(&events)
         .map(|(hash, events)| TransactionView::of(hash, events))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let body = serde_json::json!({
-        "block_hash": event.pointer("/BlockAdded/block_hash"),
-        "height": block.pointer("/header/height"),
-        "transactions": transactions,
-    });
+    let body = BlockTransactions {
+        block_hash: event.pointer("/BlockAdded/block_hash"),
+        height: block.pointer("/header/height"),
+        transactions,
+    };
     Ok(Json(body).into_response())
+}
+
+/// `/block/{id}/transactions`' body: serialized as it is, so events' JSON goes out as stored.
+#[derive(serde::Serialize)]
+struct BlockTransactions<'a> {
+    block_hash: Option<&'a serde_json::Value>,
+    height: Option<&'a serde_json::Value>,
+    transactions: Vec<TransactionView<'a>>,
 }
 
 /// A block as `BlockAdded` carries it, without its `Version1`/`Version2` wrapper (1.x has none).

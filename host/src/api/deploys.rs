@@ -119,6 +119,5 @@ pub async fn of_account(
             Ok((deploys, count))
         })
         .await?;
-    let data = serde_json::to_value(deploys)?;
-    Ok(Json(pages.body(data, count, &format!("/accountDeploys/{account}"), "")))
+    Ok(Json(serde_json::to_value(pages.body(deploys, count, &format!("/accountDeploys/{account}"), ""))?))
 }

@@ -8,8 +8,7 @@ use super::params::{account_param, hash_param, limit_param};
 use super::views::EventView;
 use crate::store::reader::{self, LogQuery};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 /// Query parameters of a log page.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -34,7 +33,7 @@ pub struct LogParams {
 
 /// A page: `{"data": [event views], "next_from_seq": N}`; asking again from `next_from_seq`
 /// continues after the page (or waits for new events, when the page reached the end).
-pub async fn page(state: &AppState, params: LogParams) -> Result<Json<Value>, ApiError> {
+pub async fn page(state: &AppState, params: LogParams) -> Result<Json<LogPage>, ApiError> {
     let kinds: Vec<String> = match &params.types {
         Some(list) => list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
         None => Vec::new(),
@@ -59,5 +58,13 @@ pub async fn page(state: &AppState, params: LogParams) -> Result<Json<Value>, Ap
         .await?;
     let next_from_seq = events.last().map_or(from_seq, |(last, _)| last.seq + 1);
     let data = events.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Json(json!({"data": data, "next_from_seq": next_from_seq})))
+    let data = serde_json::value::to_raw_value(&data)?;
+    Ok(Json(LogPage { data, next_from_seq }))
+}
+
+/// A page of the log: serialized as it is, so events' JSON goes out as stored.
+#[derive(Serialize)]
+pub struct LogPage {
+    data: Box<serde_json::value::RawValue>,
+    next_from_seq: u64,
 }

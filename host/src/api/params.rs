@@ -83,15 +83,30 @@ impl Pages {
     /// [{"number", "url"}]}`, the URLs being `path` with `page` and `limit` (and `extra`, a
     /// query string to keep); `pages` lists up to 5 pages each side of this one, not all of
     /// them (a million blocks make 100,000 pages). Past the end, `data` is empty.
-    pub fn body(&self, data: serde_json::Value, items: u64, path: &str, extra: &str) -> serde_json::Value {
+    pub fn body<T: serde::Serialize>(&self, data: T, items: u64, path: &str, extra: &str) -> PageBody<T> {
         let page_count = items.div_ceil(self.limit);
         let window = self.page.saturating_sub(5).max(1)..=self.page.saturating_add(5).min(page_count);
-        let pages: Vec<_> = window
-            .map(|number| {
-                let url = format!("{path}?page={number}&limit={}{extra}", self.limit);
-                serde_json::json!({"number": number, "url": url})
-            })
+        let pages = window
+            .map(|number| PageLink { number, url: format!("{path}?page={number}&limit={}{extra}", self.limit) })
             .collect();
-        serde_json::json!({"data": data, "pageCount": page_count, "itemCount": items, "pages": pages})
+        PageBody { data, page_count, item_count: items, pages }
     }
+}
+
+/// A page in the Event Store's shape (see [`Pages::body`]); serialized as it is, so events'
+/// JSON goes out as stored.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageBody<T> {
+    data: T,
+    page_count: u64,
+    item_count: u64,
+    pages: Vec<PageLink>,
+}
+
+/// One entry of [`PageBody::pages`].
+#[derive(serde::Serialize)]
+struct PageLink {
+    number: u64,
+    url: String,
 }

@@ -61,13 +61,20 @@ async fn call(
             .collect(),
         body: body.to_vec(),
     };
-    let routes = state.routes.clone();
-    let answer =
-        tokio::task::spawn_blocking(move || routes.handle(&name, &request)).await.map_err(anyhow::Error::from)?;
+    // Queued for the plugin's own workers; dropping the wait (the client went away, the
+    // request timed out) takes the request out of the queue.
+    let answer = match state.routes.submit(&name, request) {
+        Ok(pending) => pending.wait().await,
+        Err(refused) => Err(refused),
+    };
     match answer {
         Ok(response) => Ok(render(response)),
         Err(RouteError::Failed(_)) => Ok(plugin_failed()),
         Err(RouteError::CatchingUp) => Ok(catching_up()),
+        Err(RouteError::Busy) => Err(ApiError::unavailable(
+            "plugin_busy",
+            "the plugin is answering as many requests as it may (route_workers, route_queue); retry shortly",
+        )),
         Err(RouteError::NoSuchPlugin) => Err(ApiError::not_found("no plugin of that name serves HTTP")),
     }
 }
@@ -81,6 +88,7 @@ fn catching_up() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
+/// The plugin's answer (checked by the route worker: a final status, valid headers).
 fn render(response: crate::plugins::Response) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut built = Response::builder().status(status);
@@ -93,7 +101,7 @@ fn render(response: crate::plugins::Response) -> Response {
     built.body(Body::from(response.body)).unwrap_or_else(|_| plugin_failed())
 }
 
-/// 502: the plugin failed (trapped, timed out, answered too much or an invalid header).
+/// 502: the plugin failed (trapped, timed out, answered too much, an invalid status or header).
 fn plugin_failed() -> Response {
     let body =
         serde_json::json!({"code": "plugin_failed", "message": "the plugin failed to answer; see the admin /plugins"});

@@ -165,6 +165,11 @@ pub struct PluginConfig {
     /// After this many failed calls in a row the plugin is suspended (events pass it by).
     #[serde(default = "defaults::plugin_max_failures")]
     pub max_consecutive_failures: u32,
+    /// The plugin is also suspended when this share (in percent) of its last 100 calls failed,
+    /// or when its failed calls took this share of the last 10 seconds: a plugin failing often
+    /// but not always must not slow the pipeline for good.
+    #[serde(default = "defaults::plugin_max_failure_percent")]
+    pub max_failure_percent: u32,
     /// Largest output accepted from one call (an annotation, a stored value, a response body),
     /// in KiB.
     #[serde(default = "defaults::plugin_max_output_kib")]
@@ -186,6 +191,18 @@ pub struct PluginConfig {
     /// Indexers: the first stored sequence a new version replays from (1: the whole log).
     #[serde(default = "defaults::replay_from")]
     pub replay_from: u64,
+    /// Routes: requests answered at once, each by a warm instance on a thread of its own.
+    #[serde(default = "defaults::plugin_route_workers")]
+    pub route_workers: usize,
+    /// Routes: requests that may wait for a worker; more are refused at once (503).
+    #[serde(default = "defaults::plugin_route_queue")]
+    pub route_queue: usize,
+    /// Node queries per second the plugin may make (a burst of as many); beyond, a query fails.
+    #[serde(default = "defaults::plugin_node_queries_per_second")]
+    pub node_queries_per_second: u32,
+    /// Most bytes its storage may hold (keys and values), in MiB; beyond, writes fail.
+    #[serde(default = "defaults::plugin_storage_quota_mib")]
+    pub storage_quota_mib: u64,
     /// Handed to the plugin's `init` as a JSON object.
     #[serde(default)]
     pub config: toml::Table,
@@ -246,6 +263,21 @@ mod defaults {
         10
     }
     pub fn plugin_max_output_kib() -> u64 {
+        1024
+    }
+    pub fn plugin_max_failure_percent() -> u32 {
+        50
+    }
+    pub fn plugin_route_workers() -> usize {
+        2
+    }
+    pub fn plugin_route_queue() -> usize {
+        64
+    }
+    pub fn plugin_node_queries_per_second() -> u32 {
+        20
+    }
+    pub fn plugin_storage_quota_mib() -> u64 {
         1024
     }
     pub fn replay_from() -> u64 {
@@ -350,6 +382,11 @@ impl Config {
                 ("memory_mib", plugin.memory_mib, 65_536),
                 ("max_consecutive_failures", u64::from(plugin.max_consecutive_failures), u64::from(u32::MAX)),
                 ("max_output_kib", plugin.max_output_kib, 1 << 20),
+                ("max_failure_percent", u64::from(plugin.max_failure_percent), 100),
+                ("route_workers", plugin.route_workers as u64, 64),
+                ("route_queue", plugin.route_queue as u64, 100_000),
+                ("node_queries_per_second", u64::from(plugin.node_queries_per_second), 100_000),
+                ("storage_quota_mib", plugin.storage_quota_mib, 1 << 30),
             ];
             for (key, value, max) in limits {
                 if !(1..=max).contains(&value) {

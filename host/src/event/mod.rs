@@ -14,6 +14,54 @@ mod wire;
 /// Event type of contract events: CSPR.cloud's, and those decoder plugins derive.
 pub const CONTRACT_EVENT: &str = "ContractEvent";
 
+/// Event types the chain's sources emit (Casper 2.x and 1.x nodes, F1r3fly nodes), and the
+/// lifecycle frames of Sluice's own channels. A plugin may never derive one of them: that
+/// would forge the chain (core lookups such as `/block` or `/transaction` read them).
+/// `ContractEvent` is not among them: it is the type decoders derive.
+pub const SOURCE_KINDS: [&str; 21] = [
+    "ApiVersion",
+    "BlockAdded",
+    "TransactionAccepted",
+    "TransactionProcessed",
+    "TransactionExpired",
+    "DeployAccepted",
+    "DeployProcessed",
+    "DeployExpired",
+    "FinalitySignature",
+    "Fault",
+    "Step",
+    "Shutdown",
+    "SidecarVersion",
+    "SourceState",
+    "PluginReload",
+    "block-created",
+    "block-added",
+    "block-finalised",
+    "node-started",
+    "approved-block-received",
+    "entered-running-state",
+];
+
+/// The accepted, processed and expired events of transactions (2.x) and deploys (1.x).
+pub const TRANSACTION_KINDS: [&str; 6] = [
+    "TransactionAccepted",
+    "TransactionProcessed",
+    "TransactionExpired",
+    "DeployAccepted",
+    "DeployProcessed",
+    "DeployExpired",
+];
+
+/// Why `kind` cannot be the type of an event a plugin derives, if it cannot: a type a source
+/// emits, or not a short name of letters, digits, `-`, `_` and `.`.
+pub fn derived_kind_problem(kind: &str) -> Option<&'static str> {
+    let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if kind.is_empty() || kind.len() > 64 || !kind.bytes().all(name) {
+        return Some("a type is 1 to 64 letters, digits, `-`, `_` or `.`");
+    }
+    SOURCE_KINDS.contains(&kind).then_some("a type the chain's sources emit may not be derived")
+}
+
 /// A chain event delivered by a node, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEvent {
@@ -140,6 +188,9 @@ fn read_fields(raw: &str) -> Result<Parsed, String> {
     if raw.trim() == "\"Shutdown\"" {
         return Ok(Parsed::Shutdown);
     }
+    if nests_deeper_than(raw, MAX_JSON_DEPTH) {
+        return Err(format!("JSON nested deeper than {MAX_JSON_DEPTH} levels: it could not be served"));
+    }
     let outer: HashMap<&str, &RawValue> =
         serde_json::from_str(raw).map_err(|e| format!("not a JSON object with one event: {e}"))?;
     let mut entries = outer.into_iter();
@@ -250,6 +301,49 @@ impl EventFields {
     }
 }
 
+/// Deepest nesting of arrays and objects Sluice stores: everything stored must be servable as
+/// JSON, and JSON libraries (serde_json, browsers' parsers) refuse to go deeper than about 128.
+/// Real events nest about 20 levels.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// Why `json` cannot be stored and served, if it cannot: it is not JSON, or it nests arrays and
+/// objects deeper than [`MAX_JSON_DEPTH`].
+pub fn json_problem(json: &str) -> Option<&'static str> {
+    if nests_deeper_than(json, MAX_JSON_DEPTH) {
+        return Some("JSON nested deeper than 100 levels");
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(json).is_err().then_some("not JSON")
+}
+
+/// Whether `json` opens more than `max` arrays or objects inside one another (brackets inside
+/// strings do not count). One pass over the bytes, without parsing.
+fn nests_deeper_than(json: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// FNV-1a: a stable content fingerprint for events Sluice has no natural key for.
 pub fn fingerprint(raw: &str) -> u64 {
     raw.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
@@ -320,6 +414,20 @@ mod tests {
         assert_eq!(event(raw).account, None);
         let raw = r#"{"DeployAccepted":{"hash":"cc","header":{"timestamp":"t"}}}"#;
         assert_eq!(event(raw).account, None);
+    }
+
+    #[test]
+    fn json_nested_too_deep_to_serve_is_rejected() {
+        let deep = |levels: usize| {
+            format!("{{\"SomethingNew\":{{\"x\":{}1{}}}}}", "[".repeat(levels), "]".repeat(levels))
+        };
+        assert!(matches!(Frame::parse(deep(MAX_JSON_DEPTH - 2)), Ok(Frame::Event(_))));
+        let error = Frame::parse(deep(200)).unwrap_err();
+        assert!(error.reason.contains("nested deeper than 100"), "{}", error.reason);
+        assert!(!nests_deeper_than(r#"{"a":"[[[[[[\"{{{{"}"#, 2), "brackets in strings do not count");
+        assert_eq!(json_problem(&"[".repeat(101)), Some("JSON nested deeper than 100 levels"));
+        assert_eq!(json_problem("[1,"), Some("not JSON"));
+        assert_eq!(json_problem(r#"{"ok":[1]}"#), None);
     }
 
     #[test]

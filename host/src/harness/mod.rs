@@ -159,7 +159,7 @@ impl Harness {
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
         };
-        match self.plugins.routes().handle(NAME, &request) {
+        match self.plugins.routes().handle(NAME, request) {
             Ok(response) => Ok((response.status, String::from_utf8_lossy(&response.body).into_owned())),
             Err(crate::plugins::RouteError::Failed(e)) => anyhow::bail!("the plugin failed: {e}"),
             Err(_) => anyhow::bail!("the plugin does not serve HTTP (its manifest says `routes: false`)"),

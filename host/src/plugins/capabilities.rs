@@ -1,29 +1,40 @@
 //! What a plugin may do to the outside world: per-instance state behind its WIT imports.
 //!
-//! Every plugin gets WASI p2 with nothing granted (no files, sockets, environment or stdio) so
-//! that ordinary Rust guests link, the `sluice:plugin/host` interface (logging) and its own
-//! storage (`sluice:plugin/storage`, see [`super::storage`]). Blocking (`wasi:io/poll`) traps:
-//! see [`forbid_blocking`].
+//! Every plugin gets WASI p2 with nothing granted (no files, sockets, environment or stdio, and
+//! clocks that stand still at the Unix epoch, so a replay computes what live indexing did) so
+//! that ordinary Rust guests link, the `sluice:plugin/host` interface (logging, rate-limited)
+//! and its own storage (`sluice:plugin/storage`, see [`super::storage`]). Its linear memory and
+//! its pending storage writes share one budget ([`MemoryBudget`]). Blocking (`wasi:io/poll`)
+//! traps: see [`forbid_blocking`].
 
 use super::instance::sluice::plugin::{host, node, storage, types};
-use super::node::NodeQueries;
+use super::node::NodeGrant;
 use super::storage::PluginStorage;
+use super::text;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use wasmtime::StoreLimits;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use wasmtime::ResourceLimiter;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
 
 /// State of one plugin instance's store.
 pub struct HostState {
     plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
-    /// Memory ceiling, enforced by wasmtime.
-    pub limits: StoreLimits,
+    /// Memory ceiling: linear memory and pending storage writes together.
+    pub memory: MemoryBudget,
     /// The plugin's own storage.
     pub storage: PluginStorage,
     /// The node it may query, if the operator granted one.
-    node: Option<Arc<NodeQueries>>,
+    node: Option<NodeGrant>,
+    /// Its logging allowance, shared by its instances.
+    log: Arc<LogBudget>,
+    /// When the call under way must end: a node query waits no longer.
+    pub deadline: Instant,
 }
 
 impl HostState {
@@ -31,23 +42,110 @@ impl HostState {
     /// one, the directory `files` to read (as `/files`).
     pub fn new(
         plugin: Arc<str>,
-        limits: StoreLimits,
+        memory: MemoryBudget,
         storage: PluginStorage,
-        node: Option<Arc<NodeQueries>>,
+        node: Option<NodeGrant>,
+        log: Arc<LogBudget>,
         files: Option<&std::path::Path>,
     ) -> anyhow::Result<HostState> {
         let mut wasi = WasiCtx::builder();
+        wasi.wall_clock(StandingClock).monotonic_clock(StandingClock);
         if let Some(files) = files {
             wasi.preopened_dir(files, "/files", wasmtime_wasi::FsPerms::ReadOnly)?;
         }
-        Ok(HostState { plugin, wasi: wasi.build(), table: ResourceTable::new(), limits, storage, node })
+        let table = ResourceTable::new();
+        Ok(HostState { plugin, wasi: wasi.build(), table, memory, storage, node, log, deadline: Instant::now() })
+    }
+}
+
+/// Both WASI clocks, standing still at 0 (the Unix epoch): what a plugin computes must not
+/// depend on when it runs, since a replay runs it again later.
+struct StandingClock;
+
+impl HostWallClock for StandingClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for StandingClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Most table elements a plugin may have (each takes a pointer of host memory).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// A plugin's memory ceiling (`memory_mib`), shared by its linear memories and the storage
+/// writes its current batch keeps pending.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    /// Bytes of linear memory, all memories together.
+    wasm: usize,
+    /// Bytes of pending storage writes.
+    pub pending: usize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> MemoryBudget {
+        MemoryBudget { limit, wasm: 0, pending: 0 }
+    }
+
+    /// Bytes pending writes may take, beside the linear memory in use.
+    fn room_for_writes(&self) -> usize {
+        self.limit.saturating_sub(self.wasm)
+    }
+}
+
+impl ResourceLimiter for MemoryBudget {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let wasm = self.wasm.saturating_add(desired.saturating_sub(current));
+        if wasm.saturating_add(self.pending) > self.limit {
+            let limit = self.limit >> 20;
+            wasmtime::bail!("memory_mib: growing a memory to {desired} bytes would exceed the plugin's {limit} MiB");
+        }
+        self.wasm = wasm;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        match desired <= MAX_TABLE_ELEMENTS {
+            true => Ok(true),
+            false => wasmtime::bail!("a table of {desired} elements is over the limit of {MAX_TABLE_ELEMENTS}"),
+        }
+    }
+}
+
+/// Log lines a plugin may write per second (a burst of as many); beyond, they are counted and
+/// dropped, and the next line written says how many were.
+const LOG_LINES_PER_SECOND: u32 = 100;
+
+/// One plugin's logging allowance, shared by its instances.
+pub struct LogBudget {
+    allowance: DefaultDirectRateLimiter,
+    suppressed: AtomicU64,
+}
+
+impl Default for LogBudget {
+    fn default() -> LogBudget {
+        let rate = NonZeroU32::new(LOG_LINES_PER_SECOND).expect("not zero");
+        LogBudget { allowance: RateLimiter::direct(Quota::per_second(rate)), suppressed: AtomicU64::new(0) }
     }
 }
 
 impl node::Host for HostState {
     fn query(&mut self, method: String, params: String) -> Result<String, String> {
         match &self.node {
-            Some(node) => node.query(&method, &params),
+            Some(node) => node.query(&method, &params, self.deadline),
             None => Err("no node granted: set `node = \"NAME\"` in the plugin's config".into()),
         }
     }
@@ -59,11 +157,11 @@ impl storage::Host for HostState {
     }
 
     fn set(&mut self, collection: String, key: String, value: String) -> Result<(), String> {
-        self.storage.put(collection, key, Some(value))
+        self.put(collection, key, Some(value))
     }
 
     fn remove(&mut self, collection: String, key: String) -> Result<(), String> {
-        self.storage.put(collection, key, None)
+        self.put(collection, key, None)
     }
 
     fn scan(&mut self, collection: String, prefix: String, after: Option<String>, limit: u32) -> Vec<types::Entry> {
@@ -84,6 +182,14 @@ impl storage::Host for HostState {
     }
 }
 
+impl HostState {
+    fn put(&mut self, collection: String, key: String, value: Option<String>) -> Result<(), String> {
+        self.storage.put(collection, key, value, self.memory.room_for_writes())?;
+        self.memory.pending = self.storage.pending_bytes();
+        Ok(())
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
@@ -94,12 +200,16 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
-        const MAX: usize = 4096;
-        let message = match message.char_indices().nth(MAX) {
-            Some((cut, _)) => &message[..cut],
-            None => &message,
-        };
         let plugin = &*self.plugin;
+        if self.log.allowance.check().is_err() {
+            self.log.suppressed.fetch_add(1, Relaxed);
+            return;
+        }
+        let suppressed = self.log.suppressed.swap(0, Relaxed);
+        if suppressed > 0 {
+            tracing::warn!(plugin, "{suppressed} log lines dropped (over {LOG_LINES_PER_SECOND} per second)");
+        }
+        let message = text::bounded(&message);
         match level {
             host::Level::Trace => tracing::trace!(plugin, "{message}"),
             host::Level::Debug => tracing::debug!(plugin, "{message}"),

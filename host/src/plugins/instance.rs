@@ -4,17 +4,18 @@
 //! pre-linked component and re-initialised with the same config.
 
 use super::HostServices;
-use super::capabilities::{self, HostState};
-use super::node::NodeQueries;
-use super::storage::PluginStorage;
+use super::capabilities::{self, HostState, LogBudget, MemoryBudget};
+use super::node::NodeGrant;
+use super::storage::{PluginStorage, StorageLimits};
 use crate::store::plugin_data::{self, Write};
 use crate::store::{Location, StoredEvent};
 use anyhow::Context;
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Engine, Store, Trap};
 
 /// Host bindings of the `sluice:plugin` world (`wit/sluice.wit`); the WIT documents them.
 #[allow(missing_docs)]
@@ -34,8 +35,20 @@ pub struct Limits {
     pub deadline_ticks: u64,
     /// Linear memory ceiling in bytes.
     pub memory_bytes: usize,
-    /// Largest output accepted: an annotation, a stored value, a response body.
+    /// Largest output accepted: an annotation, a stored value, a response body, a page of
+    /// storage read.
     pub output_bytes: usize,
+    /// Most bytes its storage may hold.
+    pub storage_quota_bytes: u64,
+    /// Node queries per second (when granted a node).
+    pub node_queries_per_second: u32,
+}
+
+impl Limits {
+    /// The time limit of one call.
+    fn timeout(&self) -> Duration {
+        super::runtime::EPOCH_TICK * u32::try_from(self.deadline_ticks).unwrap_or(u32::MAX)
+    }
 }
 
 /// Why a call did not return a verdict.
@@ -65,8 +78,10 @@ pub struct Template {
     config_json: String,
     limits: Limits,
     location: Location,
-    node: Option<Arc<NodeQueries>>,
-    files: Option<PathBuf>,
+    node: Option<NodeGrant>,
+    /// The private copy of the directory it may read, if granted one.
+    files: Option<Arc<tempfile::TempDir>>,
+    log: Arc<LogBudget>,
 }
 
 /// What the operator granted a plugin beyond its own storage and logging.
@@ -101,7 +116,8 @@ impl Template {
     ) -> anyhow::Result<Template> {
         let node = match grants.node {
             Some(node) => {
-                Some(services.nodes.get(node).cloned().with_context(|| format!("no node {node:?} to query"))?)
+                let queries = services.nodes.get(node).cloned().with_context(|| format!("no node {node:?} to query"))?;
+                Some(NodeGrant::new(queries, limits.node_queries_per_second))
             }
             None => None,
         };
@@ -111,8 +127,10 @@ impl Template {
         capabilities::forbid_blocking(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = PluginPre::new(linker.instantiate_pre(component)?)?;
-        let files = grants.files.map(Path::to_path_buf);
-        Ok(Template { name, storage_id, pre, engine: engine.clone(), config_json, limits, location, node, files })
+        let files = grants.files.map(super::files::snapshot).transpose()?.map(Arc::new);
+        let engine = engine.clone();
+        let log = Arc::default();
+        Ok(Template { name, storage_id, pre, engine, config_json, limits, location, node, files, log })
     }
 
     /// The plugin's name.
@@ -128,13 +146,21 @@ impl Template {
 
     /// Instantiate and call `init` with the plugin's config.
     pub fn instantiate(&self) -> anyhow::Result<Instance> {
-        let limiter =
-            StoreLimitsBuilder::new().memory_size(self.limits.memory_bytes).trap_on_grow_failure(true).build();
         let conn = crate::store::reader::open_read_only(&self.location).context("opening the plugin's storage")?;
-        let storage = PluginStorage::new(self.storage_id.clone(), conn, self.limits.output_bytes);
-        let state = HostState::new(self.name.clone(), limiter, storage, self.node.clone(), self.files.as_deref())?;
+        let storage_limits =
+            StorageLimits { page_bytes: self.limits.output_bytes, quota: self.limits.storage_quota_bytes };
+        let storage = PluginStorage::new(self.storage_id.clone(), conn, storage_limits);
+        let state = HostState::new(
+            self.name.clone(),
+            MemoryBudget::new(self.limits.memory_bytes),
+            storage,
+            self.node.clone(),
+            self.log.clone(),
+            self.files.as_ref().map(|files| files.path()),
+        )?;
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
+        store.data_mut().deadline = Instant::now() + self.limits.timeout();
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.limits.deadline_ticks);
         let bindings = self.pre.instantiate(&mut store).map_err(anyhow::Error::from).context("instantiating")?;
@@ -143,7 +169,7 @@ impl Template {
             .call_init(&mut store, &self.config_json)
             .map_err(classify)
             .context("calling init")?
-            .map_err(|message| anyhow::anyhow!("init rejected its config: {message}"))?;
+            .map_err(|message| anyhow::anyhow!("init rejected its config: {}", super::text::bounded(&message)))?;
         let mut indexes = HashSet::new();
         for spec in &manifest.indexes {
             anyhow::ensure!(
@@ -194,13 +220,16 @@ impl Instance {
         }
     }
 
-    /// Hand a batch of events to an indexer, within the time limit; its storage writes. An
-    /// error it returns fails the call (its writes are discarded).
-    pub fn index(&mut self, events: &[Event]) -> Result<Vec<Write>, CallError> {
+    /// Hand a batch of events to an indexer, within the time limit; its storage writes and how
+    /// much they grow its storage, in bytes. An error it returns fails the call (its writes are
+    /// discarded).
+    pub fn index(&mut self, events: &[Event]) -> Result<(Vec<Write>, i64), CallError> {
         self.store.data_mut().storage.begin_writes();
         let result = self.call(|bindings, store| bindings.call_index(store, events));
-        let writes = self.store.data_mut().storage.take_writes();
-        result?.map_err(CallError::Failed)?;
+        let state = self.store.data_mut();
+        let writes = state.storage.take_writes();
+        state.memory.pending = 0;
+        result?.map_err(|message| CallError::Failed(super::text::bounded(&message).into_owned()))?;
         Ok(writes)
     }
 
@@ -220,6 +249,7 @@ impl Instance {
         call: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, CallError> {
         self.store.set_epoch_deadline(self.limits.deadline_ticks);
+        self.store.data_mut().deadline = Instant::now() + self.limits.timeout();
         let result = call(&self.bindings, &mut self.store).map_err(classify);
         match self.store.data_mut().storage.take_failure() {
             Some(failure) => Err(CallError::Failed(failure)),

@@ -13,6 +13,7 @@
 //! `max_consecutive_failures` failures in a row, the plugin is suspended.
 
 mod capabilities;
+mod files;
 mod instance;
 mod node;
 mod reload;
@@ -20,11 +21,13 @@ mod routes;
 pub mod runtime;
 mod slot;
 mod storage;
+mod suspension;
+mod text;
 
 pub use instance::{Request, Response};
 pub use node::NodeQueries;
 pub use reload::{Reload, ReloadStatus};
-pub use routes::{RouteError, Routes};
+pub use routes::{PendingAnswer, RouteError, RouteLimits, Routes};
 
 use crate::config::PluginConfig;
 use crate::store::plugin_data;
@@ -359,7 +362,8 @@ impl PluginStats {
                 CallError::TooLarge(_) | CallError::Failed(_) => &self.errors,
             };
             counter.fetch_add(1, Relaxed);
-            let message = format!("{}: {error}", context());
+            // The error may hold the plugin's own text: bounded and on one line.
+            let message = text::bounded(&format!("{}: {error}", context())).into_owned();
             tracing::warn!(plugin = %self.name, "plugin failed on {message}");
             *self.last_error.lock().expect("stats lock") = Some(message.clone());
             message

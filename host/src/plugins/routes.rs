@@ -1,49 +1,69 @@
-//! Plugins' HTTP routes: each plugin whose manifest says `routes` gets one warm instance of its
-//! own for requests (reading its storage, never writing), apart from the pipeline's, behind a
-//! lock. Calls block: the API makes them on a blocking thread.
+//! Plugins' HTTP routes. Each plugin whose manifest says `routes` gets a pool of its own: a
+//! bounded queue of requests and `route_workers` threads, each with a warm instance of its own
+//! (reading its storage, never writing), apart from the pipeline's instance and from the
+//! threads that serve the core API's reads. So a flood of slow requests to one plugin fills
+//! only that plugin's queue: beyond it requests are refused at once (503), and a request whose
+//! client went away (or whose time ran out) is dropped from the queue unanswered.
 
 use super::PluginStats;
-use super::instance::{Instance, Request, Response, Template};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use super::instance::{CallError, Instance, Request, Response, Template};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use tokio::sync::oneshot;
 
 /// The plugins that serve HTTP, by name; shared with the pipeline, which swaps a plugin's
 /// entry when a new version of it goes live.
 #[derive(Clone, Default)]
 pub struct Routes {
-    live: Arc<RwLock<HashMap<String, Arc<Mutex<RouteSlot>>>>>,
+    live: Arc<RwLock<HashMap<String, Arc<RoutePool>>>>,
     /// Plugins whose routes wait for their indexer to catch up (503 until then).
     pending: Arc<RwLock<HashSet<String>>>,
 }
 
-struct RouteSlot {
-    template: Template,
-    instance: Option<Instance>,
-    stats: Arc<PluginStats>,
+/// How many requests one plugin answers at once, and how many may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteLimits {
+    /// Worker threads, each with its own instance.
+    pub workers: usize,
+    /// Requests that may wait for a worker; more are refused.
+    pub queue: usize,
 }
 
 /// Why a request got no answer from a plugin.
+#[derive(Debug)]
 pub enum RouteError {
     /// No plugin of that name serves HTTP.
     NoSuchPlugin,
     /// The plugin's indexer is still replaying the stored log.
     CatchingUp,
-    /// The call failed (trap, time limit, output limit).
+    /// The plugin's queue is full: it is answering as many requests as it may.
+    Busy,
+    /// The call failed (trap, time limit, output limit, an invalid response).
     Failed(String),
 }
 
+/// What a worker sends back.
+type Answer = Result<Response, String>;
+
+/// An answer on its way: await it, or drop it to give up (the request leaves the queue).
+pub struct PendingAnswer(oneshot::Receiver<Answer>);
+
 impl Routes {
-    /// Serve `plugin` (a new version replaces the old one's instance).
-    pub fn replace(&self, (template, stats): (Template, Arc<PluginStats>)) {
+    /// Serve `plugin` (a new version replaces the old one, whose workers stop).
+    pub fn replace(&self, (template, stats, limits): (Template, Arc<PluginStats>, RouteLimits)) {
         let name = template.name().to_owned();
-        let slot = Arc::new(Mutex::new(RouteSlot { template, instance: None, stats }));
-        self.live.write().expect("routes lock").insert(name.clone(), slot);
+        let pool = RoutePool::start(template, stats, limits);
+        if let Some(old) = self.live.write().expect("routes lock").insert(name.clone(), pool) {
+            old.close();
+        }
         self.pending.write().expect("routes lock").remove(&name);
     }
 
     /// Stop serving plugin `name`.
     pub fn remove(&self, name: &str) {
-        self.live.write().expect("routes lock").remove(name);
+        if let Some(old) = self.live.write().expect("routes lock").remove(name) {
+            old.close();
+        }
         self.pending.write().expect("routes lock").remove(name);
     }
 
@@ -64,21 +84,153 @@ impl Routes {
         names
     }
 
-    /// Answer `request` with plugin `name`. Blocks for up to the plugin's time limit.
-    pub fn handle(&self, name: &str, request: &Request) -> Result<Response, RouteError> {
-        let slot = self.live.read().expect("routes lock").get(name).cloned();
-        let Some(slot) = slot else {
+    /// Queue `request` for plugin `name`; refused at once when there is no such plugin, it is
+    /// catching up, or its queue is full.
+    pub fn submit(&self, name: &str, request: Request) -> Result<PendingAnswer, RouteError> {
+        let pool = self.live.read().expect("routes lock").get(name).cloned();
+        let Some(pool) = pool else {
             let pending = self.pending.read().expect("routes lock").contains(name);
             return Err(if pending { RouteError::CatchingUp } else { RouteError::NoSuchPlugin });
         };
-        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.handle(request).map_err(RouteError::Failed)
+        pool.submit(request)
+    }
+
+    /// Answer `request` with plugin `name`, waiting for it (for callers outside the async
+    /// runtime: the test harness).
+    pub fn handle(&self, name: &str, request: Request) -> Result<Response, RouteError> {
+        self.submit(name, request)?.wait_blocking()
+    }
+
+    /// Stop every plugin's workers (at shutdown).
+    pub fn close(&self) {
+        self.live.write().expect("routes lock").drain().for_each(|(_, pool)| pool.close());
     }
 }
 
-impl RouteSlot {
-    fn handle(&mut self, request: &Request) -> Result<Response, String> {
-        let context = || format!("{} {}", request.method, request.path);
-        self.stats.call(&self.template, &mut self.instance, context, |instance| instance.handle(request))
+impl PendingAnswer {
+    /// The plugin's answer.
+    pub async fn wait(self) -> Result<Response, RouteError> {
+        flatten(self.0.await)
     }
+
+    fn wait_blocking(self) -> Result<Response, RouteError> {
+        flatten(self.0.blocking_recv())
+    }
+}
+
+fn flatten(answer: Result<Answer, oneshot::error::RecvError>) -> Result<Response, RouteError> {
+    match answer {
+        Ok(answer) => answer.map_err(RouteError::Failed),
+        // The plugin stopped (a new version, shutdown) before it reached the request.
+        Err(_) => Err(RouteError::Busy),
+    }
+}
+
+/// One plugin's queue and workers.
+struct RoutePool {
+    queue: Mutex<Queue>,
+    /// Signalled when a job is queued or the pool closes.
+    ready: Condvar,
+    limits: RouteLimits,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Answer>,
+}
+
+impl RoutePool {
+    fn start(template: Template, stats: Arc<PluginStats>, limits: RouteLimits) -> Arc<RoutePool> {
+        let pool = Arc::new(RoutePool { queue: Mutex::default(), ready: Condvar::new(), limits });
+        for worker in 0..limits.workers.max(1) {
+            let plugin = template.name().to_owned();
+            let (pool, template, stats) = (pool.clone(), template.clone(), stats.clone());
+            let thread = std::thread::Builder::new().name(format!("routes-{worker}-{plugin}"));
+            if let Err(e) = thread.spawn(move || pool.work(&template, &stats)) {
+                tracing::error!(%plugin, "cannot start a route worker: {e}");
+            }
+        }
+        pool
+    }
+
+    fn submit(&self, request: Request) -> Result<PendingAnswer, RouteError> {
+        let mut queue = self.queue.lock().expect("route queue lock");
+        if queue.closed {
+            return Err(RouteError::Busy);
+        }
+        if queue.jobs.len() >= self.limits.queue {
+            // Requests whose clients gave up make room first.
+            queue.jobs.retain(|job| !job.reply.is_closed());
+            if queue.jobs.len() >= self.limits.queue {
+                return Err(RouteError::Busy);
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        queue.jobs.push_back(Job { request, reply });
+        drop(queue);
+        self.ready.notify_one();
+        Ok(PendingAnswer(answer))
+    }
+
+    /// Stop: queued requests are answered `Busy`, workers end after their current request.
+    fn close(&self) {
+        let mut queue = self.queue.lock().expect("route queue lock");
+        queue.closed = true;
+        queue.jobs.clear();
+        drop(queue);
+        self.ready.notify_all();
+    }
+
+    /// The next request some client still waits for; `None` once closed.
+    fn next_job(&self) -> Option<Job> {
+        let mut queue = self.queue.lock().expect("route queue lock");
+        loop {
+            if queue.closed {
+                return None;
+            }
+            while let Some(job) = queue.jobs.pop_front() {
+                if !job.reply.is_closed() {
+                    return Some(job);
+                }
+            }
+            queue = self.ready.wait(queue).expect("route queue lock");
+        }
+    }
+
+    /// A worker: answer requests on its own warm instance until the pool closes.
+    fn work(&self, template: &Template, stats: &PluginStats) {
+        let mut instance: Option<Instance> = None;
+        while let Some(Job { request, reply }) = self.next_job() {
+            let context = || format!("{} {}", request.method, request.path);
+            let answer = stats.call(template, &mut instance, context, |instance| {
+                instance.handle(&request).and_then(valid_response)
+            });
+            _ = reply.send(answer);
+        }
+    }
+}
+
+/// A plugin's response as HTTP may carry it: a final status (no `101 Switching Protocols`, which
+/// would hand the connection over), headers that are valid, and no body where the status allows
+/// none (204, 304).
+fn valid_response(mut response: Response) -> Result<Response, CallError> {
+    use axum::http::{HeaderName, HeaderValue, StatusCode};
+    if !(200..=599).contains(&response.status) {
+        return Err(CallError::Failed(format!("answered status {}; routes answer 200 to 599", response.status)));
+    }
+    for (name, value) in &response.headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() || HeaderValue::from_str(value).is_err() {
+            return Err(CallError::Failed(format!("answered an invalid header {:?}", super::text::bounded(name))));
+        }
+    }
+    if [StatusCode::NO_CONTENT, StatusCode::NOT_MODIFIED].map(|s| s.as_u16()).contains(&response.status) {
+        response.body.clear();
+    }
+    Ok(response)
 }

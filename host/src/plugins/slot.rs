@@ -1,6 +1,8 @@
 //! One loaded plugin: its template, warm instance, manifest, cursor and failure policy.
 
 use super::instance::{CallError, DerivedEvent, Event, Grants, Instance, Limits, Manifest, Template};
+use super::routes::RouteLimits;
+use super::suspension::FailurePolicy;
 use super::{HostServices, PluginStats, runtime};
 use crate::config::{OnError, PluginConfig};
 use crate::event::NodeEvent;
@@ -31,9 +33,9 @@ pub(super) struct Slot {
     pub attached: bool,
     /// Indexers: the attached filter whose kept events it takes.
     input: Option<String>,
-    consecutive_failures: u32,
-    max_consecutive_failures: u32,
+    failures: FailurePolicy,
     on_error: OnError,
+    route_limits: RouteLimits,
     pub stats: Arc<PluginStats>,
 }
 
@@ -44,15 +46,18 @@ impl Slot {
     }
 
     /// A decoded event as the store takes it; `None` (counted as an error) when it is not
-    /// one: no kind, JSON that does not parse, a height out of range.
+    /// one: a type that is not a name or that a source emits, JSON that does not parse (or
+    /// nests too deep to serve), a height out of range.
     pub fn derived(&self, event: DerivedEvent) -> Option<Derived> {
         let name = &self.stats.name;
-        let valid = !event.kind.is_empty()
-            && serde_json::from_str::<serde::de::IgnoredAny>(&event.json).is_ok()
-            && event.block_height.is_none_or(|h| i64::try_from(h).is_ok());
-        if !valid {
+        let problem = crate::event::derived_kind_problem(&event.kind)
+            .or_else(|| crate::event::json_problem(&event.json))
+            .or_else(|| event.block_height.is_some_and(|h| i64::try_from(h).is_err()).then_some("height out of range"));
+        if let Some(problem) = problem {
             self.stats.errors.fetch_add(1, Relaxed);
-            tracing::warn!(plugin = %name, kind = %event.kind, "a derived event that is not valid was skipped");
+            let kind = super::text::bounded(&event.kind);
+            tracing::warn!(plugin = %name, %kind, "a derived event was refused: {problem}");
+            *self.stats.last_error.lock().expect("stats lock") = Some(format!("derived a {kind}: {problem}"));
             return None;
         }
         self.stats.derived.fetch_add(1, Relaxed);
@@ -72,8 +77,8 @@ impl Slot {
     }
 
     /// What the route table needs of it.
-    pub fn route(&self) -> (Template, Arc<PluginStats>) {
-        (self.template.clone(), self.stats.clone())
+    pub fn route(&self) -> (Template, Arc<PluginStats>, RouteLimits) {
+        (self.template.clone(), self.stats.clone(), self.route_limits)
     }
 
     /// Index the `events` of its kinds; the batch to commit, with its cursor at `last_seq`
@@ -94,7 +99,7 @@ impl Slot {
             let context = format!("events {}..={}", range.0, range.1);
             self.stats.indexed.fetch_add(events.len() as u64, Relaxed);
             match self.call(|| context.clone(), |instance| instance.index(&events)) {
-                Some(writes) => batch.writes = writes,
+                Some((writes, bytes_delta)) => (batch.writes, batch.bytes_delta) = (writes, bytes_delta),
                 None => {
                     let error = self.stats.last_error.lock().expect("stats lock").clone().unwrap_or_default();
                     batch.failures.push((range.0, range.1, error));
@@ -159,9 +164,9 @@ impl Slot {
             standing_in: false,
             attached: config.attached,
             input: config.input.as_ref().map(|input| input.get_ref().clone()),
-            consecutive_failures: 0,
-            max_consecutive_failures: config.max_consecutive_failures,
+            failures: FailurePolicy::new(config),
             on_error: config.on_error,
+            route_limits: RouteLimits { workers: config.route_workers, queue: config.route_queue },
             stats: Arc::new(PluginStats { name: name.clone(), attached: config.attached, ..PluginStats::default() }),
         })
     }
@@ -173,30 +178,13 @@ impl Slot {
         context: impl Fn() -> String,
         op: impl FnOnce(&mut Instance) -> Result<T, CallError>,
     ) -> Option<T> {
-        match self.stats.call(&self.template, &mut self.instance, context, op) {
-            Ok(value) => {
-                self.consecutive_failures = 0;
-                Some(value)
-            }
-            Err(_) => {
-                self.failed();
-                None
-            }
+        let started = std::time::Instant::now();
+        let result = self.stats.call(&self.template, &mut self.instance, context, op);
+        if let Some(reason) = self.failures.record(result.is_err(), started.elapsed()) {
+            self.stats.suspended.store(true, Relaxed);
+            tracing::error!(plugin = %self.stats.name, "plugin suspended ({reason}); events now pass it by");
         }
-    }
-
-    /// One more failure in a row; suspend the plugin when its policy says so.
-    fn failed(&mut self) {
-        let stats = &self.stats;
-        self.consecutive_failures += 1;
-        if self.on_error == OnError::Halt || self.consecutive_failures >= self.max_consecutive_failures {
-            stats.suspended.store(true, Relaxed);
-            tracing::error!(
-                plugin = %stats.name,
-                failures = self.consecutive_failures,
-                "plugin suspended; events now pass it by"
-            );
-        }
+        result.ok()
     }
 }
 
@@ -223,6 +211,8 @@ impl Build {
             deadline_ticks: runtime::ticks(Duration::from_millis(config.timeout_ms)),
             memory_bytes: usize::try_from(config.memory_mib << 20).unwrap_or(usize::MAX),
             output_bytes: usize::try_from(config.max_output_kib << 10).unwrap_or(usize::MAX),
+            storage_quota_bytes: config.storage_quota_mib << 20,
+            node_queries_per_second: config.node_queries_per_second,
         };
         let config_json = serde_json::to_string(&config.config)?;
         let data = blake3::Hasher::new().update(&code).update(config_json.as_bytes()).finalize().to_hex();
@@ -231,8 +221,14 @@ impl Build {
         let data = blake3::Hasher::new().update(data.as_bytes()).update(input.as_bytes()).finalize().to_hex();
         let storage_id = format!("{name}@{}", &data[..16]);
         let settings = format!(
-            "{data} {limits:?} {:?} {} {} {}",
-            config.on_error, config.max_consecutive_failures, config.replay_from, config.attached
+            "{data} {limits:?} {:?} {} {} {} {} {} {}",
+            config.on_error,
+            config.max_consecutive_failures,
+            config.max_failure_percent,
+            config.replay_from,
+            config.attached,
+            config.route_workers,
+            config.route_queue,
         );
         let version = blake3::hash(settings.as_bytes()).to_hex().to_string();
         Ok(Build { code, config_json, limits, storage_id, version })

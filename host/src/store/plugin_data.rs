@@ -17,6 +17,18 @@ pub struct Write {
     pub value: Option<String>,
 }
 
+impl Write {
+    /// Bytes the entry takes once written (collection, key and value; 0 for a removal).
+    pub fn size(&self) -> u64 {
+        self.value.as_ref().map_or(0, |value| entry_size(&self.collection, &self.key, value))
+    }
+}
+
+/// Bytes an entry counts against its plugin's storage quota.
+pub fn entry_size(collection: &str, key: &str, value: &str) -> u64 {
+    (collection.len() + key.len() + value.len()) as u64
+}
+
 /// What one plugin did in a batch, committed with the batch.
 #[derive(Debug, Default)]
 pub struct PluginBatch {
@@ -24,6 +36,8 @@ pub struct PluginBatch {
     pub plugin: String,
     /// Its storage writes, in order.
     pub writes: Vec<Write>,
+    /// How much its storage grows (or shrinks) with them, in bytes.
+    pub bytes_delta: i64,
     /// Highest sequence it has processed (its cursor).
     pub last_seq: u64,
     /// Events it failed on: (first seq, last seq, error), kept as dead letters.
@@ -37,30 +51,104 @@ pub fn get(conn: &Connection, plugin: &str, collection: &str, key: &str) -> rusq
         .optional()
 }
 
-/// Entries whose key starts with `prefix`, after `after`, in key order, at most `limit` (the
-/// caller bounds it).
+/// Bytes the entry under `key` takes (see [`entry_size`]), if there is one.
+pub fn stored_size(conn: &Connection, plugin: &str, collection: &str, key: &str) -> rusqlite::Result<Option<u64>> {
+    conn.prepare_cached(
+        "SELECT octet_length(collection) + octet_length(key) + octet_length(value) FROM plugin_data
+         WHERE plugin = ?1 AND collection = ?2 AND key = ?3",
+    )?
+    .query_row([plugin, collection, key], |r| r.get::<_, i64>(0))
+    .optional()
+    .map(|size| size.map(|s| s as u64))
+}
+
+/// Bytes `plugin`'s storage holds (its keys and values).
+pub fn stored_bytes(conn: &Connection, plugin: &str) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT bytes FROM plugin_cursors WHERE plugin = ?1")?
+        .query_row([plugin], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|bytes| bytes.unwrap_or(0).max(0) as u64)
+}
+
+/// A page of entries, in key order.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// (key, value) pairs.
+    pub entries: Vec<(String, String)>,
+    /// Whether the page stopped at its bound (entries or bytes) rather than at the last match.
+    pub cut: bool,
+}
+
+/// How much one read may return: entries, and bytes of keys and values (at least one entry
+/// whatever its size, so paging always moves on).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// Most entries.
+    pub entries: u32,
+    /// Most bytes.
+    pub bytes: usize,
+}
+
+/// Entries whose key starts with `prefix`, after `after` (from the first, the empty key
+/// included, when `None`), in key order, within `bound`.
 pub fn scan(
     conn: &Connection,
     plugin: &str,
     collection: &str,
     prefix: &str,
     after: Option<&str>,
-    limit: u32,
-) -> rusqlite::Result<Vec<(String, String)>> {
-    // Keys run from `prefix` up to `prefix` + the last character: a range of the primary key.
-    let mut stmt = conn.prepare_cached(
-        "SELECT key, value FROM plugin_data
-         WHERE plugin = ?1 AND collection = ?2 AND key > ?3 AND key >= ?4 AND key < ?4 || char(1114111)
-         ORDER BY key LIMIT ?5",
-    )?;
-    let after = after.unwrap_or("");
-    let rows = stmt.query_map(params![plugin, collection, after, prefix, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+    bound: Bound,
+) -> rusqlite::Result<Page> {
+    // Keys with the prefix are a range of the primary key: from `prefix` (or past `after`) to
+    // the least string above all of them (none when the prefix is empty or only U+10FFFF).
+    let (from, above) = match after {
+        Some(after) if after >= prefix => (after, true),
+        _ => (prefix, false),
+    };
+    let end = prefix_end(prefix);
+    let sql = format!(
+        "SELECT key, value FROM plugin_data WHERE plugin = ?1 AND collection = ?2 AND key {} ?3 {} ORDER BY key",
+        if above { ">" } else { ">=" },
+        if end.is_some() { "AND key < ?4" } else { "AND ?4 IS NULL" },
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    read_page(stmt.query(params![plugin, collection, from, end])?, bound)
+}
+
+/// The least string greater than every string starting with `prefix`, if any: its last
+/// character that is not U+10FFFF, incremented, with what follows removed. (SQLite compares
+/// UTF-8 text byte by byte, which is code-point order.)
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=0x10FFFF).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Read rows of (key, value) until `bound`.
+fn read_page(mut rows: rusqlite::Rows<'_>, bound: Bound) -> rusqlite::Result<Page> {
+    let mut page = Page::default();
+    let mut bytes = 0;
+    while let Some(row) = rows.next()? {
+        let (key, value): (String, String) = (row.get(0)?, row.get(1)?);
+        bytes += key.len() + value.len();
+        if page.entries.len() as u32 >= bound.entries || (bytes > bound.bytes && !page.entries.is_empty()) {
+            page.cut = true;
+            break;
+        }
+        page.entries.push((key, value));
+    }
+    Ok(page)
 }
 
 /// Entries whose top-level JSON field `field` equals `value` (JSON), after `after`, in key
-/// order, at most `limit`. `field` must be one the plugin declared (checked by the caller):
-/// it is part of the SQL, matching the index created for it.
+/// order, within `bound`. `field` must be one the plugin declared (checked by the caller): it
+/// is part of the SQL, matching the index created for it.
 pub fn find(
     conn: &Connection,
     plugin: &str,
@@ -68,12 +156,13 @@ pub fn find(
     field: &str,
     value: &serde_json::Value,
     after: Option<&str>,
-    limit: u32,
-) -> rusqlite::Result<Vec<(String, String)>> {
+    bound: Bound,
+) -> rusqlite::Result<Page> {
     let sql = format!(
         "SELECT key, value FROM plugin_data
-         WHERE plugin = ?1 AND collection = ?2 AND {} = ?3 AND key > ?4 ORDER BY key LIMIT ?5",
-        field_expression(field)
+         WHERE plugin = ?1 AND collection = ?2 AND {} = ?3 AND key {} ?4 ORDER BY key",
+        field_expression(field),
+        if after.is_some() { ">" } else { ">=" },
     );
     let value = match value {
         serde_json::Value::String(s) => rusqlite::types::Value::Text(s.clone()),
@@ -83,9 +172,7 @@ pub fn find(
         other => rusqlite::types::Value::Text(other.to_string()),
     };
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows =
-        stmt.query_map(params![plugin, collection, value, after.unwrap_or(""), limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
+    read_page(stmt.query(params![plugin, collection, value, after.unwrap_or("")])?, bound)
 }
 
 /// Whether `field` may name an index: letters, digits and `_` only (it becomes part of SQL).
@@ -151,9 +238,23 @@ pub fn apply(tx: &Transaction<'_>, batch: &PluginBatch, now_ms: i64) -> rusqlite
         dead_letter.execute(params![batch.plugin, *from as i64, *to as i64, error, now_ms])?;
     }
     tx.prepare_cached(
-        "INSERT INTO plugin_cursors (plugin, last_seq) VALUES (?1, ?2)
-         ON CONFLICT (plugin) DO UPDATE SET last_seq = excluded.last_seq",
+        "INSERT INTO plugin_cursors (plugin, last_seq, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (plugin) DO UPDATE SET last_seq = excluded.last_seq, bytes = bytes + excluded.bytes",
     )?
-    .execute(params![batch.plugin, batch.last_seq as i64])?;
+    .execute(params![batch.plugin, batch.last_seq as i64, batch.bytes_delta])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_ends_before_the_next_string_without_it() {
+        assert_eq!(prefix_end("ab"), Some("ac".into()));
+        assert_eq!(prefix_end("a\u{10FFFF}"), Some("b".into()));
+        assert_eq!(prefix_end("\u{D7FF}"), Some("\u{E000}".into()), "surrogates are not characters");
+        assert_eq!(prefix_end("\u{10FFFF}\u{10FFFF}"), None);
+        assert_eq!(prefix_end(""), None);
+    }
 }

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -79,10 +79,12 @@ CREATE TABLE IF NOT EXISTS plugin_data (
     PRIMARY KEY (plugin, collection, key)
 ) WITHOUT ROWID;
 
--- The last sequence each indexing plugin processed, committed with its writes.
+-- The last sequence each indexing plugin processed, committed with its writes, and the bytes
+-- its storage holds (keys and values: what its quota counts).
 CREATE TABLE IF NOT EXISTS plugin_cursors (
     plugin   TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL
+    last_seq INTEGER NOT NULL,
+    bytes    INTEGER NOT NULL DEFAULT 0
 );
 
 -- Dead letters: events a plugin failed on, with the error.
@@ -132,7 +134,7 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     anyhow::ensure!(
-        [0, 6, 7, 8, 9, SCHEMA_VERSION].contains(&version),
+        [0, 6, 7, 8, 9, 10, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
     if version == 6 {
@@ -154,15 +156,23 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     // drops (a column an early version 9 lacked) and indexes contract events, version 10
     // transactions by account: both for the events stored before too.
     let tx = conn.unchecked_transaction()?;
-    let has_column = |name: &str| {
-        tx.prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = ?1").and_then(|mut s| s.exists([name]))
+    let has_column = |table: &str, name: &str| {
+        tx.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2").and_then(|mut s| s.exists([table, name]))
     };
-    if version != 0 && !has_column("hidden_by")? {
+    if version != 0 && !has_column("events", "hidden_by")? {
         tx.execute_batch("ALTER TABLE events ADD COLUMN hidden_by TEXT;")?;
     }
-    if version != 0 && !has_column("account")? {
+    if version != 0 && !has_column("events", "account")? {
         tx.execute_batch("ALTER TABLE events ADD COLUMN account TEXT;")?;
         index_accounts(&tx)?;
+    }
+    if has_column("plugin_cursors", "last_seq")? && !has_column("plugin_cursors", "bytes")? {
+        // Plugin storage quotas: what each plugin's storage already holds.
+        tx.execute_batch(
+            "ALTER TABLE plugin_cursors ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+             UPDATE plugin_cursors SET bytes = (SELECT coalesce(sum(octet_length(collection) + octet_length(key)
+                 + octet_length(value)), 0) FROM plugin_data WHERE plugin_data.plugin = plugin_cursors.plugin);",
+        )?;
     }
     tx.execute_batch(TABLES)?;
     if version != 0 && version < 9 {
