@@ -79,6 +79,21 @@ fn dictionary_writes_that_are_not_events_and_failed_deploys_yield_nothing() {
 }
 
 #[test]
+fn an_event_value_written_under_another_dictionary_key_is_not_the_contracts_event() {
+    // The real BallotCast write (transform 99), moved to the key of another dictionary item
+    // (transform 94's): its seed and item key no longer hash to the key it is written under.
+    let mut event = voting_deploy_event(false);
+    let transforms =
+        event["DeployProcessed"]["execution_result"]["Success"]["effect"]["transforms"].as_array_mut().unwrap();
+    let mut moved = transforms[99].clone();
+    moved["key"] = transforms[94]["key"].clone();
+    *transforms = vec![moved, transforms[115].clone()];
+    let fed = decoder(&offline_config()).feed(&[&event.to_string()]).unwrap();
+    let names: Vec<Value> = derived(&fed, "ContractEvent").iter().map(|e| e["name"].clone()).collect();
+    assert_eq!(names, ["SimpleVotingCreated"], "only the write under its own key is an event");
+}
+
+#[test]
 fn undecodable_bytes_become_a_decode_error_and_other_contracts_are_ignored() {
     // A schema that says BallotCast's stake is a U8: the bytes do not fit it.
     let schema = fixture_text("ces/voting_schema.hex");

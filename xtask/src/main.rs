@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Crates built for `wasm32-wasip2`: stock plugins and the test-only ones.
-const PLUGINS: &[&str] = &["sluice-filter", "sluice-transfers", "sluice-chaos", "sluice-tally"];
+const PLUGINS: &[&str] = &["sluice-filter", "sluice-transfers", "sluice-chaos", "sluice-tally", "sluice-hostile"];
 /// Plugins that also have tests of their own, run natively (unit tests, or the harness).
 const TESTED_PLUGINS: &[&str] = &["sluice-ces-decoder", "cep18-indexer"];
 

@@ -37,7 +37,7 @@ impl DeployView {
             let Some(body) = json.get(&event.kind) else { continue };
             let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
             match Stage::of(&event.kind) {
-                Stage::Accepted => {
+                Some(Stage::Accepted) => {
                     let transaction = body.get("Version1").or_else(|| body.get("Deploy")).unwrap_or(body);
                     let text = |pointer: &str| transaction.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
                     view.account =
@@ -45,7 +45,7 @@ impl DeployView {
                     view.timestamp = text("/header/timestamp").or_else(|| text("/payload/timestamp"));
                     view.state = "accepted";
                 }
-                Stage::Processed => {
+                Some(Stage::Processed) => {
                     view.account = text("/account").or_else(|| initiator(body.get("initiator_addr"))).or(view.account);
                     view.timestamp = text("/timestamp").or(view.timestamp);
                     view.block_hash = text("/block_hash");
@@ -53,7 +53,8 @@ impl DeployView {
                     (view.cost, view.error_message) = result;
                     view.state = "processed";
                 }
-                Stage::Expired => view.state = "expired",
+                Some(Stage::Expired) => view.state = "expired",
+                None => {}
             }
         }
         view

@@ -36,9 +36,10 @@ impl<'a> TransactionView<'a> {
         let mut view = TransactionView { transaction_hash: hash, ..TransactionView::default() };
         for event in events {
             let slot = match Stage::of(&event.0.kind) {
-                Stage::Accepted => &mut view.accepted,
-                Stage::Processed => &mut view.processed,
-                Stage::Expired => &mut view.expired,
+                Some(Stage::Accepted) => &mut view.accepted,
+                Some(Stage::Processed) => &mut view.processed,
+                Some(Stage::Expired) => &mut view.expired,
+                None => continue,
             };
             *slot = Some(EventView::of(event)?);
         }
@@ -51,11 +52,11 @@ impl<'a> TransactionView<'a> {
     params(("type" = String, Path, description = "`deploy` or `version1`", pattern = "^(deploy|version1)$"), ("hash" = String, Path, description = "Transaction or deploy hash", pattern = "^(.*-)?[0-9a-fA-F]{64}$")),
     responses((status = 200, description = "As `/transaction/{hash}` (the casper-sidecar's path)"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_type_and_hash(
-    state: State<AppState>,
+    State(state): State<AppState>,
     Path((kind, hash)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    check_type(&kind)?;
-    by_hash(state, Path(hash)).await
+    let events = events_of_type(&state, &kind, &hash).await?;
+    Ok(Json(TransactionView::of(&hash, &events)?).into_response())
 }
 
 /// One of a transaction's events: `accepted`, `processed` or `expired`.
@@ -72,16 +73,15 @@ pub async fn one_state(
         "expired" => Stage::Expired,
         _ => return Err(ApiError::bad_request("invalid_state", "expected accepted, processed or expired")),
     };
-    check_type(&kind)?;
-    let events = events(&state, &hash).await?;
-    match events.iter().find(|event| Stage::of(&event.0.kind) == wanted) {
+    let events = events_of_type(&state, &kind, &hash).await?;
+    match events.iter().find(|event| Stage::of(&event.0.kind) == Some(wanted)) {
         Some(event) => Ok(Json(EventView::of(event)?).into_response()),
         None => Err(ApiError::not_found(format!("transaction {hash} has no such event"))),
     }
 }
 
 /// Which of its events: where a transaction is.
-#[derive(PartialEq)]
+#[derive(PartialEq, Clone, Copy)]
 pub enum Stage {
     /// Accepted by a node, not yet executed.
     Accepted,
@@ -92,21 +92,32 @@ pub enum Stage {
 }
 
 impl Stage {
-    /// The stage a transaction event of type `kind` tells of.
-    pub fn of(kind: &str) -> Stage {
+    /// The stage a transaction event of type `kind` tells of (`None`: not a transaction event).
+    pub fn of(kind: &str) -> Option<Stage> {
         match kind {
-            "TransactionAccepted" | "DeployAccepted" => Stage::Accepted,
-            "TransactionProcessed" | "DeployProcessed" => Stage::Processed,
-            _ => Stage::Expired,
+            "TransactionAccepted" | "DeployAccepted" => Some(Stage::Accepted),
+            "TransactionProcessed" | "DeployProcessed" => Some(Stage::Processed),
+            "TransactionExpired" | "DeployExpired" => Some(Stage::Expired),
+            _ => None,
         }
     }
 }
 
-/// The sidecar's transaction types: a 1.x deploy or a 2.x transaction.
-fn check_type(kind: &str) -> Result<(), ApiError> {
-    match kind {
-        "deploy" | "version1" => Ok(()),
-        _ => Err(ApiError::bad_request("invalid_transaction_type", format!("{kind:?} is not deploy or version1"))),
+/// A transaction's visible events, when it is of the sidecar's type `kind` (`deploy`: a 1.x
+/// deploy or 2.x's legacy `Deploy`; `version1`: a 2.x transaction); 404 for another type.
+async fn events_of_type(
+    state: &AppState,
+    kind: &str,
+    hash: &str,
+) -> Result<Vec<(StoredEvent, Vec<String>)>, ApiError> {
+    if !matches!(kind, "deploy" | "version1") {
+        let message = format!("{kind:?} is not deploy or version1");
+        return Err(ApiError::bad_request("invalid_transaction_type", message));
+    }
+    let events = events(state, hash).await?;
+    match events.iter().any(|(event, _)| crate::event::transaction_type(&event.kind, &event.raw) == Some(kind)) {
+        true => Ok(events),
+        false => Err(ApiError::not_found(format!("transaction {hash} is not of type {kind}"))),
     }
 }
 

@@ -52,6 +52,33 @@ pub const TRANSACTION_KINDS: [&str; 6] = [
     "DeployExpired",
 ];
 
+/// The casper-sidecar's type of a transaction event's transaction: `deploy` (1.x deploys, and
+/// 2.x's legacy `Deploy`) or `version1` (2.x's `Version1`); `None` for other events.
+pub fn transaction_type(kind: &str, raw: &str) -> Option<&'static str> {
+    use serde::de::IgnoredAny;
+    #[derive(serde::Deserialize)]
+    enum Type {
+        Deploy(IgnoredAny),
+        Version1(IgnoredAny),
+    }
+    #[derive(serde::Deserialize)]
+    struct Named {
+        transaction_hash: Type,
+    }
+    let of = |kind: Type| match kind {
+        Type::Deploy(_) => "deploy",
+        Type::Version1(_) => "version1",
+    };
+    match kind {
+        "DeployAccepted" | "DeployProcessed" | "DeployExpired" => Some("deploy"),
+        "TransactionAccepted" => serde_json::from_str::<HashMap<&str, Type>>(raw).ok()?.into_values().next().map(of),
+        "TransactionProcessed" | "TransactionExpired" => {
+            serde_json::from_str::<HashMap<&str, Named>>(raw).ok()?.into_values().next().map(|n| of(n.transaction_hash))
+        }
+        _ => None,
+    }
+}
+
 /// Why `kind` cannot be the type of an event a plugin derives, if it cannot: a type a source
 /// emits, or not a short name of letters, digits, `-`, `_` and `.`.
 pub fn derived_kind_problem(kind: &str) -> Option<&'static str> {

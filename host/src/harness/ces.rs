@@ -95,9 +95,20 @@ pub fn dictionary_write(seed_hex: &str, event_id: u64, event: &CesEvent) -> Valu
     let mut seed = [0u8; 32];
     hex::decode_to_slice(seed_hex, &mut seed).expect("a seed URef address is 32 bytes of hex");
     let bytes = event.dictionary_value(&seed, event_id);
-    // The dictionary key is a hash of seed and item key; any unique one will do here.
-    let key = blake3::hash(&[&seed[..], &event_id.to_le_bytes()].concat()).to_hex();
+    let key = hex::encode(dictionary_address(&seed, event_id.to_string().as_bytes()));
     json!({"key": format!("dictionary-{key}"), "kind": {"Write": {"CLValue": {"cl_type": "Any", "bytes": hex::encode(bytes), "parsed": null}}}})
+}
+
+/// The address of item `item_key` in the dictionary seeded `seed`, as Casper computes it:
+/// BLAKE2b-256 of the seed URef address and the item key's bytes.
+pub fn dictionary_address(seed: &[u8; 32], item_key: &[u8]) -> [u8; 32] {
+    use blake2::digest::{Update, VariableOutput};
+    let mut hasher = blake2::Blake2bVar::new(32).expect("32 is a valid length");
+    hasher.update(seed);
+    hasher.update(item_key);
+    let mut address = [0u8; 32];
+    hasher.finalize_variable(&mut address).expect("the length asked for");
+    address
 }
 
 /// A successful 2.x `TransactionProcessed` of `transaction` in `block` that emitted `events`

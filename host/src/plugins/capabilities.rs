@@ -125,8 +125,8 @@ impl ResourceLimiter for MemoryBudget {
     }
 }
 
-/// Log lines a plugin may write per second (a burst of as many); beyond, they are counted and
-/// dropped, and the next line written says how many were.
+/// Log lines a plugin may write per second (a burst of as many); beyond, they are dropped: the
+/// first one dropped says so, and the next line written says how many were.
 const LOG_LINES_PER_SECOND: u32 = 100;
 
 /// One plugin's logging allowance, shared by its instances.
@@ -202,12 +202,14 @@ impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
         let plugin = &*self.plugin;
         if self.log.allowance.check().is_err() {
-            self.log.suppressed.fetch_add(1, Relaxed);
+            if self.log.suppressed.fetch_add(1, Relaxed) == 0 {
+                tracing::warn!(plugin, "over {LOG_LINES_PER_SECOND} log lines per second: dropping its lines");
+            }
             return;
         }
-        let suppressed = self.log.suppressed.swap(0, Relaxed);
-        if suppressed > 0 {
-            tracing::warn!(plugin, "{suppressed} log lines dropped (over {LOG_LINES_PER_SECOND} per second)");
+        let dropped = self.log.suppressed.swap(0, Relaxed);
+        if dropped > 0 {
+            tracing::warn!(plugin, "{dropped} of its log lines were dropped");
         }
         let message = text::bounded(&message);
         match level {

@@ -76,8 +76,16 @@ impl NodeGrant {
         NodeGrant { node, allowance: Arc::new(RateLimiter::direct(Quota::per_second(rate))), per_second }
     }
 
-    /// Ask the node, within the plugin's allowance and before `deadline`.
+    /// Ask the node, within the plugin's allowance and before `deadline`. A question that
+    /// cannot be asked does not spend the allowance.
     pub fn query(&self, method: &str, params: &str, deadline: Instant) -> Result<String, String> {
+        if !READ_ONLY.contains(&method) {
+            return Err(format!("{method} is not a read-only query plugins may make"));
+        }
+        if params.len() > MAX_PARAMS {
+            return Err(format!("params of {} bytes are over the limit of {MAX_PARAMS}", params.len()));
+        }
+        let params: serde_json::Value = serde_json::from_str(params).map_err(|e| format!("params: {e}"))?;
         if self.allowance.check().is_err() {
             return Err(format!("over {} node queries per second (node_queries_per_second)", self.per_second));
         }
@@ -92,17 +100,10 @@ impl NodeQueries {
         Ok(NodeQueries { rpc: Rpc::new(client, rpc_url, MAX_ANSWER), runtime, cache: Mutex::default() })
     }
 
-    /// Call `method` with `params` (JSON), waiting until `deadline` at most; the `result` as
-    /// JSON, or why there is none.
-    pub fn query(&self, method: &str, params: &str, deadline: Instant) -> Result<String, String> {
-        if !READ_ONLY.contains(&method) {
-            return Err(format!("{method} is not a read-only query plugins may make"));
-        }
-        if params.len() > MAX_PARAMS {
-            return Err(format!("params of {} bytes are over the limit of {MAX_PARAMS}", params.len()));
-        }
-        let params_json: serde_json::Value = serde_json::from_str(params).map_err(|e| format!("params: {e}"))?;
-        let question = (method.to_owned(), params_json.to_string());
+    /// Call `method` with `params`, waiting until `deadline` at most; the `result` as JSON, or
+    /// why there is none.
+    fn query(&self, method: &str, params: serde_json::Value, deadline: Instant) -> Result<String, String> {
+        let question = (method.to_owned(), params.to_string());
         if let Some((at, answer)) = self.cache.lock().expect("cache lock").answers.get(&question)
             && at.elapsed() < FRESH_FOR
         {
@@ -113,7 +114,7 @@ impl NodeQueries {
             return Err("the call's time limit is reached: no time left for a node query".into());
         }
         // The timer is made inside the runtime (the pipeline thread has none).
-        let call = async { tokio::time::timeout(wait, self.rpc.call(method, params_json)).await };
+        let call = async { tokio::time::timeout(wait, self.rpc.call(method, params)).await };
         // On a thread of its own: the caller may be anywhere (the pipeline, a route worker, a
         // runtime worker running `init`), and only outside the runtime may one wait on it.
         let answer = std::thread::scope(|scope| scope.spawn(|| self.runtime.block_on(call)).join());

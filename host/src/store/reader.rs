@@ -238,9 +238,13 @@ pub fn block(conn: &Connection, id: &BlockId) -> rusqlite::Result<Option<StoredE
     conn.prepare_cached(&sql)?.query_row([value], stored_event).optional()
 }
 
-/// Visible events about one transaction or deploy (accepted, processed, expired).
+/// Visible events of one transaction or deploy: accepted, processed, expired (not the events
+/// decoders derived from it).
 pub fn transaction_events(conn: &Connection, hash: &str) -> rusqlite::Result<Vec<StoredEvent>> {
-    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = ?1 AND dropped = 0 ORDER BY seq");
+    let kinds = crate::event::TRANSACTION_KINDS.map(|kind| format!("'{kind}'")).join(", ");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = ?1 AND kind IN ({kinds}) AND dropped = 0 ORDER BY seq"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([hash.to_lowercase()], stored_event)?;
     rows.collect()

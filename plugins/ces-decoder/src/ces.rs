@@ -7,7 +7,7 @@
 //! `BTreeMap<String, Vec<(String, CLType)>>`).
 
 use casper_types::bytesrepr::{Bytes, FromBytes};
-use casper_types::{CLType, CLValue, Key, PublicKey, U128, U256, U512, URef};
+use casper_types::{AccessRights, CLType, CLValue, Key, PublicKey, U128, U256, U512, URef};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -32,6 +32,9 @@ pub struct EventWrite {
     pub event_id: u64,
     /// The event's bytes: its name, then its fields.
     pub payload: Vec<u8>,
+    /// The address such a value belongs under: the dictionary item's, BLAKE2b-256 of the seed
+    /// and the item key. A value written anywhere else is not this dictionary's.
+    pub dictionary_addr: [u8; 32],
 }
 
 /// A written dictionary value as CES writes events, or `None` when it is anything else (a
@@ -42,11 +45,14 @@ pub fn event_write(dictionary_value: &[u8]) -> Option<EventWrite> {
         return None;
     }
     let (seed, rest) = Bytes::from_bytes(rest).ok()?;
+    let seed: [u8; 32] = seed.as_slice().try_into().ok()?;
     let (item_key, _) = Bytes::from_bytes(rest).ok()?;
     let event_id = std::str::from_utf8(&item_key).ok()?.parse().ok()?;
     // The list's own bytes: a u32 count, then the bytes.
     let (payload, _) = Vec::<u8>::from_bytes(value.inner_bytes()).ok()?;
-    Some(EventWrite { seed: seed.as_slice().try_into().ok()?, event_id, payload })
+    let dictionary = Key::dictionary(URef::new(seed, AccessRights::NONE), &item_key);
+    let dictionary_addr = *dictionary.as_dictionary()?;
+    Some(EventWrite { seed, event_id, payload, dictionary_addr })
 }
 
 /// The name of the event in `payload` (without the `event_` prefix).

@@ -381,16 +381,17 @@ impl CesDecoder {
     }
 }
 
-/// A dictionary write holding a CES event.
+/// A dictionary write holding a CES event: a CES value written under the key of the item it
+/// names (the seed and item key in the value hash to the key), so no other write can pass for
+/// a contract's event.
 fn dictionary_event(effect: &sluice_plugin_sdk::casper::Effect) -> Option<EventWrite> {
-    if !effect.key.starts_with("dictionary-") {
-        return None;
-    }
+    let address = effect.key.strip_prefix("dictionary-")?;
     let value = effect.written_cl_value()?;
     if value["cl_type"] != "Any" {
         return None;
     }
-    ces::event_write(&hex::decode(value["bytes"].as_str()?).ok()?)
+    let write = ces::event_write(&hex::decode(value["bytes"].as_str()?).ok()?)?;
+    (hex::decode(address).ok()? == write.dictionary_addr).then_some(write)
 }
 
 /// The heights of the last blocks seen, by hash.
