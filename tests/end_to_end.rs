@@ -161,10 +161,12 @@ fn a_restart_resumes_after_the_last_stored_event() {
     rig.wait_for_stored(200);
     // An open SSE subscriber must not hold up a graceful stop; its stream ends.
     let url = format!("{}/events?start_from=0", rig.http);
-    let subscriber = std::thread::spawn(move || read_sse(&url, usize::MAX));
+    let subscriber = std::thread::spawn(move || support::read_sse_text(&url));
     std::thread::sleep(std::time::Duration::from_millis(300));
     rig.stop_host();
-    let before: Vec<u64> = subscriber.join().unwrap().into_iter().map(|(id, _)| id).collect();
+    let text = subscriber.join().unwrap();
+    assert!(text.ends_with("data: \"Shutdown\"\n\n"), "a stopping Sluice says so last, as a node does");
+    let before: Vec<u64> = support::parse_sse(&text, usize::MAX).into_iter().map(|(id, _)| id).collect();
     assert!(before.len() >= 200);
     assert_eq!(before, (1..=before.len() as u64).collect::<Vec<_>>(), "every event once, in order");
     let stopped_at = rig.number("SELECT max(seq) FROM events").unwrap();
@@ -172,7 +174,8 @@ fn a_restart_resumes_after_the_last_stored_event() {
     rig.start_host();
     rig.wait_for_stored(stopped_at as u64 + 200);
     let host_log = rig.host.as_ref().unwrap().log();
-    assert!(host_log.contains(&format!("start_from={stopped_at}")), "resumed from the cursor:\n{host_log}");
+    // From the last id stored (the node's ids start at 0), to check it is still that event.
+    assert!(host_log.contains(&format!("start_from={}", stopped_at - 1)), "resumed from the cursor:\n{host_log}");
     let db = rig.db();
     let (rows, distinct, max_id): (i64, i64, i64) = db
         .query_row("SELECT count(*), count(DISTINCT node_event_id), max(node_event_id) FROM events", [], |r| {

@@ -74,6 +74,11 @@ fn assert_restart_skips_nothing(protocol: &[&str], processed: &str) {
     rig.wait_for("a restart", || health()["nodes"][0]["restarts"].as_u64() >= Some(1));
     rig.wait_for_stored(health()["store"]["events"].as_u64().unwrap() + 1000);
     assert!(rig.host.as_ref().unwrap().log().contains("node announced shutdown"));
+    // The node's "Shutdown" is stored like any event, and streams replay it.
+    let shutdown = rig.number("SELECT min(seq) FROM events WHERE kind = 'Shutdown'").expect("a stored Shutdown");
+    let channel = if protocol.is_empty() { "events" } else { "events/main" };
+    let frames = read_sse(&format!("{}/{channel}?start_from={shutdown}", rig.http), 1);
+    assert_eq!(frames, [(shutdown as u64, "\"Shutdown\"".to_owned())]);
     // Every generated block from the first on is stored, with no hole around the restart.
     let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
     // One query: the node keeps producing while the test reads.
@@ -248,4 +253,137 @@ fn several_nodes_deliver_each_event_once() {
     assert_eq!(seen_by, ["mock", "mock1"]);
     let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
     assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
+}
+
+/// A TCP listener that accepts connections and never answers; its port.
+fn black_hole() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in listener.incoming() {
+            held.extend(socket);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_node_that_accepts_connections_and_never_answers_is_left_and_shown() {
+    // `stuck` never answers on its event stream; `mock` streams, but its REST status never answers.
+    let (stuck, silent_rest) = (black_hole(), black_hole());
+    let sources = move |port: u16| {
+        format!(
+            "[[nodes]]\nname = \"stuck\"\nurl = \"http://127.0.0.1:{stuck}\"\nconnect_timeout_secs = 1\n\n\
+             [[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{port}\"\nrest_url = \"http://127.0.0.1:{silent_rest}\"\n\
+             connect_timeout_secs = 1\n\n"
+        )
+    };
+    let rig = Rig::start_source("mock-node", &["--rate", "0", "--count", "100"], sources, &[]);
+    rig.wait_for_stored(107);
+    rig.wait_for("the stuck node to be retried", || {
+        let status = get_json(&format!("{}/status", rig.http)).unwrap();
+        status["sources"][0]["disconnects"].as_u64() >= Some(2)
+    });
+    let status = get_json(&format!("{}/status", rig.http)).unwrap();
+    let stuck = &status["sources"][0];
+    assert!(["connecting", "reconnecting"].contains(&stuck["state"].as_str().unwrap()), "{stuck}");
+    let why = stuck["last_error"]["message"].as_str().unwrap();
+    assert!(why.contains("no response within 1s"), "{why}");
+    let health = get_json(&format!("{}/health", rig.http)).unwrap();
+    assert_eq!((health["status"].as_str(), health["checks"]["sources"]["connected"].as_u64()), (Some("degraded"), Some(1)));
+}
+
+#[test]
+fn a_node_restarted_past_the_cursor_while_sluice_was_away_loses_nothing() {
+    // Sluice stops after about 1,000 events; the node restarts at 3,000 (ids from 0 again) and
+    // numbers well past Sluice's cursor before Sluice comes back.
+    let mut rig = Rig::start(&["--rate", "500", "--restart-after", "3000"], "");
+    rig.wait_for_stored(1000);
+    rig.stop_host();
+    let cursor = rig.number("SELECT last_event_id FROM node_cursors").unwrap() as u64;
+    let status = || get_json(&format!("http://127.0.0.1:{}/status", rig.nodes[0].0)).unwrap();
+    rig.wait_for("the node to restart and pass the cursor", || {
+        status()["last_event_id"].as_u64() > Some(cursor + 500) && status()["last_event_id"].as_u64() < Some(3000)
+    });
+    rig.start_host();
+    rig.wait_for("a restart to be seen", || {
+        get_json(&format!("{}/health", rig.http)).is_some_and(|h| h["nodes"][0]["restarts"].as_u64() >= Some(1))
+    });
+    rig.wait_for_stored(4000);
+    let (count, lowest, highest): (i64, i64, i64) = rig
+        .db()
+        .query_row(
+            "SELECT count(*), min(block_height), max(block_height) FROM events
+             WHERE kind = 'BlockAdded' AND block_height >= 1000000",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((lowest, count), (1_000_000, highest - lowest + 1), "no block is missing");
+    assert_eq!(rig.number("SELECT count(*) FROM gaps"), Some(0), "the node still had them all");
+}
+
+#[test]
+fn an_unreadable_frame_without_an_id_neither_stalls_nor_skips() {
+    // Every connection opens with an `ApiVersion` frame that is not UTF-8: before any id on a
+    // first connection, and without an id on every later one.
+    let mut rig = Rig::start(&["--rate", "0", "--count", "200", "--garble-greeting", "--drop-after", "50"], "");
+    rig.wait_for_stored(207);
+    rig.stop_host();
+    rig.start_host();
+    rig.wait_for_stored(207);
+    assert_eq!(rig.number("SELECT count(DISTINCT node_event_id) FROM events"), Some(207), "no event was skipped");
+    let greetings = "SELECT count(*) FROM rejected_frames WHERE node_event_id IS NULL AND reason LIKE '%not UTF-8%'";
+    assert!(rig.number(greetings) >= Some(5), "each connection's greeting is rejected");
+}
+
+#[test]
+fn an_event_nested_too_deep_to_serve_is_rejected_and_every_page_answers() {
+    let rig = Rig::start(&["--rate", "0", "--count", "200", "--deep-every", "40"], "");
+    rig.wait_for_stored(202);
+    rig.wait_for("the deep frames", || rig.number("SELECT count(*) FROM rejected_frames") == Some(5));
+    let reason = "SELECT count(*) FROM rejected_frames WHERE reason LIKE '%nested deeper than 100%'";
+    assert_eq!(rig.number(reason), Some(5));
+    for path in ["/events?from_seq=1&limit=1000", "/blocks?limit=100", "/block", "/events/main?start_from=0&x"] {
+        let (status, _) = get(&format!("{}{path}", rig.http)).unwrap_or((0, String::new()));
+        if !path.starts_with("/events/main") {
+            assert_eq!(status, 200, "{path}");
+        }
+    }
+    let page = get_json(&format!("{}/events?from_seq=1&limit=1000", rig.http)).unwrap();
+    assert_eq!(page["data"].as_array().unwrap().len(), 202);
+}
+
+#[test]
+fn storage_failures_show_in_health_and_metrics_and_lose_nothing() {
+    let rig = Rig::start(&["--rate", "300", "--count", "3000"], "");
+    rig.wait_for_stored(500);
+    // A file size limit (soft: it can be raised again) at what the database files take now:
+    // every write that grows them fails, as on a full disk.
+    let pid = rig.host.as_ref().unwrap().pid().to_string();
+    let limit = |bytes: &str| {
+        let status = std::process::Command::new("prlimit").args(["--pid", &pid, &format!("--fsize={bytes}:")]).status();
+        assert!(status.unwrap().success());
+    };
+    let db = rig.db_path();
+    let size = |path: std::path::PathBuf| std::fs::metadata(path).map_or(0, |m| m.len());
+    let wal = db.with_file_name("sluice.db-wal");
+    limit(&size(db.clone()).max(size(wal)).to_string());
+    let health = || support::get(&format!("{}/health", rig.http)).unwrap();
+    rig.wait_for("/health to say storing fails", || health().0 == 503);
+    let report: Value = serde_json::from_str(&health().1).unwrap();
+    assert_eq!(report["status"], "failing", "{report}");
+    assert!(report["checks"]["storage"]["failures"].as_u64() >= Some(1), "{report}");
+    assert!(report["checks"]["storage"]["last_error"].as_str().is_some(), "{report}");
+    assert_eq!(get(&format!("{}/ready", rig.http)).unwrap().0, 503);
+    let metrics = get(&format!("{}/metrics", rig.admin)).unwrap().1;
+    assert!(metrics.contains("sluice_storage_failing 1"), "{metrics}");
+    assert!(metrics.contains("sluice_health 2"), "{metrics}");
+    // Room again: ingest resumes where it stopped, nothing lost.
+    limit("unlimited");
+    rig.wait_for_stored(3007);
+    assert_eq!(rig.number("SELECT count(DISTINCT node_event_id) FROM events"), Some(3007));
+    rig.wait_for("/health to recover", || health().0 == 200);
+    assert_eq!(get(&format!("{}/ready", rig.http)).unwrap().0, 200);
 }

@@ -100,15 +100,15 @@ impl Cli {
             }
             Command::MockNode { listen, options } => {
                 tracing::info!("mock node serving http://{listen}/events");
-                Ok(mock_node::serve(bind(listen).await?, options).await?)
+                until_stopped(mock_node::serve(bind(listen).await?, options)).await
             }
             Command::MockCsprCloud { listen, options } => {
                 tracing::info!("mock CSPR.cloud serving ws://{listen}/contract-events");
-                Ok(mock_node::cspr_cloud::serve(bind(listen).await?, options).await?)
+                until_stopped(mock_node::cspr_cloud::serve(bind(listen).await?, options)).await
             }
             Command::MockF1r3fly { listen, options } => {
                 tracing::info!("mock F1r3fly node serving ws://{listen}/ws/events");
-                Ok(mock_node::f1r3fly::serve(bind(listen).await?, options).await?)
+                until_stopped(mock_node::f1r3fly::serve(bind(listen).await?, options)).await
             }
             Command::Plugin(PluginCommand::New { name, dir }) => {
                 let created = crate::scaffold::new_plugin(&name, &dir)?;
@@ -157,6 +157,14 @@ async fn demo(path: &std::path::Path) -> anyhow::Result<()> {
 
 async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))
+}
+
+/// Run `serve` until it ends or Ctrl-C (or SIGTERM) stops it.
+async fn until_stopped<E: Into<anyhow::Error>>(serve: impl Future<Output = Result<(), E>>) -> anyhow::Result<()> {
+    tokio::select! {
+        served = serve => served.map_err(Into::into),
+        () = stop_signal() => Ok(()),
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).

@@ -11,8 +11,8 @@ use crate::plugins::{DERIVED_BY, Plugins, Reload, ReloadStatus};
 use crate::store::Writer;
 use crate::store::{Outcome, StoredEvent};
 use serde::Serialize;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -37,6 +37,34 @@ pub struct IngestStats {
     pub dropped: AtomicU64,
     /// The store's highest sequence.
     pub last_seq: AtomicU64,
+    /// Whether the pipeline thread is running.
+    pub running: AtomicBool,
+    /// Storage writes that failed (each is retried).
+    pub storage_failures: AtomicU64,
+    /// Since when storing has been failing (milliseconds since the Unix epoch; 0: it is not).
+    pub storage_failing_since_ms: AtomicU64,
+    /// Why the last storage write failed.
+    pub last_storage_error: Mutex<Option<String>>,
+}
+
+impl IngestStats {
+    /// A storage write failed with `error`.
+    fn storage_failed(&self, error: &anyhow::Error) {
+        self.storage_failures.fetch_add(1, Relaxed);
+        let now = crate::event::now_ms() as u64;
+        _ = self.storage_failing_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
+        *self.last_storage_error.lock().expect("stats lock") = Some(format!("{error:#}"));
+    }
+
+    /// A storage write succeeded.
+    fn storage_ok(&self) {
+        self.storage_failing_since_ms.store(0, Relaxed);
+    }
+
+    /// Since when storing has been failing, if it is.
+    pub fn storage_failing_since(&self) -> Option<u64> {
+        Some(self.storage_failing_since_ms.load(Relaxed)).filter(|&since| since > 0)
+    }
 }
 
 /// Everything the pipeline thread owns.
@@ -74,9 +102,18 @@ impl Pipeline {
             .expect("spawning the pipeline thread")
     }
 
-    fn run(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
+    fn run(self, deliveries: mpsc::Receiver<Delivery>) {
+        let stats = self.stats.clone();
+        stats.running.store(true, Relaxed);
+        self.ingest(deliveries);
+        stats.running.store(false, Relaxed);
+    }
+
+    fn ingest(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        let Some(mut head) = retrying("reading the store", || deliveries.is_closed(), || self.writer.last_seq()) else {
+        let stats = self.stats.clone();
+        let Some(mut head) = retrying(&stats, "reading the store", || deliveries.is_closed(), || self.writer.last_seq())
+        else {
             return;
         };
         self.stats.last_seq.store(head, Relaxed);
@@ -119,7 +156,7 @@ impl Pipeline {
             }
             let plugins = &mut self.plugins;
             let shutting_down = || deliveries.is_closed();
-            let Some(stored) = retrying("storing a batch", shutting_down, || self.writer.append(&batch, plugins))
+            let Some(stored) = retrying(&stats, "storing a batch", shutting_down, || self.writer.append(&batch, plugins))
             else {
                 tracing::error!("shutting down with a batch not stored; the nodes will send it again");
                 break;
@@ -167,7 +204,7 @@ impl Pipeline {
             }
         };
         let commit = || self.writer.commit_plugins(&slice.batches, &slice.retired);
-        if retrying("storing replayed plugin data", shutting_down, commit).is_none() {
+        if retrying(&self.stats, "storing replayed plugin data", shutting_down, commit).is_none() {
             self.plugins.rewind(&slice);
             return false;
         }
@@ -188,13 +225,23 @@ impl Pipeline {
 
 /// Storage errors (disk full, locked file) must not lose the batch: retry until it works, or
 /// until shutdown (`None`: nothing was committed, so the node cursors still point before it).
-fn retrying<T>(what: &str, shutting_down: impl Fn() -> bool, mut op: impl FnMut() -> anyhow::Result<T>) -> Option<T> {
+/// Every failure is counted in `stats` (`/health` shows storage failing until a write succeeds).
+fn retrying<T>(
+    stats: &IngestStats,
+    what: &str,
+    shutting_down: impl Fn() -> bool,
+    mut op: impl FnMut() -> anyhow::Result<T>,
+) -> Option<T> {
     let mut delay = Duration::from_millis(100);
     loop {
         match op() {
-            Ok(value) => return Some(value),
+            Ok(value) => {
+                stats.storage_ok();
+                return Some(value);
+            }
             Err(_) if shutting_down() => return None,
             Err(e) => {
+                stats.storage_failed(&e);
                 tracing::error!("{what} failed, retrying in {delay:?}: {e:#}");
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_secs(10));

@@ -332,6 +332,21 @@ pub fn read_sse(url: &str, frames: usize) -> Vec<(u64, String)> {
     })
 }
 
+/// Read an SSE stream as text until it ends (or 60 s passed).
+pub fn read_sse_text(url: &str) -> String {
+    use futures::StreamExt;
+    runtime().block_on(async {
+        let response = reqwest::get(url).await.expect("SSE request");
+        let mut body = response.bytes_stream();
+        let mut bytes = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+            bytes.extend_from_slice(&chunk);
+        }
+        text(&bytes).to_owned()
+    })
+}
+
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).expect("UTF-8 SSE")
 }
@@ -341,7 +356,8 @@ pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-fn parse_sse(text: &str, frames: usize) -> Vec<(u64, String)> {
+/// The first `frames` frames with an id and data in SSE `text`: `(id, data)` pairs.
+pub fn parse_sse(text: &str, frames: usize) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     for block in text.split("\n\n") {
         let mut id = None;

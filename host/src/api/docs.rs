@@ -21,7 +21,7 @@ const DOCUMENT: &str = "/api-doc.json";
 #[openapi(
     info(
         title = "Sluice",
-        description = "Casper events: REST, SSE and WebSocket. The admin listener (localhost by default) serves `/metrics`, `/plugins` and `/health`."
+        description = "Casper events: REST, SSE and WebSocket. The admin listener (localhost by default) serves `/metrics`, `/plugins`, `/health` and `/ready`."
     ),
     paths(
         events::serve,
@@ -42,6 +42,7 @@ const DOCUMENT: &str = "/api-doc.json";
         contract_events::list,
         gaps::list,
         health::health,
+        health::ready,
         health::status,
     ),
     components(schemas(ErrorBody))

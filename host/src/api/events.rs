@@ -82,22 +82,33 @@ fn v1_frame(published: &Published) -> Option<Bytes> {
     legacy::to_v1(&event.kind, &event.raw).map(|data| sse::frame(Some(event.seq), &data))
 }
 
-/// Stream events as `id: <sequence>` / `data: <JSON>` frames, after the `ApiVersion` one.
+/// Stream events as `id: <sequence>` / `data: <JSON>` frames, after the `ApiVersion` one; when
+/// Sluice stops, a last `"Shutdown"` frame, as a node sends before it stops.
 async fn stream(state: &AppState, query: &StreamParams, render: Render) -> Result<Response, ApiError> {
     let subscription = super::subscription::subscribe(state, query).await?;
     let version = state.nodes.iter().find_map(|node| node.api_version.lock().expect("status lock").clone());
     let greeting = version.map(|v| sse::frame(None, &serde_json::json!({"ApiVersion": v}).to_string()));
-    let events = futures::stream::unfold(subscription, move |mut subscription| async move {
-        loop {
-            let frame = match subscription.next().await? {
-                Next::Event(published) => match render(&published) {
-                    Some(frame) => frame,
-                    None => continue,
-                },
-                // A comment, as the last thing the client reads.
-                Next::Disconnected(reason) => sse::comment(&reason),
-            };
-            return Some((frame, subscription));
+    let shutdown = state.shutdown.clone();
+    let events = futures::stream::unfold(Some(subscription), move |subscription| {
+        let shutdown = shutdown.clone();
+        async move {
+            let mut subscription = subscription?;
+            loop {
+                let frame = match subscription.next().await {
+                    Some(Next::Event(published)) => match render(&published) {
+                        Some(frame) => frame,
+                        None => continue,
+                    },
+                    // A comment, as the last thing the client reads.
+                    Some(Next::Disconnected(reason)) => sse::comment(&reason),
+                    // The bus closed: Sluice is stopping (its shutdown signal is gone by then).
+                    None if shutdown.has_changed().is_err() => {
+                        return Some((sse::frame(None, "\"Shutdown\""), None));
+                    }
+                    None => return None,
+                };
+                return Some((frame, Some(subscription)));
+            }
         }
     });
     Ok(sse::response(futures::stream::iter(greeting).chain(events)))

@@ -24,6 +24,7 @@ pub enum Channel {
 impl Channel {
     /// The stored event types (1.x and 2.x names) the channel serves.
     pub fn kinds(self) -> &'static [&'static str] {
+        // A node's `"Shutdown"` goes out on every channel, as a 1.x node sends it on each.
         match self {
             Channel::Main => &[
                 "BlockAdded",
@@ -33,9 +34,10 @@ impl Channel {
                 "TransactionExpired",
                 "Fault",
                 "Step",
+                "Shutdown",
             ],
-            Channel::Deploys => &["DeployAccepted", "TransactionAccepted"],
-            Channel::Sigs => &["FinalitySignature"],
+            Channel::Deploys => &["DeployAccepted", "TransactionAccepted", "Shutdown"],
+            Channel::Sigs => &["FinalitySignature", "Shutdown"],
         }
     }
 }
@@ -52,6 +54,9 @@ pub fn v1_name(kind: &str) -> &str {
 
 /// The 1.x JSON of a stored event (`raw`, of type `kind`), or `None` when 1.x has no shape for it.
 pub fn to_v1(kind: &str, raw: &str) -> Option<String> {
+    if kind == "Shutdown" {
+        return Some(raw.to_owned());
+    }
     let event: Value = serde_json::from_str(raw).ok()?;
     let body = event.get(kind)?;
     let (kind, body) = match kind {
@@ -67,14 +72,18 @@ pub fn to_v1(kind: &str, raw: &str) -> Option<String> {
     Some(json!({ kind: body }).to_string())
 }
 
-/// 1.x blocks as they are; `Version1` unwrapped; `Version2` rebuilt in the 1.x shape.
+/// 1.x blocks as they are; `Version1` unwrapped; `Version2` rebuilt in the 1.x shape. A 1.x
+/// node's block carries its `proofs`: the translated ones have none, as the sidecar sends.
 fn block_added(body: &Value) -> Option<Value> {
     let block = body.get("block")?;
-    let v1 = match (block.get("Version1"), block.get("Version2")) {
+    let mut v1 = match (block.get("Version1"), block.get("Version2")) {
         (Some(v1), _) => v1.clone(),
         (None, Some(v2)) => block_v2_to_v1(v2)?,
         (None, None) => block.clone(),
     };
+    if let Some(fields) = v1.as_object_mut() {
+        fields.entry("proofs").or_insert_with(|| json!([]));
+    }
     Some(json!({"block_hash": body.get("block_hash")?, "block": v1}))
 }
 

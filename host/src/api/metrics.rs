@@ -106,7 +106,15 @@ const PLUGIN_COUNTERS: [(&str, &str, fn(&PluginStats) -> &AtomicU64); 5] = [
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let AppState { nodes, ingest, plugins, store, subscribers, .. } = &self.0;
+        let (condition, _) = super::health::Checks::now(&self.0);
         for (name, help, value) in [
+            ("sluice_health", "Condition: 0 ok, 1 degraded, 2 failing (see /health)", condition as i64),
+            ("sluice_ready", "1 when storing works and a source is connected (see /ready)", {
+                i64::from(super::health::readiness(&self.0).is_ok())
+            }),
+            ("sluice_storage_failing", "1 while writes to the store fail (retried; nothing is lost)", {
+                i64::from(ingest.storage_failing_since().is_some())
+            }),
             ("sluice_subscribers", "Open SSE streams and WebSocket subscriptions", subscribers.open() as i64),
             (
                 "sluice_db_bytes",
@@ -148,6 +156,7 @@ impl Collector for Live {
             ),
             ("sluice_ingest_rejected", "Frames stored as rejected", &ingest.rejected),
             ("sluice_ingest_dropped", "Events hidden by a plugin", &ingest.dropped),
+            ("sluice_storage_failures", "Writes to the store that failed (each is retried)", &ingest.storage_failures),
         ] {
             ConstCounter::new(value.load(Relaxed)).encode(encoder.encode_descriptor(
                 name,
@@ -179,6 +188,7 @@ impl Collector for Live {
         for (category, description, value) in [
             ("source", "rejected_frames", of_sources(|s| &s.rejected)),
             ("source", "disconnects", of_sources(|s| &s.disconnects)),
+            ("storage", "write_failures", ingest.storage_failures.load(Relaxed)),
             ("plugin", "traps", of_plugins(|p| &p.traps)),
             ("plugin", "timeouts", of_plugins(|p| &p.timeouts)),
             ("plugin", "errors", of_plugins(|p| &p.errors)),

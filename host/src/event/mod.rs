@@ -111,6 +111,23 @@ pub struct NodeEvent {
     pub raw: String,
 }
 
+impl NodeEvent {
+    /// The `"Shutdown"` a node sends on `stream` before it stops, received now: stored like any
+    /// event (each one received is another), so streams replayed later carry it too.
+    pub fn shutdown(stream: &str) -> NodeEvent {
+        NodeEvent {
+            kind: "Shutdown".into(),
+            key: format!("shutdown:{stream}:{}", now_ms()),
+            block_hash: None,
+            block_height: None,
+            transaction_hash: None,
+            era_id: None,
+            account: None,
+            raw: "\"Shutdown\"".into(),
+        }
+    }
+}
+
 /// Something a node connection hands to the store: an event, a rejected frame, or node metadata.
 #[derive(Debug)]
 pub struct Delivery {
@@ -169,6 +186,25 @@ pub enum Payload {
         /// What could not be fetched, if anything.
         note: Option<String>,
     },
+}
+
+impl Payload {
+    /// What tells this frame from another one a node numbered alike: the event's key, or a
+    /// rejected frame's bytes. On resuming, the frame a node sends under the id stored last
+    /// must be the one stored: otherwise the node restarted and numbers anew.
+    pub fn identity(&self) -> Option<[u8; 16]> {
+        match self {
+            Payload::Event(event) => Some(key_hash(&event.key)),
+            Payload::Rejected { raw, reason } => Some(key_hash(&format!("rejected:{reason}:{raw}"))),
+            Payload::ApiVersion(_) | Payload::Gap { .. } | Payload::Backfilled { .. } => None,
+        }
+    }
+}
+
+/// BLAKE3 of a natural key, cut to 128 bits: the store's unique index. Cryptographic, so a
+/// hostile node cannot craft an event whose key collides with a real one's and hides it.
+pub fn key_hash(key: &str) -> [u8; 16] {
+    blake3::hash(key.as_bytes()).as_bytes()[..16].try_into().expect("BLAKE3 gives 32 bytes")
 }
 
 /// What one SSE `data:` payload turned out to be.

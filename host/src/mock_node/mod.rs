@@ -89,6 +89,13 @@ pub struct MockOptions {
     /// Send every Nth generated event with a byte that is not UTF-8, which no SSE parser reads.
     #[arg(long)]
     pub garble_every: Option<u32>,
+    /// Send the `ApiVersion` frame that opens every connection with a byte that is not UTF-8:
+    /// an unreadable frame without an id, before any event.
+    #[arg(long)]
+    pub garble_greeting: bool,
+    /// Nest a field of every Nth generated event 200 arrays deep (valid JSON no one serves).
+    #[arg(long)]
+    pub deep_every: Option<u32>,
     /// Pad every Nth generated event with JSON white space (to exercise frame limits).
     #[arg(long)]
     pub bloat_every: Option<u32>,
@@ -161,6 +168,10 @@ impl Node {
         }
         if Node::every(chain, index, self.options.bloat_every) {
             scratch.insert_str(scratch.len() - 1, &" ".repeat(self.options.bloat_mib << 20));
+        }
+        if Node::every(chain, index, self.options.deep_every) {
+            // Inside the event's body: `{"Kind":{…,"deep":[[…1…]]}}`.
+            scratch.insert_str(scratch.len() - 2, &format!(",\"deep\":{}1{}", "[".repeat(200), "]".repeat(200)));
         }
         out.extend_from_slice(b"data:");
         out.extend_from_slice(scratch.as_bytes());
@@ -250,6 +261,9 @@ async fn stream_events(
     let mut sent = 0u32;
     let per_connection = node.options.drop_after.into_iter().chain(node.options.silent_after).min();
     let mut buffer = format!("data:{{\"ApiVersion\":\"{}\"}}\n\n", node.api_version()).into_bytes();
+    if node.options.garble_greeting {
+        buffer[6] = 0xff;
+    }
     let mut scratch = String::new();
     let mut idle_since = Instant::now();
     loop {

@@ -1,15 +1,16 @@
 //! Follow one Casper node's SSE streams (2.x `GET /events`; 1.x `/events/main`, `/events/deploys`,
-//! `/events/sigs`), each resuming after the last id stored for it.
+//! `/events/sigs`), each resuming from the last id stored for it.
 
 use super::backoff::{Backoff, HEALTHY};
+use super::sse::{SseFrame, SseSplitter};
 use super::{ConnectionState, NodeStatus, state_after_refusal};
 use crate::config::{NodeConfig, Protocol};
 use crate::event::{Delivery, Frame, Payload};
-use futures::{StreamExt, TryStreamExt};
-use sse_stream::{Sse, SseStream};
+use crate::store::StreamCursor;
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Why a connection ended.
@@ -17,13 +18,15 @@ use tokio::sync::mpsc;
 enum Disconnect {
     #[error("{0}")]
     Http(#[from] reqwest::Error),
-    #[error("stream: {0}")]
-    Stream(#[from] sse_stream::Error),
+    #[error("no response within {0:?} (connect_timeout_secs)")]
+    NoAnswer(Duration),
+    #[error("no bytes for {0:?} (no_message_timeout_secs)")]
+    Silent(Duration),
     #[error("the node closed the stream")]
     Closed,
-    /// Ids went backwards: the node restarted. Resume from the start of its new buffer.
-    #[error("the node restarted (asked for id {asked}, it sent {sent})")]
-    Restarted { asked: u32, sent: u32 },
+    /// The node restarted and numbers events anew: resume from the start of its new buffer.
+    #[error("the node restarted ({0})")]
+    Restarted(String),
     /// The pipeline has shut down: stop following.
     #[error("shutting down")]
     Shutdown,
@@ -31,11 +34,11 @@ enum Disconnect {
 
 /// Follow `node` forever: find its event API, then follow each of its SSE streams (one on 2.x,
 /// three on 1.x), handing every frame to `out` and reconnecting with backoff. `cursors` holds
-/// the last id stored per stream. Returns when a delivery finds `out` closed; the caller aborts
-/// the task to stop it sooner.
+/// where each stream stands. Returns when a delivery finds `out` closed; the caller aborts the
+/// task to stop it sooner.
 pub async fn follow(
     node: NodeConfig,
-    cursors: HashMap<String, u32>,
+    cursors: HashMap<String, StreamCursor>,
     status: Arc<NodeStatus>,
     out: mpsc::Sender<Delivery>,
 ) {
@@ -45,7 +48,7 @@ pub async fn follow(
         Err(e) => return tracing::error!(node = %name, "cannot build an HTTP client: {e}"),
     };
     let build_version = match &node.rest_url {
-        Some(rest_url) => read_build_version(&client, rest_url, &name, &status).await,
+        Some(rest_url) => read_build_version(&client, rest_url, node.connect_timeout(), &name, &status).await,
         None => None,
     };
     let mut protocol = match (node.protocol, build_version) {
@@ -61,16 +64,16 @@ pub async fn follow(
                 "" => (name.to_string(), "events".to_owned()),
                 channel => (format!("{name}/{channel}"), format!("events/{channel}")),
             };
-            let last_id = cursors.get(&stream).copied();
+            let stored = cursors.get(&stream).copied();
             let connection = Connection {
                 name: name.clone(),
                 stream: Arc::from(stream),
                 path,
                 status: status.clone(),
                 out: out.clone(),
-                last_id,
-                unreadable: None,
-                asked: None,
+                last_id: stored.map(|cursor| cursor.last_id),
+                last_identity: stored.and_then(|cursor| cursor.identity),
+                expect: None,
                 after_restart: false,
             };
             connection.follow(&client, &node, protocol == Protocol::Auto)
@@ -82,24 +85,6 @@ pub async fn follow(
             continue;
         }
         return;
-    }
-}
-
-/// An SSE line longer than the node's `max_frame_mib`.
-#[derive(Debug, thiserror::Error)]
-#[error("an SSE line is longer than {0} bytes (max_frame_mib)")]
-struct FrameTooLarge(usize);
-
-/// Whether the stream broke on a frame that will come back on every resume: bytes that are not
-/// UTF-8, or a line over the size limit.
-fn is_unreadable(error: &sse_stream::Error) -> bool {
-    match error {
-        sse_stream::Error::Utf8Parse(_) => true,
-        sse_stream::Error::Body(e) => e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|e| e.get_ref())
-            .is_some_and(|inner| inner.is::<FrameTooLarge>()),
-        _ => false,
     }
 }
 
@@ -122,16 +107,23 @@ struct Connection {
     status: Arc<NodeStatus>,
     out: mpsc::Sender<Delivery>,
     last_id: Option<u32>,
-    /// Cursor at which the stream last broke on an unreadable frame, and how many times in a row.
-    unreadable: Option<(Option<u32>, u32)>,
-    /// The `start_from` of this connection, until the first id arrives and is checked against it.
-    asked: Option<u32>,
+    /// What identifies the frame stored under `last_id`, when it was one.
+    last_identity: Option<[u8; 16]>,
+    /// What the first frame of this connection must be, until it arrives.
+    expect: Option<First>,
     /// The node restarted: the next connection asks from 0 and a later first id is a gap.
     after_restart: bool,
 }
 
-/// Breaks at the same cursor before the frame after it is skipped.
-const UNREADABLE_RETRIES: u32 = 3;
+/// What the first frame of a connection must be.
+#[derive(Debug, Clone, Copy)]
+enum First {
+    /// The frame stored last again (asked from its id): the same frame means the node's
+    /// numbering goes on; another one, or a lower id, that it restarted; a higher id, a gap.
+    Stored { id: u32, identity: [u8; 16] },
+    /// The id asked for: a lower one means the node restarted; a higher one, a gap.
+    From(u32),
+}
 
 impl Connection {
     /// Connect, deliver, reconnect with backoff, until shutdown (or, when `probing`, until the
@@ -148,17 +140,12 @@ impl Connection {
                 Disconnect::Http(e) if probing && e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
                     return Ended::NoSuchStream;
                 }
-                Disconnect::Stream(error) if is_unreadable(error) => match self.skip_unreadable(error).await {
-                    Ok(true) => backoff = Backoff::new(), // past the bad frame: a fresh start
-                    Ok(false) => {}
-                    Err(_) => return Ended::Shutdown,
-                },
-                _ => self.unreadable = None,
+                _ => {}
             }
             // Once the stream has answered, a later 404 is a passing fault, not a protocol.
             probing &= connected_since.is_none();
             let status = &self.status;
-            status.count(&status.disconnects);
+            status.disconnected(&ended.to_string());
             status.set_state(match &ended {
                 Disconnect::Http(e) => {
                     e.status().map_or(ConnectionState::Reconnecting, |s| state_after_refusal(s.as_u16()))
@@ -166,7 +153,11 @@ impl Connection {
                 _ => ConnectionState::Reconnecting,
             });
             let healthy = self.last_id != progress_from || connected_since.is_some_and(|s| s.elapsed() >= HEALTHY);
-            let delay = backoff.next_delay(healthy);
+            let delay = match ended {
+                // Straight back, to read the new buffer from its start.
+                Disconnect::Restarted(_) => Duration::ZERO,
+                _ => backoff.next_delay(healthy),
+            };
             tracing::warn!(stream = %self.stream, "disconnected ({ended}); reconnecting in {delay:.1?}");
             tokio::time::sleep(delay).await;
         }
@@ -180,136 +171,112 @@ impl Connection {
         connected_since: &mut Option<Instant>,
     ) -> Disconnect {
         self.status.connecting();
-        // With no stored cursor, ask for the node's whole buffer; otherwise resume after it.
-        let start_from = self.last_id.map_or(0, |id| id.wrapping_add(1));
-        // A first connection takes whatever the buffer holds; any other is checked.
-        self.asked = Some(start_from).filter(|&id| id > 0 || self.after_restart);
+        // With no stored cursor, ask for the node's whole buffer; otherwise from the frame stored
+        // last, to check it is still the node's (or after it, when it cannot be checked).
+        let start_from = match (self.last_id, self.last_identity) {
+            (Some(id), Some(identity)) => {
+                self.expect = Some(First::Stored { id, identity });
+                id
+            }
+            (Some(id), None) => {
+                self.expect = Some(First::From(id.wrapping_add(1)));
+                id.wrapping_add(1)
+            }
+            (None, _) => {
+                self.expect = self.after_restart.then_some(First::From(0));
+                0
+            }
+        };
         let url = format!("{}/{}?start_from={start_from}", node.url.get_ref().trim_end_matches('/'), self.path);
-        let response = match client.get(&url).send().await.and_then(|r| r.error_for_status()) {
-            Ok(response) => response,
-            Err(e) => return e.into(),
+        // A node that accepts the connection and never answers must not hold the stream.
+        let wait = node.connect_timeout();
+        let response = match tokio::time::timeout(wait, client.get(&url).send()).await {
+            Err(_) => return Disconnect::NoAnswer(wait),
+            Ok(sent) => match sent.and_then(|r| r.error_for_status()) {
+                Ok(response) => response,
+                Err(e) => return e.into(),
+            },
         };
         tracing::info!(stream = %self.stream, %url, "connected");
         *connected_since = Some(Instant::now());
         self.status.set_state(ConnectionState::Connected);
 
-        // Any bytes (keepalive comments included) reset the silence timer; a line longer than
-        // the limit ends the connection before it is buffered whole.
+        // Any bytes (keepalive comments included) reset the silence timer.
         let silence = node.no_message_timeout();
-        let (limit, mut line) = (node.max_frame_bytes(), 0usize);
-        let status = self.status.clone();
-        let bytes = tokio_stream::StreamExt::timeout(response.bytes_stream(), silence).map(move |item| {
-            let chunk = item
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no bytes for {silence:?}")))?
-                .map_err(std::io::Error::other)?;
-            status.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            line = match chunk.iter().rposition(|b| *b == b'\n') {
-                Some(newline) => chunk.len() - newline - 1,
-                None => line + chunk.len(),
+        let mut bytes = std::pin::pin!(tokio_stream::StreamExt::timeout(response.bytes_stream(), silence));
+        let mut splitter = SseSplitter::new(node.max_frame_bytes());
+        while let Some(chunk) = bytes.next().await {
+            let chunk = match chunk {
+                Err(_) => return Disconnect::Silent(silence),
+                Ok(Err(e)) => return e.into(),
+                Ok(Ok(chunk)) => chunk,
             };
-            if line > limit { Err(std::io::Error::other(FrameTooLarge(limit))) } else { Ok(chunk) }
-        });
-        let mut frames = std::pin::pin!(SseStream::from_bytes_stream(bytes.into_stream()));
-        while let Some(frame) = frames.next().await {
-            match frame {
-                Ok(frame) => {
-                    if let Err(stop) = self.deliver(frame).await {
-                        return stop;
-                    }
+            self.status.bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            for frame in splitter.push(&chunk) {
+                if let Err(stop) = self.deliver(frame).await {
+                    return stop;
                 }
-                Err(e) => return e.into(),
             }
         }
         Disconnect::Closed
     }
 
-    /// A frame the SSE parser cannot read (bytes that are not UTF-8, a line over the size limit)
-    /// breaks the connection, and the node sends the same bytes again on resume. After
-    /// [`UNREADABLE_RETRIES`] breaks at the same cursor, the frame after it (node ids are
-    /// consecutive) is recorded as rejected (its bytes cannot be kept) and skipped, so one bad
-    /// frame never stalls the node. Without any id seen yet the frame cannot be named, so
-    /// nothing is skipped (and the error is logged). Returns whether a frame was skipped.
-    async fn skip_unreadable(&mut self, error: &sse_stream::Error) -> Result<bool, Disconnect> {
-        let times = match self.unreadable {
-            Some((at, times)) if at == self.last_id => times + 1,
-            _ => 1,
-        };
-        self.unreadable = Some((self.last_id, times));
-        if times < UNREADABLE_RETRIES {
-            return Ok(false);
-        }
-        let Some(last_id) = self.last_id else {
-            tracing::error!(stream = %self.stream, "unreadable frame before any event id: cannot skip it: {error}");
-            return Ok(false);
-        };
-        let skipped = last_id.wrapping_add(1);
-        tracing::error!(stream = %self.stream, id = skipped, "skipping an unreadable frame: {error}");
-        let status = &self.status;
-        status.count(&status.rejected);
-        let reason = format!("unreadable SSE frame, skipped after {times} attempts: {error}");
-        self.hand_on(Some(skipped), Payload::Rejected { reason, raw: String::new() }).await?;
-        self.unreadable = None;
-        Ok(true)
-    }
-
     /// Parse one SSE frame and hand it to the pipeline.
-    async fn deliver(&mut self, frame: Sse) -> Result<(), Disconnect> {
-        let Some(data) = frame.data else { return Ok(()) };
-        let node_event_id = frame.id.as_deref().and_then(|id| id.trim().parse::<u32>().ok());
-        if let (Some(asked), Some(sent)) = (self.asked, node_event_id)
-            && let Some(gap) = self.check_first_id(asked, sent)?
-        {
-            // The cursor moves past the gap with it, so a restart does not record it twice.
-            self.hand_on(Some(sent - 1), gap).await?;
-        }
-        let payload = match Frame::parse(data) {
-            Ok(Frame::Event(event)) => Payload::Event(event),
-            Ok(Frame::ApiVersion(version)) => {
-                tracing::info!(stream = %self.stream, %version, "node API version");
-                Payload::ApiVersion(version)
-            }
-            Ok(Frame::Shutdown) => {
-                tracing::info!(stream = %self.stream, "node announced shutdown");
-                self.status.count(&self.status.frames);
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::warn!(stream = %self.stream, ?node_event_id, "rejected frame: {e}");
-                Payload::Rejected { reason: e.reason, raw: e.raw }
+    async fn deliver(&mut self, frame: SseFrame) -> Result<(), Disconnect> {
+        let (id, payload) = match frame {
+            SseFrame::Data { id, data } => (id, parse(&self.stream, data)),
+            SseFrame::Unreadable { id, reason, raw } => {
+                tracing::warn!(stream = %self.stream, ?id, "{reason}");
+                (id, Payload::Rejected { reason, raw })
             }
         };
+        let node_event_id = id.as_deref().and_then(|id| id.trim().parse::<u32>().ok());
+        if let (Some(expected), Some(sent)) = (self.expect, node_event_id) {
+            self.expect = None;
+            match self.check_first(expected, sent, &payload)? {
+                FirstFrame::Continues => {}
+                FirstFrame::AlreadyStored => return Ok(()),
+                FirstFrame::After(gap) => self.hand_on(Some(sent - 1), gap).await?,
+            }
+        }
         self.status.record(&payload);
         self.hand_on(node_event_id, payload).await
     }
 
-    /// Compare the first id of a connection with the `start_from` asked for. Lower: the node
-    /// restarted and numbers from 0 again, so resume from the start of its new buffer (nothing is
-    /// delivered from this connection; duplicates are skipped by the store). Higher: the node's
-    /// buffer no longer holds the events in between: a gap, returned to be stored.
-    fn check_first_id(&mut self, asked: u32, sent: u32) -> Result<Option<Payload>, Disconnect> {
-        self.asked = None;
-        self.after_restart = false;
-        let status = &self.status;
-        if sent < asked {
-            status.count(&status.restarts);
-            self.last_id = None;
-            self.after_restart = true;
-            return Err(Disconnect::Restarted { asked, sent });
+    /// Check the first frame with an id of a connection against what was `expected`.
+    fn check_first(&mut self, expected: First, sent: u32, payload: &Payload) -> Result<FirstFrame, Disconnect> {
+        let restarted = |connection: &mut Connection, why: String| {
+            connection.status.count(&connection.status.restarts);
+            (connection.last_id, connection.last_identity) = (None, None);
+            connection.after_restart = true;
+            Err(Disconnect::Restarted(why))
+        };
+        let (first_missing, after_restart) = (expected.first_missing(), std::mem::take(&mut self.after_restart));
+        match expected {
+            First::Stored { id, identity } if sent == id => match payload.identity() == Some(identity) {
+                true => Ok(FirstFrame::AlreadyStored),
+                false => restarted(self, format!("id {id} is another event than the one stored under it")),
+            },
+            First::Stored { id, .. } | First::From(id) if sent < id => {
+                restarted(self, format!("asked for id {id}, it sent {sent}"))
+            }
+            _ if sent > first_missing => {
+                self.status.count(&self.status.gaps);
+                let what = if after_restart { "after its restart" } else { "its buffer moved on" };
+                tracing::warn!(stream = %self.stream, "gap ({what}): ids {first_missing} to {} are gone", sent - 1);
+                Ok(FirstFrame::After(Payload::Gap { from_id: first_missing, to_id: sent - 1 }))
+            }
+            _ => Ok(FirstFrame::Continues),
         }
-        if sent == asked {
-            return Ok(None);
-        }
-        status.count(&status.gaps);
-        tracing::warn!(stream = %self.stream, "gap: asked for events from id {asked}, the node starts at {sent}");
-        Ok(Some(Payload::Gap { from_id: asked, to_id: sent - 1 }))
     }
 
     /// Send a delivery to the pipeline and move the cursor past it.
     async fn hand_on(&mut self, node_event_id: Option<u32>, payload: Payload) -> Result<(), Disconnect> {
+        let identity = payload.identity();
         let delivery = Delivery::now(self.name.clone(), self.stream.clone(), node_event_id, payload);
         self.out.send(delivery).await.map_err(|_| Disconnect::Shutdown)?;
         if let Some(id) = node_event_id {
-            self.last_id = Some(id);
+            (self.last_id, self.last_identity) = (Some(id), identity);
             let mut ids = self.status.last_event_ids.lock().expect("status lock");
             match ids.get_mut(&*self.stream) {
                 Some(last) => *last = id,
@@ -320,10 +287,50 @@ impl Connection {
     }
 }
 
+impl First {
+    /// The first id not stored.
+    fn first_missing(self) -> u32 {
+        match self {
+            First::Stored { id, .. } => id.wrapping_add(1),
+            First::From(id) => id,
+        }
+    }
+}
+
+/// What the first frame of a connection turned out to be.
+enum FirstFrame {
+    /// What was asked for: go on.
+    Continues,
+    /// The frame stored last, sent again: skip it.
+    AlreadyStored,
+    /// A later one: this gap comes first.
+    After(Payload),
+}
+
+/// A frame's data as a delivery.
+fn parse(stream: &str, data: String) -> Payload {
+    match Frame::parse(data) {
+        Ok(Frame::Event(event)) => Payload::Event(event),
+        Ok(Frame::ApiVersion(version)) => {
+            tracing::info!(%stream, %version, "node API version");
+            Payload::ApiVersion(version)
+        }
+        Ok(Frame::Shutdown) => {
+            tracing::info!(%stream, "node announced shutdown");
+            Payload::Event(crate::event::NodeEvent::shutdown(stream))
+        }
+        Err(e) => {
+            tracing::warn!(%stream, "rejected frame: {e}");
+            Payload::Rejected { reason: e.reason, raw: e.raw }
+        }
+    }
+}
+
 /// Ask the node's REST `/status` for its `build_version`; a failure is logged, not fatal.
 async fn read_build_version(
     client: &reqwest::Client,
     rest_url: &str,
+    timeout: Duration,
     name: &str,
     status: &NodeStatus,
 ) -> Option<String> {
@@ -332,7 +339,8 @@ async fn read_build_version(
         build_version: String,
     }
     let url = format!("{}/status", rest_url.trim_end_matches('/'));
-    let answer = async { client.get(&url).send().await?.error_for_status()?.json::<Status>().await }.await;
+    let answer =
+        async { client.get(&url).timeout(timeout).send().await?.error_for_status()?.json::<Status>().await }.await;
     match answer {
         Ok(answer) => {
             tracing::info!(node = %name, build_version = %answer.build_version, "node status");

@@ -9,6 +9,7 @@ mod backoff;
 mod casper;
 mod cspr_cloud;
 mod f1r3fly;
+mod sse;
 mod websocket;
 
 pub use backfill::backfill;
@@ -84,6 +85,17 @@ pub struct NodeStatus {
     pub gaps: AtomicU64,
     /// Blocks fetched over JSON-RPC to fill gaps.
     pub backfilled_blocks: AtomicU64,
+    /// Why the last connection ended or failed, and when.
+    pub last_error: Mutex<Option<SourceError>>,
+}
+
+/// Why a source's connection ended or failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceError {
+    /// What happened.
+    pub message: String,
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: i64,
 }
 
 impl NodeStatus {
@@ -104,7 +116,15 @@ impl NodeStatus {
             restarts: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
             backfilled_blocks: AtomicU64::new(0),
+            last_error: Mutex::default(),
         }
+    }
+
+    /// Record why the connection ended or failed (and count the disconnect).
+    fn disconnected(&self, why: &str) {
+        self.count(&self.disconnects);
+        let message = why.chars().take(1024).collect();
+        *self.last_error.lock().expect("status lock") = Some(SourceError { message, at_ms: crate::event::now_ms() });
     }
 
     fn set_state(&self, state: ConnectionState) {

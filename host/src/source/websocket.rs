@@ -65,15 +65,15 @@ pub async fn follow(mut feed: impl Feed, settings: Settings, status: Arc<NodeSta
     loop {
         let started = Instant::now();
         let mut delivered = false;
-        let state = match run(&mut feed, &settings, &status, &out, &mut delivered).await {
+        let (state, why) = match run(&mut feed, &settings, &status, &out, &mut delivered).await {
             Ok(()) => return,
             Err(Ended::Incompatible(why)) => {
                 tracing::error!(source = %name, "incompatible source: {why}");
-                ConnectionState::Incompatible
+                (ConnectionState::Incompatible, why)
             }
             Err(Ended::Failed(why)) => {
                 tracing::error!(source = %name, "cannot connect: {why}");
-                ConnectionState::Failed
+                (ConnectionState::Failed, why)
             }
             Err(Ended::Refused(e)) => {
                 let state = match &e {
@@ -81,14 +81,14 @@ pub async fn follow(mut feed: impl Feed, settings: Settings, status: Arc<NodeSta
                     _ => ConnectionState::Reconnecting,
                 };
                 tracing::warn!(source = %name, "cannot connect: {e}");
-                state
+                (state, format!("cannot connect: {e}"))
             }
             Err(Ended::Lost(why)) => {
                 tracing::warn!(source = %name, "disconnected: {why}");
-                ConnectionState::Reconnecting
+                (ConnectionState::Reconnecting, why)
             }
         };
-        status.count(&status.disconnects);
+        status.disconnected(&why);
         status.set_state(state);
         let healthy = state == ConnectionState::Reconnecting && (delivered || started.elapsed() >= HEALTHY);
         tokio::time::sleep(backoff.next_delay(healthy)).await;

@@ -11,7 +11,7 @@ pub mod plugin_data;
 
 pub mod reader;
 pub use reader::Store;
-pub use writer::{Derived, Outcome, Processor, Writer};
+pub use writer::{Derived, Outcome, Processor, StreamCursor, Writer};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,8 +74,4 @@ impl Location {
     }
 }
 
-/// The unique index's key: BLAKE3 of the natural key, cut to 128 bits. Cryptographic, so a
-/// hostile node cannot craft an event whose key collides with a real one's and hides it.
-fn key_hash(key: &str) -> [u8; 16] {
-    blake3::hash(key.as_bytes()).as_bytes()[..16].try_into().expect("BLAKE3 gives 32 bytes")
-}
+use crate::event::key_hash;

@@ -110,10 +110,12 @@ CREATE INDEX IF NOT EXISTS contract_events_by_contract ON contract_events (contr
 CREATE INDEX IF NOT EXISTS contract_events_by_name ON contract_events (name, seq);
 CREATE INDEX IF NOT EXISTS contract_events_by_transaction ON contract_events (transaction_hash, seq);
 
--- Per SSE stream (the node name on 2.x, `name/main` etc. on 1.x): where to resume.
+-- Per SSE stream (the node name on 2.x, `name/main` etc. on 1.x): where to resume, and what
+-- identifies the frame stored under the last id (a node that restarted numbers anew).
 CREATE TABLE IF NOT EXISTS node_cursors (
     stream        TEXT PRIMARY KEY,
     last_event_id INTEGER,
+    last_identity BLOB,
     api_version   TEXT,
     updated_at_ms INTEGER NOT NULL
 );
@@ -165,6 +167,9 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     if version != 0 && !has_column("events", "account")? {
         tx.execute_batch("ALTER TABLE events ADD COLUMN account TEXT;")?;
         index_accounts(&tx)?;
+    }
+    if has_column("node_cursors", "stream")? && !has_column("node_cursors", "last_identity")? {
+        tx.execute_batch("ALTER TABLE node_cursors ADD COLUMN last_identity BLOB;")?;
     }
     if has_column("plugin_cursors", "last_seq")? && !has_column("plugin_cursors", "bytes")? {
         // Plugin storage quotas: what each plugin's storage already holds.

@@ -96,6 +96,23 @@ pub trait Processor {
     fn finish(&mut self, stored: &[(StoredEvent, Outcome)], last_seq: u64) -> Vec<PluginBatch>;
 }
 
+/// Where a node's SSE stream stands: the last id stored for it, and what identifies the frame
+/// under that id (see [`crate::event::Payload::identity`]), when it was one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCursor {
+    /// The last id stored.
+    pub last_id: u32,
+    /// Its frame's identity.
+    pub identity: Option<[u8; 16]>,
+}
+
+/// What a batch moves a stream's cursor to: the last id and its identity, and the API version.
+#[derive(Default)]
+struct CursorUpdate<'a> {
+    last: Option<(u32, Option<[u8; 16]>)>,
+    api_version: Option<&'a str>,
+}
+
 /// Owns the write connection. Only the pipeline thread holds one.
 pub struct Writer {
     conn: Connection,
@@ -129,7 +146,7 @@ impl Writer {
     ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
         let tx = self.conn.transaction()?;
         let mut stored = Vec::new();
-        let mut cursors: HashMap<&str, (Option<u32>, Option<&str>)> = HashMap::new();
+        let mut cursors: HashMap<&str, CursorUpdate> = HashMap::new();
         {
             let mut insert_event = tx.prepare_cached(
                 "INSERT INTO events (key_hash, key, kind, block_hash, block_height, transaction_hash,
@@ -156,8 +173,8 @@ impl Writer {
                 "UPDATE gaps SET backfilled_blocks = ?2, backfill_note = ?3, backfilled_at_ms = ?4 WHERE id = ?1",
             )?;
             for delivery in batch {
-                if delivery.node_event_id.is_some() {
-                    cursors.entry(&delivery.stream).or_default().0 = delivery.node_event_id;
+                if let Some(id) = delivery.node_event_id {
+                    cursors.entry(&delivery.stream).or_default().last = Some((id, delivery.payload.identity()));
                 }
                 match &delivery.payload {
                     Payload::Event(e) => {
@@ -193,7 +210,7 @@ impl Writer {
                             raw,
                         ])?;
                     }
-                    Payload::ApiVersion(version) => cursors.entry(&delivery.stream).or_default().1 = Some(version),
+                    Payload::ApiVersion(version) => cursors.entry(&delivery.stream).or_default().api_version = Some(version),
                     Payload::Gap { from_id, to_id } => {
                         insert_gap.execute(params![&*delivery.stream, from_id, to_id, delivery.received_at_ms])?;
                     }
@@ -203,16 +220,18 @@ impl Writer {
                 }
             }
             let mut save_cursor = tx.prepare_cached(
-                "INSERT INTO node_cursors (stream, last_event_id, api_version, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO node_cursors (stream, last_event_id, last_identity, api_version, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (stream) DO UPDATE SET
+                     last_identity = iif(excluded.last_event_id IS NULL, last_identity, excluded.last_identity),
                      last_event_id = coalesce(excluded.last_event_id, last_event_id),
                      api_version = coalesce(excluded.api_version, api_version),
                      updated_at_ms = excluded.updated_at_ms",
             )?;
             let now = crate::event::now_ms();
-            for (stream, (last_id, api_version)) in cursors {
-                save_cursor.execute(params![stream, last_id, api_version, now])?;
+            for (stream, update) in cursors {
+                let (last_id, identity) = update.last.unzip();
+                save_cursor.execute(params![stream, last_id, identity.flatten(), update.api_version, now])?;
             }
             let last_seq = match stored.last() {
                 Some((event, _)) => event.seq,
@@ -254,11 +273,16 @@ impl Writer {
         Ok(())
     }
 
-    /// The last event id stored for each SSE stream, used to resume with `start_from`.
-    pub fn cursors(&self) -> anyhow::Result<HashMap<String, u32>> {
-        let mut stmt =
-            self.conn.prepare("SELECT stream, last_event_id FROM node_cursors WHERE last_event_id IS NOT NULL")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    /// Where each SSE stream stands, to resume with `start_from`.
+    pub fn cursors(&self) -> anyhow::Result<HashMap<String, StreamCursor>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT stream, last_event_id, last_identity FROM node_cursors WHERE last_event_id IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let identity: Option<Vec<u8>> = r.get(2)?;
+            let identity = identity.and_then(|bytes| bytes.try_into().ok());
+            Ok((r.get(0)?, StreamCursor { last_id: r.get(1)?, identity }))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
