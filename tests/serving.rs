@@ -274,3 +274,41 @@ fn the_openapi_document_lists_every_route_and_the_plugins_mounts_and_swagger_ui_
     let (status, initializer) = support::get(&format!("{}/swagger-ui/swagger-initializer.js", rig.http)).unwrap();
     assert!(status == 200 && initializer.contains("/api-doc.json"), "{status}: {initializer}");
 }
+
+#[test]
+fn idle_connections_are_closed_and_beyond_the_cap_refused_at_once() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+    let mut rig = Rig::start(&["--rate", "50"], "");
+    rig.restart_with_http("header_read_timeout_ms = 1000\nmax_connections = 1000");
+    let address = rig.http.trim_start_matches("http://").to_owned();
+    // An SSE stream: it must outlive the timeout.
+    let url = format!("{}/events", rig.http);
+    let stream = std::thread::spawn(move || support::read_sse(&url, 150));
+    // 2,000 sockets that connect and say nothing: 1,000 refused with a 503 at once, the others
+    // closed once the header-read timeout passes.
+    let started = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(&address).unwrap()).collect();
+    let (mut refused, mut closed) = (0, 0);
+    for socket in &mut idle {
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = Vec::new();
+        match socket.read_to_end(&mut answer) {
+            Ok(_) if answer.starts_with(b"HTTP/1.1 503") => refused += 1,
+            Ok(_) => closed += 1,
+            Err(e) => panic!("an idle connection still open after {:?}: {e}", started.elapsed()),
+        }
+    }
+    assert!(refused >= 900 && refused + closed == 2000, "{refused} refused, {closed} closed");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    // A keep-alive connection idle after its response is closed likewise.
+    let mut keep_alive = TcpStream::connect(&address).unwrap();
+    keep_alive.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    keep_alive.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut all = Vec::new();
+    assert!(keep_alive.read_to_end(&mut all).is_ok(), "closed when idle");
+    assert!(all.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(support::get(&format!("{}/health", rig.http)).unwrap().0, 200, "new clients are served");
+    assert_eq!(stream.join().unwrap().len(), 150, "the SSE stream went on past the timeout");
+}

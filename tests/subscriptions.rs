@@ -360,3 +360,32 @@ fn the_1x_channels_serve_1x_shapes_from_1x_and_2x_nodes() {
     assert!(frames[0]["SidecarVersion"].is_string(), "{text}");
     assert_eq!(frames[1], json!({"SourceState": {"name": "mock", "state": "connected"}}), "{text}");
 }
+
+#[test]
+fn a_reconnecting_event_source_resumes_after_its_last_event_id() {
+    let rig = Rig::start(&["--rate", "0", "--count", "100"], "");
+    rig.wait_for_stored(107);
+    // What a browser's EventSource sends when it reconnects: the same URL, and the last id.
+    let resumed = |path: &str, last: &str| {
+        runtime().block_on(async {
+            let response = reqwest::Client::new()
+                .get(format!("{}{path}", rig.http))
+                .header("last-event-id", last)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let mut body = response.bytes_stream();
+            let mut text = String::new();
+            while status == 200 && support::parse_sse(&text, 1).is_empty() {
+                text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+            }
+            (status, support::parse_sse(&text, 1).first().map(|(id, _)| *id))
+        })
+    };
+    assert_eq!(resumed("/events?start_from=0", "50"), (200, Some(51)));
+    assert_eq!(resumed("/events", "99"), (200, Some(100)));
+    let (status, first) = resumed("/events/main?start_from=1", "60");
+    assert!(status == 200 && first > Some(60), "{first:?}");
+    assert_eq!(resumed("/events", "not-an-id"), (400, None));
+}

@@ -9,7 +9,6 @@ use crate::source::{self, NodeStatus};
 use crate::store::{Location, Store, Writer};
 use crate::watch::Watch;
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,8 +35,8 @@ pub async fn run(
             })
         })
         .collect::<anyhow::Result<Vec<String>>>()?;
-    let public = bind(config.http.listen, "http.listen").await?;
-    let admin = bind(config.admin.listen, "admin.listen").await?;
+    let public = bind(config.http.listen, "http.listen")?;
+    let admin = bind(config.admin.listen, "admin.listen")?;
 
     let location = Location::resolve(&config.storage.path).context("storage.path")?;
     let mut writer = Writer::open(&location)?;
@@ -119,15 +118,17 @@ pub async fn run(
         location.path().display()
     );
     let write_timeout = std::time::Duration::from_millis(config.http.write_timeout_ms);
-    let serve = |listener: TcpListener, router: axum::Router| {
-        let mut stopped = stopped.clone();
-        let listener = listener.tap_io(api::limits::on_connect(write_timeout));
-        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        tokio::spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(async move { _ = stopped.changed().await }).await
-        })
+    let header_read_timeout = std::time::Duration::from_millis(config.http.header_read_timeout_ms);
+    let serve = |listener: TcpListener, router: axum::Router, max_connections: usize| {
+        let limits = api::serve::ConnectionLimits { header_read_timeout, max_connections };
+        let on_connect = api::limits::on_connect(write_timeout);
+        tokio::spawn(api::serve::serve(listener, router, limits, on_connect, stopped.clone()))
     };
-    let servers = [serve(public, api::public(state.clone(), &config.http)), serve(admin, api::admin(state))];
+    let public_cap = api::serve::connection_cap(config.http.max_connections);
+    let servers = [
+        serve(public, api::public(state.clone(), &config.http), public_cap),
+        serve(admin, api::admin(state), ADMIN_CONNECTIONS),
+    ];
 
     // The pipeline ends on its own only when it has no node to follow (then keep serving the
     // store) or when it panicked (then stop rather than serve a frozen store).
@@ -149,10 +150,10 @@ pub async fn run(
         _ = follower.await;
     }
     // Connections get a moment to finish; one whose client reads nothing could hold it forever.
-    let (mut served, deadline) = (Ok(()), tokio::time::Instant::now() + SHUTDOWN_GRACE);
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     for mut server in servers {
         tokio::select! {
-            result = &mut server => served = served.and(result?),
+            result = &mut server => result?,
             _ = tokio::time::sleep_until(deadline) => {
                 let grace = SHUTDOWN_GRACE.as_secs();
                 tracing::warn!("connections still open {grace} s after shutdown began: not waiting for them");
@@ -167,8 +168,11 @@ pub async fn run(
         None => pipeline.await??,
     }
     drop(location);
-    Ok(served?)
+    Ok(())
 }
+
+/// Connections the admin listener takes at once (its clients are operators and scrapers).
+const ADMIN_CONNECTIONS: usize = 64;
 
 /// How long open connections may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -177,6 +181,15 @@ fn joined(result: std::thread::Result<()>) -> anyhow::Result<()> {
     result.map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))
 }
 
-async fn bind(address: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| format!("{key}: cannot listen on {address}"))
+/// Listen on `address` with a backlog for bursts (thousands of clients reconnecting at once
+/// after a restart); the default 128 drops their connection attempts, which wait a second or
+/// more to try again.
+fn bind(address: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    let listen = || {
+        let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(address)?;
+        socket.listen(4096)
+    };
+    listen().with_context(|| format!("{key}: cannot listen on {address}"))
 }

@@ -21,6 +21,7 @@ use futures::StreamExt;
 /// JSON and not an event stream; the SSE firehose otherwise.
 #[utoipa::path(get, path = "/events", tag = "streams",
     params(StreamParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id (what an EventSource sends when it reconnects); takes precedence over `start_from`"),
         ("from_seq" = Option<u64>, Query, description = "A JSON page of the log from this sequence (instead of the stream)"),
         ("limit" = Option<u64>, Query, description = "Events per JSON page, 1 to 1000 (default 100)", minimum = 1, maximum = 1000)),
     responses(
@@ -33,13 +34,14 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
         return Ok(super::log::page(&state, params).await?.into_response());
     }
     let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
-    stream(&state, &params, firehose_frame).await
+    stream(&state, &resuming(params, &headers)?, firehose_frame).await
 }
 
 /// `GET /events/main|deploys|sigs`: the 1.x streams (`legacy.rs`); `GET /events/sidecar`:
 /// Sluice's own lifecycle (`sidecar.rs`).
 #[utoipa::path(get, path = "/events/{channel}", tag = "streams",
-    params(("channel" = String, Path, description = "`main`, `deploys`, `sigs` (1.x shapes) or `sidecar`", pattern = "^(main|deploys|sigs|sidecar)$"), StreamParams),
+    params(("channel" = String, Path, description = "`main`, `deploys`, `sigs` (1.x shapes) or `sidecar`", pattern = "^(main|deploys|sigs|sidecar)$"), StreamParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id; takes precedence over `start_from`")),
     responses(
         (status = 200, description = "`text/event-stream` of 1.x-shaped events, ids being Sluice's sequence numbers; `sidecar`: `{\"SidecarVersion\"}`, source and plugin changes, `\"Shutdown\"`"),
         (status = 400, description = "A malformed parameter", body = ErrorBody),
@@ -47,6 +49,7 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
 pub async fn channel(
     State(state): State<AppState>,
     Path(channel): Path<String>,
+    headers: HeaderMap,
     ApiQuery(params): ApiQuery<StreamParams>,
 ) -> Result<Response, ApiError> {
     let channel = match channel.as_str() {
@@ -56,8 +59,21 @@ pub async fn channel(
         "sidecar" => return Ok(super::sidecar::stream(&state)),
         _ => return Err(ApiError::not_found(format!("no event channel {channel:?}"))),
     };
-    let params = params.within_types(channel.kinds(), legacy::v1_name);
+    let params = resuming(params, &headers)?.within_types(channel.kinds(), legacy::v1_name);
     stream(&state, &params, v1_frame).await
+}
+
+/// `params`, resumed after a `Last-Event-ID` when the client sends one: what an `EventSource`
+/// does when it reconnects (with the URL it first asked, `start_from` and all), so it takes
+/// precedence. Ids are sequence numbers; any other id is a 400.
+fn resuming(mut params: StreamParams, headers: &HeaderMap) -> Result<StreamParams, ApiError> {
+    if let Some(last) = headers.get("last-event-id") {
+        let last = last.to_str().ok().and_then(|id| id.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::bad_request("invalid_last_event_id", "Last-Event-ID is not an id this server sent")
+        })?;
+        params.start_from = Some(last.saturating_add(1));
+    }
+    Ok(params)
 }
 
 fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {

@@ -16,6 +16,7 @@ mod lookups;
 pub mod metrics;
 mod params;
 mod plugin_routes;
+pub mod serve;
 mod sidecar;
 mod sse;
 pub mod subscription;

@@ -75,6 +75,14 @@ pub struct HttpConfig {
     /// kernel's `TCP_USER_TIMEOUT`): a client that stopped reading gives its slot back.
     #[serde(default = "defaults::write_timeout_ms")]
     pub write_timeout_ms: u64,
+    /// A connection that sends no complete request head this long, in milliseconds, is closed;
+    /// so is a keep-alive connection idle this long between requests (streams are not cut).
+    #[serde(default = "defaults::header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// Connections open at once beyond which new ones are refused (503) and closed; lowered
+    /// to what the process's open-file limit allows.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
     /// Requests being answered at once beyond which new ones are refused (503); a stream counts
     /// only until its response starts.
     #[serde(default = "defaults::max_concurrent_requests")]
@@ -107,6 +115,8 @@ impl Default for HttpConfig {
             max_subscribers: defaults::max_subscribers(),
             slow_subscriber_timeout_ms: defaults::slow_subscriber_timeout_ms(),
             write_timeout_ms: defaults::write_timeout_ms(),
+            header_read_timeout_ms: defaults::header_read_timeout_ms(),
+            max_connections: defaults::max_connections(),
             max_concurrent_requests: defaults::max_concurrent_requests(),
             requests_per_second: 0,
             trusted_proxies: Vec::new(),
@@ -223,6 +233,12 @@ mod defaults {
     pub fn max_concurrent_requests() -> usize {
         1024
     }
+    pub fn header_read_timeout_ms() -> u64 {
+        15_000
+    }
+    pub fn max_connections() -> usize {
+        16_384
+    }
     pub fn request_timeout_ms() -> u64 {
         30_000
     }
@@ -332,6 +348,8 @@ impl Config {
             ("request_timeout_ms", http.request_timeout_ms),
             ("slow_subscriber_timeout_ms", http.slow_subscriber_timeout_ms),
             ("write_timeout_ms", http.write_timeout_ms),
+            ("header_read_timeout_ms", http.header_read_timeout_ms),
+            ("max_connections", http.max_connections as u64),
             ("max_body_kib", http.max_body_kib as u64),
         ] {
             if value == 0 {
