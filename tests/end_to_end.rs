@@ -221,3 +221,48 @@ fn configuration_errors_name_the_key_and_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn logs_are_plain_text_and_follow_rust_log() {
+    let mut rig = Rig::start(&["--rate", "0", "--count", "10"], "");
+    rig.wait_for_stored(17);
+    rig.stop_host();
+    rig.host_env = vec![("RUST_LOG".into(), "debug".into())];
+    rig.start_host();
+    rig.wait_for_stored(17);
+    let log = rig.host.as_ref().unwrap().log();
+    assert!(log.contains(" DEBUG "), "RUST_LOG=debug is honoured:\n{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in a log file");
+}
+
+#[test]
+fn another_applications_database_is_refused_unchanged_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("wallet.db");
+    let db = rusqlite::Connection::open(&other).unwrap();
+    db.execute_batch("CREATE TABLE keys (id INTEGER PRIMARY KEY, secret TEXT); INSERT INTO keys VALUES (1, 'x');")
+        .unwrap();
+    drop(db);
+    let before = std::fs::read(&other).unwrap();
+    let config = dir.path().join("sluice.toml");
+    let ports = (support::free_port(), support::free_port());
+    let text = format!(
+        "[storage]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+        other.display(),
+        ports.0,
+        ports.1
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = support::sluice().args(["run", "--config"]).arg(&config).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains(&other.display().to_string()) && stderr.contains("not a Sluice database"), "{stderr}");
+    assert!(stderr.lines().count() < 5, "a short error:\n{stderr}");
+    assert_eq!(std::fs::read(&other).unwrap(), before, "the file is unchanged");
+    assert!(!dir.path().join("wallet.db-wal").exists(), "not switched to WAL");
+    // What `run` refuses, `check` refuses too.
+    let (ok, stderr) = check("[http]\nlisten = \"127.0.0.1:7700\"\n[admin]\nlisten = \"127.0.0.1:7700\"\n");
+    assert!(!ok && stderr.contains("cannot share a port"), "{stderr}");
+    let (ok, stderr) = check(&format!("[storage]\npath = \"{}/sub/sluice.db\"\n", other.display()));
+    assert!(!ok && stderr.contains("is not a directory"), "{stderr}");
+}

@@ -342,6 +342,7 @@ impl Config {
             format!("line {line}: `{key}`: {problem}")
         };
         self.validate_sources(at)?;
+        self.validate_listeners_and_storage()?;
         let http = &self.http;
         for (key, value) in [
             ("max_concurrent_requests", http.max_concurrent_requests as u64),
@@ -417,9 +418,45 @@ impl Config {
     }
 }
 
+impl Config {
+    /// What `run` would fail on before serving: both listeners on one port, a database path
+    /// that cannot be a file.
+    fn validate_listeners_and_storage(&self) -> Result<(), String> {
+        let (http, admin) = (self.http.listen, self.admin.listen);
+        let overlap = http.ip() == admin.ip() || http.ip().is_unspecified() || admin.ip().is_unspecified();
+        if http.port() == admin.port() && http.port() != 0 && overlap {
+            return Err(format!("`http.listen` ({http}) and `admin.listen` ({admin}) cannot share a port"));
+        }
+        let path = Path::new(&self.storage.path);
+        if self.storage.path != ":memory:" {
+            if path.is_dir() {
+                return Err(format!("`storage.path`: {} is a directory; name the database file", path.display()));
+            }
+            // The nearest part of the path that exists must be a directory to hold the file.
+            if let Some(existing) = path.ancestors().skip(1).find(|a| !a.as_os_str().is_empty() && a.exists())
+                && !existing.is_dir()
+            {
+                return Err(format!("`storage.path`: {} is not a directory", existing.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_run_would_refuse_check_refuses_too() {
+        let err = Config::parse("[http]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"0.0.0.0:7000\"\n").unwrap_err();
+        assert!(err.contains("cannot share a port"), "{err}");
+        assert!(Config::parse("[http]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"127.0.0.2:7000\"\n").is_ok());
+        let err = Config::parse("[storage]\npath = \"Cargo.toml/sluice.db\"\n").unwrap_err();
+        assert_eq!(err, "`storage.path`: Cargo.toml is not a directory");
+        let err = Config::parse("[storage]\npath = \"src\"\n").unwrap_err();
+        assert!(err.contains("is a directory"), "{err}");
+    }
 
     #[test]
     fn defaults_fill_an_empty_file() {

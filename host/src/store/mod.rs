@@ -63,7 +63,8 @@ impl Location {
         }
         let path = PathBuf::from(configured);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", parent.display())))?;
         }
         Ok(Location { path, _temporary: None })
     }

@@ -128,17 +128,33 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")
 }
 
-/// Create or check the tables; called by the writer before anyone reads.
+/// What `PRAGMA application_id` holds in a Sluice database: "SLCE".
+const APPLICATION_ID: i64 = 0x534C_4345;
+
+/// Create or check the tables; called by the writer before anyone reads. A file that is not a
+/// Sluice database is refused before anything in it changes.
 pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
-    // Node events are 1–10 KB: with 16 KiB pages most fit without overflow chains. Only takes
-    // effect on a new database, so it must come before WAL mode.
-    conn.pragma_update(None, "page_size", 16 * 1024)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let application: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    let has_events =
+        conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'events'")?.exists([])?;
+    // Files from before the application id was set are Sluice's if they have its version and log.
+    let sluice = application == APPLICATION_ID || (application == 0 && version > 0 && has_events);
+    anyhow::ensure!(
+        tables == 0 || sluice,
+        "not a Sluice database: it holds another application's tables (application_id {application}, \
+         user_version {version}); point storage.path at a new file"
+    );
     anyhow::ensure!(
         [0, 6, 7, 8, 9, 10, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
+    // Node events are 1–10 KB: with 16 KiB pages most fit without overflow chains. Only takes
+    // effect on a new database, so it must come before WAL mode.
+    conn.pragma_update(None, "page_size", 16 * 1024)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     if version == 6 {
         // One transaction: a crash leaves version 6 as it was. Gaps from before backfill existed
         // are marked as not backfilled, with the reason.
@@ -209,6 +225,22 @@ fn index_accounts(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_applications_database_is_refused_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); PRAGMA user_version = 3;").unwrap();
+        drop(other);
+        let before = std::fs::read(&path).unwrap();
+        let error = migrate(&Connection::open(&path).unwrap()).unwrap_err().to_string();
+        assert!(error.starts_with("not a Sluice database"), "{error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the file is not changed");
+        let journal: String = Connection::open(&path).unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(journal, "delete");
+    }
 
     #[test]
     fn version_9_files_gain_accounts_for_the_events_stored_before() {

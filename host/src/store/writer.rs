@@ -116,20 +116,25 @@ struct CursorUpdate<'a> {
 /// Owns the write connection. Only the pipeline thread holds one.
 pub struct Writer {
     conn: Connection,
+    /// The database file, named in errors.
+    path: String,
 }
 
 impl Writer {
     /// Open (creating if needed) the database and bring its schema up to date.
     pub fn open(location: &Location) -> anyhow::Result<Writer> {
-        let conn =
-            Connection::open(location.path()).with_context(|| format!("opening {}", location.path().display()))?;
-        schema::configure(&conn)?;
-        schema::migrate(&conn)?;
-        // Keep hot index pages in memory and checkpoint the WAL in larger steps: measured in
-        // BENCHMARKS.md, page spills and frequent checkpoints dominated ingest time.
-        conn.pragma_update(None, "cache_size", -16 * 1024)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 16 * 1024)?;
-        Ok(Writer { conn })
+        let open = || -> anyhow::Result<Connection> {
+            let conn = Connection::open(location.path())?;
+            schema::configure(&conn)?;
+            schema::migrate(&conn)?;
+            // Keep hot index pages in memory and checkpoint the WAL in larger steps: measured in
+            // BENCHMARKS.md, page spills and frequent checkpoints dominated ingest time.
+            conn.pragma_update(None, "cache_size", -16 * 1024)?;
+            conn.pragma_update(None, "wal_autocheckpoint", 16 * 1024)?;
+            Ok(conn)
+        };
+        let conn = open().with_context(|| format!("the database {}", location.path().display()))?;
+        Ok(Writer { conn, path: location.path().display().to_string() })
     }
 
     /// Store a batch in one transaction. Events already stored (same natural key) are skipped
@@ -140,6 +145,15 @@ impl Writer {
     /// Returns the new events with their outcomes, in sequence order. On an error nothing is
     /// stored and the caller may retry (`decide` then sees those events again).
     pub fn append(
+        &mut self,
+        batch: &[Delivery],
+        processor: &mut impl Processor,
+    ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
+        let path = self.path.clone();
+        self.append_to(batch, processor).with_context(|| format!("writing to {path}"))
+    }
+
+    fn append_to(
         &mut self,
         batch: &[Delivery],
         processor: &mut impl Processor,
@@ -248,16 +262,18 @@ impl Writer {
     /// Commit plugin work done outside a batch (history replay): each plugin's writes and
     /// cursor, and the removal of `retired` storage ids (older versions), in one transaction.
     pub fn commit_plugins(&mut self, batches: &[PluginBatch], retired: &[String]) -> anyhow::Result<()> {
-        let tx = self.conn.transaction()?;
-        let now = crate::event::now_ms();
-        for batch in batches {
-            plugin_data::apply(&tx, batch, now)?;
-        }
-        for storage_id in retired {
-            plugin_data::remove_all(&tx, storage_id)?;
-        }
-        tx.commit()?;
-        Ok(())
+        let mut commit = || -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            let now = crate::event::now_ms();
+            for batch in batches {
+                plugin_data::apply(&tx, batch, now)?;
+            }
+            for storage_id in retired {
+                plugin_data::remove_all(&tx, storage_id)?;
+            }
+            tx.commit()
+        };
+        commit().with_context(|| format!("writing to {}", self.path))
     }
 
     /// The highest sequence stored (0 when empty).
