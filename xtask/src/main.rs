@@ -2,7 +2,8 @@
 //! fresh clone needs nothing but `cargo`.
 //!
 //! - `plugins`: add the `wasm32-wasip2` target and build the stock and test plugins;
-//! - `test`: `plugins`, then the whole test suite;
+//! - `test`: `plugins` and the official Casper SDKs the tests check the mock chain with (npm),
+//!   then the whole test suite;
 //! - `demo`: `plugins`, then `sluice demo`;
 //! - `bench`: `plugins`, then the ingest and plugin-call benchmarks (see BENCHMARKS.md);
 //! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md).
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("plugins") => plugins(),
-        Some("test") => plugins().and_then(|()| {
+        Some("test") => plugins().and_then(|()| sdks()).and_then(|()| {
             // Everything but the crates that only build for wasm32-wasip2.
             let mut test = vec!["test", "--release", "--workspace", "--exclude", "sluice-plugin-sdk"];
             test.extend(PLUGINS.iter().flat_map(|plugin| ["--exclude", *plugin]));
@@ -54,6 +55,23 @@ fn plugins() -> Result<(), String> {
         build.extend(["-p", plugin]);
     }
     cargo(&build, &[])
+}
+
+/// Install the official JavaScript SDKs of `tests/sdk/package-lock.json` into `target/sdk-check`
+/// (`npm ci`, again only when the lock changed).
+fn sdks() -> Result<(), String> {
+    let (source, target) = (workspace_root().join("tests/sdk"), workspace_root().join("target/sdk-check"));
+    let lock = std::fs::read(source.join("package-lock.json")).map_err(|e| format!("tests/sdk: {e}"))?;
+    if std::fs::read(target.join("package-lock.json")).ok().as_ref() == Some(&lock)
+        && target.join("node_modules").is_dir()
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(source.join(file), target.join(file)).map_err(|e| format!("{file}: {e}"))?;
+    }
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&target))
 }
 
 fn cargo(args: &[&str], extra: &[String]) -> Result<(), String> {

@@ -276,7 +276,7 @@ mod tests {
     /// them all at once, as the pipeline does a batch: without the subscribers' tasks running in
     /// between. Returns the last sequence.
     fn burst(state: &AppState, writer: &mut Writer, first_id: u32, count: usize) -> u64 {
-        let chain = Chain::casper2(Mix::Realistic);
+        let chain = Chain::casper2(Mix::Realistic, 64);
         let node: Arc<str> = Arc::from("node");
         let batch: Vec<Delivery> = (first_id..)
             .filter_map(|id| {

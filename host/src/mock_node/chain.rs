@@ -1,9 +1,15 @@
-//! The mock node's event sequence: the captured 2.x fixtures first, then an endless, deterministic
-//! stream of unique blocks, transactions and signatures shaped like them.
+//! The mock node's event sequence: the captured fixtures first, then an endless, deterministic
+//! chain of generated blocks, transactions and finality signatures ([`super::generator`], built
+//! with casper-types so hashes and signatures verify) and their processed events (the captured
+//! ones, with the generated hashes filled in).
 //!
 //! Event `i` is a pure function of `i`, so any `start_from` can be replayed without memory.
 
+use super::generator::{GeneratedBlock, Generator, Shape};
 use std::fmt::Write;
+use std::sync::Arc;
+
+pub use super::generator::FIRST_HEIGHT;
 
 /// The captured 2.x events, served as ids `0..7` of `/events` (the `ApiVersion` is sent separately).
 pub const FIXTURES: [&str; 7] = [
@@ -25,30 +31,36 @@ const FIXTURES_1X_MAIN: [&str; 5] = [
     include_str!("../../fixtures/casper1/step_event.json"),
 ];
 
-/// Template of the token's transactions in the 2.x chain (`Mix::Cep18`).
-pub const TOKEN_TEMPLATE: usize = 4;
+/// Which part of a generated block an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// `BlockAdded`.
+    Block,
+    /// A transaction's `TransactionAccepted`/`DeployAccepted`.
+    Accepted,
+    /// A transaction's processed event, from this template.
+    Processed(Processed),
+    /// A `FinalitySignature`.
+    Signature,
+}
 
-/// Height of the first generated block (above every fixture's).
-pub const FIRST_HEIGHT: u64 = 1_000_000;
+/// The processed events' templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Processed {
+    /// The captured processed transaction or deploy.
+    Captured,
+    /// The mock CEP-18 token's (`Mix::Cep18`).
+    Token,
+}
 
-/// Placeholders a template fills in.
+/// Placeholders a processed template fills in from its generated transaction.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     BlockHash,
-    ParentHash,
-    /// Rendered with its key: `"height":N`.
-    Height,
-    /// Rendered with its key: `"block_height":N`.
-    BlockHeight,
-    /// Unique per block and position in the block.
     TransactionHash,
-    /// A validator key, unique per position in the block.
-    PublicKey,
+    /// The sender's public key.
+    Initiator,
     Timestamp,
-    /// A 2.x block body's transaction hashes (this many), with their key: `"transactions":{…}`.
-    BodyTransactions(u64),
-    /// A 1.x block body's deploy hashes (this many), with their key: `"deploy_hashes":[…]`.
-    DeployHashes(u64),
 }
 
 enum Piece {
@@ -83,36 +95,16 @@ impl Template {
         Template { pieces }
     }
 
-    /// Render for `block`, as the `nth` event of its kind in the block.
-    fn render(&self, block: u64, nth: u64, out: &mut String) {
+    /// Render for the `nth` transaction of `block`.
+    fn render(&self, block: &GeneratedBlock, nth: u64, out: &mut String) {
+        let transaction = &block.transactions[nth as usize];
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Slot(Slot::BlockHash) => push_hash(out, block, 0xb1),
-                Piece::Slot(Slot::ParentHash) => push_hash(out, block.wrapping_sub(1), 0xb1),
-                Piece::Slot(Slot::TransactionHash) => push_transaction_hash(out, block, nth),
-                Piece::Slot(Slot::PublicKey) => {
-                    out.push_str("01");
-                    push_hash(out, nth, 0x5e);
-                }
-                Piece::Slot(Slot::Height) => {
-                    write!(out, "\"height\":{}", FIRST_HEIGHT + block).expect("write to String")
-                }
-                Piece::Slot(Slot::BlockHeight) => {
-                    write!(out, "\"block_height\":{}", FIRST_HEIGHT + block).expect("write to String")
-                }
-                Piece::Slot(Slot::Timestamp) => push_timestamp(out, block),
-                Piece::Slot(Slot::BodyTransactions(count)) => {
-                    push_transaction_list(
-                        out,
-                        block,
-                        *count,
-                        ["\"transactions\":{\"3\":[", "{\"Version1\":\"", "\"}", "]}"],
-                    );
-                }
-                Piece::Slot(Slot::DeployHashes(count)) => {
-                    push_transaction_list(out, block, *count, ["\"deploy_hashes\":[", "\"", "\"", "]"]);
-                }
+                Piece::Slot(Slot::BlockHash) => out.push_str(&block.hash),
+                Piece::Slot(Slot::TransactionHash) => out.push_str(&transaction.hash),
+                Piece::Slot(Slot::Initiator) => out.push_str(&transaction.initiator),
+                Piece::Slot(Slot::Timestamp) => out.push_str(&transaction.timestamp),
             }
         }
     }
@@ -122,9 +114,11 @@ impl Template {
 /// pure function of the id.
 pub struct Chain {
     fixtures: Vec<String>,
-    templates: Vec<Template>,
-    /// One block's events on this stream: which template, as the how-many-th of its kind.
-    cycle: Vec<(usize, u64)>,
+    generator: Arc<Generator>,
+    captured: Template,
+    token: Option<Template>,
+    /// One block's events on this stream: which part, the how-many-th of its kind.
+    cycle: Vec<(Part, u64)>,
     /// Each cycle entry's position among the block's events over all the node's streams.
     slots: Vec<u64>,
     /// Events per block over all the node's streams.
@@ -145,55 +139,26 @@ pub enum Mix {
 }
 
 impl Chain {
-    fn from(
-        fixtures: &[&str],
-        templates: Vec<Template>,
-        cycle: Vec<(usize, u64)>,
-        slots: Vec<u64>,
-        per_block: u64,
-    ) -> Chain {
+    fn compact(fixtures: &[&str]) -> Vec<String> {
         let compact = |f: &&str| serde_json::from_str::<serde_json::Value>(f).expect("fixture is JSON").to_string();
-        Chain { fixtures: fixtures.iter().map(compact).collect(), templates, cycle, slots, per_block }
+        fixtures.iter().map(compact).collect()
     }
 
-    /// The 2.x stream, `/events`, with blocks of the given mix.
-    pub fn casper2(mix: Mix) -> Chain {
+    /// The 2.x stream, `/events`, with blocks of the given mix; `capacity` generated blocks are
+    /// kept.
+    pub fn casper2(mix: Mix, capacity: usize) -> Chain {
         use Slot::*;
-        let processed_per_block = match mix {
-            Mix::Simple => 1,
-            Mix::Realistic | Mix::Cep18 => 20,
+        let (transactions, signatures) = match mix {
+            Mix::Simple => (1, 1),
+            Mix::Realistic | Mix::Cep18 => (20, 100),
         };
-        let block = Template::new(
-            FIXTURES[0],
-            &[
-                ("cb64adaae660d227b7d7579039a75e21f1022e2c044a5ed0ce0beefb12b95758", BlockHash),
-                ("0932fbb493af51a23be4b3c523474d7de72830ac956a233a50e51e2d86ca6cde", ParentHash),
-                ("\"height\":89049", Height),
-                ("2024-06-20T09:21:29.898Z", Timestamp),
-                ("\"transactions\":{}", BodyTransactions(processed_per_block)),
-            ],
-        );
-        let accepted = Template::new(
-            FIXTURES[1],
-            &[
-                ("446f9511258112c6e5150ee13d57c421da2bc30e0058db6165855a9d1ba4b868", TransactionHash),
-                ("2024-11-27T17:24:10.516Z", Timestamp),
-            ],
-        );
-        let processed_template = Template::new(
+        let captured = Template::new(
             FIXTURES[2],
             &[
                 ("968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1", TransactionHash),
                 ("af8368436128df76e24fd1552544ebe4ddcf2301af4d42f1764e93fa2887557f", BlockHash),
+                ("0118ea8b6ed62393f8d36cb1a96b9ee62b48e35317bd2ea3ceb533a6f7ff212ad6", Initiator),
                 ("2025-07-14T16:51:43.510Z", Timestamp),
-            ],
-        );
-        let signature = Template::new(
-            FIXTURES[4],
-            &[
-                ("5122b986d344e4cd0ab5a2df1b3bb398de9c557a2e463391b58de82626154428", BlockHash),
-                ("\"block_height\":89177", BlockHeight),
-                ("017536433a73f7562526f3e9fcb8d720428ae2d28788a9909f3c6f637a9d848a4b", PublicKey),
             ],
         );
         let token = Template::new(
@@ -201,63 +166,69 @@ impl Chain {
             &[
                 (super::token::TRANSACTION_PLACEHOLDER, TransactionHash),
                 (super::token::BLOCK_PLACEHOLDER, BlockHash),
+                (super::token::INITIATOR_PLACEHOLDER, Initiator),
                 ("2025-07-14T16:51:43.510Z", Timestamp),
             ],
         );
         // Simple: block, accepted, processed, signature. Realistic: accepted ×20, block,
         // processed ×20, signatures ×100 (Cep18: every fifth processed one the token's).
         let processed = |k: u64| match mix == Mix::Cep18 && k % 5 == 0 {
-            true => (TOKEN_TEMPLATE, k),
-            false => (2, k),
+            true => (Part::Processed(Processed::Token), k),
+            false => (Part::Processed(Processed::Captured), k),
         };
-        let cycle: Vec<(usize, u64)> = match mix {
-            Mix::Simple => vec![(0, 0), (1, 0), (2, 0), (3, 0)],
-            Mix::Realistic | Mix::Cep18 => (0..processed_per_block)
-                .map(|k| (1, k))
-                .chain([(0, 0)])
-                .chain((0..processed_per_block).map(processed))
-                .chain((0..100).map(|k| (3, k)))
+        let cycle: Vec<(Part, u64)> = match mix {
+            Mix::Simple => vec![(Part::Block, 0), (Part::Accepted, 0), processed(0), (Part::Signature, 0)],
+            Mix::Realistic | Mix::Cep18 => (0..transactions)
+                .map(|k| (Part::Accepted, k))
+                .chain([(Part::Block, 0)])
+                .chain((0..transactions).map(processed))
+                .chain((0..signatures).map(|k| (Part::Signature, k)))
                 .collect(),
         };
         let per_block = cycle.len() as u64;
-        let templates = vec![block, accepted, processed_template, signature, token];
-        Chain::from(&FIXTURES, templates, cycle, (0..per_block).collect(), per_block)
+        Chain {
+            fixtures: Chain::compact(&FIXTURES),
+            generator: Arc::new(Generator::new(Shape::V2, transactions, signatures, capacity)),
+            captured,
+            token: Some(token),
+            slots: (0..per_block).collect(),
+            cycle,
+            per_block,
+        }
     }
 
-    /// The 1.x streams: `/events/main`, `/events/deploys` and `/events/sigs`.
-    pub fn casper1() -> [(&'static str, Chain); 3] {
+    /// The 1.x streams: `/events/main`, `/events/deploys` and `/events/sigs`, over one chain.
+    pub fn casper1(capacity: usize) -> [(&'static str, Chain); 3] {
         use Slot::*;
         const DEPLOY: &str = "99483863a391510b8d3447dd5cfc446b42d65e598672d569abc4cdded85b81e6";
         let accepted_fixture = include_str!("../../fixtures/casper1/deploy_accepted_event.json");
         let signature_fixture = include_str!("../../fixtures/casper1/finality_signature_event.json");
-        let block = Template::new(
-            FIXTURES_1X_MAIN[0],
-            &[
-                ("5809c6aacc3ac0573a67677743f4cb93cd487ade1c5132c1f806f75b6248f35f", BlockHash),
-                ("997d2f23c0a70ecca18043eab2f2f4fdef47fceba96519145b8e5d44609c4f80", ParentHash),
-                ("\"height\":97", Height),
-                ("2022-06-22T13:42:37.824Z", Timestamp),
-                ("\"deploy_hashes\":[]", DeployHashes(1)),
-            ],
-        );
-        let processed = Template::new(
-            FIXTURES_1X_MAIN[1],
-            &[
-                (DEPLOY, TransactionHash),
-                ("f19e3b63678ca5aa9fa8b30377275c83f8c1a041902b38ce7f4de50f02dbf396", BlockHash),
-                ("2022-06-22T13:41:41.581Z", Timestamp),
-            ],
-        );
-        let accepted =
-            Template::new(accepted_fixture, &[(DEPLOY, TransactionHash), ("2022-06-22T13:41:41.581Z", Timestamp)]);
-        let signature = Template::new(
-            signature_fixture,
-            &[("abbcdc782a18a9ba31826b07c838a69a6b790c8b36a0fd5f0818f757834d82f5", BlockHash)],
-        );
+        let processed = || {
+            Template::new(
+                FIXTURES_1X_MAIN[1],
+                &[
+                    (DEPLOY, TransactionHash),
+                    ("f19e3b63678ca5aa9fa8b30377275c83f8c1a041902b38ce7f4de50f02dbf396", BlockHash),
+                    ("01e35e1904034db6c0bb48c6d88826a2bcf27f29f67a13d844b82aab04614f83f4", Initiator),
+                    ("2022-06-22T13:41:41.581Z", Timestamp),
+                ],
+            )
+        };
+        let generator = Arc::new(Generator::new(Shape::V1, 1, 1, capacity));
+        let stream = |fixtures: &[&str], cycle: Vec<(Part, u64)>, slots: Vec<u64>| Chain {
+            fixtures: Chain::compact(fixtures),
+            generator: generator.clone(),
+            captured: processed(),
+            token: None,
+            cycle,
+            slots,
+            per_block: 4,
+        };
+        let processed = (Part::Processed(Processed::Captured), 0);
         [
-            ("main", Chain::from(&FIXTURES_1X_MAIN, vec![block, processed], vec![(0, 0), (1, 0)], vec![0, 2], 4)),
-            ("deploys", Chain::from(&[accepted_fixture], vec![accepted], vec![(0, 0)], vec![1], 4)),
-            ("sigs", Chain::from(&[signature_fixture], vec![signature], vec![(0, 0)], vec![3], 4)),
+            ("main", stream(&FIXTURES_1X_MAIN, vec![(Part::Block, 0), processed], vec![0, 2])),
+            ("deploys", stream(&[accepted_fixture], vec![(Part::Accepted, 0)], vec![1])),
+            ("sigs", stream(&[signature_fixture], vec![(Part::Signature, 0)], vec![3])),
         ]
     }
 
@@ -279,45 +250,31 @@ impl Chain {
         u32::try_from(events).unwrap_or(u32::MAX)
     }
 
-    /// The id of generated block `block`'s `nth` event made from template `template`, if this
-    /// stream has one.
-    pub fn id_of(&self, template: usize, block: u64, nth: u64) -> Option<u32> {
-        let position = self.cycle.iter().position(|entry| *entry == (template, nth))? as u64;
+    /// The id of generated block `block`'s `nth` event of `part`, if this stream has one.
+    pub fn id_of(&self, part: Part, block: u64, nth: u64) -> Option<u32> {
+        let position = self.cycle.iter().position(|entry| *entry == (part, nth))? as u64;
         u32::try_from(u64::from(self.fixtures()) + block * self.cycle.len() as u64 + position).ok()
     }
 
     /// Append the JSON of event `id` to `out`.
     pub fn render(&self, id: u32, out: &mut String) {
-        match self.fixtures.get(id as usize) {
-            Some(fixture) => out.push_str(fixture),
-            None => {
-                let generated = u64::from(id - self.fixtures());
-                let per_block = self.cycle.len() as u64;
-                let (template, nth) = self.cycle[(generated % per_block) as usize];
-                self.templates[template].render(generated / per_block, nth, out);
+        if let Some(fixture) = self.fixtures.get(id as usize) {
+            return out.push_str(fixture);
+        }
+        let generated = u64::from(id - self.fixtures());
+        let per_block = self.cycle.len() as u64;
+        let (part, nth) = self.cycle[(generated % per_block) as usize];
+        let block = self.generator.block(generated / per_block);
+        match part {
+            Part::Block => out.push_str(&block.block_added),
+            Part::Accepted => out.push_str(&block.transactions[nth as usize].accepted),
+            Part::Signature => out.push_str(&block.signatures[nth as usize]),
+            Part::Processed(Processed::Captured) => self.captured.render(&block, nth, out),
+            Part::Processed(Processed::Token) => {
+                self.token.as_ref().expect("a 2.x chain with the token").render(&block, nth, out)
             }
         }
     }
-}
-
-/// The hashes of block `block`'s first `count` transactions as a JSON list: `[open, before,
-/// hash, after, ",", before, hash, after, …, close]`.
-fn push_transaction_list(out: &mut String, block: u64, count: u64, [open, before, after, close]: [&str; 4]) {
-    out.push_str(open);
-    for nth in 0..count {
-        if nth > 0 {
-            out.push(',');
-        }
-        out.push_str(before);
-        push_transaction_hash(out, block, nth);
-        out.push_str(after);
-    }
-    out.push_str(close);
-}
-
-/// The hash of the `nth` transaction of generated block `block`.
-fn push_transaction_hash(out: &mut String, block: u64, nth: u64) {
-    push_hash(out, block * 1024 + nth, 0x7a);
 }
 
 /// A 32-byte hash in hex, unique per (`n`, `domain`).
@@ -346,8 +303,8 @@ pub fn push_timestamp(out: &mut String, block: u64) {
 mod tests {
     #[test]
     fn streams_share_the_block_rhythm() {
-        let [(_, main), (_, deploys), (_, sigs)] = Chain::casper1();
-        let v2 = Chain::casper2(Mix::Simple);
+        let [(_, main), (_, deploys), (_, sigs)] = Chain::casper1(8);
+        let v2 = Chain::casper2(Mix::Simple, 8);
         // After 2 blocks and 3 more events: main has block+processed per block plus the next block.
         assert_eq!(
             (v2.produced(11), main.produced(11), deploys.produced(11), sigs.produced(11)),
@@ -369,10 +326,10 @@ mod tests {
     fn generated_events_are_valid_unique_and_deterministic() {
         // A node serves one protocol: keys are unique across all the streams of each.
         for streams in [
-            vec![("", Chain::casper2(Mix::Simple))],
-            vec![("", Chain::casper2(Mix::Realistic))],
-            vec![("", Chain::casper2(Mix::Cep18))],
-            Chain::casper1().into(),
+            vec![("", Chain::casper2(Mix::Simple, 64))],
+            vec![("", Chain::casper2(Mix::Realistic, 64))],
+            vec![("", Chain::casper2(Mix::Cep18, 64))],
+            Chain::casper1(64).into(),
         ] {
             let mut keys = HashSet::new();
             for (name, chain) in streams {
@@ -390,7 +347,7 @@ mod tests {
 
     #[test]
     fn generated_block_has_its_height_and_parent() {
-        let chain = Chain::casper2(Mix::Simple);
+        let chain = Chain::casper2(Mix::Simple, 8);
         let Frame::Event(block) = Frame::parse(render(&chain, FIXTURES.len() as u32 + 4)).unwrap() else {
             panic!("not an event")
         };

@@ -11,6 +11,7 @@
 mod chain;
 pub mod cspr_cloud;
 pub mod f1r3fly;
+mod generator;
 mod rpc;
 pub mod token;
 
@@ -80,6 +81,9 @@ pub struct MockOptions {
     /// Events the node keeps for `start_from` replays.
     #[arg(long, default_value_t = 10_000)]
     pub buffer: u32,
+    /// Generated blocks kept in memory once made (signing them is the mock's main cost).
+    #[arg(long, default_value_t = 256)]
+    pub keep_blocks: usize,
     /// Close each connection after sending this many events (to exercise resuming).
     #[arg(long)]
     pub drop_after: Option<u32>,
@@ -193,8 +197,8 @@ impl Node {
 /// The mock node's routes; fails when the script or state file cannot be read.
 pub fn router(options: MockOptions) -> anyhow::Result<Router> {
     let mut streams: Vec<(&str, Chain)> = match options.protocol {
-        Protocol::V1 => Chain::casper1().into(),
-        Protocol::V2 => vec![("", Chain::casper2(options.mix))],
+        Protocol::V1 => Chain::casper1(options.keep_blocks).into(),
+        Protocol::V2 => vec![("", Chain::casper2(options.mix, options.keep_blocks))],
     };
     if let Some(path) = &options.script {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

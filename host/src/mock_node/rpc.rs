@@ -3,7 +3,7 @@
 //! `info_get_transaction` (2.x) or `info_get_deploy` (1.x) for each transaction the block lists;
 //! and `query_global_state` over the state given with `--state` (what plugins ask).
 
-use super::chain::{Chain, FIRST_HEIGHT};
+use super::chain::{Chain, FIRST_HEIGHT, Part, Processed};
 use super::{Node, Protocol};
 use axum::Json;
 use axum::extract::State;
@@ -34,18 +34,19 @@ pub async fn rpc(State(node): State<Arc<Node>>, Json(request): Json<Value>) -> J
 fn get_block(node: &Node, params: &Value) -> Result<Value, RpcError> {
     let height = params["block_identifier"]["Height"].as_u64().ok_or((-32602, "expected a Height".to_owned()))?;
     let block_index = height.checked_sub(FIRST_HEIGHT).ok_or(no_such("block", height))?;
-    let event = produced(node, 0, 0, block_index, 0).ok_or(no_such("block", height))?;
+    let event = produced(node, 0, Part::Block, block_index, 0).ok_or(no_such("block", height))?;
     let block = event["BlockAdded"]["block"].clone();
     let transactions: Vec<&str> = match node.options.protocol {
-        Protocol::V2 => block["Version2"]["body"]["transactions"]["3"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|hash| hash["Version1"].as_str())
-            .collect(),
-        Protocol::V1 => {
-            block["body"]["deploy_hashes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+        Protocol::V2 => {
+            let lanes = block["Version2"]["body"]["transactions"].as_object().into_iter().flat_map(|l| l.values());
+            lanes.filter_map(Value::as_array).flatten().filter_map(|hash| hash["Version1"].as_str()).collect()
         }
+        Protocol::V1 => ["deploy_hashes", "transfer_hashes"]
+            .iter()
+            .filter_map(|list| block["body"][list].as_array())
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect(),
     };
     let mut known = node.transactions.lock().expect("mock lock");
     for (nth, hash) in transactions.into_iter().enumerate() {
@@ -63,9 +64,9 @@ fn get_block(node: &Node, params: &Value) -> Result<Value, RpcError> {
 fn get_transaction(node: &Node, params: &Value) -> Result<Value, RpcError> {
     let hash = params["transaction_hash"]["Version1"].as_str().unwrap_or_default();
     let (block, nth) = locate(node, hash)?;
-    let accepted = produced(node, 0, 1, block, nth).ok_or(no_such("transaction", hash))?;
-    let processed = produced(node, 0, 2, block, nth)
-        .or_else(|| produced(node, 0, super::chain::TOKEN_TEMPLATE, block, nth))
+    let accepted = produced(node, 0, Part::Accepted, block, nth).ok_or(no_such("transaction", hash))?;
+    let processed = produced(node, 0, Part::Processed(Processed::Captured), block, nth)
+        .or_else(|| produced(node, 0, Part::Processed(Processed::Token), block, nth))
         .ok_or(no_such("transaction", hash))?;
     let processed = &processed["TransactionProcessed"];
     Ok(json!({
@@ -83,8 +84,8 @@ fn get_transaction(node: &Node, params: &Value) -> Result<Value, RpcError> {
 fn get_deploy(node: &Node, params: &Value) -> Result<Value, RpcError> {
     let hash = params["deploy_hash"].as_str().unwrap_or_default();
     let (block, nth) = locate(node, hash)?;
-    let accepted = produced(node, 1, 0, block, nth).ok_or(no_such("deploy", hash))?;
-    let processed = produced(node, 0, 1, block, nth).ok_or(no_such("deploy", hash))?;
+    let accepted = produced(node, 1, Part::Accepted, block, nth).ok_or(no_such("deploy", hash))?;
+    let processed = produced(node, 0, Part::Processed(Processed::Captured), block, nth).ok_or(no_such("deploy", hash))?;
     let processed = &processed["DeployProcessed"];
     Ok(json!({
         "api_version": node.api_version(),
@@ -112,10 +113,10 @@ fn locate(node: &Node, hash: &str) -> Result<(u64, u64), RpcError> {
     node.transactions.lock().expect("mock lock").get(hash).copied().ok_or(no_such("transaction", hash))
 }
 
-/// The event of stream `stream` made from `template` for (`block`, `nth`), if produced yet.
-fn produced(node: &Node, stream: usize, template: usize, block: u64, nth: u64) -> Option<Value> {
+/// The event of stream `stream` that is `part` of (`block`, `nth`), if produced yet.
+fn produced(node: &Node, stream: usize, part: Part, block: u64, nth: u64) -> Option<Value> {
     let chain: &Chain = &node.streams.get(stream)?.1;
-    let id = chain.id_of(template, block, nth)?;
+    let id = chain.id_of(part, block, nth)?;
     if id >= node.head(chain) {
         return None;
     }

@@ -20,6 +20,8 @@ pub const SCHEMA_HEX: &str = include_str!("../../fixtures/ces/cep18_schema.hex")
 pub const TRANSACTION_PLACEHOLDER: &str = "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a";
 /// Placeholder of its block's hash.
 pub const BLOCK_PLACEHOLDER: &str = "b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7";
+/// Placeholder of its sender's public key.
+pub const INITIATOR_PLACEHOLDER: &str = "011a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a";
 
 /// Events per token transaction: a mint to the treasury, then transfers to 9 holders.
 pub const EVENTS_PER_TRANSACTION: u64 = 10;
@@ -45,7 +47,11 @@ pub fn transaction() -> Value {
     events.extend(
         (1..EVENTS_PER_TRANSACTION).map(|n| CesEvent::new("Transfer").key(&treasury).key(&holder(n)).u256(1000)),
     );
-    transaction_processed(TRANSACTION_PLACEHOLDER, BLOCK_PLACEHOLDER, EVENTS_SEED, 0, &events)
+    let mut processed = transaction_processed(TRANSACTION_PLACEHOLDER, BLOCK_PLACEHOLDER, EVENTS_SEED, 0, &events);
+    let initiator = json!({"PublicKey": INITIATOR_PLACEHOLDER});
+    processed["TransactionProcessed"]["initiator_addr"] = initiator.clone();
+    processed["TransactionProcessed"]["execution_result"]["Version2"]["initiator"] = initiator;
+    processed
 }
 
 /// What `query_global_state` answers about the token: the package, the contract and its schema.
