@@ -12,7 +12,7 @@
 
 mod bench;
 
-use bench::{Host, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, spawn};
+use bench::{Host, chain_mock_args, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, spawn};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -44,7 +44,7 @@ fn main() {
     println!("{events} generated 2.x events (+7 fixtures), {runs} runs each, medians:\n");
     println!("| scenario | events/s | µs per event | peak RSS (MiB) |");
     println!("|---|---:|---:|---:|");
-    let mock_rates: Vec<f64> = (0..runs).map(|_| mock_only(&sluice, events)).collect();
+    let mock_rates: Vec<f64> = (0..runs).map(|_| mock_only(&sluice, &root, events)).collect();
     println!(
         "| mock node alone (SSE read, no store) | {:.0} | {:.2} | – |",
         median(&mock_rates),
@@ -145,7 +145,7 @@ fn reload_pauses(sluice: &Path, root: &Path, tally: &str, reloads: u64) -> Vec<f
 /// One run: returns (events/s, peak RSS in MiB).
 fn ingest(sluice: &Path, root: &Path, events: u64, plugins: &str, mix: &str) -> (f64, f64) {
     let node = free_port();
-    let _mock = spawn(Command::new(sluice).args(mock_args(node, events, 0.0)).args(["--mix", mix]));
+    let _mock = spawn(Command::new(sluice).args(chain_mock_args(sluice, root, node, events, mix)));
     let host = Host::start(sluice, root, node, plugins, "");
     let total = events + 7;
     let mut first = None;
@@ -208,11 +208,12 @@ fn live_latency(sluice: &Path, root: &Path, events: u64, rate: f64) -> (f64, f64
     (pick(0.5), pick(0.99), pick(1.0))
 }
 
-/// The mock node's serving rate, read by a plain HTTP client: the ceiling for ingest figures.
-fn mock_only(sluice: &Path, events: u64) -> f64 {
+/// The mock node's serving rate (replaying the simple mix's chain), read by a plain HTTP client:
+/// the ceiling for ingest figures.
+fn mock_only(sluice: &Path, root: &Path, events: u64) -> f64 {
     use futures::StreamExt;
     let port = free_port();
-    let _mock = spawn(Command::new(sluice).args(mock_args(port, events, 0.0)));
+    let _mock = spawn(Command::new(sluice).args(chain_mock_args(sluice, root, port, events, "simple")));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let url = format!("http://127.0.0.1:{port}/events?start_from=0");

@@ -19,7 +19,7 @@
 
 mod bench;
 
-use bench::{Host, Killed, fan_out, free_port, get_json, median, mock_args, rss_mib, spawn};
+use bench::{Host, Killed, chain_mock_args, fan_out, free_port, get_json, median, mock_args, rss_mib, spawn};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -171,7 +171,7 @@ fn report(server: &str, (mut run, rss_before): (fan_out::FanOut, f64), subscribe
 /// `GET /block/{hash}` from 1, 8 and 64 connections over `events` stored events.
 fn rest_under_load(runtime: &tokio::runtime::Runtime, sluice: &Path, root: &Path, events: u64) {
     let node = free_port();
-    let _mock = spawn(Command::new(sluice).args(mock_args(node, events, 0.0)).args(["--mix", "realistic"]));
+    let _mock = spawn(Command::new(sluice).args(chain_mock_args(sluice, root, node, events, "realistic")));
     let host = Host::start(sluice, root, node, "", "max_concurrent_requests = 4096");
     let started = Instant::now();
     wait_for_stored(&host, events + 7);

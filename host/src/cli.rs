@@ -98,6 +98,10 @@ impl Cli {
                 println!("{}: ok ({} nodes, {} plugins)", config.display(), parsed.nodes.len(), parsed.plugins.len());
                 Ok(())
             }
+            Command::MockNode { options, .. } if options.write_chain.is_some() => {
+                let path = options.write_chain.clone().unwrap_or_default();
+                tokio::task::spawn_blocking(move || mock_node::write_chain(&options, &path)).await?
+            }
             Command::MockNode { listen, options } => {
                 tracing::info!("mock node serving http://{listen}/events");
                 until_stopped(mock_node::serve(bind(listen).await?, options)).await

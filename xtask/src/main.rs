@@ -20,20 +20,17 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("plugins") => plugins(),
-        Some("test") => plugins().and_then(|()| sdks()).and_then(|()| {
-            // Everything but the crates that only build for wasm32-wasip2.
-            let mut test = vec!["test", "--release", "--workspace", "--exclude", "sluice-plugin-sdk"];
-            test.extend(PLUGINS.iter().flat_map(|plugin| ["--exclude", *plugin]));
-            cargo(&test, &args[1..])
-        }),
-        Some("demo") => plugins().and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--", "demo"], &args[1..])),
+        Some("test") => plugins().and_then(|()| sdks()).and_then(|()| cargo(&native("test", &[]), &args[1..])),
+        Some("demo") => plugins()
+            .and_then(|()| cargo(&native("build", &["--bin", "sluice"]), &[]))
+            .and_then(|()| built("sluice", &[&["demo".to_owned()], &args[1..]].concat())),
         Some("bench") => plugins()
-            .and_then(|()| cargo(&["build", "--release", "-p", "sluice", "--bins"], &[]))
-            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "ingest", "--"], &args[1..]))
-            .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "plugin_call"], &[])),
+            .and_then(|()| cargo(&native("build", &["--bin", "sluice", "--example", "ingest", "--example", "plugin_call"]), &[]))
+            .and_then(|()| built("examples/ingest", &args[1..]))
+            .and_then(|()| built("examples/plugin_call", &[])),
         Some("bench-serve") => {
-            cargo(&["build", "--release", "-p", "sluice", "--bins", "--example", "fanout_floor"], &[])
-                .and_then(|()| cargo(&["run", "--release", "-p", "sluice", "--example", "serve", "--"], &args[1..]))
+            cargo(&native("build", &["--bin", "sluice", "--example", "fanout_floor", "--example", "serve"]), &[])
+                .and_then(|()| built("examples/serve", &args[1..]))
         }
         _ => Err("usage: cargo xtask <plugins|test|demo|bench|bench-serve> [extra arguments]".into()),
     };
@@ -44,6 +41,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo <command> --release` over the workspace's native crates (all but those that only build
+/// for wasm32-wasip2), then `targets`. Every command selects the same crates, so Cargo resolves
+/// the same features for each and they share one build: `demo` and `bench` after `test` (or
+/// the other way round) compile nothing again. (With `-p sluice` alone, features unify
+/// differently and wasmtime and most dependencies were built twice.)
+fn native<'a>(command: &'a str, targets: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![command, "--release", "--workspace", "--exclude", "sluice-plugin-sdk"];
+    args.extend(PLUGINS.iter().flat_map(|plugin| ["--exclude", *plugin]));
+    args.extend(targets);
+    args
+}
+
+/// Run `target/release/{binary}` with `args`, from the workspace root.
+fn built(binary: &str, args: &[String]) -> Result<(), String> {
+    run(Command::new(workspace_root().join("target/release").join(binary)).current_dir(workspace_root()).args(args))
 }
 
 /// Build every plugin for `wasm32-wasip2` into `target/wasm32-wasip2/release/`.

@@ -62,6 +62,28 @@ pub fn mock_args(port: u16, events: u64, rate: f64) -> Vec<String> {
         .to_vec()
 }
 
+/// Mock node arguments replaying `events` generated 2.x events of `mix` at once from a chain
+/// file (`target/bench-chains/`, written on first use): a generated chain is signed, which costs
+/// more than serving it, and a benchmark must measure Sluice, not the mock.
+pub fn chain_mock_args(sluice: &Path, root: &Path, port: u16, events: u64, mix: &str) -> Vec<String> {
+    let dir = root.join("target/bench-chains");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{mix}-{events}.jsonl"));
+    if !file.is_file() {
+        let partial = dir.join(format!("{mix}-{events}.partial"));
+        let written = Command::new(sluice)
+            .args(["mock-node", "--mix", mix, "--count", &events.to_string(), "--write-chain"])
+            .arg(&partial)
+            .status()
+            .expect("sluice mock-node --write-chain");
+        assert!(written.success(), "writing the chain failed");
+        std::fs::rename(&partial, &file).unwrap();
+    }
+    let mut args = mock_args(port, 0, 0.0);
+    args.extend(["--script".to_owned(), file.display().to_string()]);
+    args
+}
+
 /// A child process, killed when dropped.
 pub struct Killed(Child);
 

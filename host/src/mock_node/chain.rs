@@ -232,9 +232,9 @@ impl Chain {
         ]
     }
 
-    /// Serve `events` (node event JSON) right after the captured fixtures.
-    pub fn append_fixtures(&mut self, events: impl IntoIterator<Item = serde_json::Value>) {
-        self.fixtures.extend(events.into_iter().map(|event| event.to_string()));
+    /// Serve `events` (node event JSON, one each) right after the captured fixtures.
+    pub fn append_fixtures(&mut self, events: impl IntoIterator<Item = String>) {
+        self.fixtures.extend(events);
     }
 
     /// Number of captured events at the start of the stream.

@@ -118,6 +118,10 @@ pub struct MockOptions {
     /// node event JSON, one per line.
     #[arg(long)]
     pub script: Option<std::path::PathBuf>,
+    /// Write the `--count` generated 2.x events of `--mix` to this file, one per line (a script
+    /// for `--script`: benchmarks replay a chain without signing it again), and exit.
+    #[arg(long)]
+    pub write_chain: Option<std::path::PathBuf>,
     /// Global state for `query_global_state`: a file holding a JSON object of keys
     /// (`hash-…`, `uref-…-007`) and their stored values (`{"Contract": {…}}`, `{"CLValue": {…}}`).
     #[arg(long)]
@@ -203,8 +207,12 @@ pub fn router(options: MockOptions) -> anyhow::Result<Router> {
     if let Some(path) = &options.script {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let lines = text.lines().filter(|line| !line.trim().is_empty());
-        let events = lines.map(serde_json::from_str).collect::<Result<Vec<_>, _>>();
-        streams[0].1.append_fixtures(events.with_context(|| format!("{}: one JSON event per line", path.display()))?);
+        let events: Vec<String> = lines.map(str::to_owned).collect();
+        let malformed = events.iter().position(|e| serde_json::from_str::<serde::de::IgnoredAny>(e).is_err());
+        if let Some(line) = malformed {
+            anyhow::bail!("{}: line {} is not one JSON event", path.display(), line + 1);
+        }
+        streams[0].1.append_fixtures(events);
     }
     // The mock token's package, contract and schema, then what `--state` adds.
     let mut state = token::state();
@@ -316,6 +324,42 @@ async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
         "chainspec_name": "casper-net-1",
         "last_event_id": last_event_id,
     }))
+}
+
+/// Write the chain `options` describe (2.x, its generated events only) to `path`, one event per
+/// line, signing blocks on every core.
+pub fn write_chain(options: &MockOptions, path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let chain = Chain::casper2(options.mix, 1024);
+    let (first, end) = (chain.fixtures(), chain.produced(u64::from(options.count.unwrap_or(0))));
+    let threads = std::thread::available_parallelism().map_or(1, usize::from) as u32;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| path.display().to_string())?);
+    // In slices of whole blocks' worth, each split between the threads, written in order.
+    for slice in (first..end).step_by(65_536) {
+        let slice_end = (slice + 65_536).min(end);
+        let per_thread = (slice_end - slice).div_ceil(threads);
+        let parts: Vec<String> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (from, to) = (slice + t * per_thread, (slice + (t + 1) * per_thread).min(slice_end));
+                    let chain = &chain;
+                    scope.spawn(move || {
+                        let mut out = String::new();
+                        for id in from..to {
+                            chain.render(id, &mut out);
+                            out.push('\n');
+                        }
+                        out
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|worker| worker.join().expect("a chain writer")).collect()
+        });
+        for part in parts {
+            file.write_all(part.as_bytes())?;
+        }
+    }
+    Ok(file.flush()?)
 }
 
 /// Serve the mock node on `listener` until the process ends.
