@@ -25,7 +25,7 @@ fn main() {
     };
     let events = arg("--events", 100_000);
     let runs = arg("--runs", 5);
-    // `--only TEXT`: just the ingest scenarios whose name holds TEXT.
+    // `--only TEXT`: just the ingest scenarios whose name holds TEXT (`latency`: the live latency).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let sluice = root.join("target/release/sluice");
@@ -41,6 +41,12 @@ fn main() {
         ("filter + annotating plugin", filter + &plugin("tagger", "chaos", "annotate = true")),
     ];
 
+    if only.as_deref() == Some("latency") {
+        for _ in 0..runs {
+            print_live_latency(&sluice, &root);
+        }
+        return;
+    }
     println!("{events} generated 2.x events (+7 fixtures), {runs} runs each, medians:\n");
     println!("| scenario | events/s | µs per event | peak RSS (MiB) |");
     println!("|---|---:|---:|---:|");
@@ -83,12 +89,7 @@ fn main() {
     if only.is_some() {
         return;
     }
-    let (latency_events, latency_rate) = (10_000, 1000.0);
-    let (p50, p99, max) = live_latency(&sluice, &root, latency_events, latency_rate);
-    println!(
-        "\nLive SSE latency, node frame read → SSE frame received, {latency_events} events at {latency_rate} events/s:\n"
-    );
-    println!("| p50 (ms) | p99 (ms) | max (ms) |\n|---:|---:|---:|\n| {p50:.0} | {p99:.0} | {max:.0} |");
+    print_live_latency(&sluice, &root);
 
     let starts: Vec<f64> = (0..runs).map(|_| cold_start(&sluice, &root, &three)).collect();
     println!(
@@ -101,6 +102,16 @@ fn main() {
         median(&pauses),
         pauses.iter().copied().fold(0.0, f64::max)
     );
+}
+
+/// Measure and print the live latency of the SSE firehose: 10,000 events at 1,000 events/s.
+fn print_live_latency(sluice: &Path, root: &Path) {
+    let (latency_events, latency_rate) = (10_000, 1000.0);
+    let (p50, p99, max) = live_latency(sluice, root, latency_events, latency_rate);
+    println!(
+        "\nLive SSE latency, node frame read → SSE frame received, {latency_events} events at {latency_rate} events/s:\n"
+    );
+    println!("| p50 (ms) | p99 (ms) | max (ms) |\n|---:|---:|---:|\n| {p50:.0} | {p99:.0} | {max:.0} |");
 }
 
 /// Milliseconds from starting `sluice run` (empty store, `plugins` in the compile cache) to

@@ -83,8 +83,8 @@ pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<Block
     Ok(Json(pages.body(data, count, "/blocks", &range)).into_response())
 }
 
-/// `GET /block/{hash|height}/transactions`: the transactions the block lists, in its order,
-/// each with its stored events (`TransactionView`).
+/// The transactions a block lists, in its order, each with its stored events (as
+/// `/transaction/{hash}` answers).
 #[utoipa::path(get, path = "/block/{id}/transactions", tag = "blocks",
     params(("id" = String, Path, description = "Block hash or height", pattern = "^([0-9a-fA-F]{64}|[0-9]+)$")),
     responses((status = 200, description = "The transactions the block lists, each with its accepted/processed/expired events"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]

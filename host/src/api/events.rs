@@ -37,8 +37,8 @@ pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) 
     stream(&state, &resuming(params, &headers)?, firehose_frame).await
 }
 
-/// `GET /events/main|deploys|sigs`: the 1.x streams (`legacy.rs`); `GET /events/sidecar`:
-/// Sluice's own lifecycle (`sidecar.rs`).
+/// The Casper 1.x event streams (`main`, `deploys`, `sigs`: 2.x events in their 1.x shapes), or
+/// Sluice's own lifecycle (`sidecar`).
 #[utoipa::path(get, path = "/events/{channel}", tag = "streams",
     params(("channel" = String, Path, description = "`main`, `deploys`, `sigs` (1.x shapes) or `sidecar`", pattern = "^(main|deploys|sigs|sidecar)$"), StreamParams,
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id; takes precedence over `start_from`")),
