@@ -3,6 +3,7 @@
 //! One [`Writer`] (owned by the pipeline thread) appends in batches; API handlers read through
 //! [`Store`], which lends out read-only connections from a small pool.
 
+mod checkpoint;
 mod schema;
 mod writer;
 
