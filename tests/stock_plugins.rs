@@ -144,7 +144,7 @@ fn an_attached_filter_hides_only_where_it_is_attached() {
     assert!(kinds("").iter().any(|k| k == "FinalitySignature"));
     assert!(!kinds("&filter=no-sigs").iter().any(|k| k == "FinalitySignature"));
     let (status, body) = support::get(&format!("{}/events?filter=nope", rig.http)).unwrap();
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 404, "{body}");
     assert!(body.contains("unknown_filter"), "{body}");
 
     // `input` must name an attached filter.

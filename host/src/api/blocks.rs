@@ -20,7 +20,7 @@ pub async fn latest(State(state): State<AppState>) -> Result<Response, ApiError>
 
 /// A block by hash (64 hex digits) or height (decimal).
 #[utoipa::path(get, path = "/block/{id}", tag = "blocks",
-    params(("id" = String, Path, description = "Block hash (64 hex digits) or height", pattern = "^([0-9a-fA-F]{64}|[0-9]+)$")),
+    params(("id" = String, Path, description = "Block hash (64 hex digits) or height", pattern = "^([0-9a-fA-F]{64}|[0-9]{1,19})$")),
     responses((status = 200, description = "The block (`BlockAdded` event view)"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn by_id(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     find(&state, parse_block_id(&id)?).await
@@ -46,13 +46,16 @@ fn parse_block_id(id: &str) -> Result<BlockId, ApiError> {
 pub struct BlocksQuery {
     /// From 1.
     #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "super::params::int64")]
     page: Option<u64>,
     /// Blocks per page, 1 to 100.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u64>,
     /// Lowest height wanted.
+    #[serde(default, deserialize_with = "super::params::int64")]
     from_height: Option<u64>,
-    /// Highest height wanted.
+    /// Highest height wanted (below `from_height`: no blocks).
+    #[serde(default, deserialize_with = "super::params::int64")]
     to_height: Option<u64>,
 }
 
@@ -64,10 +67,7 @@ pub struct BlocksQuery {
     responses((status = 200, description = "A page of blocks: `{data, pageCount, itemCount, pages}` (the Casper Event Store's shape)"), (status = 400, description = "A malformed parameter", body = ErrorBody)))]
 pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<BlocksQuery>) -> Result<Response, ApiError> {
     let pages = Pages::new(query.page, query.limit)?;
-    let heights = query.from_height.unwrap_or(0)..=query.to_height.unwrap_or(u64::MAX);
-    if heights.is_empty() {
-        return Err(ApiError::bad_request("invalid_range", "from_height is above to_height"));
-    }
+    let heights = query.from_height.unwrap_or(0)..=query.to_height.unwrap_or(i64::MAX as u64);
     let range: String = [("from_height", query.from_height), ("to_height", query.to_height)]
         .iter()
         .filter_map(|(name, value)| value.map(|v| format!("&{name}={v}")))
@@ -86,7 +86,7 @@ pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<Block
 /// The transactions a block lists, in its order, each with its stored events (as
 /// `/transaction/{hash}` answers).
 #[utoipa::path(get, path = "/block/{id}/transactions", tag = "blocks",
-    params(("id" = String, Path, description = "Block hash or height", pattern = "^([0-9a-fA-F]{64}|[0-9]+)$")),
+    params(("id" = String, Path, description = "Block hash or height", pattern = "^([0-9a-fA-F]{64}|[0-9]{1,19})$")),
     responses((status = 200, description = "The transactions the block lists, each with its accepted/processed/expired events"), (status = 400, description = "A malformed parameter", body = ErrorBody), (status = 404, description = "Nothing stored under that name", body = ErrorBody)))]
 pub async fn transactions(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_block_id(&id)?;

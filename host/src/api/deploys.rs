@@ -92,6 +92,7 @@ pub async fn by_hash(State(state): State<AppState>, Path(hash): Path<String>) ->
 pub struct AccountDeploysQuery {
     /// From 1 (default 1).
     #[param(minimum = 1)]
+    #[serde(default, deserialize_with = "super::params::int64")]
     page: Option<u64>,
     /// Deploys per page, 1 to 100 (default 10).
     #[param(minimum = 1, maximum = 100)]

@@ -4,7 +4,7 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::{blocks, contract_events, deploys, events, gaps, health, lookups, transactions, websocket};
+use super::{blocks, contract_events, deploys, events, gaps, health, lookups, sidecar, transactions, websocket};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -26,6 +26,7 @@ const DOCUMENT: &str = "/api-doc.json";
     paths(
         events::serve,
         events::channel,
+        sidecar::serve,
         websocket::events,
         blocks::latest,
         blocks::by_id,

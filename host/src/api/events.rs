@@ -21,31 +21,46 @@ use futures::StreamExt;
 /// JSON and not an event stream; the SSE firehose otherwise.
 #[utoipa::path(get, path = "/events", tag = "streams",
     params(StreamParams,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id (what an EventSource sends when it reconnects); takes precedence over `start_from`"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this id (what an EventSource sends when it reconnects); takes precedence over `start_from`"),
         ("from_seq" = Option<u64>, Query, description = "A JSON page of the log from this sequence (instead of the stream)"),
         ("limit" = Option<u64>, Query, description = "Events per JSON page, 1 to 1000 (default 100)", minimum = 1, maximum = 1000)),
     responses(
         (status = 200, description = "`text/event-stream`: `id: <sequence>` and `data: <node JSON>` frames, after `{\"ApiVersion\"}`; or, when asked for JSON or given `from_seq`/`limit`, a page `{data, next_from_seq}`"),
         (status = 400, description = "A malformed parameter", body = ErrorBody),
+        (status = 404, description = "`filter` names no attached filter", body = ErrorBody),
         (status = 503, description = "`max_subscribers` streams are open", body = ErrorBody)))]
 pub async fn serve(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, ApiError> {
+    // The page's own parameters apart; the filters are the stream's, in both modes.
+    let (page, filters) = split_query(uri.query().unwrap_or_default());
+    let ApiQuery(params) = ApiQuery::<StreamParams>::from_query(&filters)?;
+    let params = resuming(params, &headers)?;
     if wants_page(&headers, &uri) {
-        let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
-        return Ok(super::log::page(&state, params).await?.into_response());
+        let ApiQuery(page) = ApiQuery::from_query(&page)?;
+        return Ok(super::log::page(&state, page, params).await?.into_response());
     }
-    let ApiQuery(params) = ApiQuery::from_uri(&uri)?;
-    stream(&state, &resuming(params, &headers)?, firehose_frame).await
+    stream(&state, &params, firehose_frame).await
 }
 
-/// The Casper 1.x event streams (`main`, `deploys`, `sigs`: 2.x events in their 1.x shapes), or
-/// Sluice's own lifecycle (`sidecar`).
+/// A query string split into the JSON page's parameters (`from_seq`, `limit`) and the rest.
+fn split_query(query: &str) -> (String, String) {
+    let (page, rest): (Vec<&str>, Vec<&str>) =
+        query.split('&').filter(|pair| !pair.is_empty()).partition(|pair| is_page_parameter(pair));
+    (page.join("&"), rest.join("&"))
+}
+
+fn is_page_parameter(pair: &str) -> bool {
+    matches!(pair.split('=').next(), Some("from_seq" | "limit"))
+}
+
+/// The Casper 1.x event streams (`main`, `deploys`, `sigs`: 2.x events in their 1.x shapes).
 #[utoipa::path(get, path = "/events/{channel}", tag = "streams",
-    params(("channel" = String, Path, description = "`main`, `deploys`, `sigs` (1.x shapes) or `sidecar`", pattern = "^(main|deploys|sigs|sidecar)$"), StreamParams,
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id; takes precedence over `start_from`")),
+    params(("channel" = String, Path, description = "`main`, `deploys` or `sigs`", pattern = "^(main|deploys|sigs)$"), StreamParams,
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this id; takes precedence over `start_from`")),
     responses(
-        (status = 200, description = "`text/event-stream` of 1.x-shaped events, ids being Sluice's sequence numbers; `sidecar`: `{\"SidecarVersion\"}`, source and plugin changes, `\"Shutdown\"`"),
+        (status = 200, description = "`text/event-stream` of 1.x-shaped events, ids being Sluice's sequence numbers"),
         (status = 400, description = "A malformed parameter", body = ErrorBody),
-        (status = 404, description = "No such channel", body = ErrorBody)))]
+        (status = 404, description = "No such channel, or `filter` names no attached filter", body = ErrorBody),
+        (status = 503, description = "`max_subscribers` streams are open", body = ErrorBody)))]
 pub async fn channel(
     State(state): State<AppState>,
     Path(channel): Path<String>,
@@ -56,7 +71,6 @@ pub async fn channel(
         "main" => Channel::Main,
         "deploys" => Channel::Deploys,
         "sigs" => Channel::Sigs,
-        "sidecar" => return Ok(super::sidecar::stream(&state)),
         _ => return Err(ApiError::not_found(format!("no event channel {channel:?}"))),
     };
     let params = resuming(params, &headers)?.within_types(channel.kinds(), legacy::v1_name);
@@ -68,7 +82,8 @@ pub async fn channel(
 /// precedence. Ids are sequence numbers; any other id is a 400.
 fn resuming(mut params: StreamParams, headers: &HeaderMap) -> Result<StreamParams, ApiError> {
     if let Some(last) = headers.get("last-event-id") {
-        let last = last.to_str().ok().and_then(|id| id.trim().parse::<u64>().ok()).ok_or_else(|| {
+        let id = last.to_str().ok().and_then(|id| id.trim().parse::<u64>().ok());
+        let last = id.filter(|&id| id <= i64::MAX as u64).ok_or_else(|| {
             ApiError::bad_request("invalid_last_event_id", "Last-Event-ID is not an id this server sent")
         })?;
         params.start_from = Some(last.saturating_add(1));
@@ -77,8 +92,7 @@ fn resuming(mut params: StreamParams, headers: &HeaderMap) -> Result<StreamParam
 }
 
 fn wants_page(headers: &HeaderMap, uri: &Uri) -> bool {
-    let query = uri.query().unwrap_or_default();
-    let names_a_page = query.split('&').any(|pair| matches!(pair.split('=').next(), Some("from_seq" | "limit")));
+    let names_a_page = uri.query().unwrap_or_default().split('&').any(is_page_parameter);
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     names_a_page || (accept.contains("application/json") && !accept.contains("text/event-stream"))
 }

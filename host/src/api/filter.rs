@@ -16,9 +16,10 @@ use std::collections::HashSet;
 #[serde(deny_unknown_fields)]
 pub struct StreamParams {
     /// First sequence number wanted (`from` in a subscribe message); without it, the next new event.
-    #[serde(alias = "from")]
+    #[serde(alias = "from", default, deserialize_with = "super::params::int64")]
     pub start_from: Option<u64>,
-    /// Event types, comma-separated: `BlockAdded,ContractEvent`.
+    /// Event types, comma-separated: `BlockAdded,ContractEvent` (empty: every type).
+    #[serde(alias = "type")]
     types: Option<String>,
     /// Contract hash: that contract's events, and node events that mention it.
     #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
@@ -26,7 +27,7 @@ pub struct StreamParams {
     /// Contract package hash, likewise.
     #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
     package: Option<String>,
-    /// Contract event name (only contract events have one).
+    /// Contract event name (only contract events have one; empty: any).
     name: Option<String>,
     /// Transaction or deploy hash.
     #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
@@ -35,8 +36,14 @@ pub struct StreamParams {
     /// processed events.
     #[param(pattern = "^((account-hash-)?[0-9a-fA-F]{64}|01[0-9a-fA-F]{64}|02[0-9a-fA-F]{66})$")]
     account: Option<String>,
-    /// An attached filter plugin: only what it keeps.
+    /// An attached filter plugin: only what it keeps (empty: none; one not attached: 404).
+    #[param(pattern = "^[A-Za-z0-9_-]*$")]
     filter: Option<String>,
+    /// The event types the stream's channel carries, and their names as a client may give them
+    /// (set by the channel, not the client).
+    #[serde(skip)]
+    #[param(ignore)]
+    channel: Option<(&'static [&'static str], fn(&str) -> &str)>,
 }
 
 /// A checked filter; the default lets everything through.
@@ -52,49 +59,50 @@ pub struct EventFilter {
 }
 
 impl StreamParams {
-    /// These parameters with the event types narrowed to `kinds`: those `types` names (by
-    /// their own name or their `alias`), or all of them.
-    pub fn within_types(mut self, kinds: &[&str], alias: fn(&str) -> &str) -> StreamParams {
-        let wanted: Vec<&str> = match &self.types {
-            Some(list) => {
-                let asked: Vec<&str> = list.split(',').map(str::trim).collect();
-                kinds.iter().copied().filter(|kind| asked.contains(kind) || asked.contains(&alias(kind))).collect()
-            }
-            None => kinds.to_vec(),
-        };
-        self.types = Some(wanted.join(","));
+    /// These parameters on a channel carrying only `kinds`: of those `types` names (by their
+    /// own name or their `alias`), or all of them (none, when it names only others).
+    pub fn within_types(mut self, kinds: &'static [&'static str], alias: fn(&str) -> &str) -> StreamParams {
+        self.channel = Some((kinds, alias));
         self
     }
 }
 
 impl EventFilter {
-    /// Check the parameters: 400 for a malformed hash, an empty type list or a filter that is
-    /// not one of the `attached` filter plugins.
+    /// Check the parameters: 400 for a malformed hash or a filter that is not one of the
+    /// `attached` filter plugins. An empty `types`, `name` or `filter` is no narrowing.
     pub fn new(params: &StreamParams, attached: &[String]) -> Result<EventFilter, ApiError> {
-        if let Some(filter) = params.filter.as_ref().filter(|f| !attached.contains(f)) {
-            return Err(ApiError::bad_request("unknown_filter", format!("no attached filter named {filter:?}")));
+        let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+        let filter = given(&params.filter);
+        if let Some(filter) = filter.as_ref().filter(|f| !attached.contains(f)) {
+            let message = format!("no attached filter named {filter:?}");
+            return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown_filter", message));
         }
-        let types = match &params.types {
-            Some(list) => {
-                let types: HashSet<String> =
-                    list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
-                if types.is_empty() {
-                    return Err(ApiError::bad_request("invalid_types", "types lists no event type"));
-                }
-                Some(types)
-            }
-            None => None,
-        };
+        let types: Option<HashSet<String>> = params.types.as_ref().map(|list| {
+            list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+        });
+        let mut types = types.filter(|types| !types.is_empty());
+        if let Some((kinds, alias)) = params.channel {
+            let wanted = |kind: &str| types.as_ref().is_none_or(|asked| asked.contains(kind) || asked.contains(alias(kind)));
+            types = Some(kinds.iter().copied().filter(|kind| wanted(kind)).map(str::to_owned).collect());
+        }
         let hash = |name, value: &Option<String>| value.as_deref().map(|v| hash_param(name, v)).transpose();
         Ok(EventFilter {
             types,
             contract: hash("contract", &params.contract)?,
             package: hash("package", &params.package)?,
-            name: params.name.clone(),
+            name: given(&params.name),
             transaction: hash("transaction", &params.transaction)?,
             account: params.account.as_deref().map(account_param).transpose()?,
-            attached: params.filter.clone(),
+            attached: filter,
         })
+    }
+
+    /// What an index can narrow a read of the log to: the event types (none: all), the
+    /// account and the transaction. The rest of the filter is applied to what is read.
+    pub fn indexed(&self) -> (Vec<String>, Option<String>, Option<String>) {
+        let mut kinds: Vec<String> = self.types.iter().flatten().cloned().collect();
+        kinds.sort();
+        (kinds, self.account.clone(), self.transaction.clone())
     }
 
     /// Whether `event` passes.

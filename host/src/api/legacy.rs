@@ -278,6 +278,7 @@ mod tests {
         assert_eq!(block["header"]["height"], 89049);
         assert!(block["header"].get("current_gas_price").is_none() && block["header"].get("proposer").is_none());
         assert!(block["body"]["proposer"].is_string() && block["body"]["deploy_hashes"].is_array());
+        assert_eq!(block["proofs"], serde_json::json!([]), "a 1.x node's block carries its proofs");
 
         let signature = v1("casper2/finality_signature_event_v2.json").unwrap();
         let mut fields: Vec<&String> = signature["FinalitySignature"].as_object().unwrap().keys().collect();

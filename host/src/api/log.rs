@@ -1,54 +1,41 @@
-//! `GET /events` as REST (`?from_seq=&limit=&types=&account=&transaction=`): a page of the
-//! raw log, oldest first, with the sequence to ask for next. `events.rs` decides which of the
-//! two a request to `/events` wants.
+//! `GET /events` as REST: a page of the log, oldest first, with the sequence to ask for next.
+//! `events.rs` decides which of the two a request to `/events` wants; a page takes the stream's
+//! filters too (`types`, `account` and `transaction` are read through indexes, the others
+//! applied to what is read).
 
 use super::AppState;
 use super::error::ApiError;
-use super::params::{account_param, hash_param, limit_param};
+use super::filter::{EventFilter, StreamParams};
+use super::params::limit_param;
 use super::views::EventView;
 use crate::store::reader::{self, LogQuery};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-/// Query parameters of a log page.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
+/// Where a page starts and how long it is.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogParams {
-    /// First sequence number wanted (default 1).
-    from_seq: Option<u64>,
+pub struct PageParams {
+    /// First sequence number wanted (default: `start_from`, else 1).
+    #[serde(default, deserialize_with = "super::params::int64")]
+    pub from_seq: Option<u64>,
     /// Events per page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
-    /// Event types, comma-separated (`type` is the same).
-    #[serde(alias = "type")]
-    types: Option<String>,
-    /// Transactions sent by this account (a public key or an account hash).
-    #[param(pattern = "^((account-hash-)?[0-9a-fA-F]{64}|01[0-9a-fA-F]{64}|02[0-9a-fA-F]{66})$")]
-    account: Option<String>,
-    /// One transaction's events.
-    #[param(pattern = "^(.*-)?[0-9a-fA-F]{64}$")]
-    transaction: Option<String>,
+    pub limit: Option<u64>,
 }
 
 /// A page: `{"data": [event views], "next_from_seq": N}`; asking again from `next_from_seq`
-/// continues after the page (or waits for new events, when the page reached the end).
-pub async fn page(state: &AppState, params: LogParams) -> Result<Json<LogPage>, ApiError> {
-    let kinds: Vec<String> = match &params.types {
-        Some(list) => list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
-        None => Vec::new(),
+/// continues after the page (or waits for new events, when the page reached the end). With
+/// filters an index cannot serve (`contract`, `package`, `name`, `filter`), a page may hold
+/// fewer than `limit` events and still not be the last.
+pub async fn page(state: &AppState, page: PageParams, stream: StreamParams) -> Result<Json<LogPage>, ApiError> {
+    let attached: Vec<String> = {
+        let registry = state.plugins.read().expect("registry lock");
+        registry.iter().filter(|p| p.attached).map(|p| p.name.clone()).collect()
     };
-    if params.types.is_some() && kinds.is_empty() {
-        return Err(ApiError::bad_request("invalid_types", "types lists no event type"));
-    }
-    let query = LogQuery {
-        from_seq: params.from_seq.unwrap_or(1),
-        kinds,
-        account: params.account.as_deref().map(account_param).transpose()?,
-        transaction: params.transaction.as_deref().map(|t| hash_param("transaction", t)).transpose()?,
-        limit: limit_param(params.limit, 100, 1000)? as usize,
-    };
-    let from_seq = query.from_seq;
+    let filter = EventFilter::new(&stream, &attached)?;
+    let (kinds, account, transaction) = filter.indexed();
+    let from_seq = page.from_seq.or(stream.start_from).unwrap_or(1);
+    let query = LogQuery { from_seq, kinds, account, transaction, limit: limit_param(page.limit, 100, 1000)? as usize };
     let events = state
         .store
         .read(move |conn| {
@@ -57,7 +44,8 @@ pub async fn page(state: &AppState, params: LogParams) -> Result<Json<LogPage>, 
         })
         .await?;
     let next_from_seq = events.last().map_or(from_seq, |(last, _)| last.seq + 1);
-    let data = events.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
+    let kept: Vec<_> = events.iter().filter(|(event, _)| filter.matches(event)).collect();
+    let data = kept.into_iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
     let data = serde_json::value::to_raw_value(&data)?;
     Ok(Json(LogPage { data, next_from_seq }))
 }

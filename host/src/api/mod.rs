@@ -64,6 +64,7 @@ pub struct AppState {
 pub fn public(state: AppState, config: &crate::config::HttpConfig) -> Router {
     let routes = Router::new()
         .route("/events", get(events::serve))
+        .route("/events/sidecar", get(sidecar::serve))
         .route("/events/{channel}", get(events::channel))
         .route("/ws/events", get(websocket::events))
         .route("/block", get(blocks::latest))

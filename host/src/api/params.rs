@@ -22,12 +22,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 }
 
 impl<T: DeserializeOwned> ApiQuery<T> {
-    /// Read the query of `uri`, as the extractor does.
-    pub fn from_uri(uri: &Uri) -> Result<ApiQuery<T>, ApiError> {
-        match Query::<T>::try_from_uri(uri) {
+    /// Read a query string (without `?`), as the extractor does.
+    pub fn from_query(query: &str) -> Result<ApiQuery<T>, ApiError> {
+        let uri: Uri = format!("/?{query}").parse().map_err(|_| ApiError::bad_request("invalid_query", "not a query"))?;
+        match Query::<T>::try_from_uri(&uri) {
             Ok(Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => Err(ApiError::bad_request("invalid_query", rejection.body_text())),
         }
+    }
+}
+
+/// Deserialize a number that SQLite can hold (at most `i64::MAX`, as the OpenAPI document's
+/// `int64` says), for a `#[serde(deserialize_with)]` on an `Option<u64>` parameter.
+pub fn int64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let value = <Option<u64> as serde::Deserialize>::deserialize(deserializer)?;
+    match value {
+        Some(number) if number > i64::MAX as u64 => {
+            Err(serde::de::Error::custom(format!("{number} is above the largest number, {}", i64::MAX)))
+        }
+        other => Ok(other),
     }
 }
 

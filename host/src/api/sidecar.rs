@@ -5,6 +5,7 @@
 //! are looked for every second.)
 
 use super::AppState;
+use axum::extract::State;
 use super::sse;
 use axum::response::Response;
 use futures::StreamExt;
@@ -15,8 +16,15 @@ use std::time::Duration;
 /// How often changes are looked for.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// Sluice's own lifecycle, as the casper-sidecar's channel of that name.
+#[utoipa::path(get, path = "/events/sidecar", tag = "streams",
+    responses((status = 200, description = "`text/event-stream`: `{\"SidecarVersion\"}`, then source and plugin changes, `\"Shutdown\"` last")))]
+pub async fn serve(State(state): State<AppState>) -> Response {
+    stream(&state)
+}
+
 /// The channel's frames, until the server shuts down (then `"Shutdown"`).
-pub fn stream(state: &AppState) -> Response {
+fn stream(state: &AppState) -> Response {
     let version = json!({"SidecarVersion": env!("CARGO_PKG_VERSION")});
     let watching = Watch { state: state.clone(), sources: Vec::new(), reloads: None, shut: false };
     let frames = futures::stream::unfold(watching, |mut watching| async move {

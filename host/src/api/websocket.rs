@@ -42,6 +42,11 @@ enum Request {
 
 /// Upgrade to a WebSocket session.
 #[utoipa::path(get, path = "/ws/events", tag = "streams",
+    params(
+        ("Upgrade" = String, Header, description = "`websocket`", pattern = "^[Ww][Ee][Bb][Ss][Oo][Cc][Kk][Ee][Tt]$"),
+        ("Connection" = String, Header, description = "`Upgrade`", pattern = "(?i)upgrade"),
+        ("Sec-WebSocket-Version" = String, Header, description = "`13`", pattern = "^13$"),
+        ("Sec-WebSocket-Key" = String, Header, description = "The client's WebSocket key")),
     responses(
         (status = 101, description = "A WebSocket session: subscribe/unsubscribe/ping messages, `{event, schema-version, seq, payload}` envelopes"),
         (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody)))]
