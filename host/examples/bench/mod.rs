@@ -32,9 +32,11 @@ impl Host {
             ),
         )
         .unwrap();
-        // Warnings go to `host.log` beside the database.
+        // Warnings go to `host.log` beside the database. `SLUICE_HOST_BIN` runs another build
+        // as the host (an older commit's, side by side with this one; the mock stays this one).
         let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
-        let mut run = Command::new(sluice);
+        let host_binary = std::env::var_os("SLUICE_HOST_BIN").map_or(sluice.to_path_buf(), PathBuf::from);
+        let mut run = Command::new(host_binary);
         run.args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn").stdout(Stdio::null()).stderr(log);
         let process = Killed(run.spawn().expect("spawn"));
         let host = Host { dir, http, admin, process };
