@@ -253,7 +253,7 @@ fn another_applications_database_is_refused_unchanged_and_named() {
         ports.1
     );
     std::fs::write(&config, text).unwrap();
-    let output = support::sluice().args(["run", "--config"]).arg(&config).output().unwrap();
+    let output = support::host_binary().args(["run", "--config"]).arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(stderr.contains(&other.display().to_string()) && stderr.contains("not a Sluice database"), "{stderr}");

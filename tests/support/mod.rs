@@ -30,6 +30,12 @@ pub fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
 
+/// The `sluice` that runs as the host: the one under test, or the build `SLUICE_HOST_BIN` names
+/// (to run a test's host on an older commit while the mocks stay this build's).
+pub fn host_binary() -> Command {
+    std::env::var_os("SLUICE_HOST_BIN").map_or_else(sluice, Command::new)
+}
+
 /// Workspace root (plugins are referenced relative to it).
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -243,7 +249,7 @@ impl Rig {
 
     /// (Re)start the host on the same config and database.
     pub fn start_host(&mut self) {
-        let mut run = sluice();
+        let mut run = host_binary();
         run.args(["run", "--config"]).arg(self.config_path()).current_dir(root()).envs(self.host_env.clone());
         self.host = Some(Process::spawn(run, self.dir.path().join("host.log")));
         self.wait_for("the host to answer /health", || get_json(&format!("{}/health", self.http)).is_some());
@@ -384,7 +390,7 @@ pub fn check(config: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.toml");
     std::fs::write(&path, config).unwrap();
-    let output = sluice().args(["check", "--config"]).arg(&path).current_dir(root()).output().unwrap();
+    let output = host_binary().args(["check", "--config"]).arg(&path).current_dir(root()).output().unwrap();
     (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 

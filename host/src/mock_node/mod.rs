@@ -323,6 +323,8 @@ async fn status(State(node): State<Arc<Node>>) -> impl IntoResponse {
         "build_version": format!("{}-sluice-mock", node.api_version()),
         "chainspec_name": "casper-net-1",
         "last_event_id": last_event_id,
+        // Not a node's field: whether the mock has restarted (`--restart-after`), for tests.
+        "restarted": node.first_of_run(head) > 0,
     }))
 }
 

@@ -75,6 +75,7 @@ pub async fn follow(
                 last_identity: stored.and_then(|cursor| cursor.identity),
                 expect: None,
                 after_restart: false,
+                stopped: false,
             };
             connection.follow(&client, &node, protocol == Protocol::Auto)
         });
@@ -113,6 +114,8 @@ struct Connection {
     expect: Option<First>,
     /// The node restarted: the next connection asks from 0 and a later first id is a gap.
     after_restart: bool,
+    /// The last frame was the node's `"Shutdown"`: it sent everything before it stopped.
+    stopped: bool,
 }
 
 /// What the first frame of a connection must be.
@@ -233,40 +236,56 @@ impl Connection {
         let node_event_id = id.as_deref().and_then(|id| id.trim().parse::<u32>().ok());
         if let (Some(expected), Some(sent)) = (self.expect, node_event_id) {
             self.expect = None;
-            match self.check_first(expected, sent, &payload)? {
+            match self.check_first(expected, sent, &payload) {
                 FirstFrame::Continues => {}
                 FirstFrame::AlreadyStored => return Ok(()),
                 FirstFrame::After(gap) => self.hand_on(Some(sent - 1), gap).await?,
+                FirstFrame::Restarted(why) => return Err(self.restarted(why).await),
             }
         }
+        self.stopped = matches!(&payload, Payload::Event(event) if event.kind == "Shutdown");
         self.status.record(&payload);
         self.hand_on(node_event_id, payload).await
     }
 
+    /// The node restarted and numbers anew: read its new buffer from the start. Unless its
+    /// stream ended with its `"Shutdown"`, what its old run sent after the last id stored may
+    /// be lost: that is recorded as a gap (its end unknown: `to_id` 4294967295), so its blocks
+    /// are backfilled over JSON-RPC and `/gaps` shows it.
+    async fn restarted(&mut self, why: String) -> Disconnect {
+        self.status.count(&self.status.restarts);
+        let last_id = self.last_id.take();
+        self.last_identity = None;
+        self.after_restart = true;
+        if let Some(last_id) = last_id.filter(|_| !std::mem::take(&mut self.stopped)) {
+            tracing::warn!(stream = %self.stream, "the node restarted since id {last_id}: what it sent after may be lost");
+            self.status.count(&self.status.gaps);
+            let gap = Payload::Gap { from_id: last_id.wrapping_add(1), to_id: u32::MAX };
+            if let Err(stop) = self.hand_on(None, gap).await {
+                return stop;
+            }
+        }
+        Disconnect::Restarted(why)
+    }
+
     /// Check the first frame with an id of a connection against what was `expected`.
-    fn check_first(&mut self, expected: First, sent: u32, payload: &Payload) -> Result<FirstFrame, Disconnect> {
-        let restarted = |connection: &mut Connection, why: String| {
-            connection.status.count(&connection.status.restarts);
-            (connection.last_id, connection.last_identity) = (None, None);
-            connection.after_restart = true;
-            Err(Disconnect::Restarted(why))
-        };
+    fn check_first(&mut self, expected: First, sent: u32, payload: &Payload) -> FirstFrame {
         let (first_missing, after_restart) = (expected.first_missing(), std::mem::take(&mut self.after_restart));
         match expected {
             First::Stored { id, identity } if sent == id => match payload.identity() == Some(identity) {
-                true => Ok(FirstFrame::AlreadyStored),
-                false => restarted(self, format!("id {id} is another event than the one stored under it")),
+                true => FirstFrame::AlreadyStored,
+                false => FirstFrame::Restarted(format!("id {id} is another event than the one stored under it")),
             },
             First::Stored { id, .. } | First::From(id) if sent < id => {
-                restarted(self, format!("asked for id {id}, it sent {sent}"))
+                FirstFrame::Restarted(format!("asked for id {id}, it sent {sent}"))
             }
             _ if sent > first_missing => {
                 self.status.count(&self.status.gaps);
                 let what = if after_restart { "after its restart" } else { "its buffer moved on" };
                 tracing::warn!(stream = %self.stream, "gap ({what}): ids {first_missing} to {} are gone", sent - 1);
-                Ok(FirstFrame::After(Payload::Gap { from_id: first_missing, to_id: sent - 1 }))
+                FirstFrame::After(Payload::Gap { from_id: first_missing, to_id: sent - 1 })
             }
-            _ => Ok(FirstFrame::Continues),
+            _ => FirstFrame::Continues,
         }
     }
 
@@ -305,6 +324,8 @@ enum FirstFrame {
     AlreadyStored,
     /// A later one: this gap comes first.
     After(Payload),
+    /// Another frame under the stored id, or a lower id: the node restarted.
+    Restarted(String),
 }
 
 /// A frame's data as a delivery.
