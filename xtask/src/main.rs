@@ -5,7 +5,7 @@
 //! - `test`: `plugins` and the official Casper SDKs the tests check the mock chain with (npm),
 //!   then the whole test suite;
 //! - `demo`: `plugins`, then `sluice demo`;
-//! - `bench`: `plugins`, then the ingest and plugin-call benchmarks (see BENCHMARKS.md);
+//! - `bench`: `plugins`, then the ingest, plugin-call and route-flood benchmarks (see BENCHMARKS.md);
 //! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
@@ -25,9 +25,13 @@ fn main() -> ExitCode {
             .and_then(|()| cargo(&native("build", &["--bin", "sluice"]), &[]))
             .and_then(|()| built("sluice", &[&["demo".to_owned()], &args[1..]].concat())),
         Some("bench") => plugins()
-            .and_then(|()| cargo(&native("build", &["--bin", "sluice", "--example", "ingest", "--example", "plugin_call"]), &[]))
+            .and_then(|()| {
+                let examples = ["--example", "ingest", "--example", "plugin_call", "--example", "route_flood"];
+                cargo(&native("build", &[&["--bin", "sluice"][..], &examples].concat()), &[])
+            })
             .and_then(|()| built("examples/ingest", &args[1..]))
-            .and_then(|()| built("examples/plugin_call", &[])),
+            .and_then(|()| built("examples/plugin_call", &[]))
+            .and_then(|()| built("examples/route_flood", &[])),
         Some("bench-serve") => {
             cargo(&native("build", &["--bin", "sluice", "--example", "fanout_floor", "--example", "serve"]), &[])
                 .and_then(|()| built("examples/serve", &args[1..]))
