@@ -194,6 +194,12 @@ fn a_restart_resumes_after_the_last_stored_event() {
 
 #[test]
 fn configuration_errors_name_the_key_and_line() {
+    // The shipped configurations are valid.
+    for example in ["examples/sluice.toml", "examples/demo.toml"] {
+        let (ok, stderr) = check(&std::fs::read_to_string(support::root().join(example)).unwrap());
+        assert!(ok, "{example}: {stderr}");
+    }
+
     let (ok, stderr) = check("[http]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
     assert!(!ok);
     assert!(stderr.contains("line 3") && stderr.contains("lisen"), "{stderr}");

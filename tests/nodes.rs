@@ -395,3 +395,28 @@ fn storage_failures_show_in_health_and_metrics_and_lose_nothing() {
     rig.wait_for("/health to recover", || health().0 == 200);
     assert_eq!(get(&format!("{}/ready", rig.http)).unwrap().0, 200);
 }
+
+#[test]
+fn the_mock_node_stops_on_ctrl_c() {
+    let port = support::free_port();
+    let mut mock = support::sluice().args(["mock-node", "--listen", &format!("127.0.0.1:{port}")]).spawn().unwrap();
+    let status = format!("http://127.0.0.1:{port}/status");
+    let started = std::time::Instant::now();
+    while get_json(&status).is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the mock node never answered");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::process::Command::new("kill").args(["-INT", &mock.id().to_string()]).status().unwrap();
+    let stopping = std::time::Instant::now();
+    let exited = loop {
+        if let Some(exited) = mock.try_wait().unwrap() {
+            break exited;
+        }
+        if stopping.elapsed() > std::time::Duration::from_secs(5) {
+            mock.kill().unwrap();
+            panic!("the mock node still ran 5 s after Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(exited.success(), "{exited}");
+}
