@@ -17,8 +17,9 @@ pub const CONTRACT_EVENT: &str = "ContractEvent";
 /// Event types the chain's sources emit (Casper 2.x and 1.x nodes, F1r3fly nodes), and the
 /// lifecycle frames of Sluice's own channels. A plugin may never derive one of them: that
 /// would forge the chain (core lookups such as `/block` or `/transaction` read them).
-/// `ContractEvent` is not among them: it is the type decoders derive.
-pub const SOURCE_KINDS: [&str; 21] = [
+/// `ContractEvent` is not among them: it is the type decoders derive. (The stock filter plugin
+/// keeps its own list of the sources' types, for its config: keep the two in step.)
+pub const SOURCE_KINDS: [&str; 25] = [
     "ApiVersion",
     "BlockAdded",
     "TransactionAccepted",
@@ -40,6 +41,10 @@ pub const SOURCE_KINDS: [&str; 21] = [
     "node-started",
     "approved-block-received",
     "entered-running-state",
+    "transfers-available",
+    "sent-unapproved-block",
+    "sent-approved-block",
+    "block-approval-received",
 ];
 
 /// The accepted, processed and expired events of transactions (2.x) and deploys (1.x).

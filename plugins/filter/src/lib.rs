@@ -30,6 +30,8 @@ use sluice_plugin_sdk::{Event, Plugin, Verdict};
 use std::collections::HashSet;
 
 /// Every event type Sluice's sources deliver: Casper 1.x and 2.x nodes, CSPR.cloud, F1r3fly.
+/// (The host's `event::SOURCE_KINDS`, which decoders may not derive, is the same list without
+/// `ContractEvent` and with the lifecycle frames: keep the two in step.)
 const KNOWN_KINDS: &[&str] = &[
     "BlockAdded",
     "TransactionAccepted",
