@@ -214,7 +214,7 @@ fn through_the_host_the_voting_events_are_served_filtered_paged_and_streamed() {
     let frames = read_sse(&url, 1);
     let event: Value = serde_json::from_str(&frames[0].1).unwrap();
     assert_eq!(event["ContractEvent"]["name"], "BallotCast", "{event}");
-    let (status, body) = get(&format!("{}/events?types=ContractEvnt", rig.http)).unwrap();
+    let (status, body) = get(&format!("{}/events?types=ContractEvent&contract=xyz", rig.http)).unwrap();
     assert_eq!(status, 400, "{body}");
 }
 
