@@ -75,21 +75,33 @@ fn plugins() -> Result<(), String> {
     cargo(&build, &[])
 }
 
-/// Install the official JavaScript SDKs of `tests/sdk/package-lock.json` into `target/sdk-check`
-/// (`npm ci`, again only when the lock changed).
+/// Install the official SDKs the tests check Sluice with (`tests/sdk`: casper-js-sdk 5 and 2 from
+/// `package-lock.json`, pycspr from `requirements.txt`) into `target/sdk-check`, again only when a
+/// list changed.
 fn sdks() -> Result<(), String> {
     let (source, target) = (workspace_root().join("tests/sdk"), workspace_root().join("target/sdk-check"));
-    let lock = std::fs::read(source.join("package-lock.json")).map_err(|e| format!("tests/sdk: {e}"))?;
-    if std::fs::read(target.join("package-lock.json")).ok().as_ref() == Some(&lock)
-        && target.join("node_modules").is_dir()
-    {
-        return Ok(());
-    }
     std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    for file in ["package.json", "package-lock.json"] {
-        std::fs::copy(source.join(file), target.join(file)).map_err(|e| format!("{file}: {e}"))?;
+    let copy = |file: &str, to: &str| std::fs::copy(source.join(file), target.join(to)).map(drop).map_err(|e| format!("{file}: {e}"));
+    // A lock file is copied beside what it installed once the install succeeded.
+    let installed = |lock: &str| {
+        let wanted = std::fs::read(source.join(lock)).map_err(|e| format!("tests/sdk/{lock}: {e}"))?;
+        Ok::<_, String>(std::fs::read(target.join(format!("{lock}.installed"))).ok() == Some(wanted))
+    };
+    // casper-js-sdk 5 and 2, from the npm lock file.
+    if !installed("package-lock.json")? {
+        copy("package.json", "package.json")?;
+        copy("package-lock.json", "package-lock.json")?;
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&target))?;
+        copy("package-lock.json", "package-lock.json.installed")?;
     }
-    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&target))
+    // pycspr, pinned, in a virtual environment of its own.
+    if !installed("requirements.txt")? {
+        run(Command::new("python3").args(["-m", "venv", "--clear", "python"]).current_dir(&target))?;
+        let pip = target.join("python/bin/pip");
+        run(Command::new(pip).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(source.join("requirements.txt")))?;
+        copy("requirements.txt", "requirements.txt.installed")?;
+    }
+    Ok(())
 }
 
 fn cargo(args: &[&str], extra: &[String]) -> Result<(), String> {

@@ -6,10 +6,11 @@
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use toml::Spanned;
 
+mod plugins;
 mod sources;
 
+pub use plugins::{OnError, PluginConfig};
 pub use sources::{CsprCloudConfig, F1r3flyConfig, NodeConfig, Protocol};
 
 /// The whole configuration file.
@@ -158,66 +159,6 @@ impl Default for AdminConfig {
     }
 }
 
-/// One `[[plugins]]` entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginConfig {
-    /// Unique name; annotations are stored under it.
-    pub name: Spanned<String>,
-    /// Path of the component (`.wasm`, target `wasm32-wasip2`).
-    pub path: Spanned<PathBuf>,
-    /// Longest a single call may run, in milliseconds.
-    #[serde(default = "defaults::plugin_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Most linear memory the plugin may use, in MiB.
-    #[serde(default = "defaults::plugin_memory_mib")]
-    pub memory_mib: u64,
-    /// After this many failed calls in a row the plugin is suspended (events pass it by).
-    #[serde(default = "defaults::plugin_max_failures")]
-    pub max_consecutive_failures: u32,
-    /// The plugin is also suspended when this share (in percent) of its last 100 calls failed,
-    /// or when its failed calls took this share of the last 10 seconds: a plugin failing often
-    /// but not always must not slow the pipeline for good.
-    #[serde(default = "defaults::plugin_max_failure_percent")]
-    pub max_failure_percent: u32,
-    /// Largest output accepted from one call (an annotation, a stored value, a response body),
-    /// in KiB.
-    #[serde(default = "defaults::plugin_max_output_kib")]
-    pub max_output_kib: u64,
-    /// What a failed call does: `skip` (record a dead letter and go on) or `halt` (suspend the
-    /// plugin at once; the host keeps running).
-    #[serde(default)]
-    pub on_error: OnError,
-    /// The `[[nodes]]` entry (with an `rpc_url`) the plugin may query, if any.
-    pub node: Option<Spanned<String>>,
-    /// A directory the plugin may read (read-only, seen as `/files` inside the plugin).
-    pub files: Option<Spanned<PathBuf>>,
-    /// Filters: apply only where attached (SSE/WebSocket `?filter=NAME`, another plugin's
-    /// `input`) instead of hiding what they drop from everyone.
-    #[serde(default)]
-    pub attached: bool,
-    /// Indexers: take only the events the attached filter of this name keeps.
-    pub input: Option<Spanned<String>>,
-    /// Indexers: the first stored sequence a new version replays from (1: the whole log).
-    #[serde(default = "defaults::replay_from")]
-    pub replay_from: u64,
-    /// Routes: requests answered at once, each by a warm instance on a thread of its own.
-    #[serde(default = "defaults::plugin_route_workers")]
-    pub route_workers: usize,
-    /// Routes: requests that may wait for a worker; more are refused at once (503).
-    #[serde(default = "defaults::plugin_route_queue")]
-    pub route_queue: usize,
-    /// Node queries per second the plugin may make (a burst of as many); beyond, a query fails.
-    #[serde(default = "defaults::plugin_node_queries_per_second")]
-    pub node_queries_per_second: u32,
-    /// Most bytes its storage may hold (keys and values), in MiB; beyond, writes fail.
-    #[serde(default = "defaults::plugin_storage_quota_mib")]
-    pub storage_quota_mib: u64,
-    /// Handed to the plugin's `init` as a JSON object.
-    #[serde(default)]
-    pub config: toml::Table,
-}
-
 mod defaults {
     use std::net::SocketAddr;
 
@@ -269,47 +210,6 @@ mod defaults {
     pub fn admin_listen() -> SocketAddr {
         ([127, 0, 0, 1], 18887).into()
     }
-    pub fn plugin_timeout_ms() -> u64 {
-        100
-    }
-    pub fn plugin_memory_mib() -> u64 {
-        64
-    }
-    pub fn plugin_max_failures() -> u32 {
-        10
-    }
-    pub fn plugin_max_output_kib() -> u64 {
-        1024
-    }
-    pub fn plugin_max_failure_percent() -> u32 {
-        50
-    }
-    pub fn plugin_route_workers() -> usize {
-        2
-    }
-    pub fn plugin_route_queue() -> usize {
-        64
-    }
-    pub fn plugin_node_queries_per_second() -> u32 {
-        20
-    }
-    pub fn plugin_storage_quota_mib() -> u64 {
-        1024
-    }
-    pub fn replay_from() -> u64 {
-        1
-    }
-}
-
-/// A plugin's error policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnError {
-    /// Record the failure (a dead letter for indexers) and go on with the next event.
-    #[default]
-    Skip,
-    /// Suspend the plugin at its first failure.
-    Halt,
 }
 
 /// A configuration that cannot be used, with the file, line and key at fault.
