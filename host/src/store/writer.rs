@@ -1,6 +1,6 @@
 //! The single writer: appends deliveries in one transaction per batch and records plugin outcomes.
 
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{self, Checkpointer};
 use super::plugin_data::{self, PluginBatch};
 use super::{Location, StoredEvent, key_hash, schema};
 use crate::event::{Delivery, NodeEvent, Payload};
@@ -131,9 +131,10 @@ impl Writer {
             schema::configure(&conn)?;
             schema::migrate(&conn)?;
             // Keep hot index pages in memory (measured in BENCHMARKS.md: page spills dominated
-            // ingest time); the log is checkpointed by a thread of its own, never in a commit.
+            // ingest time). The log is checkpointed by a thread of its own; past the backstop
+            // (the thread fell behind a writer that never pauses) a commit finishes the copy.
             conn.pragma_update(None, "cache_size", -16 * 1024)?;
-            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            checkpoint::set_backstop(&conn)?;
             Ok(conn)
         };
         let conn = open().with_context(|| format!("the database {}", location.path().display()))?;
