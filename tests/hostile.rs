@@ -264,8 +264,18 @@ fn plugins_read_still_clocks_and_only_the_regular_files_they_are_granted() {
     std::fs::write(dir.path().join("schema.txt"), "granted").unwrap();
     assert!(std::process::Command::new("mkfifo").arg(dir.path().join("fifo")).status().unwrap().success());
     let files = format!("files = \"{}\"", dir.path().display());
-    let rig = Rig::start(&["--count", "10"], &plugin_toml("hostile", "hostile", &files, ""));
+    let mut rig = Rig::start(&["--count", "10"], &plugin_toml("hostile", "hostile", &files, ""));
     rig.wait_for_stored(17);
+    // The copy lives in the host's temporary directory, and goes when the host stops.
+    let tmp = tempfile::tempdir().unwrap();
+    rig.stop_host();
+    rig.host_env = vec![("TMPDIR".into(), tmp.path().display().to_string())];
+    rig.start_host();
+    let copies = || {
+        let entries = std::fs::read_dir(tmp.path()).unwrap().map(|entry| entry.unwrap().file_name());
+        entries.filter(|name| name.to_string_lossy().starts_with("sluice-files-")).count()
+    };
+    rig.wait_for("the plugin's copy of its files", || copies() == 1);
     let read = |file: &str| {
         let started = Instant::now();
         let (status, body) = get(&format!("{}/plugins/hostile/read/{file}", rig.http)).unwrap();
@@ -278,4 +288,6 @@ fn plugins_read_still_clocks_and_only_the_regular_files_they_are_granted() {
     assert!(took < Duration::from_secs(2), "reading it took {took:?}");
     let clock = get_json(&format!("{}/plugins/hostile/clock", rig.http)).unwrap();
     assert_eq!((clock["wall_secs"].as_u64(), clock["monotonic_ns"].as_u64()), (Some(0), Some(0)), "{clock}");
+    rig.stop_host();
+    assert_eq!(copies(), 0, "the copy is removed when Sluice stops");
 }

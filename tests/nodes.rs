@@ -79,6 +79,8 @@ fn assert_restart_skips_nothing(protocol: &[&str], processed: &str) {
     let channel = if protocol.is_empty() { "events" } else { "events/main" };
     let frames = read_sse(&format!("{}/{channel}?start_from={shutdown}", rig.http), 1);
     assert_eq!(frames, [(shutdown as u64, "\"Shutdown\"".to_owned())]);
+    // The node said it stopped, so nothing can be missing: no gap is recorded.
+    assert_eq!(rig.number("SELECT count(*) FROM gaps"), Some(0), "a restart after the node's Shutdown");
     // Every generated block from the first on is stored, with no hole around the restart.
     let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
     // One query: the node keeps producing while the test reads.

@@ -68,7 +68,7 @@ impl StreamParams {
 }
 
 impl EventFilter {
-    /// Check the parameters: 400 for a malformed hash or a filter that is not one of the
+    /// Check the parameters: 400 for a malformed hash, 404 for a filter that is not one of the
     /// `attached` filter plugins. An empty `types`, `name` or `filter` is no narrowing.
     pub fn new(params: &StreamParams, attached: &[String]) -> Result<EventFilter, ApiError> {
         let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());

@@ -49,12 +49,10 @@ impl Checks {
             })),
             None => (Condition::Ok, json!({"status": Condition::Ok, "failures": ingest.storage_failures.load(Relaxed)})),
         };
-        // With no source the pipeline ends by design; then the store is only served.
         let running = ingest.running.load(Relaxed);
-        let pipeline_condition = if running || state.nodes.is_empty() { Condition::Ok } else { Condition::Failing };
+        let pipeline_condition = if pipeline_stopped(state) { Condition::Failing } else { Condition::Ok };
         let pipeline = json!({"status": pipeline_condition, "running": running});
-        let connected = state.nodes.iter().filter(|n| *n.state.lock().expect("status lock") == ConnectionState::Connected);
-        let connected: Vec<&str> = connected.map(|node| node.name.as_str()).collect();
+        let connected = connected(state);
         let sources_condition = if connected.len() == state.nodes.len() { Condition::Ok } else { Condition::Degraded };
         let sources = json!({"status": sources_condition, "connected": connected.len(), "configured": state.nodes.len()});
         let plugins = state.plugins.read().expect("registry lock").clone();
@@ -76,14 +74,25 @@ pub fn readiness(state: &AppState) -> Result<(), Vec<String>> {
     if state.ingest.storage_failing_since().is_some() {
         reasons.push("storing fails (see /health)".to_owned());
     }
-    if !state.nodes.is_empty() && !state.ingest.running.load(Relaxed) {
+    if pipeline_stopped(state) {
         reasons.push("the pipeline stopped".to_owned());
     }
-    let connected = state.nodes.iter().any(|n| *n.state.lock().expect("status lock") == ConnectionState::Connected);
-    if !state.nodes.is_empty() && !connected {
+    if !state.nodes.is_empty() && connected(state).is_empty() {
         reasons.push("no source is connected".to_owned());
     }
     if reasons.is_empty() { Ok(()) } else { Err(reasons) }
+}
+
+/// Whether the pipeline stopped though it has sources (with none it ends by design, and the
+/// store is only served).
+fn pipeline_stopped(state: &AppState) -> bool {
+    !state.nodes.is_empty() && !state.ingest.running.load(Relaxed)
+}
+
+/// The sources connected now, by name.
+fn connected(state: &AppState) -> Vec<&str> {
+    let connected = state.nodes.iter().filter(|n| *n.state.lock().expect("status lock") == ConnectionState::Connected);
+    connected.map(|node| node.name.as_str()).collect()
 }
 
 /// Sluice's condition (`ok`, `degraded`, `failing`) and its checks, node connections,

@@ -15,15 +15,16 @@ pub struct PluginConfig {
     /// Longest a single call may run, in milliseconds.
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
-    /// Most linear memory the plugin may use, in MiB.
+    /// Most memory the plugin may use, in MiB: linear memories, tables and the storage writes
+    /// its current batch keeps pending.
     #[serde(default = "defaults::memory_mib")]
     pub memory_mib: u64,
     /// After this many failed calls in a row the plugin is suspended (events pass it by).
     #[serde(default = "defaults::max_failures")]
     pub max_consecutive_failures: u32,
     /// The plugin is also suspended when this share (in percent) of its last 100 calls failed,
-    /// or when its failed calls took this share of the last 10 seconds: a plugin failing often
-    /// but not always must not slow the pipeline for good.
+    /// or when (3 of them at least) its failed calls took this share of the last 10 seconds: a
+    /// plugin failing often but not always must not slow the pipeline for good.
     #[serde(default = "defaults::max_failure_percent")]
     pub max_failure_percent: u32,
     /// Largest output accepted from one call (an annotation, a stored value, a response body),
@@ -36,7 +37,9 @@ pub struct PluginConfig {
     pub on_error: OnError,
     /// The `[[nodes]]` entry (with an `rpc_url`) the plugin may query, if any.
     pub node: Option<Spanned<String>>,
-    /// A directory the plugin may read (read-only, seen as `/files` inside the plugin).
+    /// A directory the plugin may read, seen as `/files` inside it: a copy of its regular
+    /// files and directories taken when the plugin loads (bounded in files and bytes; later
+    /// changes are seen at its next load).
     pub files: Option<Spanned<PathBuf>>,
     /// Filters: apply only where attached (SSE/WebSocket `?filter=NAME`, another plugin's
     /// `input`) instead of hiding what they drop from everyone.

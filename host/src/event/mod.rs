@@ -288,6 +288,16 @@ impl EventFields {
     }
 }
 
+/// Where a node's SSE stream stands: the last id stored for it, and what identifies the frame
+/// under that id (see [`Payload::identity`]), when it was one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCursor {
+    /// The last id stored.
+    pub last_id: u32,
+    /// Its frame's identity.
+    pub identity: Option<[u8; 16]>,
+}
+
 /// Deepest nesting of arrays and objects Sluice stores: everything stored must be servable as
 /// JSON, and JSON libraries (serde_json, browsers' parsers) refuse to go deeper than about 128.
 /// Real events nest about 20 levels.
@@ -296,6 +306,7 @@ pub const MAX_JSON_DEPTH: usize = 100;
 /// Why `json` cannot be stored and served, if it cannot: it is not JSON, or it nests arrays and
 /// objects deeper than [`MAX_JSON_DEPTH`].
 pub fn json_problem(json: &str) -> Option<&'static str> {
+    const _: () = assert!(MAX_JSON_DEPTH == 100, "the message below names the depth");
     if nests_deeper_than(json, MAX_JSON_DEPTH) {
         return Some("JSON nested deeper than 100 levels");
     }

@@ -80,15 +80,15 @@ impl HostMonotonicClock for StandingClock {
     }
 }
 
-/// Most table elements a plugin may have (each takes a pointer of host memory).
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Host memory a table element takes (a pointer), counted like linear memory.
+const TABLE_ELEMENT_BYTES: usize = 8;
 
-/// A plugin's memory ceiling (`memory_mib`), shared by its linear memories and the storage
-/// writes its current batch keeps pending.
+/// A plugin's memory ceiling (`memory_mib`), shared by its linear memories, its tables and the
+/// storage writes its current batch keeps pending.
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: usize,
-    /// Bytes of linear memory, all memories together.
+    /// Bytes of linear memory and tables, all together.
     wasm: usize,
     /// Bytes of pending storage writes.
     pub pending: usize,
@@ -100,28 +100,30 @@ impl MemoryBudget {
         MemoryBudget { limit, wasm: 0, pending: 0 }
     }
 
-    /// Bytes pending writes may take, beside the linear memory in use.
+    /// Bytes pending writes may take, beside the linear memory and tables in use.
     fn room_for_writes(&self) -> usize {
         self.limit.saturating_sub(self.wasm)
+    }
+
+    /// Take `bytes` more for `what`, or fail if that would exceed the ceiling.
+    fn grow(&mut self, bytes: usize, what: impl FnOnce() -> String) -> wasmtime::Result<bool> {
+        let wasm = self.wasm.saturating_add(bytes);
+        if wasm.saturating_add(self.pending) > self.limit {
+            wasmtime::bail!("memory_mib: {} would exceed the plugin's {} MiB", what(), self.limit >> 20);
+        }
+        self.wasm = wasm;
+        Ok(true)
     }
 }
 
 impl ResourceLimiter for MemoryBudget {
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let wasm = self.wasm.saturating_add(desired.saturating_sub(current));
-        if wasm.saturating_add(self.pending) > self.limit {
-            let limit = self.limit >> 20;
-            wasmtime::bail!("memory_mib: growing a memory to {desired} bytes would exceed the plugin's {limit} MiB");
-        }
-        self.wasm = wasm;
-        Ok(true)
+        self.grow(desired.saturating_sub(current), || format!("growing a memory to {desired} bytes"))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        match desired <= MAX_TABLE_ELEMENTS {
-            true => Ok(true),
-            false => wasmtime::bail!("a table of {desired} elements is over the limit of {MAX_TABLE_ELEMENTS}"),
-        }
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let bytes = desired.saturating_sub(current).saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(bytes, || format!("growing a table to {desired} elements"))
     }
 }
 
@@ -139,6 +141,24 @@ impl Default for LogBudget {
     fn default() -> LogBudget {
         let rate = NonZeroU32::new(LOG_LINES_PER_SECOND).expect("not zero");
         LogBudget { allowance: RateLimiter::direct(Quota::per_second(rate)), suppressed: AtomicU64::new(0) }
+    }
+}
+
+impl LogBudget {
+    /// Whether one more line fits the allowance; says when lines start being dropped and, at
+    /// the next line admitted, how many were.
+    fn admit(&self, plugin: &str) -> bool {
+        if self.allowance.check().is_err() {
+            if self.suppressed.fetch_add(1, Relaxed) == 0 {
+                tracing::warn!(plugin, "over {LOG_LINES_PER_SECOND} log lines per second: dropping its lines");
+            }
+            return false;
+        }
+        let dropped = self.suppressed.swap(0, Relaxed);
+        if dropped > 0 {
+            tracing::warn!(plugin, "{dropped} of its log lines were dropped");
+        }
+        true
     }
 }
 
@@ -200,16 +220,19 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
+        use tracing::{Level, enabled};
         let plugin = &*self.plugin;
-        if self.log.allowance.check().is_err() {
-            if self.log.suppressed.fetch_add(1, Relaxed) == 0 {
-                tracing::warn!(plugin, "over {LOG_LINES_PER_SECOND} log lines per second: dropping its lines");
-            }
+        // Lines no one would see spend nothing: chatter at a hidden level cannot use up the
+        // allowance of the warnings.
+        let shown = match level {
+            host::Level::Trace => enabled!(Level::TRACE),
+            host::Level::Debug => enabled!(Level::DEBUG),
+            host::Level::Info => enabled!(Level::INFO),
+            host::Level::Warn => enabled!(Level::WARN),
+            host::Level::Error => enabled!(Level::ERROR),
+        };
+        if !shown || !self.log.admit(plugin) {
             return;
-        }
-        let dropped = self.log.suppressed.swap(0, Relaxed);
-        if dropped > 0 {
-            tracing::warn!(plugin, "{dropped} of its log lines were dropped");
         }
         let message = text::bounded(&message);
         match level {

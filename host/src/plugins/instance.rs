@@ -33,7 +33,7 @@ pub use bindings::*;
 pub struct Limits {
     /// Epoch ticks a call may run (see [`super::runtime::EPOCH_TICK`]).
     pub deadline_ticks: u64,
-    /// Linear memory ceiling in bytes.
+    /// Memory ceiling in bytes (linear memories, tables, pending storage writes).
     pub memory_bytes: usize,
     /// Largest output accepted: an annotation, a stored value, a response body, a page of
     /// storage read.
@@ -236,7 +236,9 @@ impl Instance {
     /// Hand an HTTP request to the plugin's routes, within the time limit.
     pub fn handle(&mut self, request: &Request) -> Result<Response, CallError> {
         let response = self.call(|bindings, store| bindings.call_handle(store, request))?;
-        match response.body.len() {
+        // Headers and body together: neither may carry more than one call's output.
+        let headers: usize = response.headers.iter().map(|(name, value)| name.len() + value.len()).sum();
+        match response.body.len().saturating_add(headers) {
             size if size > self.limits.output_bytes => Err(CallError::TooLarge(size)),
             _ => Ok(response),
         }

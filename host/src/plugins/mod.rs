@@ -9,8 +9,9 @@
 //!
 //! A call that traps, runs past its time limit, exhausts its memory or returns too much is
 //! counted, logged and its instance recycled; a filter's event passes as if it said `keep`, an
-//! indexer's batch is recorded as a dead letter. With `on_error = "halt"`, or after
-//! `max_consecutive_failures` failures in a row, the plugin is suspended.
+//! indexer's batch is recorded as a dead letter. With `on_error = "halt"`, after
+//! `max_consecutive_failures` failures in a row, or when failures take too large a share of its
+//! recent calls or time (`max_failure_percent`, `suspension.rs`), the plugin is suspended.
 
 mod capabilities;
 mod files;

@@ -32,8 +32,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an answer is reused (the chain moves on; queries naming a state root hash or a
 /// block do not change, but are treated alike for simplicity).
 const FRESH_FOR: Duration = Duration::from_secs(60);
-/// Most bytes the cache holds (questions and answers).
+/// Most bytes the cache holds (questions, answers and [`ENTRY_BYTES`] each).
 const CACHE_BYTES: usize = 32 << 20;
+/// What one cached answer takes beside its text: map and queue slots, times, pointers.
+const ENTRY_BYTES: usize = 128;
 /// Largest answer accepted.
 const MAX_ANSWER: usize = 16 << 20;
 /// Largest answer kept in the cache.
@@ -53,11 +55,16 @@ type Question = (String, String);
 
 #[derive(Default)]
 struct Cache {
-    answers: HashMap<Question, (Instant, String)>,
-    /// Insertion order, for eviction.
-    order: VecDeque<Question>,
-    /// Bytes of the questions and answers held.
+    answers: HashMap<Arc<Question>, (Instant, String)>,
+    /// Insertion order, for eviction (the same questions, shared).
+    order: VecDeque<Arc<Question>>,
+    /// Bytes held, counted by [`size`].
     bytes: usize,
+}
+
+/// The bytes one cached answer takes.
+fn size((method, params): &Question, answer: &str) -> usize {
+    method.len() + params.len() + answer.len() + ENTRY_BYTES
 }
 
 /// One plugin's grant of a node: the node, and the plugin's allowance of queries (shared by its
@@ -133,8 +140,8 @@ impl NodeQueries {
 impl Cache {
     /// Keep `answer`, forgetting the oldest answers beyond [`CACHE_BYTES`].
     fn insert(&mut self, question: Question, answer: String) {
-        let size = |(method, params): &Question, answer: &str| method.len() + params.len() + answer.len();
         self.bytes += size(&question, &answer);
+        let question = Arc::new(question);
         match self.answers.insert(question.clone(), (Instant::now(), answer)) {
             Some((_, old)) => self.bytes -= size(&question, &old),
             None => self.order.push_back(question),
@@ -160,11 +167,11 @@ mod tests {
             cache.insert(("m".into(), format!("{i:0>60000}")), answer.clone());
             assert!(cache.bytes <= CACHE_BYTES, "{} bytes after {i}", cache.bytes);
         }
-        let held: usize = cache.answers.iter().map(|((m, p), (_, a))| m.len() + p.len() + a.len()).sum();
+        let held: usize = cache.answers.iter().map(|(question, (_, answer))| size(question, answer)).sum();
         assert_eq!(held, cache.bytes);
         assert_eq!(cache.answers.len(), cache.order.len());
         cache.insert(("m".into(), format!("{:0>60000}", 999)), "short".into());
-        let held: usize = cache.answers.iter().map(|((m, p), (_, a))| m.len() + p.len() + a.len()).sum();
+        let held: usize = cache.answers.iter().map(|(question, (_, answer))| size(question, answer)).sum();
         assert_eq!(held, cache.bytes, "a replaced answer is counted once");
     }
 }

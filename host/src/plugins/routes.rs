@@ -9,15 +9,28 @@ use super::PluginStats;
 use super::instance::{CallError, Instance, Request, Response, Template};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The plugins that serve HTTP, by name; shared with the pipeline, which swaps a plugin's
-/// entry when a new version of it goes live.
+/// entry when a new version of it goes live. When the last handle goes, every plugin's workers
+/// stop and are waited for (they hold instances and granted files' copies).
 #[derive(Clone, Default)]
-pub struct Routes {
-    live: Arc<RwLock<HashMap<String, Arc<RoutePool>>>>,
+pub struct Routes(Arc<Served>);
+
+#[derive(Default)]
+struct Served {
+    live: RwLock<HashMap<String, Arc<RoutePool>>>,
     /// Plugins whose routes wait for their indexer to catch up (503 until then).
-    pending: Arc<RwLock<HashSet<String>>>,
+    pending: RwLock<HashSet<String>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let live = self.live.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.values().for_each(|pool| pool.close());
+        live.values().for_each(|pool| pool.join());
+    }
 }
 
 /// How many requests one plugin answers at once, and how many may wait.
@@ -53,31 +66,31 @@ impl Routes {
     pub fn replace(&self, (template, stats, limits): (Template, Arc<PluginStats>, RouteLimits)) {
         let name = template.name().to_owned();
         let pool = RoutePool::start(template, stats, limits);
-        if let Some(old) = self.live.write().expect("routes lock").insert(name.clone(), pool) {
+        if let Some(old) = self.0.live.write().expect("routes lock").insert(name.clone(), pool) {
             old.close();
         }
-        self.pending.write().expect("routes lock").remove(&name);
+        self.0.pending.write().expect("routes lock").remove(&name);
     }
 
     /// Stop serving plugin `name`.
     pub fn remove(&self, name: &str) {
-        if let Some(old) = self.live.write().expect("routes lock").remove(name) {
+        if let Some(old) = self.0.live.write().expect("routes lock").remove(name) {
             old.close();
         }
-        self.pending.write().expect("routes lock").remove(name);
+        self.0.pending.write().expect("routes lock").remove(name);
     }
 
     /// Mark these plugins as coming once their indexer has caught up.
     pub fn set_pending(&self, names: impl Iterator<Item = String>) {
-        let live = self.live.read().expect("routes lock");
-        let mut pending = self.pending.write().expect("routes lock");
+        let live = self.0.live.read().expect("routes lock");
+        let mut pending = self.0.pending.write().expect("routes lock");
         pending.extend(names.filter(|name| !live.contains_key(name)));
     }
 
     /// The plugins serving HTTP, or soon to (sorted).
     pub fn names(&self) -> Vec<String> {
-        let live = self.live.read().expect("routes lock");
-        let pending = self.pending.read().expect("routes lock");
+        let live = self.0.live.read().expect("routes lock");
+        let pending = self.0.pending.read().expect("routes lock");
         let mut names: Vec<String> = live.keys().chain(pending.iter()).cloned().collect();
         names.sort();
         names.dedup();
@@ -87,9 +100,9 @@ impl Routes {
     /// Queue `request` for plugin `name`; refused at once when there is no such plugin, it is
     /// catching up, or its queue is full.
     pub fn submit(&self, name: &str, request: Request) -> Result<PendingAnswer, RouteError> {
-        let pool = self.live.read().expect("routes lock").get(name).cloned();
+        let pool = self.0.live.read().expect("routes lock").get(name).cloned();
         let Some(pool) = pool else {
-            let pending = self.pending.read().expect("routes lock").contains(name);
+            let pending = self.0.pending.read().expect("routes lock").contains(name);
             return Err(if pending { RouteError::CatchingUp } else { RouteError::NoSuchPlugin });
         };
         pool.submit(request)
@@ -99,11 +112,6 @@ impl Routes {
     /// runtime: the test harness).
     pub fn handle(&self, name: &str, request: Request) -> Result<Response, RouteError> {
         self.submit(name, request)?.wait_blocking()
-    }
-
-    /// Stop every plugin's workers (at shutdown).
-    pub fn close(&self) {
-        self.live.write().expect("routes lock").drain().for_each(|(_, pool)| pool.close());
     }
 }
 
@@ -132,13 +140,19 @@ struct RoutePool {
     /// Signalled when a job is queued or the pool closes.
     ready: Condvar,
     limits: RouteLimits,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
     closed: bool,
+    /// When requests whose clients gave up were last taken out.
+    purged: Option<Instant>,
 }
+
+/// How often a full queue is searched for requests whose clients gave up.
+const PURGE_EVERY: Duration = Duration::from_millis(10);
 
 struct Job {
     request: Request,
@@ -147,13 +161,19 @@ struct Job {
 
 impl RoutePool {
     fn start(template: Template, stats: Arc<PluginStats>, limits: RouteLimits) -> Arc<RoutePool> {
-        let pool = Arc::new(RoutePool { queue: Mutex::default(), ready: Condvar::new(), limits });
+        let pool = Arc::new(RoutePool {
+            queue: Mutex::default(),
+            ready: Condvar::new(),
+            limits,
+            workers: Mutex::default(),
+        });
         for worker in 0..limits.workers.max(1) {
             let plugin = template.name().to_owned();
-            let (pool, template, stats) = (pool.clone(), template.clone(), stats.clone());
+            let (worker_pool, template, stats) = (pool.clone(), template.clone(), stats.clone());
             let thread = std::thread::Builder::new().name(format!("routes-{worker}-{plugin}"));
-            if let Err(e) = thread.spawn(move || pool.work(&template, &stats)) {
-                tracing::error!(%plugin, "cannot start a route worker: {e}");
+            match thread.spawn(move || worker_pool.work(&template, &stats)) {
+                Ok(handle) => pool.workers.lock().expect("route workers lock").push(handle),
+                Err(e) => tracing::error!(%plugin, "cannot start a route worker: {e}"),
             }
         }
         pool
@@ -165,8 +185,12 @@ impl RoutePool {
             return Err(RouteError::Busy);
         }
         if queue.jobs.len() >= self.limits.queue {
-            // Requests whose clients gave up make room first.
-            queue.jobs.retain(|job| !job.reply.is_closed());
+            // Requests whose clients gave up make room first; looked for at most every
+            // `PURGE_EVERY`, so a flood refused at once does not walk a long queue each time.
+            if queue.purged.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                queue.jobs.retain(|job| !job.reply.is_closed());
+                queue.purged = Some(Instant::now());
+            }
             if queue.jobs.len() >= self.limits.queue {
                 return Err(RouteError::Busy);
             }
@@ -185,6 +209,12 @@ impl RoutePool {
         queue.jobs.clear();
         drop(queue);
         self.ready.notify_all();
+    }
+
+    /// Wait for the workers to end (after [`RoutePool::close`]).
+    fn join(&self) {
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        workers.into_iter().for_each(|worker| _ = worker.join());
     }
 
     /// The next request some client still waits for; `None` once closed.

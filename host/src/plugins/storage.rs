@@ -248,9 +248,9 @@ impl PluginStorage {
     }
 }
 
-/// Bytes a pending write holds in memory.
+/// Bytes a pending write holds in memory (a removal holds its collection and key).
 fn pending_size((collection, key): &(String, String), value: &Option<String>) -> usize {
-    collection.len() + key.len() + value.as_ref().map_or(0, String::len)
+    entry_size(collection, key, value.as_deref().unwrap_or("")) as usize
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 const CALL_WINDOW: u32 = 100;
 /// Time the share of time spent failing is taken over.
 const TIME_WINDOW: Duration = Duration::from_secs(10);
+/// Failed calls among the last [`CALL_WINDOW`] before the share of time counts: one slow
+/// failure (a plugin whose `timeout_ms` is long) is not yet "often".
+const MIN_FAILURES_FOR_TIME: u32 = 3;
 
 /// A plugin's failure policy and its recent record.
 #[derive(Debug)]
@@ -80,7 +83,7 @@ impl FailurePolicy {
         let into_window = now.duration_since(self.window_start);
         let overlap = TIME_WINDOW.saturating_sub(into_window).as_secs_f64() / TIME_WINDOW.as_secs_f64();
         let failing = self.failing.as_secs_f64() + self.failing_before.as_secs_f64() * overlap;
-        if failing * 100.0 >= f64::from(self.max_percent) * TIME_WINDOW.as_secs_f64() {
+        if failures >= MIN_FAILURES_FOR_TIME && failing * 100.0 >= f64::from(self.max_percent) * TIME_WINDOW.as_secs_f64() {
             return Some(format!("its failed calls took {failing:.1} s of the last {} s", TIME_WINDOW.as_secs()));
         }
         None
@@ -115,12 +118,18 @@ mod tests {
 
     #[test]
     fn failures_taking_half_the_time_suspend_even_when_rare() {
-        // One call in three times out after 5 s; the others succeed at once.
+        // One call in three times out after 2 s; the others succeed at once.
         let mut policy = policy("");
+        let verdicts: Vec<Option<String>> = (0..9).map(|i| policy.record(i % 3 == 2, Duration::from_secs(2))).collect();
+        assert!(verdicts[..8].iter().all(Option::is_none), "not before three failures: {verdicts:?}");
+        assert_eq!(verdicts[8].as_deref(), Some("its failed calls took 6.0 s of the last 10 s"));
+    }
+
+    #[test]
+    fn one_long_failure_alone_does_not_suspend() {
+        let mut policy = policy("timeout_ms = 9000");
+        assert_eq!(policy.record(true, Duration::from_secs(9)), None);
         assert_eq!(policy.record(false, Duration::ZERO), None);
-        assert_eq!(policy.record(false, Duration::ZERO), None);
-        let verdict = policy.record(true, Duration::from_secs(5));
-        assert_eq!(verdict.as_deref(), Some("its failed calls took 5.0 s of the last 10 s"));
     }
 
     #[test]

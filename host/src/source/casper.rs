@@ -5,8 +5,7 @@ use super::backoff::{Backoff, HEALTHY};
 use super::sse::{SseFrame, SseSplitter};
 use super::{ConnectionState, NodeStatus, state_after_refusal};
 use crate::config::{NodeConfig, Protocol};
-use crate::event::{Delivery, Frame, Payload};
-use crate::store::StreamCursor;
+use crate::event::{Delivery, Frame, Payload, StreamCursor};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -243,7 +242,13 @@ impl Connection {
                 FirstFrame::Restarted(why) => return Err(self.restarted(why).await),
             }
         }
-        self.stopped = matches!(&payload, Payload::Event(event) if event.kind == "Shutdown");
+        // Whether the node's stream ended with its "Shutdown": kept across the reconnect, where
+        // frames without an id (`ApiVersion`) leave it as it is.
+        match &payload {
+            Payload::Event(event) if event.kind == "Shutdown" => self.stopped = true,
+            _ if node_event_id.is_some() => self.stopped = false,
+            _ => {}
+        }
         self.status.record(&payload);
         self.hand_on(node_event_id, payload).await
     }

@@ -12,7 +12,7 @@ pub mod plugin_data;
 
 pub mod reader;
 pub use reader::Store;
-pub use writer::{Derived, Outcome, Processor, StreamCursor, Writer};
+pub use writer::{Derived, Outcome, Processor, Writer};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

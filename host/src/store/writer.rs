@@ -3,7 +3,7 @@
 use super::checkpoint::{self, Checkpointer};
 use super::plugin_data::{self, PluginBatch};
 use super::{Location, StoredEvent, key_hash, schema};
-use crate::event::{Delivery, NodeEvent, Payload};
+use crate::event::{Delivery, NodeEvent, Payload, StreamCursor};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
@@ -97,16 +97,6 @@ pub trait Processor {
     fn finish(&mut self, stored: &[(StoredEvent, Outcome)], last_seq: u64) -> Vec<PluginBatch>;
 }
 
-/// Where a node's SSE stream stands: the last id stored for it, and what identifies the frame
-/// under that id (see [`crate::event::Payload::identity`]), when it was one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamCursor {
-    /// The last id stored.
-    pub last_id: u32,
-    /// Its frame's identity.
-    pub identity: Option<[u8; 16]>,
-}
-
 /// What a batch moves a stream's cursor to: the last id and its identity, and the API version.
 #[derive(Default)]
 struct CursorUpdate<'a> {
@@ -154,8 +144,7 @@ impl Writer {
         batch: &[Delivery],
         processor: &mut impl Processor,
     ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
-        let path = self.path.clone();
-        self.append_to(batch, processor).with_context(|| format!("writing to {path}"))
+        self.append_to(batch, processor).with_context(|| format!("writing to {}", self.path))
     }
 
     fn append_to(
