@@ -109,7 +109,8 @@ pub enum Next {
 }
 
 /// Start a subscription as `params` ask (400 for malformed filters, 404 for an unknown attached
-/// filter, 503 beyond `max_subscribers`): its events arrive until it is dropped, falls too far behind or the bus closes at shutdown.
+/// filter, 503 beyond `max_subscribers`): its events arrive until it is dropped, falls too far
+/// behind or the bus closes at shutdown.
 pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscription, ApiError> {
     let slot = state.subscribers.admit()?;
     let attached: Vec<String> = {
