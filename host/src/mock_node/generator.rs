@@ -304,7 +304,7 @@ impl Generator {
             }
         };
         let mut accepted = accepted;
-        with_parsed_args(&mut accepted);
+        super::parsed_args::add_to(&mut accepted);
         let transaction = GeneratedTransaction {
             hash: hex::encode(hash.digest().value()),
             accepted: accepted.to_string(),
@@ -387,46 +387,6 @@ impl Generator {
                 "block_hash": block_hash, "era_id": era, "signature": signature, "public_key": validator.public,
             }}),
         }
-    }
-}
-
-/// Add the `parsed` form a node writes beside each argument's bytes (casper-types writes it
-/// only with a feature that pulls in JSON schemas): the arguments here are public keys, U512
-/// amounts, account hashes and optional ids.
-fn with_parsed_args(event: &mut Value) {
-    fn walk(value: &mut Value) {
-        match value {
-            Value::Array(items) => {
-                if let [Value::String(_), Value::Object(argument)] = items.as_mut_slice()
-                    && let (Some(cl_type), Some(Value::String(hex))) = (argument.get("cl_type"), argument.get("bytes"))
-                {
-                    let parsed = parsed(cl_type, hex);
-                    argument.insert("parsed".into(), parsed);
-                    return;
-                }
-                items.iter_mut().for_each(walk);
-            }
-            Value::Object(fields) => fields.values_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(event);
-}
-
-/// The `parsed` JSON of a CLValue's `bytes` (hex), for the types the mock sends.
-fn parsed(cl_type: &Value, hex: &str) -> Value {
-    use casper_types::bytesrepr::FromBytes;
-    let raw = hex::decode(hex).unwrap_or_default();
-    match cl_type {
-        Value::String(name) if name == "PublicKey" => Value::String(hex.to_owned()),
-        Value::String(name) if name == "U512" => {
-            U512::from_bytes(&raw).map_or(Value::Null, |(amount, _)| Value::String(amount.to_string()))
-        }
-        Value::Object(inner) if inner.contains_key("ByteArray") => Value::String(hex.to_owned()),
-        Value::Object(inner) if inner.get("Option") == Some(&json!("U64")) => {
-            Option::<u64>::from_bytes(&raw).map_or(Value::Null, |(id, _)| json!(id))
-        }
-        _ => Value::Null,
     }
 }
 

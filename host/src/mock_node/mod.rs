@@ -12,6 +12,7 @@ mod chain;
 pub mod cspr_cloud;
 pub mod f1r3fly;
 mod generator;
+mod parsed_args;
 mod rpc;
 pub mod token;
 
