@@ -12,21 +12,19 @@
 
 mod bench;
 
-use bench::{Host, chain_mock_args, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, spawn};
+use bench::{
+    Host, arg, arg_text, chain_mock_args, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, percentile, spawn,
+};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() {
     sluice::install_tls_provider();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: u64| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().expect(name))
-    };
     let events = arg("--events", 100_000);
     let runs = arg("--runs", 5);
     // `--only TEXT`: just the ingest scenarios whose name holds TEXT (`latency`: the live latency).
-    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let only = arg_text("--only");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let sluice = root.join("target/release/sluice");
     assert!(sluice.is_file(), "build first: cargo xtask bench does");
@@ -214,9 +212,7 @@ fn live_latency(sluice: &Path, root: &Path, events: u64, rate: f64) -> (f64, f64
         .iter()
         .map(|(seq, at)| (at - received.query_row([seq], |r| r.get::<_, i64>(0)).unwrap()) as f64)
         .collect();
-    latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    (pick(0.5), pick(0.99), pick(1.0))
+    (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 1.0))
 }
 
 /// The mock node's serving rate (replaying the simple mix's chain), read by a plain HTTP client:

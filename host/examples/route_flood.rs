@@ -7,17 +7,13 @@
 
 mod bench;
 
-use bench::{Host, chain_mock_args, free_port, median, spawn};
+use bench::{Host, arg, chain_mock_args, free_port, median, percentile, spawn};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() {
     sluice::install_tls_provider();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: u64| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().expect(name))
-    };
     let (clients, runs) = (arg("--clients", 700) as usize, arg("--runs", 3));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let sluice = root.join("target/release/sluice");
@@ -97,8 +93,7 @@ fn run(sluice: &Path, root: &Path, plugins: &str, flood: Option<usize>) -> Run {
             let (r, f) = flooder.await.unwrap();
             (refused, failed) = (refused + r, failed + f);
         }
-        latencies.sort_by(f64::total_cmp);
-        let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        let mut pick = |q: f64| percentile(&mut latencies, q);
         Run { p50: pick(0.5), p99: pick(0.99), max: pick(1.0), ingest, refused, failed }
     })
 }

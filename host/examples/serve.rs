@@ -19,7 +19,9 @@
 
 mod bench;
 
-use bench::{Host, Killed, chain_mock_args, fan_out, free_port, get_json, median, mock_args, rss_mib, spawn};
+use bench::{
+    Host, Killed, arg, chain_mock_args, fan_out, free_port, get_json, median, mock_args, percentile, rss_mib, spawn,
+};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -28,9 +30,6 @@ use std::time::{Duration, Instant};
 fn main() {
     sluice::install_tls_provider();
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, default: u64| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().expect(name))
-    };
     let (events, subscribers, rate) = (arg("--events", 1_000_000), arg("--subscribers", 10_000), arg("--rate", 20));
     let runs = arg("--runs", 1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
@@ -231,9 +230,4 @@ async fn load(host: &Host, hashes: &[String], connections: usize, duration: Dura
         all.extend(task.await.unwrap());
     }
     all
-}
-
-fn percentile(values: &mut [f64], q: f64) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[((values.len() - 1) as f64 * q) as usize]
 }
