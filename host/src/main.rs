@@ -14,7 +14,14 @@ async fn main() -> std::process::ExitCode {
     let filter = filter.add_directive("tungstenite=debug".parse().expect("a valid directive"));
     // Colours only for a terminal: a log file or journal gets plain text.
     let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    // A log line that cannot be written (a full disk under the log file) is lost, not reported
+    // with `eprintln!`, which would panic on the same full disk.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false)
+        .init();
     // A file size limit (`ulimit -f`, systemd's LimitFSIZE) must make writes fail, which the
     // store retries and /health shows, not kill the process (SIGXFSZ's default).
     // SAFETY: setting a signal's disposition to "ignore" touches no Rust state.

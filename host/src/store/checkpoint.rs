@@ -44,10 +44,20 @@ impl Checkpointer {
         let thread = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
             let (stopped, wake) = &*signal;
             let mut stopped = stopped.lock().expect("checkpoint lock");
+            // Failing since (a full disk fails every 200 ms: the log says so once, and when it ends).
+            let mut failing = false;
             while !*stopped {
                 (stopped, _) = wake.wait_timeout(stopped, EVERY).expect("checkpoint lock");
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!("checkpointing the write-ahead log failed (it is tried again): {e}");
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    Err(e) if !failing => {
+                        tracing::warn!("checkpointing the write-ahead log failed (tried again every {EVERY:?}): {e}");
+                        failing = true;
+                    }
+                    Ok(()) if failing => {
+                        tracing::info!("checkpointing the write-ahead log works again");
+                        failing = false;
+                    }
+                    _ => {}
                 }
             }
         })?;
