@@ -88,7 +88,8 @@ fn a_flood_of_slow_plugin_routes_leaves_the_core_api_and_other_plugins_answering
     assert!(flooded.get(&503).copied().unwrap_or(0) > 1000, "{flooded:?}");
     assert!(flooded.keys().all(|status| [502, 503].contains(status)), "{flooded:?}");
     // Requests whose clients went away are not answered: the plugin's queue is free at once.
-    let (status, took) = runtime.block_on(timed(&reqwest::Client::new(), &format!("{}/plugins/hostile/fast", rig.http)));
+    let (status, took) =
+        runtime.block_on(timed(&reqwest::Client::new(), &format!("{}/plugins/hostile/fast", rig.http)));
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(1), "a request after the flood waited {took:?}");
     let stopping = Instant::now();
@@ -154,7 +155,12 @@ fn plugin_storage_stays_within_its_quota_and_memory() {
         "index = true\nvalues_per_batch = 10\nvalue_kib = 511",
     );
     // 2,000 values of 1 MiB in one batch: more than its 64 MiB of memory.
-    let hoards = plugin_toml("hoards", "hostile", "max_consecutive_failures = 1000000", "index = true\nvalues_per_batch = 2000\nvalue_kib = 1000");
+    let hoards = plugin_toml(
+        "hoards",
+        "hostile",
+        "max_consecutive_failures = 1000000",
+        "index = true\nvalues_per_batch = 2000\nvalue_kib = 1000",
+    );
     let rig = Rig::start(&["--rate", "300", "--count", "1500"], &[floods, hoards].concat());
     rig.wait_for_stored(1507);
     let stored = |plugin: &str| {
@@ -170,7 +176,8 @@ fn plugin_storage_stays_within_its_quota_and_memory() {
     let quota_failures = "SELECT count(*) FROM plugin_failures WHERE plugin LIKE 'floods@%' AND error LIKE '%quota%'";
     assert!(rig.number(quota_failures) > Some(0));
     assert_eq!(stored("hoards"), 0);
-    let memory_failures = "SELECT count(*) FROM plugin_failures WHERE plugin LIKE 'hoards@%' AND error LIKE '%memory_mib%'";
+    let memory_failures =
+        "SELECT count(*) FROM plugin_failures WHERE plugin LIKE 'hoards@%' AND error LIKE '%memory_mib%'";
     assert!(rig.number(memory_failures) > Some(0));
     assert!(resident_mib(&rig) < 400, "{} MiB resident", resident_mib(&rig));
     // A route reading all of it gets pages of at most its output limit, and every entry.
@@ -212,7 +219,10 @@ fn a_decoder_cannot_forge_the_chain() {
 
 #[test]
 fn a_plugin_failing_most_calls_is_suspended_even_if_not_all_in_a_row() {
-    let rig = Rig::start(&["--rate", "0", "--count", "1000"], &plugin_toml("flaky", "hostile", "timeout_ms = 20", "spin_unless_tenth = true"));
+    let rig = Rig::start(
+        &["--rate", "0", "--count", "1000"],
+        &plugin_toml("flaky", "hostile", "timeout_ms = 20", "spin_unless_tenth = true"),
+    );
     rig.wait_for_stored(1007);
     let plugins = get_json(&format!("{}/plugins", rig.admin)).unwrap();
     let flaky = &plugins["plugins"][0];

@@ -159,7 +159,9 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
     let mine = get(&format!("/events?account={sender}&from_seq=1")).1;
     let mine = mine["data"].as_array().unwrap();
     assert_eq!(mine.len(), 22, "an accepted and a processed event per transaction");
-    assert!(mine.iter().all(|e| ["TransactionAccepted", "TransactionProcessed"].contains(&e["kind"].as_str().unwrap())));
+    assert!(
+        mine.iter().all(|e| ["TransactionAccepted", "TransactionProcessed"].contains(&e["kind"].as_str().unwrap()))
+    );
     let past_the_end = get("/events?from_seq=1000").1;
     assert_eq!((&past_the_end["data"], &past_the_end["next_from_seq"]), (&json!([]), &json!(1000)));
     for (path, code) in [
@@ -187,8 +189,9 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
 
 /// The account hash of the sender of `transaction`, as the store has it.
 fn stored_account_hash(rig: &Rig, transaction: &str) -> String {
-    let sql =
-        format!("SELECT account FROM events WHERE transaction_hash = '{transaction}' AND kind = 'TransactionProcessed'");
+    let sql = format!(
+        "SELECT account FROM events WHERE transaction_hash = '{transaction}' AND kind = 'TransactionProcessed'"
+    );
     let account: String = rig.db().query_row(&sql, [], |r| r.get(0)).unwrap();
     assert_eq!(account.len(), 64, "{transaction}'s sender has an account hash");
     account

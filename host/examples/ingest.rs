@@ -13,7 +13,8 @@
 mod bench;
 
 use bench::{
-    Host, arg, arg_text, chain_mock_args, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, percentile, spawn,
+    Host, arg, arg_text, chain_mock_args, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, percentile,
+    spawn,
 };
 use std::path::Path;
 use std::process::Command;

@@ -22,8 +22,12 @@ fn main() {
     assert!(hostile.is_file(), "build the plugins first: cargo xtask bench does");
     let plugins = format!("[[plugins]]\nname = \"hostile\"\npath = \"{}\"\n", hostile.display());
 
-    println!("\nPlugin route flood: {clients} clients on a route that spins to its 100 ms limit, while ingesting the realistic mix; 10 s measured, medians of {runs} runs:\n");
-    println!("| flood | /health p50 (ms) | /health p99 (ms) | /health max (ms) | ingest (events/s) | flood answers (503 / 502) |");
+    println!(
+        "\nPlugin route flood: {clients} clients on a route that spins to its 100 ms limit, while ingesting the realistic mix; 10 s measured, medians of {runs} runs:\n"
+    );
+    println!(
+        "| flood | /health p50 (ms) | /health p99 (ms) | /health max (ms) | ingest (events/s) | flood answers (503 / 502) |"
+    );
     println!("|---|---:|---:|---:|---:|---|");
     for flooding in [false, true] {
         let results: Vec<Run> = (0..runs).map(|_| run(&sluice, &root, &plugins, flooding.then_some(clients))).collect();

@@ -186,7 +186,8 @@ fn joined(result: std::thread::Result<()>) -> anyhow::Result<()> {
 /// more to try again.
 fn bind(address: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
     let listen = || {
-        let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        let socket =
+            if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
         socket.bind(address)?;
         socket.listen(4096)

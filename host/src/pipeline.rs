@@ -112,7 +112,8 @@ impl Pipeline {
     fn ingest(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let stats = self.stats.clone();
-        let Some(mut head) = retrying(&stats, "reading the store", || deliveries.is_closed(), || self.writer.last_seq())
+        let Some(mut head) =
+            retrying(&stats, "reading the store", || deliveries.is_closed(), || self.writer.last_seq())
         else {
             return;
         };
@@ -156,7 +157,8 @@ impl Pipeline {
             }
             let plugins = &mut self.plugins;
             let shutting_down = || deliveries.is_closed();
-            let Some(stored) = retrying(&stats, "storing a batch", shutting_down, || self.writer.append(&batch, plugins))
+            let Some(stored) =
+                retrying(&stats, "storing a batch", shutting_down, || self.writer.append(&batch, plugins))
             else {
                 tracing::error!("shutting down with a batch not stored; the nodes will send it again");
                 break;

@@ -81,7 +81,9 @@ fn plugins() -> Result<(), String> {
 fn sdks() -> Result<(), String> {
     let (source, target) = (workspace_root().join("tests/sdk"), workspace_root().join("target/sdk-check"));
     std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
-    let copy = |file: &str, to: &str| std::fs::copy(source.join(file), target.join(to)).map(drop).map_err(|e| format!("{file}: {e}"));
+    let copy = |file: &str, to: &str| {
+        std::fs::copy(source.join(file), target.join(to)).map(drop).map_err(|e| format!("{file}: {e}"))
+    };
     // A lock file is copied beside what it installed once the install succeeded.
     let installed = |lock: &str| {
         let wanted = std::fs::read(source.join(lock)).map_err(|e| format!("tests/sdk/{lock}: {e}"))?;
@@ -98,7 +100,9 @@ fn sdks() -> Result<(), String> {
     if !installed("requirements.txt")? {
         run(Command::new("python3").args(["-m", "venv", "--clear", "python"]).current_dir(&target))?;
         let pip = target.join("python/bin/pip");
-        run(Command::new(pip).args(["install", "--quiet", "--disable-pip-version-check", "-r"]).arg(source.join("requirements.txt")))?;
+        run(Command::new(pip)
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(source.join("requirements.txt")))?;
         copy("requirements.txt", "requirements.txt.installed")?;
     }
     Ok(())

@@ -77,12 +77,14 @@ impl EventFilter {
             let message = format!("no attached filter named {filter:?}");
             return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown_filter", message));
         }
-        let types: Option<HashSet<String>> = params.types.as_ref().map(|list| {
-            list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
-        });
+        let types: Option<HashSet<String>> = params
+            .types
+            .as_ref()
+            .map(|list| list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect());
         let mut types = types.filter(|types| !types.is_empty());
         if let Some((kinds, alias)) = params.channel {
-            let wanted = |kind: &str| types.as_ref().is_none_or(|asked| asked.contains(kind) || asked.contains(alias(kind)));
+            let wanted =
+                |kind: &str| types.as_ref().is_none_or(|asked| asked.contains(kind) || asked.contains(alias(kind)));
             types = Some(kinds.iter().copied().filter(|kind| wanted(kind)).map(str::to_owned).collect());
         }
         let hash = |name, value: &Option<String>| value.as_deref().map(|v| hash_param(name, v)).transpose();

@@ -41,20 +41,26 @@ impl Checks {
     pub fn now(state: &AppState) -> (Condition, Checks) {
         let ingest = &state.ingest;
         let storage = match ingest.storage_failing_since() {
-            Some(since) => (Condition::Failing, json!({
-                "status": Condition::Failing,
-                "failing_since_ms": since,
-                "failures": ingest.storage_failures.load(Relaxed),
-                "last_error": ingest.last_storage_error.lock().expect("stats lock").clone(),
-            })),
-            None => (Condition::Ok, json!({"status": Condition::Ok, "failures": ingest.storage_failures.load(Relaxed)})),
+            Some(since) => (
+                Condition::Failing,
+                json!({
+                    "status": Condition::Failing,
+                    "failing_since_ms": since,
+                    "failures": ingest.storage_failures.load(Relaxed),
+                    "last_error": ingest.last_storage_error.lock().expect("stats lock").clone(),
+                }),
+            ),
+            None => {
+                (Condition::Ok, json!({"status": Condition::Ok, "failures": ingest.storage_failures.load(Relaxed)}))
+            }
         };
         let running = ingest.running.load(Relaxed);
         let pipeline_condition = if pipeline_stopped(state) { Condition::Failing } else { Condition::Ok };
         let pipeline = json!({"status": pipeline_condition, "running": running});
         let connected = connected(state);
         let sources_condition = if connected.len() == state.nodes.len() { Condition::Ok } else { Condition::Degraded };
-        let sources = json!({"status": sources_condition, "connected": connected.len(), "configured": state.nodes.len()});
+        let sources =
+            json!({"status": sources_condition, "connected": connected.len(), "configured": state.nodes.len()});
         let plugins = state.plugins.read().expect("registry lock").clone();
         let suspended: Vec<&str> =
             plugins.iter().filter(|p| p.suspended.load(Relaxed)).map(|p| p.name.as_str()).collect();

@@ -24,7 +24,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 impl<T: DeserializeOwned> ApiQuery<T> {
     /// Read a query string (without `?`), as the extractor does.
     pub fn from_query(query: &str) -> Result<ApiQuery<T>, ApiError> {
-        let uri: Uri = format!("/?{query}").parse().map_err(|_| ApiError::bad_request("invalid_query", "not a query"))?;
+        let uri: Uri =
+            format!("/?{query}").parse().map_err(|_| ApiError::bad_request("invalid_query", "not a query"))?;
         match Query::<T>::try_from_uri(&uri) {
             Ok(Query(value)) => Ok(ApiQuery(value)),
             Err(rejection) => Err(ApiError::bad_request("invalid_query", rejection.body_text())),

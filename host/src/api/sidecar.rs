@@ -5,8 +5,8 @@
 //! are looked for every second.)
 
 use super::AppState;
-use axum::extract::State;
 use super::sse;
+use axum::extract::State;
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};

@@ -105,11 +105,7 @@ impl Stage {
 
 /// A transaction's visible events, when it is of the sidecar's type `kind` (`deploy`: a 1.x
 /// deploy or 2.x's legacy `Deploy`; `version1`: a 2.x transaction); 404 for another type.
-async fn events_of_type(
-    state: &AppState,
-    kind: &str,
-    hash: &str,
-) -> Result<Vec<(StoredEvent, Vec<String>)>, ApiError> {
+async fn events_of_type(state: &AppState, kind: &str, hash: &str) -> Result<Vec<(StoredEvent, Vec<String>)>, ApiError> {
     if !matches!(kind, "deploy" | "version1") {
         let message = format!("{kind:?} is not deploy or version1");
         return Err(ApiError::bad_request("invalid_transaction_type", message));

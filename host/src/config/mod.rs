@@ -349,7 +349,8 @@ mod tests {
 
     #[test]
     fn what_run_would_refuse_check_refuses_too() {
-        let err = Config::parse("[http]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"0.0.0.0:7000\"\n").unwrap_err();
+        let err =
+            Config::parse("[http]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"0.0.0.0:7000\"\n").unwrap_err();
         assert!(err.contains("cannot share a port"), "{err}");
         assert!(Config::parse("[http]\nlisten = \"127.0.0.1:7000\"\n[admin]\nlisten = \"127.0.0.2:7000\"\n").is_ok());
         let err = Config::parse("[storage]\npath = \"Cargo.toml/sluice.db\"\n").unwrap_err();

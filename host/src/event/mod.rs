@@ -4,10 +4,10 @@
 //! skipped by serde without building a tree), so a node that adds fields never breaks ingestion.
 //! The frame's bytes are kept as they arrived.
 
+pub use kinds::{CONTRACT_EVENT, SOURCE_KINDS, TRANSACTION_KINDS, derived_kind_problem, transaction_type};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
-pub use kinds::{CONTRACT_EVENT, SOURCE_KINDS, TRANSACTION_KINDS, derived_kind_problem, transaction_type};
 use wire::*;
 
 mod kinds;
@@ -416,9 +416,8 @@ mod tests {
 
     #[test]
     fn json_nested_too_deep_to_serve_is_rejected() {
-        let deep = |levels: usize| {
-            format!("{{\"SomethingNew\":{{\"x\":{}1{}}}}}", "[".repeat(levels), "]".repeat(levels))
-        };
+        let deep =
+            |levels: usize| format!("{{\"SomethingNew\":{{\"x\":{}1{}}}}}", "[".repeat(levels), "]".repeat(levels));
         assert!(matches!(Frame::parse(deep(MAX_JSON_DEPTH - 2)), Ok(Frame::Event(_))));
         let error = Frame::parse(deep(200)).unwrap_err();
         assert!(error.reason.contains("nested deeper than 100"), "{}", error.reason);

@@ -404,12 +404,14 @@ mod tests {
                     let accepted: Value = serde_json::from_str(&transaction.accepted).unwrap();
                     match shape {
                         Shape::V2 => {
-                            let transaction: Transaction = serde_json::from_value(strip_parsed(accepted["TransactionAccepted"].clone())).unwrap();
+                            let transaction: Transaction =
+                                serde_json::from_value(strip_parsed(accepted["TransactionAccepted"].clone())).unwrap();
                             let Transaction::V1(v1) = transaction else { panic!("a V1 transaction") };
                             v1.verify().unwrap();
                         }
                         Shape::V1 => {
-                            let deploy: Deploy = serde_json::from_value(strip_parsed(accepted["DeployAccepted"].clone())).unwrap();
+                            let deploy: Deploy =
+                                serde_json::from_value(strip_parsed(accepted["DeployAccepted"].clone())).unwrap();
                             deploy.is_valid().unwrap();
                         }
                     }
@@ -417,7 +419,8 @@ mod tests {
                 let added: Value = serde_json::from_str(&block.block_added).unwrap();
                 match shape {
                     Shape::V2 => {
-                        let block: casper_types::Block = serde_json::from_value(added["BlockAdded"]["block"].clone()).unwrap();
+                        let block: casper_types::Block =
+                            serde_json::from_value(added["BlockAdded"]["block"].clone()).unwrap();
                         block.verify().unwrap();
                     }
                     Shape::V1 => {

@@ -85,7 +85,8 @@ fn get_deploy(node: &Node, params: &Value) -> Result<Value, RpcError> {
     let hash = params["deploy_hash"].as_str().unwrap_or_default();
     let (block, nth) = locate(node, hash)?;
     let accepted = produced(node, 1, Part::Accepted, block, nth).ok_or(no_such("deploy", hash))?;
-    let processed = produced(node, 0, Part::Processed(Processed::Captured), block, nth).ok_or(no_such("deploy", hash))?;
+    let processed =
+        produced(node, 0, Part::Processed(Processed::Captured), block, nth).ok_or(no_such("deploy", hash))?;
     let processed = &processed["DeployProcessed"];
     Ok(json!({
         "api_version": node.api_version(),

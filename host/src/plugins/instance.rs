@@ -116,7 +116,8 @@ impl Template {
     ) -> anyhow::Result<Template> {
         let node = match grants.node {
             Some(node) => {
-                let queries = services.nodes.get(node).cloned().with_context(|| format!("no node {node:?} to query"))?;
+                let queries =
+                    services.nodes.get(node).cloned().with_context(|| format!("no node {node:?} to query"))?;
                 Some(NodeGrant::new(queries, limits.node_queries_per_second))
             }
             None => None,

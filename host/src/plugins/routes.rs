@@ -161,12 +161,8 @@ struct Job {
 
 impl RoutePool {
     fn start(template: Template, stats: Arc<PluginStats>, limits: RouteLimits) -> Arc<RoutePool> {
-        let pool = Arc::new(RoutePool {
-            queue: Mutex::default(),
-            ready: Condvar::new(),
-            limits,
-            workers: Mutex::default(),
-        });
+        let pool =
+            Arc::new(RoutePool { queue: Mutex::default(), ready: Condvar::new(), limits, workers: Mutex::default() });
         for worker in 0..limits.workers.max(1) {
             let plugin = template.name().to_owned();
             let (worker_pool, template, stats) = (pool.clone(), template.clone(), stats.clone());
@@ -238,9 +234,8 @@ impl RoutePool {
         let mut instance: Option<Instance> = None;
         while let Some(Job { request, reply }) = self.next_job() {
             let context = || format!("{} {}", request.method, request.path);
-            let answer = stats.call(template, &mut instance, context, |instance| {
-                instance.handle(&request).and_then(valid_response)
-            });
+            let answer = stats
+                .call(template, &mut instance, context, |instance| instance.handle(&request).and_then(valid_response));
             _ = reply.send(answer);
         }
     }

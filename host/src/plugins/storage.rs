@@ -121,14 +121,18 @@ impl PluginStorage {
             }
             serde_json::from_str::<serde::de::IgnoredAny>(value).map_err(|e| format!("the value is not JSON: {e}"))?;
         }
-        let Some(overlay) = &self.overlay else { return Err("storage is read-only here (only `index` may write)".into()) };
+        let Some(overlay) = &self.overlay else {
+            return Err("storage is read-only here (only `index` may write)".into());
+        };
         let entry = (collection, key);
         let (size_before_batch, size_now, held_now) = match overlay.get(&entry) {
             Some((pending, before)) => {
                 let size = pending.as_ref().map_or(0, |v| entry_size(&entry.0, &entry.1, v));
                 (*before, size, pending_size(&entry, pending))
             }
-            None if overlay.len() >= MAX_WRITES => return Err(format!("one batch may write at most {MAX_WRITES} entries")),
+            None if overlay.len() >= MAX_WRITES => {
+                return Err(format!("one batch may write at most {MAX_WRITES} entries"));
+            }
             None => {
                 let stored = plugin_data::stored_size(&self.conn, &self.plugin, &entry.0, &entry.1);
                 let stored = self.checked("reading an entry's size", stored).unwrap_or(0);
@@ -183,7 +187,8 @@ impl PluginStorage {
             return Err("find looks up a string or an integer".into());
         }
         let (conn, plugin) = (&self.conn, &self.plugin);
-        let read = |after: Option<&str>, bound| plugin_data::find(conn, plugin, collection, field, &wanted, after, bound);
+        let read =
+            |after: Option<&str>, bound| plugin_data::find(conn, plugin, collection, field, &wanted, after, bound);
         let matches = |_: &str, new: &Option<String>| {
             let parsed = new.as_deref().and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok());
             parsed.is_some_and(|v| v.get(field) == Some(&wanted))
@@ -206,7 +211,8 @@ impl PluginStorage {
     ) -> rusqlite::Result<Vec<(String, String)>> {
         let limit = limit.min(MAX_PAGE);
         let pending_here = self.overlay.iter().flatten().filter(|((c, _), _)| c == collection);
-        let bound = Bound { entries: limit + pending_here.count().min(MAX_WRITES) as u32, bytes: self.limits.page_bytes };
+        let bound =
+            Bound { entries: limit + pending_here.count().min(MAX_WRITES) as u32, bytes: self.limits.page_bytes };
         let mut from = after.map(str::to_owned);
         loop {
             let stored = read(from.as_deref(), bound)?;
@@ -330,8 +336,7 @@ mod tests {
     fn a_scan_returns_at_most_a_page_of_bytes_and_pages_through_the_rest() {
         let big = format!("\"{}\"", "x".repeat(400));
         let limits = StorageLimits { page_bytes: 1000, ..LIMITS };
-        let (_location, mut storage) =
-            storage_with((0..10).map(|i| write(&format!("k{i}"), &big)).collect(), limits);
+        let (_location, mut storage) = storage_with((0..10).map(|i| write(&format!("k{i}"), &big)).collect(), limits);
         let page = storage.scan("c", "", None, 1000);
         assert_eq!(page.len(), 2, "two entries of 403 bytes fit in 1000");
         assert_eq!(scan_all(&mut storage, "", 1000).len(), 10);

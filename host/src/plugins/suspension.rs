@@ -83,7 +83,9 @@ impl FailurePolicy {
         let into_window = now.duration_since(self.window_start);
         let overlap = TIME_WINDOW.saturating_sub(into_window).as_secs_f64() / TIME_WINDOW.as_secs_f64();
         let failing = self.failing.as_secs_f64() + self.failing_before.as_secs_f64() * overlap;
-        if failures >= MIN_FAILURES_FOR_TIME && failing * 100.0 >= f64::from(self.max_percent) * TIME_WINDOW.as_secs_f64() {
+        if failures >= MIN_FAILURES_FOR_TIME
+            && failing * 100.0 >= f64::from(self.max_percent) * TIME_WINDOW.as_secs_f64()
+        {
             return Some(format!("its failed calls took {failing:.1} s of the last {} s", TIME_WINDOW.as_secs()));
         }
         None

@@ -197,7 +197,12 @@ mod tests {
     #[test]
     fn frames_split_at_blank_lines_of_any_line_end_and_in_any_chunks() {
         let text = b"data:{\"ApiVersion\":\"2.0.0\"}\n\n:\n\ndata: a\ndata:b\nid:7\n\ndata: c\r\nid: 8\r\n\r\ndata: d\rid: 9\r\r";
-        let expected = vec![data(None, "{\"ApiVersion\":\"2.0.0\"}"), data(Some("7"), "a\nb"), data(Some("8"), "c"), data(Some("9"), "d")];
+        let expected = vec![
+            data(None, "{\"ApiVersion\":\"2.0.0\"}"),
+            data(Some("7"), "a\nb"),
+            data(Some("8"), "c"),
+            data(Some("9"), "d"),
+        ];
         for chunk in [text.len(), 1, 2, 3, 7] {
             let mut splitter = SseSplitter::new(1 << 20);
             let frames: Vec<SseFrame> = text.chunks(chunk).flat_map(|c| splitter.push(c)).collect();
@@ -209,8 +214,11 @@ mod tests {
     fn a_frame_that_is_not_utf8_is_unreadable_with_its_id_and_the_next_is_read() {
         let mut splitter = SseSplitter::new(1 << 20);
         let frames = splitter.push(b"data:{\"a\":\"\xff\"}\nid:41\n\ndata:\xfe\n\ndata:ok\nid:42\n\n");
-        assert!(matches!(&frames[0], SseFrame::Unreadable { id: Some(id), reason, .. }
-            if id == "41" && reason.contains("not UTF-8")), "{frames:?}");
+        assert!(
+            matches!(&frames[0], SseFrame::Unreadable { id: Some(id), reason, .. }
+            if id == "41" && reason.contains("not UTF-8")),
+            "{frames:?}"
+        );
         assert!(matches!(&frames[1], SseFrame::Unreadable { id: None, .. }), "{frames:?}");
         assert_eq!(frames[2], data(Some("42"), "ok"));
     }
@@ -228,8 +236,11 @@ mod tests {
         frames.extend(splitter.push(b"\nid:2\n"));
         frames.extend(splitter.push(b"\ndata:next\nid:3\n\n"));
         assert_eq!(frames[0], data(Some("1"), "ok"));
-        assert!(matches!(&frames[1], SseFrame::Unreadable { id: Some(id), reason, .. }
-            if id == "2" && reason.contains("max_frame_mib")), "{frames:?}");
+        assert!(
+            matches!(&frames[1], SseFrame::Unreadable { id: Some(id), reason, .. }
+            if id == "2" && reason.contains("max_frame_mib")),
+            "{frames:?}"
+        );
         assert_eq!(frames[2], data(Some("3"), "next"));
         assert_eq!(frames.len(), 3);
     }

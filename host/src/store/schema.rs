@@ -137,8 +137,7 @@ pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let application: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
-    let has_events =
-        conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'events'")?.exists([])?;
+    let has_events = conn.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'events'")?.exists([])?;
     // Files from before the application id was set are Sluice's if they have its version and log.
     let sluice = application == APPLICATION_ID || (application == 0 && version > 0 && has_events);
     anyhow::ensure!(
@@ -231,14 +230,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("other.db");
         let other = Connection::open(&path).unwrap();
-        other.execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); PRAGMA user_version = 3;").unwrap();
+        other
+            .execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT); PRAGMA user_version = 3;")
+            .unwrap();
         drop(other);
         let before = std::fs::read(&path).unwrap();
         let error = migrate(&Connection::open(&path).unwrap()).unwrap_err().to_string();
         assert!(error.starts_with("not a Sluice database"), "{error}");
         assert_eq!(error.lines().count(), 1, "{error}");
         assert_eq!(std::fs::read(&path).unwrap(), before, "the file is not changed");
-        let journal: String = Connection::open(&path).unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let journal: String =
+            Connection::open(&path).unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(journal, "delete");
     }
 

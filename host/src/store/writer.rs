@@ -218,7 +218,9 @@ impl Writer {
                             raw,
                         ])?;
                     }
-                    Payload::ApiVersion(version) => cursors.entry(&delivery.stream).or_default().api_version = Some(version),
+                    Payload::ApiVersion(version) => {
+                        cursors.entry(&delivery.stream).or_default().api_version = Some(version)
+                    }
                     Payload::Gap { from_id, to_id } => {
                         insert_gap.execute(params![&*delivery.stream, from_id, to_id, delivery.received_at_ms])?;
                     }
@@ -285,9 +287,9 @@ impl Writer {
 
     /// Where each SSE stream stands, to resume with `start_from`.
     pub fn cursors(&self) -> anyhow::Result<HashMap<String, StreamCursor>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT stream, last_event_id, last_identity FROM node_cursors WHERE last_event_id IS NOT NULL",
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT stream, last_event_id, last_identity FROM node_cursors WHERE last_event_id IS NOT NULL")?;
         let rows = stmt.query_map([], |r| {
             let identity: Option<Vec<u8>> = r.get(2)?;
             let identity = identity.and_then(|bytes| bytes.try_into().ok());

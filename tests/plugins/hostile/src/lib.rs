@@ -129,15 +129,22 @@ impl Plugin for Hostile {
                         break;
                     }
                     let page_bytes: usize = page.iter().map(|e| e.key.len() + e.value.len()).sum();
-                    (entries, bytes, pages, largest) = (entries + page.len(), bytes + page_bytes, pages + 1, largest.max(page_bytes));
+                    (entries, bytes, pages, largest) =
+                        (entries + page.len(), bytes + page_bytes, pages + 1, largest.max(page_bytes));
                     after = page.last().map(|e| e.key.clone());
                 }
-                Response::json(200, &json!({"entries": entries, "bytes": bytes, "pages": pages, "largest_page": largest}))
+                Response::json(
+                    200,
+                    &json!({"entries": entries, "bytes": bytes, "pages": pages, "largest_page": largest}),
+                )
             }
             ["clock"] => {
                 let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
                 let started = std::time::Instant::now();
-                Response::json(200, &json!({"wall_secs": wall.as_secs(), "monotonic_ns": started.elapsed().as_nanos() as u64}))
+                Response::json(
+                    200,
+                    &json!({"wall_secs": wall.as_secs(), "monotonic_ns": started.elapsed().as_nanos() as u64}),
+                )
             }
             ["read", file] => match std::fs::read_to_string(format!("/files/{file}")) {
                 Ok(text) => Response::json(200, &json!({"text": text})),
