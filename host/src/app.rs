@@ -85,7 +85,7 @@ pub async fn run(
         response_times: crate::api::metrics::response_times(),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
-    let log = crate::store::reader::open_read_only(&location)?;
+    let log = crate::store::open_read(&location)?;
     let pipeline =
         Pipeline { writer, plugins, bus: bus.clone(), stats: ingest, log, reloads, reload_status }.spawn(receiver);
     let mut followers = Vec::new();

@@ -78,7 +78,7 @@ pub struct Pipeline {
     /// Counters.
     pub stats: Arc<IngestStats>,
     /// A read connection to the store, for replaying the log into catching-up indexers.
-    pub log: rusqlite::Connection,
+    pub log: Box<dyn crate::store::Read>,
     /// New plugin versions to switch to between two batches.
     pub reloads: mpsc::UnboundedReceiver<Reload>,
     /// How reloads go.
@@ -185,7 +185,7 @@ impl Pipeline {
         let applied = self
             .writer
             .create_plugin_indexes(&reload.declared_indexes())
-            .and_then(|()| self.plugins.apply(reload, head, &self.log))
+            .and_then(|()| self.plugins.apply(reload, head, self.log.as_mut()))
             .and_then(|retired| self.writer.commit_plugins(&[], &retired));
         match applied {
             Ok(()) => self.reload_status.applied(started.elapsed()),
@@ -197,7 +197,7 @@ impl Pipeline {
     /// commit what they wrote, then let those at the head go live. False when the commit was
     /// abandoned at shutdown (the stored cursors still point before the slice).
     fn replay_slice(&mut self, head: u64, shutting_down: impl Fn() -> bool) -> bool {
-        let slice = match self.plugins.catch_up(&self.log, head, REPLAY_SLICE) {
+        let slice = match self.plugins.catch_up(self.log.as_mut(), head, REPLAY_SLICE) {
             Ok(slice) => slice,
             Err(e) => {
                 tracing::error!("replaying the stored log failed: {e:#}");

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::plugins::{HostServices, Plugins, runtime};
-use crate::store::{Location, Writer, reader};
+use crate::store::{Location, Writer};
 use anyhow::Context;
 
 /// Events replayed per transaction.
@@ -31,7 +31,7 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
     writer.commit_plugins(&[], &[storage_id])?;
     let mut plugins = Plugins::load(&engine, std::slice::from_ref(&plugin), &services)?;
     plugins.prepare_storage(&mut writer)?;
-    let log = reader::open_read_only(&location)?;
+    let mut log = crate::store::open_read(&location)?;
     let head = writer.last_seq()?;
     let first = plugin.replay_from.min(head + 1);
     let progress = indicatif::ProgressBar::new(head + 1 - first).with_style(
@@ -40,7 +40,7 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
     );
     progress.set_message(format!("replaying into {name}"));
     while plugins.catching_up() {
-        let slice = plugins.catch_up(&log, head, SLICE)?;
+        let slice = plugins.catch_up(log.as_mut(), head, SLICE)?;
         writer.commit_plugins(&slice.batches, &slice.retired)?;
         plugins.promote(head);
         if let Some(batch) = slice.batches.first() {

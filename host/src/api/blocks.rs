@@ -6,7 +6,7 @@ use super::error::{ApiError, ErrorBody};
 use super::params::{ApiQuery, Pages, is_hash};
 use super::transactions::TransactionView;
 use super::views::EventView;
-use crate::store::reader::{self, BlockId};
+use crate::store::read::BlockId;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -75,8 +75,8 @@ pub async fn page(State(state): State<AppState>, ApiQuery(query): ApiQuery<Block
     let (blocks, count) = state
         .store
         .read(move |conn| {
-            let (blocks, count) = reader::blocks_page(conn, heights, pages.page, pages.limit)?;
-            Ok((reader::all_with_seen_by(conn, blocks)?, count))
+            let (blocks, count) = conn.blocks_page(heights, pages.page, pages.limit)?;
+            Ok((conn.all_with_seen_by(blocks)?, count))
         })
         .await?;
     let data = blocks.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
@@ -93,14 +93,17 @@ pub async fn transactions(State(state): State<AppState>, Path(id): Path<String>)
     let found = state
         .store
         .read(move |conn| {
-            let Some(stored) = reader::block(conn, &id)? else { return Ok(None) };
+            let Some(stored) = conn.block(&id)? else { return Ok(None) };
             let event: serde_json::Value = serde_json::from_str(&stored.raw).unwrap_or_default();
             let block = event.pointer("/BlockAdded/block").map(unversioned).cloned().unwrap_or_default();
             let hashes = transaction_hashes(&block);
             let events = hashes
                 .iter()
-                .map(|hash| reader::all_with_seen_by(conn, reader::transaction_events(conn, hash)?))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .map(|hash| {
+                    let events = conn.transaction_events(hash)?;
+                    conn.all_with_seen_by(events)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             Ok(Some((event, block, hashes, events)))
         })
         .await?;
@@ -154,10 +157,8 @@ fn transaction_hashes(block: &serde_json::Value) -> Vec<String> {
 
 async fn find(state: &AppState, id: BlockId) -> Result<Response, ApiError> {
     let query = id.clone();
-    let block = state
-        .store
-        .read(move |conn| reader::block(conn, &query)?.map(|block| reader::with_seen_by(conn, block)).transpose())
-        .await?;
+    let block =
+        state.store.read(move |conn| conn.block(&query)?.map(|block| conn.with_seen_by(block)).transpose()).await?;
     let Some(block) = block else {
         return Err(ApiError::not_found(match id {
             BlockId::Hash(hash) => format!("no block {hash}"),

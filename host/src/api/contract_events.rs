@@ -65,7 +65,7 @@ pub async fn list(
         before,
         limit,
     };
-    let page = state.store.read(move |conn| contract_events::list(conn, &wanted)).await?;
+    let page = state.store.read(move |conn| conn.contract_events(&wanted)).await?;
     let next_cursor = match page.last() {
         Some((last, _)) if page.len() == limit => Some(last.seq.to_string()),
         _ => None,

@@ -6,7 +6,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::params::{ApiQuery, Pages, account_param};
 use super::transactions::Stage;
-use crate::store::{StoredEvent, reader};
+use crate::store::StoredEvent;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
@@ -113,11 +113,11 @@ pub async fn of_account(
     let (deploys, count) = state
         .store
         .read(move |conn| {
-            let (hashes, count) = reader::account_transactions(conn, &account_hash, pages.page, pages.limit)?;
+            let (hashes, count) = conn.account_transactions(&account_hash, pages.page, pages.limit)?;
             let deploys = hashes
                 .iter()
-                .map(|hash| Ok(DeployView::of(hash, &reader::transaction_events(conn, hash)?)))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .map(|hash| Ok(DeployView::of(hash, &conn.transaction_events(hash)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             Ok((deploys, count))
         })
         .await?;

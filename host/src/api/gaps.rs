@@ -3,7 +3,6 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::params::{ApiQuery, limit_param};
-use crate::store::reader;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -28,6 +27,6 @@ pub async fn list(
     ApiQuery(query): ApiQuery<GapsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit_param(query.limit, 100, 1000)? as usize;
-    let gaps = state.store.read(move |conn| reader::gaps(conn, limit)).await?;
+    let gaps = state.store.read(move |conn| conn.gaps(limit)).await?;
     Ok(Json(json!({ "gaps": gaps })))
 }

@@ -3,7 +3,6 @@
 
 use super::AppState;
 use crate::source::ConnectionState;
-use crate::store::reader;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -110,7 +109,7 @@ fn connected(state: &AppState) -> Vec<&str> {
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (condition, checks) = Checks::now(&state);
     // A store that cannot be read is reported, not an error of this request.
-    let store = match state.store.read(reader::totals).await {
+    let store = match state.store.read(|conn| conn.totals()).await {
         Ok(totals) => json!(totals),
         Err(error) => json!({"error": format!("{error:#}")}),
     };

@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::filter::{EventFilter, StreamParams};
 use super::params::limit_param;
 use super::views::EventView;
-use crate::store::reader::{self, LogQuery};
+use crate::store::read::LogQuery;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +39,8 @@ pub async fn page(state: &AppState, page: PageParams, stream: StreamParams) -> R
     let events = state
         .store
         .read(move |conn| {
-            let events = reader::log_page(conn, &query)?;
-            reader::all_with_seen_by(conn, events)
+            let events = conn.log_page(&query)?;
+            conn.all_with_seen_by(events)
         })
         .await?;
     let next_from_seq = events.last().map_or(from_seq, |(last, _)| last.seq + 1);

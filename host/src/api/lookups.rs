@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::params::hash_param;
 use super::views::EventView;
-use crate::store::reader::{self, Lookup};
+use crate::store::read::Lookup;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -45,7 +45,10 @@ pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Res
     let era: u64 = era.parse().map_err(|_| ApiError::bad_request("invalid_era", format!("{era:?} is not an era")))?;
     let events = state
         .store
-        .read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &Lookup::Step(era), 1)?))
+        .read(move |conn| {
+            let events = conn.lookup(&Lookup::Step(era), 1)?;
+            conn.all_with_seen_by(events)
+        })
         .await?;
     match events.first() {
         Some(event) => Ok(Json(EventView::of(event)?).into_response()),
@@ -56,7 +59,10 @@ pub async fn step(State(state): State<AppState>, Path(era): Path<String>) -> Res
 async fn list(state: &AppState, lookup: Lookup) -> Result<Response, ApiError> {
     let events = state
         .store
-        .read(move |conn| reader::all_with_seen_by(conn, reader::lookup(conn, &lookup, MAX_EVENTS)?))
+        .read(move |conn| {
+            let events = conn.lookup(&lookup, MAX_EVENTS)?;
+            conn.all_with_seen_by(events)
+        })
         .await?;
     let views = events.iter().map(EventView::of).collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Json(views).into_response())

@@ -7,7 +7,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::filter::{EventFilter, StreamParams};
 use crate::bus::Published;
-use crate::store::{StoredEvent, reader};
+use crate::store::StoredEvent;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -123,7 +123,7 @@ pub async fn subscribe(state: &AppState, params: &StreamParams) -> Result<Subscr
     let (next, reading) = match params.start_from {
         Some(seq) => (seq, Reading::History),
         // What was committed before the subscription is not wanted, even if published after.
-        None => (state.store.read(reader::last_seq).await? + 1, Reading::Live),
+        None => (state.store.read(|conn| conn.last_seq()).await? + 1, Reading::Live),
     };
     Ok(Subscription {
         state: state.clone(),
@@ -202,9 +202,9 @@ impl Subscription {
             return false;
         }
         let (store, from) = (self.state.store.clone(), self.next);
-        let read = self.pending_read.get_or_insert_with(|| {
-            Box::pin(async move { store.read(move |conn| reader::events_from(conn, from, PAGE)).await })
-        });
+        let read = self
+            .pending_read
+            .get_or_insert_with(|| Box::pin(async move { store.read(move |conn| conn.events_from(from, PAGE)).await }));
         let result = read.await;
         self.pending_read = None;
         match result {

@@ -6,7 +6,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::params::hash_param;
 use super::views::EventView;
-use crate::store::{StoredEvent, reader};
+use crate::store::StoredEvent;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -123,8 +123,8 @@ pub async fn events(state: &AppState, hash: &str) -> Result<Vec<(StoredEvent, Ve
     let events = state
         .store
         .read(move |conn| {
-            let events = reader::transaction_events(conn, &query)?;
-            reader::all_with_seen_by(conn, events)
+            let events = conn.transaction_events(&query)?;
+            conn.all_with_seen_by(events)
         })
         .await?;
     match events.is_empty() {

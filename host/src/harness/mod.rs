@@ -15,7 +15,7 @@ pub mod ces;
 use crate::config::Config;
 use crate::event::{Delivery, Frame, Payload};
 use crate::plugins::{HostServices, Plugins, Request, runtime};
-use crate::store::{Location, StoredEvent, Writer, plugin_data, reader};
+use crate::store::{Location, StoredEvent, Writer};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,8 +143,7 @@ impl Harness {
 
     /// The value under `key` in the plugin's `collection`, as JSON.
     pub fn get(&self, collection: &str, key: &str) -> anyhow::Result<Option<serde_json::Value>> {
-        let conn = reader::open_read_only(&self.location)?;
-        let value = plugin_data::get(&conn, &self.storage_id, collection, key)?;
+        let value = crate::store::open_read(&self.location)?.plugin_value(&self.storage_id, collection, key)?;
         Ok(value.map(|v| serde_json::from_str(&v)).transpose()?)
     }
 

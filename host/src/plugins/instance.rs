@@ -147,7 +147,7 @@ impl Template {
 
     /// Instantiate and call `init` with the plugin's config.
     pub fn instantiate(&self) -> anyhow::Result<Instance> {
-        let conn = crate::store::reader::open_read_only(&self.location).context("opening the plugin's storage")?;
+        let conn = crate::store::open_read(&self.location).context("opening the plugin's storage")?;
         let storage_limits =
             StorageLimits { page_bytes: self.limits.output_bytes, quota: self.limits.storage_quota_bytes };
         let storage = PluginStorage::new(self.storage_id.clone(), conn, storage_limits);

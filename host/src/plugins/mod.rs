@@ -31,9 +31,8 @@ pub use reload::{Reload, ReloadStatus};
 pub use routes::{PendingAnswer, RouteError, RouteLimits, Routes};
 
 use crate::config::PluginConfig;
-use crate::store::plugin_data;
 use crate::store::plugin_data::PluginBatch;
-use crate::store::{Location, Outcome, Processor, StoredEvent, reader};
+use crate::store::{Location, Outcome, Processor, Read, StoredEvent};
 use anyhow::Context;
 use instance::{CallError, Event, Instance, Template, Verdict};
 use serde::Serialize;
@@ -145,8 +144,8 @@ impl Plugins {
     /// storage is in the database at `location`. A plugin that fails to load stops start-up
     /// with an error naming it.
     pub fn load(engine: &Engine, configs: &[PluginConfig], services: &HostServices) -> anyhow::Result<Plugins> {
-        let log = reader::open_read_only(&services.location)?;
-        let head = reader::last_seq(&log)?;
+        let mut log = crate::store::open_read(&services.location)?;
+        let head = log.last_seq()?;
         let mut plugins = Plugins {
             registry: Registry::default(),
             slots: Vec::new(),
@@ -158,7 +157,7 @@ impl Plugins {
         for (position, config) in configs.iter().enumerate() {
             let mut slot = Slot::load(engine, config, services)?;
             slot.position = position;
-            retired.extend(plugins.place(slot, head, &log)?);
+            retired.extend(plugins.place(slot, head, log.as_mut())?);
         }
         if !retired.is_empty() {
             tracing::info!(?retired, "older plugin versions' storage will be removed");
@@ -172,12 +171,12 @@ impl Plugins {
     /// (its older version, if any, stays live meanwhile); anything else replaces its older
     /// version at once. Returns the storage ids to remove (older versions of an indexer that
     /// went live directly).
-    fn place(&mut self, mut slot: Slot, head: u64, log: &rusqlite::Connection) -> anyhow::Result<Vec<String>> {
+    fn place(&mut self, mut slot: Slot, head: u64, log: &mut dyn Read) -> anyhow::Result<Vec<String>> {
         let name = slot.stats.name.clone();
         self.catching_up.retain(|pending| pending.stats.name != name);
         if slot.indexes() {
             // Where its storage stands; a new one starts at `replay_from`.
-            let stored = plugin_data::cursor(log, slot.template.storage_id())?;
+            let stored = log.plugin_cursor(slot.template.storage_id())?;
             slot.cursor = stored.unwrap_or(slot.replay_from.saturating_sub(1)).min(head);
             if slot.cursor < head {
                 tracing::info!(plugin = %name, from = slot.cursor + 1, head, "replaying the stored log");
@@ -190,7 +189,7 @@ impl Plugins {
             }
         }
         let retired = match slot.indexes() {
-            true => plugin_data::other_versions(log, &name, slot.template.storage_id())?,
+            true => log.plugin_versions(&name, slot.template.storage_id())?,
             false => Vec::new(),
         };
         self.go_live(slot);
@@ -242,7 +241,7 @@ impl Plugins {
     /// Replay up to `max` stored events (read through `log`, up to `head`) into each indexer
     /// that is catching up. Returns what to commit; then call [`promote`](Self::promote), or
     /// [`rewind`](Self::rewind) when the commit fails.
-    pub fn catch_up(&mut self, log: &rusqlite::Connection, head: u64, max: usize) -> anyhow::Result<CatchUp> {
+    pub fn catch_up(&mut self, log: &mut dyn Read, head: u64, max: usize) -> anyhow::Result<CatchUp> {
         let before: Vec<(String, u64)> = self.catching_up.iter().map(|s| (s.stats.name.clone(), s.cursor)).collect();
         let slice = self.replay(log, head, max);
         if slice.is_err() {
@@ -252,20 +251,15 @@ impl Plugins {
         Ok(CatchUp { batches, retired, before })
     }
 
-    fn replay(
-        &mut self,
-        log: &rusqlite::Connection,
-        head: u64,
-        max: usize,
-    ) -> anyhow::Result<(Vec<PluginBatch>, Vec<String>)> {
+    fn replay(&mut self, log: &mut dyn Read, head: u64, max: usize) -> anyhow::Result<(Vec<PluginBatch>, Vec<String>)> {
         let (mut batches, mut retired) = (Vec::new(), Vec::new());
         for slot in self.catching_up.iter_mut().filter(|slot| !slot.stats.suspended.load(Relaxed)) {
-            let mut events = reader::log_after(log, slot.cursor, max)?;
+            let mut events = log.log_after(slot.cursor, max)?;
             events.retain(|event| event.seq <= head);
             let last_seq = events.last().map_or(head, |event| event.seq);
             let batch = slot.index(&events, last_seq);
             if batch.last_seq >= head {
-                retired.extend(plugin_data::other_versions(log, &slot.stats.name, slot.template.storage_id())?);
+                retired.extend(log.plugin_versions(&slot.stats.name, slot.template.storage_id())?);
             }
             batches.push(batch);
         }

@@ -74,7 +74,12 @@ impl Plugins {
     /// place (an indexer behind `head` first replays the log read through `log`, its older
     /// version running until then); the order follows the new config. Returns the storage ids
     /// to remove.
-    pub fn apply(&mut self, reload: Reload, head: u64, log: &rusqlite::Connection) -> anyhow::Result<Vec<String>> {
+    pub fn apply(
+        &mut self,
+        reload: Reload,
+        head: u64,
+        log: &mut dyn crate::store::Read,
+    ) -> anyhow::Result<Vec<String>> {
         let position = |name: &str| reload.order.iter().position(|n| n == name);
         for gone in self.slots.iter().chain(&self.catching_up).filter(|slot| position(&slot.stats.name).is_none()) {
             tracing::info!(plugin = %gone.stats.name, "plugin removed from the config: stopped");

@@ -8,8 +8,8 @@
 //! plugin's memory (`memory_mib`, shared with its linear memory) and the storage it would leave
 //! against its quota (`storage_quota_mib`). Route instances are read-only.
 
-use crate::store::plugin_data::{self, Bound, MAX_PAGE, Page, Write, entry_size};
-use rusqlite::Connection;
+use crate::store::Read;
+use crate::store::plugin_data::{Bound, MAX_PAGE, Page, Write, entry_size};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ type Pending = (Option<String>, u64);
 pub struct PluginStorage {
     /// The storage id (`name@version`) its entries are stored under.
     plugin: Arc<str>,
-    conn: Connection,
+    conn: Box<dyn Read>,
     /// Indexes the plugin declared: (collection, field).
     indexes: Arc<HashSet<(String, String)>>,
     limits: StorageLimits,
@@ -53,7 +53,7 @@ pub struct PluginStorage {
 
 impl PluginStorage {
     /// Storage for an instance of `plugin` reading through `conn`.
-    pub fn new(plugin: Arc<str>, conn: Connection, limits: StorageLimits) -> Self {
+    pub fn new(plugin: Arc<str>, conn: Box<dyn Read>, limits: StorageLimits) -> Self {
         PluginStorage {
             plugin,
             conn,
@@ -74,7 +74,7 @@ impl PluginStorage {
 
     /// Allow writes until [`take_writes`](Self::take_writes).
     pub fn begin_writes(&mut self) {
-        let stored = plugin_data::stored_bytes(&self.conn, &self.plugin);
+        let stored = self.conn.plugin_bytes(&self.plugin);
         self.stored_bytes = self.checked("reading its size", stored);
         (self.bytes_delta, self.pending_bytes) = (0, 0);
         self.overlay = Some(BTreeMap::new());
@@ -104,7 +104,7 @@ impl PluginStorage {
         if let Some((value, _)) = self.pending(collection, key) {
             return value.clone();
         }
-        let read = plugin_data::get(&self.conn, &self.plugin, collection, key);
+        let read = self.conn.plugin_value(&self.plugin, collection, key);
         self.checked("get", read)
     }
 
@@ -134,7 +134,7 @@ impl PluginStorage {
                 return Err(format!("one batch may write at most {MAX_WRITES} entries"));
             }
             None => {
-                let stored = plugin_data::stored_size(&self.conn, &self.plugin, &entry.0, &entry.1);
+                let stored = self.conn.plugin_entry_size(&self.plugin, &entry.0, &entry.1);
                 let stored = self.checked("reading an entry's size", stored).unwrap_or(0);
                 (stored, stored, 0)
             }
@@ -159,8 +159,10 @@ impl PluginStorage {
     /// Entries whose key starts with `prefix`, after `after`, at most `limit`, as this batch
     /// left them.
     pub fn scan(&mut self, collection: &str, prefix: &str, after: Option<&str>, limit: u32) -> Vec<(String, String)> {
-        let (conn, plugin) = (&self.conn, &self.plugin);
-        let read = |after: Option<&str>, bound| plugin_data::scan(conn, plugin, collection, prefix, after, bound);
+        let plugin = self.plugin.clone();
+        let read = |conn: &mut dyn Read, after: Option<&str>, bound| {
+            conn.plugin_scan(&plugin, collection, prefix, after, bound)
+        };
         let matches = |key: &str, _: &Option<String>| key.starts_with(prefix);
         let page = self.paged(collection, after, limit, read, matches);
         self.checked("scan", page)
@@ -186,9 +188,10 @@ impl PluginStorage {
         if !(wanted.is_string() || wanted.is_i64() || wanted.is_u64()) {
             return Err("find looks up a string or an integer".into());
         }
-        let (conn, plugin) = (&self.conn, &self.plugin);
-        let read =
-            |after: Option<&str>, bound| plugin_data::find(conn, plugin, collection, field, &wanted, after, bound);
+        let plugin = self.plugin.clone();
+        let read = |conn: &mut dyn Read, after: Option<&str>, bound| {
+            conn.plugin_find(&plugin, collection, field, &wanted, after, bound)
+        };
         let matches = |_: &str, new: &Option<String>| {
             let parsed = new.as_deref().and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok());
             parsed.is_some_and(|v| v.get(field) == Some(&wanted))
@@ -202,20 +205,20 @@ impl PluginStorage {
     /// When a stored page is cut, pending entries past its last key wait for the next page, so
     /// paging skips nothing. At most `limit` entries and the page's bytes (at least one entry).
     fn paged(
-        &self,
+        &mut self,
         collection: &str,
         after: Option<&str>,
         limit: u32,
-        mut read: impl FnMut(Option<&str>, Bound) -> rusqlite::Result<Page>,
+        mut read: impl FnMut(&mut dyn Read, Option<&str>, Bound) -> anyhow::Result<Page>,
         matches: impl Fn(&str, &Option<String>) -> bool,
-    ) -> rusqlite::Result<Vec<(String, String)>> {
+    ) -> anyhow::Result<Vec<(String, String)>> {
         let limit = limit.min(MAX_PAGE);
         let pending_here = self.overlay.iter().flatten().filter(|((c, _), _)| c == collection);
         let bound =
             Bound { entries: limit + pending_here.count().min(MAX_WRITES) as u32, bytes: self.limits.page_bytes };
         let mut from = after.map(str::to_owned);
         loop {
-            let stored = read(from.as_deref(), bound)?;
+            let stored = read(self.conn.as_mut(), from.as_deref(), bound)?;
             let last_stored = stored.cut.then(|| stored.entries.last().map(|(key, _)| key.clone())).flatten();
             let mut merged: BTreeMap<String, String> =
                 stored.entries.into_iter().filter(|(key, _)| self.pending(collection, key).is_none()).collect();
@@ -245,7 +248,7 @@ impl PluginStorage {
     }
 
     /// A read's result; a failure is remembered (the call fails) and answered as empty.
-    fn checked<T: Default>(&mut self, what: &str, read: rusqlite::Result<T>) -> T {
+    fn checked<T: Default>(&mut self, what: &str, read: anyhow::Result<T>) -> T {
         read.unwrap_or_else(|error| {
             tracing::error!(plugin = %self.plugin, "plugin storage {what} failed: {error}");
             self.failure.get_or_insert_with(|| format!("storage {what} failed: {error}"));
@@ -262,7 +265,7 @@ fn pending_size((collection, key): &(String, String), value: &Option<String>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::plugin_data::{PluginBatch, apply};
+    use crate::store::plugin_data::PluginBatch;
     use crate::store::{Location, Writer};
 
     const LIMITS: StorageLimits = StorageLimits { page_bytes: 1 << 20, quota: 1 << 30 };
@@ -270,14 +273,10 @@ mod tests {
     /// Storage over a fresh database holding `writes` for plugin `p@1`.
     fn storage_with(writes: Vec<Write>, limits: StorageLimits) -> (Location, PluginStorage) {
         let location = Location::resolve(":memory:").unwrap();
-        Writer::open(&location).unwrap();
-        let mut conn = rusqlite::Connection::open(location.path()).unwrap();
         let bytes_delta = writes.iter().map(|w| w.size() as i64).sum();
         let batch = PluginBatch { plugin: "p@1".into(), writes, bytes_delta, ..PluginBatch::default() };
-        let tx = conn.transaction().unwrap();
-        apply(&tx, &batch, 0).unwrap();
-        tx.commit().unwrap();
-        let read = crate::store::reader::open_read_only(&location).unwrap();
+        Writer::open(&location).unwrap().commit_plugins(&[batch], &[]).unwrap();
+        let read = crate::store::open_read(&location).unwrap();
         (location, PluginStorage::new(Arc::from("p@1"), read, limits))
     }
 

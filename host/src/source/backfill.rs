@@ -16,7 +16,7 @@ use super::backoff::Backoff;
 use crate::config::NodeConfig;
 use crate::event::{Delivery, Frame, Payload};
 use crate::rpc::{Rpc, RpcError};
-use crate::store::{Store, reader};
+use crate::store::Store;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub async fn backfill(
         tokio::time::sleep(delay).await;
         delay = POLL;
         let node = filler.name.to_string();
-        let gaps = match filler.store.read(move |conn| reader::gaps_to_backfill(conn, &node)).await {
+        let gaps = match filler.store.read(move |conn| conn.gaps_to_backfill(&node)).await {
             Ok(gaps) => gaps,
             Err(e) => {
                 tracing::warn!(node = %filler.name, "cannot read the gaps to backfill: {e:#}");
@@ -111,7 +111,7 @@ impl Filler {
             return Ok(true);
         };
         let limit = self.limit as usize;
-        let stored = self.store.read(move |conn| reader::block_heights_above(conn, below, limit)).await;
+        let stored = self.store.read(move |conn| conn.block_heights_above(below, limit)).await;
         let stored: HashSet<u64> = match stored {
             Ok(heights) if heights.is_empty() => return Ok(false),
             Ok(heights) => heights.into_iter().collect(),
@@ -184,7 +184,7 @@ impl Filler {
             .iter()
             .filter_map(|p| if let Payload::Event(e) = p { Some(e.key.clone()) } else { None })
             .collect();
-        let stored = self.store.read(move |conn| reader::stored_keys(conn, &keys)).await.unwrap_or_default();
+        let stored = self.store.read(move |conn| conn.stored_keys(&keys)).await.unwrap_or_default();
         let mut blocks = 0;
         for payload in payloads {
             if let Payload::Event(event) = &payload {

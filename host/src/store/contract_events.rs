@@ -1,8 +1,6 @@
 //! Contract events (`ContractEvent`, from CSPR.cloud or a decoder plugin) by contract, package,
-//! name and transaction: the `contract_events` table the writer fills as they are stored.
-
-use super::StoredEvent;
-use rusqlite::{Connection, params_from_iter};
+//! name and transaction: what identifies one, read once as it is stored so that each backend
+//! indexes it, and what clients list them by.
 
 /// What identifies a contract event: what `contract_events` indexes and stream filters match.
 #[derive(Debug, Default, PartialEq, serde::Deserialize)]
@@ -49,34 +47,6 @@ impl Identity {
     }
 }
 
-/// Index contract event `seq` (its JSON is `raw`).
-pub(super) fn index(statement: &mut rusqlite::CachedStatement<'_>, seq: u64, raw: &str) -> rusqlite::Result<()> {
-    let Some(identity) = Identity::of(raw) else { return Ok(()) };
-    statement.execute(rusqlite::params![
-        seq as i64,
-        identity.contract_package_hash,
-        identity.contract_hash,
-        identity.name,
-        identity.transaction_hash,
-    ])?;
-    Ok(())
-}
-
-/// The statement [`index`] runs.
-pub(super) const INSERT: &str = "INSERT OR IGNORE INTO contract_events
-    (seq, contract_package_hash, contract_hash, name, transaction_hash) VALUES (?1, ?2, ?3, ?4, ?5)";
-
-/// Index every stored contract event (a database from before the index existed).
-pub(super) fn index_all(conn: &Connection) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(INSERT)?;
-    let mut select = conn.prepare("SELECT seq, raw FROM events WHERE kind = 'ContractEvent'")?;
-    let mut rows = select.query([])?;
-    while let Some(row) = rows.next()? {
-        index(&mut insert, row.get::<_, i64>(0)? as u64, &row.get::<_, String>(1)?)?;
-    }
-    Ok(())
-}
-
 /// Which contract events to list; every filter given must match.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
@@ -92,45 +62,6 @@ pub struct Query {
     pub before: Option<u64>,
     /// At most this many.
     pub limit: usize,
-}
-
-/// Visible contract events matching `query`, newest first, each with the height of its block
-/// when that block is stored.
-pub fn list(conn: &Connection, query: &Query) -> rusqlite::Result<Vec<(StoredEvent, Option<u64>)>> {
-    let mut conditions = vec!["e.dropped = 0".to_owned()];
-    let mut values: Vec<rusqlite::types::Value> = Vec::new();
-    let filters = [
-        ("c.contract_hash", &query.contract),
-        ("c.contract_package_hash", &query.package),
-        ("c.name", &query.name),
-        ("c.transaction_hash", &query.transaction),
-    ];
-    for (column, value) in filters {
-        if let Some(value) = value {
-            values.push(value.clone().into());
-            conditions.push(format!("{column} = ?{}", values.len()));
-        }
-    }
-    if let Some(before) = query.before {
-        values.push(i64::try_from(before).unwrap_or(i64::MAX).into());
-        conditions.push(format!("c.seq < ?{}", values.len()));
-    }
-    values.push((query.limit as i64).into());
-    let (event_columns, height_column) = super::reader::event_columns_of("e");
-    let sql = format!(
-        "SELECT {event_columns},
-                (SELECT b.block_height FROM events b WHERE b.kind = 'BlockAdded' AND b.block_hash = e.block_hash)
-         FROM contract_events c JOIN events e ON e.seq = c.seq
-         WHERE {} ORDER BY c.seq DESC LIMIT ?{}",
-        conditions.join(" AND "),
-        values.len()
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(values), |row| {
-        let event = super::reader::stored_event(row)?;
-        Ok((event, row.get::<_, Option<i64>>(height_column)?.map(|h| h as u64)))
-    })?;
-    rows.collect()
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
-//! The event log: every event stored once, in SQLite (WAL), with a store-wide sequence number.
+//! The event log: every event stored once, with a store-wide sequence number, and what the
+//! plugins keep. One interface ([`Read`], [`Writer`]) over a module per backend: `sqlite/`, the
+//! embedded default (one file, WAL).
 //!
 //! One [`Writer`] (owned by the pipeline thread) appends in batches; API handlers read through
-//! [`Store`], which lends out read-only connections from a small pool.
-
-mod checkpoint;
-mod schema;
-mod writer;
+//! [`Store`], which lends out read connections from a small pool.
 
 pub mod contract_events;
 pub mod plugin_data;
+pub mod read;
+mod sqlite;
+mod write;
 
-pub mod reader;
-pub use reader::Store;
-pub use writer::{Derived, Outcome, Processor, Writer};
+pub use read::{Read, Store};
+pub use write::{Derived, Outcome, Processor, Writer};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,6 +74,16 @@ impl Location {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// A new read connection to the database at `location`.
+pub fn open_read(location: &Location) -> anyhow::Result<Box<dyn Read>> {
+    Ok(Box::new(sqlite::open_read(location.path())?))
+}
+
+/// The write connection to the database at `location`, its schema brought up to date.
+fn open_database(location: &Location) -> anyhow::Result<Box<dyn write::Database>> {
+    Ok(Box::new(sqlite::Sqlite::open(location)?))
 }
 
 use crate::event::key_hash;

@@ -10,7 +10,7 @@
 //! automatic checkpoint as a backstop ([`set_backstop`]): a commit that finds the log that
 //! long copies only the little this thread has not, and the log starts over.
 
-use super::Location;
+use crate::store::Location;
 use rusqlite::Connection;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -38,7 +38,7 @@ impl Checkpointer {
     /// Start checkpointing the database at `location` (which the writer has opened in WAL mode).
     pub fn start(location: &Location) -> anyhow::Result<Checkpointer> {
         let conn = Connection::open(location.path())?;
-        super::schema::configure(&conn)?;
+        super::connection::configure(&conn)?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
         let thread = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
@@ -87,7 +87,7 @@ mod tests {
         let location = Location::resolve(":memory:").unwrap();
         let writer = Connection::open(location.path()).unwrap();
         writer.pragma_update(None, "journal_mode", "WAL").unwrap();
-        super::super::schema::configure(&writer).unwrap();
+        super::super::connection::configure(&writer).unwrap();
         set_backstop(&writer).unwrap();
         writer.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)").unwrap();
         let _checkpointer = Checkpointer::start(&location).unwrap();

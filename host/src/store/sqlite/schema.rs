@@ -121,19 +121,12 @@ CREATE TABLE IF NOT EXISTS node_cursors (
 );
 ";
 
-/// Settings every connection needs.
-pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-
-    conn.pragma_update(None, "synchronous", "NORMAL")
-}
-
 /// What `PRAGMA application_id` holds in a Sluice database: "SLCE".
 const APPLICATION_ID: i64 = 0x534C_4345;
 
 /// Create or check the tables; called by the writer before anyone reads. A file that is not a
 /// Sluice database is refused before anything in it changes.
-pub fn migrate(conn: &Connection) -> anyhow::Result<()> {
+pub(super) fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let application: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
@@ -254,7 +247,7 @@ mod tests {
             "DROP INDEX events_by_account; ALTER TABLE events DROP COLUMN account; PRAGMA user_version = 9;",
         )
         .unwrap();
-        let processed = include_str!("../../fixtures/casper2/transaction_processed_event_with_messages.json");
+        let processed = include_str!("../../../fixtures/casper2/transaction_processed_event_with_messages.json");
         conn.execute(
             "INSERT INTO events (key_hash, key, kind, node, received_at_ms, raw)
              VALUES (x'00', 'k', 'TransactionProcessed', 'n', 0, ?1)",

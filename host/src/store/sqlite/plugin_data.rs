@@ -1,0 +1,151 @@
+//! Plugins' storage on SQLite: the `plugin_data` table, plugin cursors and dead letters.
+
+use crate::store::plugin_data::{Bound, Page, PluginBatch, PluginRead, prefix_end};
+use rusqlite::{Connection, OptionalExtension, params};
+
+impl PluginRead for Connection {
+    fn plugin_value(&mut self, plugin: &str, collection: &str, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .prepare_cached("SELECT value FROM plugin_data WHERE plugin = ?1 AND collection = ?2 AND key = ?3")?
+            .query_row([plugin, collection, key], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn plugin_entry_size(&mut self, plugin: &str, collection: &str, key: &str) -> anyhow::Result<Option<u64>> {
+        let size = self
+            .prepare_cached(
+                "SELECT octet_length(collection) + octet_length(key) + octet_length(value) FROM plugin_data
+                 WHERE plugin = ?1 AND collection = ?2 AND key = ?3",
+            )?
+            .query_row([plugin, collection, key], |r| r.get::<_, i64>(0))
+            .optional()?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    fn plugin_bytes(&mut self, plugin: &str) -> anyhow::Result<u64> {
+        let bytes = self
+            .prepare_cached("SELECT bytes FROM plugin_cursors WHERE plugin = ?1")?
+            .query_row([plugin], |r| r.get::<_, i64>(0))
+            .optional()?;
+        Ok(bytes.unwrap_or(0).max(0) as u64)
+    }
+
+    fn plugin_scan(
+        &mut self,
+        plugin: &str,
+        collection: &str,
+        prefix: &str,
+        after: Option<&str>,
+        bound: Bound,
+    ) -> anyhow::Result<Page> {
+        // Keys with the prefix are a range of the primary key: from `prefix` (or past `after`)
+        // to the least string above all of them (none when the prefix is empty or only U+10FFFF).
+        let (from, above) = match after {
+            Some(after) if after >= prefix => (after, true),
+            _ => (prefix, false),
+        };
+        let end = prefix_end(prefix);
+        let sql = format!(
+            "SELECT key, value FROM plugin_data WHERE plugin = ?1 AND collection = ?2 AND key {} ?3 {} ORDER BY key",
+            if above { ">" } else { ">=" },
+            if end.is_some() { "AND key < ?4" } else { "AND ?4 IS NULL" },
+        );
+        let mut stmt = self.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![plugin, collection, from, end], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Page::within(rows, bound)?)
+    }
+
+    fn plugin_find(
+        &mut self,
+        plugin: &str,
+        collection: &str,
+        field: &str,
+        value: &serde_json::Value,
+        after: Option<&str>,
+        bound: Bound,
+    ) -> anyhow::Result<Page> {
+        let sql = format!(
+            "SELECT key, value FROM plugin_data
+             WHERE plugin = ?1 AND collection = ?2 AND {} = ?3 AND key {} ?4 ORDER BY key",
+            field_expression(field),
+            if after.is_some() { ">" } else { ">=" },
+        );
+        let value = match value {
+            serde_json::Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+            serde_json::Value::Number(n) if n.is_i64() => {
+                rusqlite::types::Value::Integer(n.as_i64().unwrap_or_default())
+            }
+            serde_json::Value::Number(n) => rusqlite::types::Value::Real(n.as_f64().unwrap_or_default()),
+            serde_json::Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
+            other => rusqlite::types::Value::Text(other.to_string()),
+        };
+        let mut stmt = self.prepare_cached(&sql)?;
+        let rows =
+            stmt.query_map(params![plugin, collection, value, after.unwrap_or("")], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(Page::within(rows, bound)?)
+    }
+
+    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<u64>> {
+        let seq = self
+            .query_row("SELECT last_seq FROM plugin_cursors WHERE plugin = ?1", [plugin], |r| r.get::<_, i64>(0))
+            .optional()?;
+        Ok(seq.map(|s| s as u64))
+    }
+
+    fn plugin_versions(&mut self, name: &str, current: &str) -> anyhow::Result<Vec<String>> {
+        let mut stmt = self.prepare(
+            "SELECT plugin FROM plugin_cursors WHERE substr(plugin, 1, length(?1) + 1) = ?1 || '@' AND plugin != ?2",
+        )?;
+        let rows = stmt.query_map([name, current], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+fn field_expression(field: &str) -> String {
+    format!("json_extract(value, '$.{field}')")
+}
+
+/// Create the index for JSON field `field` (checked by the caller), which every plugin and
+/// collection declaring an index on a field of that name shares.
+pub(super) fn create_index(conn: &Connection, field: &str) -> rusqlite::Result<()> {
+    // SQLite names ignore case; fields do not.
+    let name = format!("plugin_index_{}", &blake3::hash(field.as_bytes()).to_hex()[..16]);
+    conn.execute_batch(&format!(
+        "CREATE INDEX IF NOT EXISTS \"{name}\" ON plugin_data (plugin, collection, {}, key)",
+        field_expression(field)
+    ))
+}
+
+/// Remove everything stored under `storage_id`: entries and cursor (an older version's).
+pub(super) fn remove_all(tx: &Connection, storage_id: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM plugin_data WHERE plugin = ?1", [storage_id])?;
+    tx.execute("DELETE FROM plugin_cursors WHERE plugin = ?1", [storage_id])?;
+    Ok(())
+}
+
+/// Write one plugin's batch: its storage changes, dead letters and cursor.
+pub(super) fn apply(tx: &Connection, batch: &PluginBatch, now_ms: i64) -> rusqlite::Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO plugin_data (plugin, collection, key, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (plugin, collection, key) DO UPDATE SET value = excluded.value",
+    )?;
+    let mut delete = tx.prepare_cached("DELETE FROM plugin_data WHERE plugin = ?1 AND collection = ?2 AND key = ?3")?;
+    for write in &batch.writes {
+        match &write.value {
+            Some(value) => upsert.execute(params![batch.plugin, write.collection, write.key, value])?,
+            None => delete.execute(params![batch.plugin, write.collection, write.key])?,
+        };
+    }
+    let mut dead_letter = tx.prepare_cached(
+        "INSERT INTO plugin_failures (plugin, from_seq, to_seq, error, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (from, to, error) in &batch.failures {
+        dead_letter.execute(params![batch.plugin, *from as i64, *to as i64, error, now_ms])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO plugin_cursors (plugin, last_seq, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (plugin) DO UPDATE SET last_seq = excluded.last_seq, bytes = bytes + excluded.bytes",
+    )?
+    .execute(params![batch.plugin, batch.last_seq as i64, batch.bytes_delta])?;
+    Ok(())
+}

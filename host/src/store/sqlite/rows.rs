@@ -1,0 +1,34 @@
+//! Rows of the `events` table as [`StoredEvent`]s, and integers as SQLite holds them.
+
+use crate::store::StoredEvent;
+use rusqlite::Row;
+use std::sync::Arc;
+
+/// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
+pub(super) const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations, hidden_by, account";
+
+/// [`EVENT_COLUMNS`] of the `events` table aliased `alias` (for joins), and how many there
+/// are: a query's own columns come after them.
+pub(super) fn event_columns_of(alias: &str) -> (String, usize) {
+    let columns: Vec<String> = EVENT_COLUMNS.split(", ").map(|column| format!("{alias}.{column}")).collect();
+    (columns.join(", "), columns.len())
+}
+
+/// Map a row selected with [`EVENT_COLUMNS`] (or [`event_columns_of`]).
+pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: row.get::<_, i64>(0)? as u64,
+        kind: row.get(1)?,
+        node: row.get(2)?,
+        received_at_ms: row.get(3)?,
+        raw: Arc::from(row.get::<_, String>(4)?),
+        annotations: row.get(5)?,
+        hidden_by: row.get(6)?,
+        account: row.get(7)?,
+    })
+}
+
+/// SQLite integers are signed: larger values saturate.
+pub(super) fn sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,269 @@
+//! The single writer: appends deliveries in one transaction per batch and records plugin
+//! outcomes. What a batch does is decided here, once; each backend supplies the statements
+//! ([`Database`], [`Batch`]).
+
+use super::contract_events::Identity;
+use super::plugin_data::PluginBatch;
+use super::{Location, StoredEvent};
+use crate::event::{Delivery, NodeEvent, Payload, StreamCursor};
+use anyhow::Context;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the plugins decided about one stored event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Hidden from subscribers and the API.
+    pub dropped: bool,
+    /// JSON object of annotations (plugin name → value), if any.
+    pub annotations: Option<String>,
+    /// Attached filters that dropped it (comma-separated), if any.
+    pub hidden_by: Option<String>,
+    /// Events decoders derived from it, to store right after it.
+    pub derived: Vec<Derived>,
+}
+
+impl Outcome {
+    /// Whether anything must be written onto the event's row.
+    fn is_default(&self) -> bool {
+        !self.dropped && self.annotations.is_none() && self.hidden_by.is_none()
+    }
+}
+
+/// An event a decoder plugin derived from a stored one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    /// Stored as its source: `plugin:NAME`.
+    pub plugin: String,
+    /// The event (its key is the plugin's, prefixed with the plugin's name).
+    pub event: NodeEvent,
+}
+
+/// What runs inside a batch's transaction: the plugins.
+pub trait Processor {
+    /// Rule on one new event (filters).
+    fn decide(&mut self, event: &StoredEvent) -> Outcome;
+    /// After the batch's new events: what to commit with them (indexers' storage writes,
+    /// cursors, dead letters). `last_seq` is the store's last sequence after the batch.
+    fn finish(&mut self, stored: &[(StoredEvent, Outcome)], last_seq: u64) -> Vec<PluginBatch>;
+}
+
+/// What a batch moves a stream's cursor to: the last id and its identity, and the API version.
+#[derive(Debug, Default)]
+pub struct CursorUpdate<'a> {
+    /// The last node event id stored, and the identity of its frame.
+    pub last: Option<(u32, Option<[u8; 16]>)>,
+    /// The API version the node announced.
+    pub api_version: Option<&'a str>,
+}
+
+/// The statements of one transaction, on one backend.
+pub trait Batch {
+    /// Insert `event` as delivered by `node` unless its natural key is stored; its sequence
+    /// number (the next one, without gaps) when it was inserted.
+    fn insert_event(
+        &mut self,
+        event: &NodeEvent,
+        node: &str,
+        node_event_id: Option<u32>,
+        received_at_ms: i64,
+    ) -> anyhow::Result<Option<u64>>;
+    /// Record that `node` delivered the stored event with natural key `key` too (unless it is
+    /// the node that delivered it first, or did so before).
+    fn record_sighting(
+        &mut self,
+        key: &str,
+        node: &str,
+        node_event_id: Option<u32>,
+        received_at_ms: i64,
+    ) -> anyhow::Result<()>;
+    /// Write a non-default outcome onto event `seq`.
+    fn record_outcome(&mut self, seq: u64, outcome: &Outcome) -> anyhow::Result<()>;
+    /// Index contract event `seq`.
+    fn index_contract_event(&mut self, seq: u64, identity: &Identity) -> anyhow::Result<()>;
+    /// Keep a frame that could not be parsed.
+    fn insert_rejected(
+        &mut self,
+        node: &str,
+        node_event_id: Option<u32>,
+        received_at_ms: i64,
+        reason: &str,
+        raw: &str,
+    ) -> anyhow::Result<()>;
+    /// Record a gap in a stream's ids, with the highest block stored now.
+    fn insert_gap(&mut self, stream: &str, from_id: u32, to_id: u32, detected_at_ms: i64) -> anyhow::Result<()>;
+    /// Mark gap `gap` as backfilled.
+    fn record_backfill(&mut self, gap: i64, blocks: u32, note: Option<&str>, at_ms: i64) -> anyhow::Result<()>;
+    /// Move a stream's cursor (fields of `update` that are `None` keep their value).
+    fn save_cursor(&mut self, stream: &str, update: &CursorUpdate<'_>, now_ms: i64) -> anyhow::Result<()>;
+    /// The highest sequence stored, this transaction's inserts included.
+    fn last_seq(&mut self) -> anyhow::Result<u64>;
+    /// Write one plugin's batch: its storage changes, dead letters and cursor.
+    fn apply_plugin_batch(&mut self, batch: &PluginBatch, now_ms: i64) -> anyhow::Result<()>;
+    /// Remove everything stored under `storage_id`: entries and cursor (an older version's).
+    fn remove_plugin_storage(&mut self, storage_id: &str) -> anyhow::Result<()>;
+}
+
+/// A backend's write connection.
+pub trait Database: Send {
+    /// Run `work` in one transaction, committed if it succeeds and rolled back if not.
+    fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn Batch) -> anyhow::Result<()>) -> anyhow::Result<()>;
+    /// The highest sequence stored (0 when empty).
+    fn last_seq(&mut self) -> anyhow::Result<u64>;
+    /// Create the storage index plugins declared on JSON field `field` (checked by the caller).
+    fn create_plugin_index(&mut self, field: &str) -> anyhow::Result<()>;
+    /// Where each SSE stream stands, to resume with `start_from`.
+    fn cursors(&mut self) -> anyhow::Result<HashMap<String, StreamCursor>>;
+    /// What errors name: the database file, or the server without credentials.
+    fn name(&self) -> &str;
+}
+
+/// Owns the write connection. Only the pipeline thread holds one.
+pub struct Writer {
+    database: Box<dyn Database>,
+}
+
+impl Writer {
+    /// Open (creating if needed) the database and bring its schema up to date.
+    pub fn open(location: &Location) -> anyhow::Result<Writer> {
+        Ok(Writer { database: super::open_database(location)? })
+    }
+
+    /// Store a batch in one transaction. Events already stored (same natural key) are skipped
+    /// (a delivery by another node than the first is recorded in `sightings`);
+    /// each new one gets its sequence number, then `decide` (the plugins) rules on it and the
+    /// outcome is stored with it. Each node's cursor moves to the last event id it delivered in
+    /// the batch. Everything commits together: an event is never stored without its outcome.
+    /// Returns the new events with their outcomes, in sequence order. On an error nothing is
+    /// stored and the caller may retry (`decide` then sees those events again).
+    pub fn append(
+        &mut self,
+        batch: &[Delivery],
+        processor: &mut impl Processor,
+    ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
+        let mut stored = Vec::new();
+        self.database
+            .transaction(&mut |tx| {
+                stored.clear();
+                append_to(tx, batch, processor, &mut stored)
+            })
+            .with_context(|| format!("writing to {}", self.database.name()))?;
+        Ok(stored)
+    }
+
+    /// Commit plugin work done outside a batch (history replay): each plugin's writes and
+    /// cursor, and the removal of `retired` storage ids (older versions), in one transaction.
+    pub fn commit_plugins(&mut self, batches: &[PluginBatch], retired: &[String]) -> anyhow::Result<()> {
+        let now = crate::event::now_ms();
+        self.database
+            .transaction(&mut |tx| {
+                for batch in batches {
+                    tx.apply_plugin_batch(batch, now)?;
+                }
+                retired.iter().try_for_each(|storage_id| tx.remove_plugin_storage(storage_id))
+            })
+            .with_context(|| format!("writing to {}", self.database.name()))
+    }
+
+    /// The highest sequence stored (0 when empty).
+    pub fn last_seq(&mut self) -> anyhow::Result<u64> {
+        self.database.last_seq()
+    }
+
+    /// Create the storage indexes plugins declared on these JSON fields.
+    pub fn create_plugin_indexes(&mut self, fields: &[String]) -> anyhow::Result<()> {
+        fields.iter().try_for_each(|field| self.database.create_plugin_index(field))
+    }
+
+    /// Where each SSE stream stands, to resume with `start_from`.
+    pub fn cursors(&mut self) -> anyhow::Result<HashMap<String, StreamCursor>> {
+        self.database.cursors()
+    }
+}
+
+/// One batch's work inside its transaction (see [`Writer::append`]).
+fn append_to(
+    tx: &mut dyn Batch,
+    batch: &[Delivery],
+    processor: &mut impl Processor,
+    stored: &mut Vec<(StoredEvent, Outcome)>,
+) -> anyhow::Result<()> {
+    let mut cursors: HashMap<&str, CursorUpdate> = HashMap::new();
+    for delivery in batch {
+        if let Some(id) = delivery.node_event_id {
+            cursors.entry(&delivery.stream).or_default().last = Some((id, delivery.payload.identity()));
+        }
+        let (node, at) = (&*delivery.node, delivery.received_at_ms);
+        match &delivery.payload {
+            Payload::Event(e) => {
+                let Some(event) = insert(tx, e, node, delivery.node_event_id, at)? else {
+                    tx.record_sighting(&e.key, node, delivery.node_event_id, at)?;
+                    continue;
+                };
+                // The plugins rule on the event, then on the events decoders derived from it,
+                // stored right after it (once: by their keys).
+                let mut outcome = processor.decide(&event);
+                let derived = std::mem::take(&mut outcome.derived);
+                stored.push(record(tx, event, outcome)?);
+                for derived in derived {
+                    if let Some(event) = insert(tx, &derived.event, &derived.plugin, None, at)? {
+                        let outcome = processor.decide(&event);
+                        stored.push(record(tx, event, outcome)?);
+                    }
+                }
+            }
+            Payload::Rejected { reason, raw } => tx.insert_rejected(node, delivery.node_event_id, at, reason, raw)?,
+            Payload::ApiVersion(version) => cursors.entry(&delivery.stream).or_default().api_version = Some(version),
+            Payload::Gap { from_id, to_id } => tx.insert_gap(&delivery.stream, *from_id, *to_id, at)?,
+            Payload::Backfilled { gap, blocks, note } => tx.record_backfill(*gap, *blocks, note.as_deref(), at)?,
+        }
+    }
+    let now = crate::event::now_ms();
+    for (stream, update) in &cursors {
+        tx.save_cursor(stream, update, now)?;
+    }
+    let last_seq = match stored.last() {
+        Some((event, _)) => event.seq,
+        None => tx.last_seq()?,
+    };
+    for plugin in processor.finish(stored, last_seq) {
+        tx.apply_plugin_batch(&plugin, now)?;
+    }
+    Ok(())
+}
+
+/// Insert `e` as delivered by `node` and index it when it is a contract event; the stored
+/// event, or `None` when its key is stored already.
+fn insert(
+    tx: &mut dyn Batch,
+    e: &NodeEvent,
+    node: &str,
+    node_event_id: Option<u32>,
+    received_at_ms: i64,
+) -> anyhow::Result<Option<StoredEvent>> {
+    let Some(seq) = tx.insert_event(e, node, node_event_id, received_at_ms)? else { return Ok(None) };
+    if e.kind == crate::event::CONTRACT_EVENT {
+        if let Some(identity) = Identity::of(&e.raw) {
+            tx.index_contract_event(seq, &identity)?;
+        }
+    }
+    Ok(Some(StoredEvent {
+        seq,
+        kind: e.kind.clone(),
+        node: node.to_owned(),
+        received_at_ms,
+        raw: Arc::from(e.raw.as_str()),
+        annotations: None,
+        hidden_by: None,
+        account: e.account.clone(),
+    }))
+}
+
+/// Write a non-default outcome onto its event's row (and the stored event).
+fn record(tx: &mut dyn Batch, mut event: StoredEvent, outcome: Outcome) -> anyhow::Result<(StoredEvent, Outcome)> {
+    if !outcome.is_default() {
+        tx.record_outcome(event.seq, &outcome)?;
+    }
+    event.hidden_by.clone_from(&outcome.hidden_by);
+    Ok((event, outcome))
+}
