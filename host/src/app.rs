@@ -38,18 +38,25 @@ pub async fn run(
     let public = bind(config.http.listen, "http.listen")?;
     let admin = bind(config.admin.listen, "admin.listen")?;
 
-    let location = Location::resolve(&config.storage.path).context("storage.path")?;
-    let mut writer = Writer::open(&location)?;
-    let cursors = writer.cursors()?;
+    let location = Location::of(&config.storage)?;
+    // Off the async workers: on PostgreSQL a standby waits here until it leads.
+    let (mut writer, cursors) = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        let mut writer = Writer::open(&location)?;
+        let cursors = writer.cursors()?;
+        Ok((writer, cursors))
+    })?;
     let cache_dir = match &config.storage.plugin_cache {
         Some(dir) => dir.clone(),
-        None => location.path().with_file_name("plugin-cache"),
+        None => location.default_plugin_cache(),
     };
     let engine = runtime::engine(&cache_dir)?;
     let services = HostServices::from_config(&config, location.clone())?;
     // Off the async workers: a plugin's `init` may block (reading its granted files, a node query).
-    let mut plugins = tokio::task::block_in_place(|| Plugins::load(&engine, &config.plugins, &services))?;
-    plugins.prepare_storage(&mut writer)?;
+    let plugins = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        let mut plugins = Plugins::load(&engine, &config.plugins, &services)?;
+        plugins.prepare_storage(&mut writer)?;
+        Ok(plugins)
+    })?;
     let (reload_sender, reloads) = mpsc::unbounded_channel();
     let reload_status = Arc::new(ReloadStatus::default());
     if let Some(config_path) = config_path {
@@ -85,7 +92,7 @@ pub async fn run(
         response_times: crate::api::metrics::response_times(),
     };
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
-    let log = crate::store::open_read(&location)?;
+    let log = tokio::task::block_in_place(|| crate::store::open_read(&location))?;
     let pipeline =
         Pipeline { writer, plugins, bus: bus.clone(), stats: ingest, log, reloads, reload_status }.spawn(receiver);
     let mut followers = Vec::new();
@@ -115,7 +122,7 @@ pub async fn run(
         "serving http://{} (admin http://{}), storing in {}",
         public.local_addr()?,
         admin.local_addr()?,
-        location.path().display()
+        location
     );
     let write_timeout = std::time::Duration::from_millis(config.http.write_timeout_ms);
     let header_read_timeout = std::time::Duration::from_millis(config.http.header_read_timeout_ms);

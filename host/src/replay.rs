@@ -18,10 +18,9 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
     if let Some(from) = from {
         plugin.replay_from = from.max(1);
     }
-    let location = Location::resolve(&config.storage.path).context("storage.path")?;
+    let location = Location::of(&config.storage)?;
     let mut writer = Writer::open(&location)?;
-    let cache_dir =
-        config.storage.plugin_cache.clone().unwrap_or_else(|| location.path().with_file_name("plugin-cache"));
+    let cache_dir = config.storage.plugin_cache.clone().unwrap_or_else(|| location.default_plugin_cache());
     let engine = runtime::engine(&cache_dir)?;
     // Start from empty storage: load once to learn its storage id, clear it, load again.
     let services = HostServices::from_config(&config, location.clone())?;

@@ -47,13 +47,27 @@ pub struct StorageConfig {
     /// SQLite file; `:memory:` keeps it in a temporary file removed at exit.
     #[serde(default = "defaults::storage_path")]
     pub path: String,
+    /// A PostgreSQL database instead (`postgresql://user@host:5432/db`); see [`Self::url`].
+    url: Option<String>,
     /// Directory for compiled plugin code; default: `plugin-cache` beside the database.
     pub plugin_cache: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { path: defaults::storage_path(), plugin_cache: None }
+        StorageConfig { path: defaults::storage_path(), url: None, plugin_cache: None }
+    }
+}
+
+impl StorageConfig {
+    /// The PostgreSQL URL, if one is given: `url`, else the environment's `SLUICE_DATABASE_URL`,
+    /// else `DATABASE_URL` (as Ponder and most tools read it). None: the SQLite file at `path`.
+    pub fn url(&self) -> Option<String> {
+        let from_environment = |name| std::env::var(name).ok().filter(|url: &String| !url.is_empty());
+        self.url
+            .clone()
+            .or_else(|| from_environment("SLUICE_DATABASE_URL"))
+            .or_else(|| from_environment("DATABASE_URL"))
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod contract_events;
 pub mod plugin_data;
+mod postgres;
 pub mod read;
 mod sqlite;
 mod write;
@@ -14,6 +15,7 @@ mod write;
 pub use read::{Read, Store};
 pub use write::{Derived, Outcome, Processor, Writer};
 
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,12 +48,19 @@ impl StoredEvent {
     }
 }
 
-/// Where the database lives. `:memory:` becomes a file in a temporary directory that is
-/// removed when the last handle is dropped, so readers and the writer still share it.
+/// Where the database lives: a SQLite file, or a PostgreSQL server.
 #[derive(Debug, Clone)]
 pub struct Location {
-    path: PathBuf,
-    _temporary: Option<Arc<tempfile::TempDir>>,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    /// `:memory:` becomes a file in a temporary directory that is removed when the last handle
+    /// is dropped, so readers and the writer still share it.
+    Sqlite { path: PathBuf, _temporary: Option<Arc<tempfile::TempDir>> },
+    /// The URL (which may hold a password: never shown) and how to name the server.
+    Postgres { url: Arc<str>, name: String },
 }
 
 impl Location {
@@ -60,30 +69,81 @@ impl Location {
         if configured == ":memory:" {
             let dir = tempfile::Builder::new().prefix("sluice-").tempdir()?;
             let path = dir.path().join("sluice.db");
-            return Ok(Location { path, _temporary: Some(Arc::new(dir)) });
+            return Ok(Location { backend: Backend::Sqlite { path, _temporary: Some(Arc::new(dir)) } });
         }
         let path = PathBuf::from(configured);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| std::io::Error::new(e.kind(), format!("creating {}: {e}", parent.display())))?;
         }
-        Ok(Location { path, _temporary: None })
+        Ok(Location { backend: Backend::Sqlite { path, _temporary: None } })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database `[storage]` names: PostgreSQL when it gives a URL, else the SQLite file.
+    pub fn of(storage: &crate::config::StorageConfig) -> anyhow::Result<Location> {
+        match storage.url() {
+            Some(url) => Location::postgres(&url),
+            None => Ok(Location::resolve(&storage.path).context("storage.path")?),
+        }
+    }
+
+    /// A PostgreSQL database (`postgresql://user:password@host:port/db`).
+    pub fn postgres(url: &str) -> anyhow::Result<Location> {
+        let name = postgres::describe(url)?;
+        Ok(Location { backend: Backend::Postgres { url: Arc::from(url), name } })
+    }
+
+    /// Where compiled plugins are cached unless configured: beside a database file, else in
+    /// `./data`.
+    pub fn default_plugin_cache(&self) -> PathBuf {
+        self.path().map_or_else(|| PathBuf::from("./data/plugin-cache"), |path| path.with_file_name("plugin-cache"))
+    }
+
+    /// The database file, when it is one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => Some(path),
+            Backend::Postgres { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The file, or the server without credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => write!(f, "{}", path.display()),
+            Backend::Postgres { name, .. } => f.write_str(name),
+        }
     }
 }
 
 /// A new read connection to the database at `location`.
 pub fn open_read(location: &Location) -> anyhow::Result<Box<dyn Read>> {
-    Ok(Box::new(sqlite::open_read(location.path())?))
+    Ok(match &location.backend {
+        Backend::Sqlite { path, .. } => Box::new(sqlite::open_read(path)?),
+        Backend::Postgres { url, .. } => Box::new(postgres::Connection::open(url)?),
+    })
 }
 
-/// The write connection to the database at `location`, its schema brought up to date.
+/// The write connection to the database at `location`, its schema brought up to date. On
+/// PostgreSQL, waits until this instance is the leader (see [`postgres::Postgres::lead`]).
 fn open_database(location: &Location) -> anyhow::Result<Box<dyn write::Database>> {
-    Ok(Box::new(sqlite::Sqlite::open(location)?))
+    Ok(match &location.backend {
+        Backend::Sqlite { path, .. } => Box::new(sqlite::Sqlite::open(path)?),
+        Backend::Postgres { url, .. } => Box::new(postgres::Postgres::lead(url)?),
+    })
+}
+
+/// Bytes the database takes on disk (a SQLite file and its log; a PostgreSQL database).
+fn disk_bytes(location: &Location) -> u64 {
+    match &location.backend {
+        Backend::Sqlite { path, .. } => sqlite::disk_bytes(path),
+        // Asked on a thread of its own: the blocking client may not run on an async worker.
+        Backend::Postgres { url, .. } => {
+            std::thread::scope(|scope| scope.spawn(|| postgres::disk_bytes(url)).join().unwrap_or(0))
+        }
+    }
 }
 
 use crate::event::key_hash;

@@ -117,7 +117,7 @@ impl Store {
 
     /// Bytes the database takes on disk.
     pub fn disk_bytes(&self) -> u64 {
-        super::sqlite::disk_bytes(self.location.path())
+        super::disk_bytes(&self.location)
     }
 
     fn checkout(&self) -> anyhow::Result<Box<dyn Read>> {

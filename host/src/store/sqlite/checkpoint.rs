@@ -10,8 +10,8 @@
 //! automatic checkpoint as a backstop ([`set_backstop`]): a commit that finds the log that
 //! long copies only the little this thread has not, and the log starts over.
 
-use crate::store::Location;
 use rusqlite::Connection;
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -35,9 +35,9 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Start checkpointing the database at `location` (which the writer has opened in WAL mode).
-    pub fn start(location: &Location) -> anyhow::Result<Checkpointer> {
-        let conn = Connection::open(location.path())?;
+    /// Start checkpointing the database at `path` (which the writer has opened in WAL mode).
+    pub fn start(path: &Path) -> anyhow::Result<Checkpointer> {
+        let conn = Connection::open(path)?;
         super::connection::configure(&conn)?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
@@ -84,16 +84,17 @@ mod tests {
     /// length; the log stays a few times that length (without the backstop it grew to all of it).
     #[test]
     fn the_log_stays_bounded_under_a_writer_that_never_pauses() {
-        let location = Location::resolve(":memory:").unwrap();
-        let writer = Connection::open(location.path()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluice.db");
+        let writer = Connection::open(&path).unwrap();
         writer.pragma_update(None, "journal_mode", "WAL").unwrap();
         super::super::connection::configure(&writer).unwrap();
         set_backstop(&writer).unwrap();
         writer.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)").unwrap();
-        let _checkpointer = Checkpointer::start(&location).unwrap();
+        let _checkpointer = Checkpointer::start(&path).unwrap();
         let page_size: u64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
         let backstop = u64::from(BACKSTOP_PAGES) * page_size;
-        let wal = location.path().with_extension("db-wal");
+        let wal = path.with_extension("db-wal");
         let (mut written, mut longest) = (0, 0);
         let row = vec![7u8; 64 * 1024];
         while written < 16 * backstop {

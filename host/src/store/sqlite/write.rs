@@ -5,12 +5,13 @@ use super::checkpoint::{self, Checkpointer};
 use super::{connection, contract_events, plugin_data, schema};
 use crate::event::{NodeEvent, StreamCursor};
 use crate::store::contract_events::Identity;
+use crate::store::key_hash;
 use crate::store::plugin_data::PluginBatch;
 use crate::store::write::{Batch, CursorUpdate, Database, Outcome};
-use crate::store::{Location, key_hash};
 use anyhow::Context;
 use rusqlite::{CachedStatement, Connection, params};
 use std::collections::HashMap;
+use std::path::Path;
 
 /// The write connection to a SQLite file, and the thread checkpointing its log beside it.
 pub struct Sqlite {
@@ -22,9 +23,9 @@ pub struct Sqlite {
 
 impl Sqlite {
     /// Open (creating if needed) the database and bring its schema up to date.
-    pub fn open(location: &Location) -> anyhow::Result<Sqlite> {
+    pub fn open(path: &Path) -> anyhow::Result<Sqlite> {
         let open = || -> anyhow::Result<Connection> {
-            let conn = Connection::open(location.path())?;
+            let conn = Connection::open(path)?;
             connection::configure(&conn)?;
             schema::migrate(&conn)?;
             // Keep hot index pages in memory (measured in BENCHMARKS.md: page spills dominated
@@ -34,9 +35,9 @@ impl Sqlite {
             checkpoint::set_backstop(&conn)?;
             Ok(conn)
         };
-        let conn = open().with_context(|| format!("the database {}", location.path().display()))?;
-        let checkpointer = Checkpointer::start(location)?;
-        Ok(Sqlite { conn, path: location.path().display().to_string(), _checkpointer: checkpointer })
+        let conn = open().with_context(|| format!("the database {}", path.display()))?;
+        let checkpointer = Checkpointer::start(path)?;
+        Ok(Sqlite { conn, path: path.display().to_string(), _checkpointer: checkpointer })
     }
 }
 

@@ -1,0 +1,138 @@
+//! Plugins' storage on PostgreSQL: the `plugin_data` table, plugin cursors and dead letters.
+
+use super::Connection;
+use crate::store::plugin_data::{Bound, Page, PluginBatch, PluginRead, prefix_end};
+use postgres::GenericClient;
+
+impl PluginRead for Connection {
+    fn plugin_value(&mut self, plugin: &str, collection: &str, key: &str) -> anyhow::Result<Option<String>> {
+        let row = self.client.query_opt(
+            "SELECT value FROM plugin_data WHERE plugin = $1 AND collection = $2 AND key = $3",
+            &[&plugin, &collection, &key],
+        )?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    fn plugin_entry_size(&mut self, plugin: &str, collection: &str, key: &str) -> anyhow::Result<Option<u64>> {
+        let row = self.client.query_opt(
+            "SELECT octet_length(collection) + octet_length(key) + octet_length(value) FROM plugin_data
+             WHERE plugin = $1 AND collection = $2 AND key = $3",
+            &[&plugin, &collection, &key],
+        )?;
+        Ok(row.map(|row| row.get::<_, i32>(0) as u64))
+    }
+
+    fn plugin_bytes(&mut self, plugin: &str) -> anyhow::Result<u64> {
+        let row = self.client.query_opt("SELECT bytes FROM plugin_cursors WHERE plugin = $1", &[&plugin])?;
+        Ok(row.map_or(0, |row| row.get::<_, i64>(0).max(0) as u64))
+    }
+
+    fn plugin_scan(
+        &mut self,
+        plugin: &str,
+        collection: &str,
+        prefix: &str,
+        after: Option<&str>,
+        bound: Bound,
+    ) -> anyhow::Result<Page> {
+        // Keys with the prefix are a range of the primary key (see the SQLite backend).
+        let (from, above) = match after {
+            Some(after) if after >= prefix => (after, true),
+            _ => (prefix, false),
+        };
+        let end = prefix_end(prefix);
+        let sql = format!(
+            "SELECT key, value FROM plugin_data
+             WHERE plugin = $1 AND collection = $2 AND key {} $3 AND ($4::text IS NULL OR key < $4)
+             ORDER BY key LIMIT $5",
+            if above { ">" } else { ">=" },
+        );
+        // One more row than the page may hold tells whether it was cut.
+        let rows = self.client.query(&sql, &[&plugin, &collection, &from, &end, &(i64::from(bound.entries) + 1)])?;
+        Ok(Page::within(rows.iter().map(|row| Ok::<_, postgres::Error>((row.get(0), row.get(1)))), bound)?)
+    }
+
+    fn plugin_find(
+        &mut self,
+        plugin: &str,
+        collection: &str,
+        field: &str,
+        value: &serde_json::Value,
+        after: Option<&str>,
+        bound: Bound,
+    ) -> anyhow::Result<Page> {
+        let sql = format!(
+            "SELECT key, value FROM plugin_data
+             WHERE plugin = $1 AND collection = $2 AND {} = $3::text::jsonb AND key {} $4 ORDER BY key LIMIT $5",
+            field_expression(field),
+            if after.is_some() { ">" } else { ">=" },
+        );
+        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+            [&plugin, &collection, &value.to_string(), &after.unwrap_or(""), &(i64::from(bound.entries) + 1)];
+        let rows = self.client.query(&sql, &params)?;
+        Ok(Page::within(rows.iter().map(|row| Ok::<_, postgres::Error>((row.get(0), row.get(1)))), bound)?)
+    }
+
+    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<u64>> {
+        let row = self.client.query_opt("SELECT last_seq FROM plugin_cursors WHERE plugin = $1", &[&plugin])?;
+        Ok(row.map(|row| row.get::<_, i64>(0) as u64))
+    }
+
+    fn plugin_versions(&mut self, name: &str, current: &str) -> anyhow::Result<Vec<String>> {
+        let rows = self.client.query(
+            "SELECT plugin FROM plugin_cursors WHERE left(plugin, length($1) + 1) = $1 || '@' AND plugin != $2",
+            &[&name, &current],
+        )?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
+
+/// The value of top-level JSON field `field` (checked by the caller: letters, digits, `_`).
+fn field_expression(field: &str) -> String {
+    format!("(value::jsonb -> '{field}')")
+}
+
+/// Create the index for JSON field `field`, which every plugin and collection declaring an
+/// index on a field of that name shares.
+pub(super) fn create_index(client: &mut impl GenericClient, field: &str) -> Result<(), postgres::Error> {
+    let name = format!("plugin_index_{}", &blake3::hash(field.as_bytes()).to_hex()[..16]);
+    client.batch_execute(&format!(
+        "CREATE INDEX IF NOT EXISTS \"{name}\" ON plugin_data (plugin, collection, {}, key)",
+        field_expression(field)
+    ))
+}
+
+/// Remove everything stored under `storage_id`: entries and cursor (an older version's).
+pub(super) fn remove_all(tx: &mut impl GenericClient, storage_id: &str) -> Result<(), postgres::Error> {
+    tx.execute("DELETE FROM plugin_data WHERE plugin = $1", &[&storage_id])?;
+    tx.execute("DELETE FROM plugin_cursors WHERE plugin = $1", &[&storage_id])?;
+    Ok(())
+}
+
+/// Write one plugin's batch: its storage changes, dead letters and cursor.
+pub(super) fn apply(tx: &mut impl GenericClient, batch: &PluginBatch, now_ms: i64) -> Result<(), postgres::Error> {
+    let upsert = tx.prepare(
+        "INSERT INTO plugin_data (plugin, collection, key, value) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (plugin, collection, key) DO UPDATE SET value = excluded.value",
+    )?;
+    let delete = tx.prepare("DELETE FROM plugin_data WHERE plugin = $1 AND collection = $2 AND key = $3")?;
+    for write in &batch.writes {
+        match &write.value {
+            Some(value) => tx.execute(&upsert, &[&batch.plugin, &write.collection, &write.key, value])?,
+            None => tx.execute(&delete, &[&batch.plugin, &write.collection, &write.key])?,
+        };
+    }
+    for (from, to, error) in &batch.failures {
+        tx.execute(
+            "INSERT INTO plugin_failures (plugin, from_seq, to_seq, error, at_ms) VALUES ($1, $2, $3, $4, $5)",
+            &[&batch.plugin, &(*from as i64), &(*to as i64), error, &now_ms],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO plugin_cursors (plugin, last_seq, bytes) VALUES ($1, $2, $3)
+         ON CONFLICT (plugin) DO UPDATE SET last_seq = excluded.last_seq,
+             bytes = plugin_cursors.bytes + excluded.bytes",
+        &[&batch.plugin, &(batch.last_seq as i64), &batch.bytes_delta],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The write side on PostgreSQL: the one writing instance's connection ([`Database`]), which
+//! holds the leader lock for as long as it writes, and a batch's statements ([`Batch`]).
+//!
+//! Sequence numbers are assigned here, not by a PostgreSQL sequence (whose numbers a rolled
+//! back transaction loses): the leader is the only writer, so the next number is the highest
+//! stored plus one, read when a batch begins.
+
+use super::{Connection, LEADER_LOCK, plugin_data, schema};
+use crate::event::{NodeEvent, StreamCursor};
+use crate::store::contract_events::Identity;
+use crate::store::key_hash;
+use crate::store::plugin_data::PluginBatch;
+use crate::store::read::Read;
+use crate::store::write::{Batch, CursorUpdate, Database, Outcome};
+use anyhow::Context;
+use postgres::{Statement, Transaction};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How often a standby asks for the leader lock.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
+
+/// The leader's connection and its statements, prepared once.
+pub struct Postgres {
+    connection: Connection,
+    statements: Statements,
+}
+
+struct Statements {
+    insert_event: Statement,
+    record_sighting: Statement,
+    record_outcome: Statement,
+    index_contract_event: Statement,
+}
+
+impl Postgres {
+    /// Connect to `url` and become the leader: bring the schema up to date, then wait for the
+    /// leader lock, which another instance may hold (this one is then a standby). The lock is
+    /// the session's: it is released when this connection closes, also when the process is
+    /// killed, and then a standby takes over.
+    pub fn lead(url: &str) -> anyhow::Result<Postgres> {
+        let mut connection = Connection::open(url)?;
+        schema::migrate(&mut connection.client).with_context(|| format!("the database {}", connection.name))?;
+        let mut waiting = false;
+        while !connection.client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?.get::<_, bool>(0) {
+            if !waiting {
+                tracing::info!("standby: another instance writes to {}; taking over when it stops", connection.name);
+                waiting = true;
+            }
+            std::thread::sleep(STANDBY_POLL);
+        }
+        if waiting {
+            tracing::info!("taking over as the writing instance");
+        }
+        let client = &mut connection.client;
+        let statements = Statements {
+            insert_event: client.prepare(
+                "INSERT INTO events (seq, key_hash, key, kind, block_hash, block_height, transaction_hash,
+                                     era_id, node, node_event_id, received_at_ms, raw, account)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (key_hash) DO NOTHING",
+            )?,
+            record_sighting: client.prepare(
+                "INSERT INTO sightings (seq, node, node_event_id, received_at_ms)
+                 SELECT seq, $2, $3, $4 FROM events WHERE key_hash = $1 AND node != $2 ON CONFLICT DO NOTHING",
+            )?,
+            record_outcome: client
+                .prepare("UPDATE events SET dropped = $2, annotations = $3, hidden_by = $4 WHERE seq = $1")?,
+            index_contract_event: client.prepare(
+                "INSERT INTO contract_events (seq, contract_package_hash, contract_hash, name, transaction_hash)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )?,
+        };
+        Ok(Postgres { connection, statements })
+    }
+}
+
+impl Database for Postgres {
+    fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn Batch) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let mut tx = self.connection.client.transaction()?;
+        let next_seq = tx.query_one("SELECT coalesce(max(seq), 0) + 1 FROM events", &[])?.get::<_, i64>(0);
+        let mut batch = PgBatch { tx: &mut tx, statements: &self.statements, next_seq };
+        work(&mut batch)?;
+        Ok(tx.commit()?)
+    }
+
+    fn last_seq(&mut self) -> anyhow::Result<u64> {
+        self.connection.last_seq()
+    }
+
+    fn create_plugin_index(&mut self, field: &str) -> anyhow::Result<()> {
+        Ok(plugin_data::create_index(&mut self.connection.client, field)?)
+    }
+
+    fn cursors(&mut self) -> anyhow::Result<HashMap<String, StreamCursor>> {
+        let rows = self.connection.client.query(
+            "SELECT stream, last_event_id, last_identity FROM node_cursors WHERE last_event_id IS NOT NULL",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let identity: Option<Vec<u8>> = row.get(2);
+                let identity = identity.and_then(|bytes| bytes.try_into().ok());
+                (row.get(0), StreamCursor { last_id: row.get::<_, i64>(1) as u32, identity })
+            })
+            .collect())
+    }
+
+    fn name(&self) -> &str {
+        &self.connection.name
+    }
+}
+
+/// One batch's transaction.
+struct PgBatch<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    statements: &'a Statements,
+    /// The sequence number the next inserted event gets.
+    next_seq: i64,
+}
+
+/// A node event id as PostgreSQL holds it.
+fn id(node_event_id: Option<u32>) -> Option<i64> {
+    node_event_id.map(i64::from)
+}
+
+impl Batch for PgBatch<'_, '_> {
+    fn insert_event(
+        &mut self,
+        e: &NodeEvent,
+        node: &str,
+        node_event_id: Option<u32>,
+        received_at_ms: i64,
+    ) -> anyhow::Result<Option<u64>> {
+        let seq = self.next_seq;
+        let inserted = self.tx.execute(
+            &self.statements.insert_event,
+            &[
+                &seq,
+                &key_hash(&e.key).as_slice(),
+                &e.key,
+                &e.kind,
+                &e.block_hash,
+                &e.block_height.map(super::rows::sql_int),
+                &e.transaction_hash,
+                &e.era_id.map(super::rows::sql_int),
+                &node,
+                &id(node_event_id),
+                &received_at_ms,
+                &e.raw,
+                &e.account,
+            ],
+        )?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        self.next_seq += 1;
+        Ok(Some(seq as u64))
+    }
+
+    fn record_sighting(
+        &mut self,
+        key: &str,
+        node: &str,
+        node_event_id: Option<u32>,
+        received_at_ms: i64,
+    ) -> anyhow::Result<()> {
+        let hash = key_hash(key);
+        let params: [&(dyn postgres::types::ToSql + Sync); 4] =
+            [&hash.as_slice(), &node, &id(node_event_id), &received_at_ms];
+        self.tx.execute(&self.statements.record_sighting, &params)?;
+        Ok(())
+    }
+
+    fn record_outcome(&mut self, seq: u64, outcome: &Outcome) -> anyhow::Result<()> {
+        let params: [&(dyn postgres::types::ToSql + Sync); 4] =
+            [&(seq as i64), &outcome.dropped, &outcome.annotations, &outcome.hidden_by];
+        self.tx.execute(&self.statements.record_outcome, &params)?;
+        Ok(())
+    }
+
+    fn index_contract_event(&mut self, seq: u64, identity: &Identity) -> anyhow::Result<()> {
+        self.tx.execute(
+            &self.statements.index_contract_event,
+            &[
+                &(seq as i64),
+                &identity.contract_package_hash,
+                &identity.contract_hash,
+                &identity.name,
+                &identity.transaction_hash,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn insert_rejected(
+        &mut self,
+        node: &str,
+        node_event_id: Option<u32>,
+        received_at_ms: i64,
+        reason: &str,
+        raw: &str,
+    ) -> anyhow::Result<()> {
+        self.tx.execute(
+            "INSERT INTO rejected_frames (node, node_event_id, received_at_ms, reason, raw)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&node, &id(node_event_id), &received_at_ms, &reason, &raw],
+        )?;
+        Ok(())
+    }
+
+    fn insert_gap(&mut self, stream: &str, from_id: u32, to_id: u32, detected_at_ms: i64) -> anyhow::Result<()> {
+        self.tx.execute(
+            "INSERT INTO gaps (stream, from_id, to_id, detected_at_ms, below_height)
+             SELECT $1, $2, $3, $4, max(block_height) FROM events WHERE kind = 'BlockAdded'",
+            &[&stream, &i64::from(from_id), &i64::from(to_id), &detected_at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn record_backfill(&mut self, gap: i64, blocks: u32, note: Option<&str>, at_ms: i64) -> anyhow::Result<()> {
+        self.tx.execute(
+            "UPDATE gaps SET backfilled_blocks = $2, backfill_note = $3, backfilled_at_ms = $4 WHERE id = $1",
+            &[&gap, &i64::from(blocks), &note, &at_ms],
+        )?;
+        Ok(())
+    }
+
+    fn save_cursor(&mut self, stream: &str, update: &CursorUpdate<'_>, now_ms: i64) -> anyhow::Result<()> {
+        let (last_id, identity) = update.last.unzip();
+        let identity = identity.flatten().map(|bytes| bytes.to_vec());
+        self.tx.execute(
+            "INSERT INTO node_cursors (stream, last_event_id, last_identity, api_version, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (stream) DO UPDATE SET
+                 last_identity = CASE WHEN excluded.last_event_id IS NULL THEN node_cursors.last_identity
+                                      ELSE excluded.last_identity END,
+                 last_event_id = coalesce(excluded.last_event_id, node_cursors.last_event_id),
+                 api_version = coalesce(excluded.api_version, node_cursors.api_version),
+                 updated_at_ms = excluded.updated_at_ms",
+            &[&stream, &id(last_id), &identity, &update.api_version, &now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn last_seq(&mut self) -> anyhow::Result<u64> {
+        Ok((self.next_seq - 1) as u64)
+    }
+
+    fn apply_plugin_batch(&mut self, batch: &PluginBatch, now_ms: i64) -> anyhow::Result<()> {
+        Ok(plugin_data::apply(self.tx, batch, now_ms)?)
+    }
+
+    fn remove_plugin_storage(&mut self, storage_id: &str) -> anyhow::Result<()> {
+        Ok(plugin_data::remove_all(self.tx, storage_id)?)
+    }
+}
+
+impl Connection {
+    /// The highest sequence stored (0 when empty).
+    fn last_seq(&mut self) -> anyhow::Result<u64> {
+        Read::last_seq(self)
+    }
+}
