@@ -13,7 +13,6 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     let rig = Rig::start(&["--rate", "0", "--count", "5000", "--drop-after", "500"], "");
     let total = 5007;
     rig.wait_for_stored(total);
-    let db = rig.db();
 
     // Exactly once: as many rows as node events, one per natural key, one per node id.
     let count = |sql: &str| rig.number(sql).unwrap();
@@ -29,12 +28,10 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     assert_eq!(count("SELECT last_event_id FROM node_cursors WHERE stream = 'mock'"), total as i64 - 1);
 
     // Every captured fixture is stored byte-for-byte equivalent, exactly once.
-    let mut stored: Vec<Value> = db
-        .prepare("SELECT raw FROM events WHERE node_event_id < 7")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|raw| serde_json::from_str(&raw.unwrap()).unwrap())
+    let mut stored: Vec<Value> = rig
+        .rows("SELECT raw FROM events WHERE node_event_id < 7")
+        .iter()
+        .map(|row| serde_json::from_str(row[0].as_str().unwrap()).unwrap())
         .collect();
     stored.sort_by_key(|e| e.to_string());
     assert_eq!(stored, fixtures());
@@ -67,8 +64,7 @@ fn every_event_is_stored_once_across_reconnects_and_served() {
     let frames = read_sse(&format!("{}/events?start_from=0", rig.http), total as usize);
     assert_eq!(frames.len(), total as usize);
     assert!(frames.iter().enumerate().all(|(i, (id, _))| *id == i as u64 + 1));
-    let raw_of =
-        |seq: u64| db.query_row("SELECT raw FROM events WHERE seq = ?1", [seq], |r| r.get::<_, String>(0)).unwrap();
+    let raw_of = |seq: u64| rig.text(&format!("SELECT raw FROM events WHERE seq = {seq}"));
     for (id, data) in [&frames[0], &frames[2600], &frames[total as usize - 1]] {
         assert_eq!(serde_json::from_str::<Value>(data).unwrap(), serde_json::from_str::<Value>(&raw_of(*id)).unwrap());
     }
@@ -176,12 +172,8 @@ fn a_restart_resumes_after_the_last_stored_event() {
     let host_log = rig.host.as_ref().unwrap().log();
     // From the last id stored (the node's ids start at 0), to check it is still that event.
     assert!(host_log.contains(&format!("start_from={}", stopped_at - 1)), "resumed from the cursor:\n{host_log}");
-    let db = rig.db();
-    let (rows, distinct, max_id): (i64, i64, i64) = db
-        .query_row("SELECT count(*), count(DISTINCT node_event_id), max(node_event_id) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    let row = rig.row("SELECT count(*), count(DISTINCT node_event_id), max(node_event_id) FROM events");
+    let [rows, distinct, max_id] = [0, 1, 2].map(|i| row[i].as_i64().unwrap());
     // No duplicates and no holes: ids 0..=max each stored once.
     assert_eq!((rows, distinct), (max_id + 1, max_id + 1));
     // The SSE client resumes after the last id it got, from the store of the new process:

@@ -120,10 +120,8 @@ fn node_queries_are_bounded_in_size_and_rate() {
     rig.wait_for_stored(3007);
     let elapsed = started.elapsed().as_secs() + 2;
     let outcomes = |plugin: &str, outcome: &str| {
-        rig.number(&format!(
-            "SELECT count(*) FROM events WHERE json_extract(annotations, '$.{plugin}.query') LIKE '{outcome}'"
-        ))
-        .unwrap()
+        let query = rig.database.json_text("annotations", &format!("{plugin}.query"));
+        rig.number(&format!("SELECT count(*) FROM events WHERE {query} LIKE '{outcome}'")).unwrap()
     };
     assert_eq!(outcomes("huge", "params of % bytes are over the limit of 65536"), 3007);
     // Answered by the node: a block, or an error for one the mock node has not produced yet.
@@ -137,11 +135,9 @@ fn node_queries_are_bounded_in_size_and_rate() {
 
 /// A plugin's most frequent query outcomes, with their counts (error prefixes only).
 fn outcome_counts(rig: &Rig, plugin: &str) -> Vec<(Option<String>, i64)> {
-    let outcome = format!("substr(json_extract(annotations, '$.{plugin}.query'), 1, 30)");
+    let outcome = format!("substr({}, 1, 30)", rig.database.json_text("annotations", &format!("{plugin}.query")));
     let sql = format!("SELECT {outcome}, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC LIMIT 10");
-    let db = rig.db();
-    let mut statement = db.prepare(&sql).unwrap();
-    statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
+    rig.rows(&sql).iter().map(|row| (row[0].as_str().map(str::to_owned), row[1].as_i64().unwrap())).collect()
 }
 
 #[test]
@@ -202,10 +198,7 @@ fn a_decoder_cannot_forge_the_chain() {
     assert!(plugins["plugins"][0]["last_error"].as_str().unwrap().contains("may not be derived"), "{plugins}");
 
     // A transaction with a derived ContractEvent naming it: only its own events are its stages.
-    let hash: String = rig
-        .db()
-        .query_row("SELECT transaction_hash FROM events WHERE kind = 'ContractEvent' LIMIT 1", [], |r| r.get(0))
-        .unwrap();
+    let hash = rig.text("SELECT transaction_hash FROM events WHERE kind = 'ContractEvent' LIMIT 1");
     let view = get_json(&format!("{}/transaction/{hash}", rig.http)).unwrap();
     assert_eq!(view["expired"], Value::Null, "{view}");
     assert_eq!(view["processed"]["kind"], "TransactionProcessed", "{view}");

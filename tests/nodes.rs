@@ -36,13 +36,10 @@ fn assert_damaged_frames_are_skipped(mock_flag: &str, node_toml: &str, reason: &
     rig.wait_for("the last frame, damaged too, to be skipped", || {
         rig.number("SELECT count(*) FROM rejected_frames") == Some(2)
     });
-    let db = rig.db();
-    let rejected: Vec<(i64, String)> = db
-        .prepare("SELECT node_event_id, reason FROM rejected_frames ORDER BY node_event_id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+    let rejected: Vec<(i64, String)> = rig
+        .rows("SELECT node_event_id, reason FROM rejected_frames ORDER BY node_event_id")
+        .iter()
+        .map(|r| (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_owned()))
         .collect();
     assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [56, 106]);
     assert!(rejected[0].1.contains(reason), "{}", rejected[0].1);
@@ -84,12 +81,8 @@ fn assert_restart_skips_nothing(protocol: &[&str], processed: &str) {
     // Every generated block from the first on is stored, with no hole around the restart.
     let blocks = "FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000";
     // One query: the node keeps producing while the test reads.
-    let (count, lowest, highest): (i64, i64, i64) = rig
-        .db()
-        .query_row(&format!("SELECT count(*), min(block_height), max(block_height) {blocks}"), [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    let row = rig.row(&format!("SELECT count(*), min(block_height), max(block_height) {blocks}"));
+    let [count, lowest, highest] = [0, 1, 2].map(|i| row[i].as_i64().unwrap());
     assert_eq!((lowest, count), (1_000_000, highest - lowest + 1));
     assert!(highest > 1_000_000 + 2500 / 4, "blocks from after the restart are stored");
     let processed = rig.number(&format!("SELECT count(*) FROM events WHERE kind = '{processed}'")).unwrap();
@@ -326,14 +319,11 @@ fn a_node_restarted_past_the_cursor_while_sluice_was_away_loses_nothing() {
     let gaps = get_json(&gaps_url).unwrap();
     assert_eq!(gaps["gaps"][0]["from_id"].as_u64(), Some(cursor + 1), "{gaps}");
     let highest = rig.number("SELECT max(block_height) FROM events WHERE kind = 'BlockAdded'").unwrap();
-    let (count, lowest): (i64, i64) = rig
-        .db()
-        .query_row(
-            "SELECT count(*), min(block_height) FROM events WHERE kind = 'BlockAdded' AND block_height >= 1000000 AND block_height <= ?1",
-            [highest],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let row = rig.row(&format!(
+        "SELECT count(*), min(block_height) FROM events
+         WHERE kind = 'BlockAdded' AND block_height >= 1000000 AND block_height <= {highest}"
+    ));
+    let [count, lowest] = [0, 1].map(|i| row[i].as_i64().unwrap());
     assert_eq!((lowest, count), (1_000_000, highest - lowest + 1), "no block is missing");
     assert!(gaps["gaps"][0]["backfilled_blocks"].as_u64() > Some(100), "{gaps}");
 }

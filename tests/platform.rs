@@ -17,11 +17,10 @@ fn wait_indexed(rig: &Rig, name: &str, events: i64) {
 
 /// Events of each type in the store whose sequence is not in `skipped`.
 fn stored_counts(rig: &Rig, skipped: std::ops::RangeInclusive<i64>) -> Vec<(String, i64)> {
-    let db = rig.db();
-    let sql = "SELECT kind, count(*) FROM events WHERE seq NOT BETWEEN ?1 AND ?2 GROUP BY kind ORDER BY kind";
-    let mut stmt = db.prepare(sql).unwrap();
-    let rows = stmt.query_map([skipped.start(), skipped.end()], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    rows.map(Result::unwrap).collect()
+    let (from, to) = (skipped.start(), skipped.end());
+    let sql =
+        format!("SELECT kind, count(*) FROM events WHERE seq NOT BETWEEN {from} AND {to} GROUP BY kind ORDER BY kind");
+    rig.rows(&sql).iter().map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap())).collect()
 }
 
 /// No sequence (`stored_counts` of every event).
@@ -57,12 +56,9 @@ fn an_indexer_keeps_its_own_storage_and_serves_it() {
     let all: Vec<String> = kinds.into_iter().chain(rest).collect();
     assert_eq!(all, counts.iter().map(|(kind, _)| kind.clone()).collect::<Vec<_>>());
     let eras = rig
-        .db()
-        .prepare("SELECT era_id, count(*) FROM events WHERE kind = 'BlockAdded' GROUP BY era_id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
+        .rows("SELECT era_id, count(*) FROM events WHERE kind = 'BlockAdded' GROUP BY era_id")
+        .iter()
+        .map(|r| (r[0].as_i64().unwrap(), r[1].as_i64().unwrap()))
         .collect::<Vec<_>>();
     for (era, blocks) in eras {
         let found = get_json(&format!("{}/plugins/tally/blocks?era={era}", rig.http)).unwrap();
@@ -142,10 +138,10 @@ fn a_failing_batch_is_a_dead_letter_and_halt_stops_only_that_plugin() {
     let rig = Rig::start(&["--rate", "1000", "--count", "3000"], &plugins);
     rig.wait_for_stored(3007);
     wait_indexed(&rig, "skipper", 3007);
-    let db = rig.db();
     let failure = |plugin: &str| -> (i64, i64, String) {
-        let sql = "SELECT from_seq, to_seq, error FROM plugin_failures WHERE plugin LIKE ?1 || '@%'";
-        db.query_row(sql, [plugin], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap()
+        let row =
+            rig.row(&format!("SELECT from_seq, to_seq, error FROM plugin_failures WHERE plugin LIKE '{plugin}@%'"));
+        (row[0].as_i64().unwrap(), row[1].as_i64().unwrap(), row[2].as_str().unwrap().to_owned())
     };
     let (from, to, error) = failure("skipper");
     assert!(from <= 7 && to >= 7 && error.contains("refusing a batch with a Step"), "{from}..{to}: {error}");
@@ -169,8 +165,7 @@ fn a_new_indexer_and_a_new_version_replay_the_log_and_match_live_processing() {
     let mut rig = Rig::start(&["--rate", "2000", "--count", "4000"], &live);
     rig.wait_for_stored(2000);
     rig.stop_host();
-    let old_version: String =
-        rig.db().query_row("SELECT plugin FROM plugin_cursors WHERE plugin LIKE 'live@%'", [], |r| r.get(0)).unwrap();
+    let old_version = rig.text("SELECT plugin FROM plugin_cursors WHERE plugin LIKE 'live@%'");
     // Restarted with a second indexer (same code, new name) and a new version of the first
     // (a new config): both replay the stored log, then follow live events.
     let config = "kinds = [\"BlockAdded\", \"TransactionAccepted\", \"TransactionProcessed\", \"FinalitySignature\", \"TransactionExpired\", \"Fault\", \"Step\"]";
@@ -178,8 +173,7 @@ fn a_new_indexer_and_a_new_version_replay_the_log_and_match_live_processing() {
     rig.start_host();
     rig.wait_for_stored(4007);
     wait_indexed(&rig, "added", 4007);
-    let new_version: String =
-        rig.db().query_row("SELECT plugin FROM plugin_cursors WHERE plugin LIKE 'live@%'", [], |r| r.get(0)).unwrap();
+    let new_version = rig.text("SELECT plugin FROM plugin_cursors WHERE plugin LIKE 'live@%'");
     assert_ne!(new_version, old_version);
     wait_indexed(&rig, &new_version, 4007);
     for (kind, count) in stored_counts(&rig, NONE) {
@@ -197,9 +191,8 @@ fn sluice_replay_rebuilds_an_indexer_from_the_log() {
     wait_indexed(&rig, "tally", 2007);
     rig.stop_host();
     let snapshot = |rig: &Rig| -> Vec<(String, String)> {
-        let db = rig.db();
-        let mut stmt = db.prepare("SELECT key, value FROM plugin_data ORDER BY collection, key").unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+        let rows = rig.rows("SELECT key, value FROM plugin_data ORDER BY collection, key");
+        rows.iter().map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_str().unwrap().to_owned())).collect()
     };
     let live = snapshot(&rig);
     let output = support::sluice()
@@ -227,10 +220,13 @@ fn a_decoder_derives_events_stored_after_their_source_and_indexed_like_any_other
     let count = |sql: &str| rig.number(sql).unwrap();
     assert_eq!(count("SELECT count(*) FROM events WHERE kind = 'TallyDerived' AND node = 'plugin:decoder'"), processed);
     // Each right after its source, pointing back at it, with its transaction indexed.
-    let misplaced = "SELECT count(*) FROM events d JOIN events s ON s.seq = d.seq - 1
-                     WHERE d.kind = 'TallyDerived' AND (s.kind != 'TransactionProcessed'
-                        OR json_extract(d.raw, '$.TallyDerived.from') != s.seq OR d.transaction_hash != s.transaction_hash)";
-    assert_eq!(count(misplaced), 0);
+    let from = rig.database.json_text("d.raw", "TallyDerived.from");
+    let misplaced = format!(
+        "SELECT count(*) FROM events d JOIN events s ON s.seq = d.seq - 1
+         WHERE d.kind = 'TallyDerived' AND (s.kind != 'TransactionProcessed'
+            OR CAST({from} AS BIGINT) != s.seq OR d.transaction_hash != s.transaction_hash)"
+    );
+    assert_eq!(count(&misplaced), 0);
     assert_eq!(indexed_count(&rig, "counter", "TallyDerived"), processed);
     // Restarted, nothing is derived twice; the SSE stream carries derived events too.
     rig.stop_host();
@@ -252,9 +248,7 @@ fn a_plugin_queries_only_the_node_it_is_granted_and_only_to_read() {
     rig.wait_for_stored(107);
     let block = get_json(&format!("{}/plugins/granted/node/1000003", rig.http)).unwrap();
     let hash = block["block_with_signatures"]["block"]["Version2"]["hash"].as_str().unwrap().to_owned();
-    let stored =
-        rig.db().query_row("SELECT block_hash FROM events WHERE block_height = 1000003", [], |r| r.get::<_, String>(0));
-    assert_eq!(Some(hash), stored.ok());
+    assert_eq!(hash, rig.text("SELECT block_hash FROM events WHERE block_height = 1000003"));
     let (status, body) = get(&format!("{}/plugins/plain/node/1000003", rig.http)).unwrap();
     assert_eq!(status, 502);
     assert!(body.contains("no node granted"), "{body}");

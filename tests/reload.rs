@@ -23,7 +23,9 @@ fn a_filter_switches_between_two_events_and_loses_none() {
     rig.write_config(&filter("v2"));
     wait_reloads(&rig, 1);
     rig.wait_for_stored(20_007);
-    let label = |version: &str| format!("FROM events WHERE json_extract(annotations, '$.tally.label') = '{version}'");
+    let label = |version: &str| {
+        format!("FROM events WHERE {} = '{version}'", rig.database.json_text("annotations", "tally.label"))
+    };
     let count = |sql: String| rig.number(&sql).unwrap();
     let (v1, v2) =
         (count(format!("SELECT count(*) {}", label("v1"))), count(format!("SELECT count(*) {}", label("v2"))));
@@ -58,9 +60,8 @@ fn a_replaced_wasm_replays_then_takes_over_and_a_broken_one_is_refused() {
     let rig = Rig::start(&["--rate", "2500", "--count", "10000"], &toml);
     rig.wait_for_stored(2000);
     let versions = || -> Vec<String> {
-        let db = rig.db();
-        let mut stmt = db.prepare("SELECT plugin FROM plugin_cursors ORDER BY plugin").unwrap();
-        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        let rows = rig.rows("SELECT plugin FROM plugin_cursors ORDER BY plugin");
+        rows.iter().map(|r| r[0].as_str().unwrap().to_owned()).collect()
     };
     let first = versions();
 
@@ -80,10 +81,11 @@ fn a_replaced_wasm_replays_then_takes_over_and_a_broken_one_is_refused() {
             && now != first
             && rig.number(&format!("SELECT last_seq FROM plugin_cursors WHERE plugin = '{}'", now[0])) == Some(10_007)
     });
-    let db = rig.db();
-    let mut stmt = db.prepare("SELECT kind, count(*) FROM events GROUP BY kind").unwrap();
-    let stored: Vec<(String, i64)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let stored: Vec<(String, i64)> = rig
+        .rows("SELECT kind, count(*) FROM events GROUP BY kind")
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
+        .collect();
     for (kind, count) in stored {
         let counted = get_json(&format!("{}/plugins/tally/counts/{kind}", rig.http)).unwrap()["count"].as_i64();
         assert_eq!(counted, Some(count), "{kind}");

@@ -102,15 +102,12 @@ fn deploys_accounts_block_transactions_and_log_pages_are_served_from_indexes() {
     assert_eq!(get(&format!("/deploy/{}", "ab".repeat(32))).0, 404);
 
     // The first generated block's sender: 11 transactions, newest first, pages of the Event Store.
-    let (sender, first_sent): (String, String) = rig
-        .db()
-        .query_row(
-            "SELECT json_extract(raw, '$.TransactionAccepted.Version1.payload.initiator_addr.PublicKey'), transaction_hash
-             FROM events WHERE kind = 'TransactionAccepted' AND seq > 7 ORDER BY seq LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let row = rig.row(
+        "SELECT raw, transaction_hash FROM events WHERE kind = 'TransactionAccepted' AND seq > 7 ORDER BY seq LIMIT 1",
+    );
+    let accepted: Value = serde_json::from_str(row[0].as_str().unwrap()).unwrap();
+    let sender = accepted["TransactionAccepted"]["Version1"]["payload"]["initiator_addr"]["PublicKey"].as_str();
+    let (sender, first_sent) = (sender.unwrap().to_owned(), row[1].as_str().unwrap().to_owned());
     let (status, page) = get(&format!("/accountDeploys/{sender}?limit=4"));
     assert_eq!((status, &page["itemCount"], &page["pageCount"]), (200, &json!(11), &json!(3)), "{page}");
     assert_eq!(page["pages"][2]["url"], format!("/accountDeploys/{sender}?page=3&limit=4"));
@@ -192,7 +189,7 @@ fn stored_account_hash(rig: &Rig, transaction: &str) -> String {
     let sql = format!(
         "SELECT account FROM events WHERE transaction_hash = '{transaction}' AND kind = 'TransactionProcessed'"
     );
-    let account: String = rig.db().query_row(&sql, [], |r| r.get(0)).unwrap();
+    let account = rig.text(&sql);
     assert_eq!(account.len(), 64, "{transaction}'s sender has an account hash");
     account
 }

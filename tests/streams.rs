@@ -30,10 +30,7 @@ fn cspr_cloud_contract_events_are_stored_once() {
     assert!(health["ingest"]["duplicates"].as_u64() >= Some(20 + 3), "{health}");
     let cloud = &health["nodes"][0];
     assert_eq!((cloud["protocol"].as_str(), cloud["state"].as_str()), (Some("cspr.cloud"), Some("connected")));
-    let event: Value = serde_json::from_str(
-        &rig.db().query_row("SELECT raw FROM events WHERE seq = 1", [], |r| r.get::<_, String>(0)).unwrap(),
-    )
-    .unwrap();
+    let event: Value = serde_json::from_str(&rig.text("SELECT raw FROM events WHERE seq = 1")).unwrap();
     assert_eq!(
         (event["data"]["contract_package_hash"].as_str(), event["extra"]["event_id"].as_u64()),
         (Some(PACKAGE), Some(0))

@@ -315,7 +315,7 @@ fn the_1x_channels_serve_1x_shapes_from_1x_and_2x_nodes() {
         let frames = support::read_sse(&format!("{}/events/{channel}?start_from=1", rig.http), expected);
         assert_eq!(frames.len(), expected, "{channel}");
         for (seq, data) in &frames {
-            let raw: String = rig.db().query_row("SELECT raw FROM events WHERE seq = ?1", [seq], |r| r.get(0)).unwrap();
+            let raw = rig.text(&format!("SELECT raw FROM events WHERE seq = {seq}"));
             assert_eq!(data, &raw, "{channel}: 1.x events are served as received");
         }
     }

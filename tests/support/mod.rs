@@ -1,7 +1,11 @@
 //! Test harness: real `sluice` processes (a mock node and the host) on free loopback ports, a
-//! real SQLite file in a temporary directory, and the real plugins built by `cargo xtask`.
+//! real database (a SQLite file in a temporary directory, or a PostgreSQL database: see
+//! `database.rs`), and the real plugins built by `cargo xtask`.
 
 #![allow(dead_code)]
+
+mod database;
+pub use database::TestDatabase;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -118,6 +122,8 @@ pub struct Rig {
     /// More keys for `[http]`.
     pub http_toml: String,
     pub host: Option<Process>,
+    /// Where the host stores.
+    pub database: TestDatabase,
 }
 
 impl Rig {
@@ -161,6 +167,7 @@ impl Rig {
             host_env: Vec::new(),
             http_toml: String::new(),
             host: None,
+            database: TestDatabase::new(dir.path()),
             dir,
         };
         std::fs::write(rig.config_path(), rig.config(plugins_toml)).unwrap();
@@ -191,6 +198,7 @@ impl Rig {
             host_env: host_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             http_toml: String::new(),
             host: None,
+            database: TestDatabase::new(dir.path()),
             dir,
         };
         std::fs::write(rig.config_path(), rig.config("")).unwrap();
@@ -229,10 +237,10 @@ impl Rig {
             .collect();
         let nodes = self.sources_toml.clone().unwrap_or(nodes);
         format!(
-            "{nodes}[storage]\npath = \"{db}\"\nplugin_cache = \"{cache}\"\n\n\
+            "{nodes}[storage]\n{db}\nplugin_cache = \"{cache}\"\n\n\
              [http]\nlisten = \"{http}\"\n{http_toml}\n\n[admin]\nlisten = \"{admin}\"\n\n{plugins_toml}",
             http_toml = self.http_toml,
-            db = self.db_path().display(),
+            db = self.database.storage_toml(),
             cache = root().join("target/plugin-cache").display(),
             http = self.http.trim_start_matches("http://"),
             admin = self.admin.trim_start_matches("http://"),
@@ -243,8 +251,9 @@ impl Rig {
         self.dir.path().join("sluice.toml")
     }
 
+    /// The SQLite file the host stores in (a SQLite-only test).
     pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("sluice.db")
+        self.database.path().expect("a test of the SQLite backend").to_path_buf()
     }
 
     /// (Re)start the host on the same config and database.
@@ -265,8 +274,11 @@ impl Rig {
 
     /// Stop the host gracefully.
     pub fn stop_host(&mut self) {
-        let status = self.host.take().unwrap().interrupt();
-        assert!(status.success(), "sluice exited with {status}");
+        let host = self.host.take().unwrap();
+        let log = host.log.clone();
+        let status = host.interrupt();
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(status.success(), "sluice exited with {status}\n--- host log ---\n{log}");
     }
 
     /// Poll `ready` until it holds; fail (with the host log) after 60 s.
@@ -288,14 +300,24 @@ impl Rig {
         });
     }
 
-    /// Open the host's SQLite file read-only.
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(self.db_path(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+    /// Every row `sql` selects from the host's database, each column as JSON.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<Value>> {
+        self.database.rows(sql)
+    }
+
+    /// The first row `sql` selects (fails when there is none).
+    pub fn row(&self, sql: &str) -> Vec<Value> {
+        self.rows(sql).into_iter().next().unwrap_or_else(|| panic!("no row: {sql}"))
     }
 
     /// One integer from the host's database (`None` while the query cannot run yet).
     pub fn number(&self, sql: &str) -> Option<i64> {
-        self.db().query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok().flatten()
+        self.rows(sql).first()?.first()?.as_i64()
+    }
+
+    /// One text from the host's database (fails when there is none).
+    pub fn text(&self, sql: &str) -> String {
+        self.row(sql)[0].as_str().unwrap_or_else(|| panic!("no text: {sql}")).to_owned()
     }
 }
 

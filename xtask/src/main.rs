@@ -2,11 +2,14 @@
 //! fresh clone needs nothing but `cargo`.
 //!
 //! - `plugins`: add the `wasm32-wasip2` target and build the stock and test plugins;
-//! - `test`: `plugins` and the official Casper SDKs the tests check the mock chain with (npm),
-//!   then the whole test suite;
+//! - `test`: `plugins`, the official Casper SDKs the tests check the mock chain with (npm) and a
+//!   throwaway PostgreSQL server (`postgres.rs`), then the whole test suite on SQLite, then the
+//!   integration tests again on PostgreSQL;
 //! - `demo`: `plugins`, then `sluice demo`;
 //! - `bench`: `plugins`, then the ingest, plugin-call and route-flood benchmarks (see BENCHMARKS.md);
 //! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md).
+
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -20,7 +23,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("plugins") => plugins(),
-        Some("test") => plugins().and_then(|()| sdks()).and_then(|()| cargo(&native("test", &[]), &args[1..])),
+        Some("test") => plugins().and_then(|()| sdks()).and_then(|()| test(&args[1..])),
         Some("demo") => plugins()
             .and_then(|()| cargo(&native("build", &["--bin", "sluice"]), &[]))
             .and_then(|()| built("sluice", &[&["demo".to_owned()], &args[1..]].concat())),
@@ -57,6 +60,24 @@ fn native<'a>(command: &'a str, targets: &[&'a str]) -> Vec<&'a str> {
     args.extend(PLUGINS.iter().flat_map(|plugin| ["--exclude", *plugin]));
     args.extend(targets);
     args
+}
+
+/// Tests that only concern the SQLite backend (they fill its file system or read its file).
+const SQLITE_ONLY: &[&str] = &["storage_failures_show_in_health_and_metrics_and_lose_nothing"];
+
+/// The whole suite with a PostgreSQL server beside it (for the tests of what only PostgreSQL
+/// does), then the integration tests again with every host storing in PostgreSQL.
+fn test(extra: &[String]) -> Result<(), String> {
+    let server = postgres::TestServer::start()?;
+    let env = |backend: &str| [("SLUICE_TEST_POSTGRES", server.url.clone()), ("SLUICE_TEST_BACKEND", backend.into())];
+    cargo_with(&native("test", &[]), extra, &env("sqlite"))?;
+    let mut skip = vec!["--".to_owned()];
+    skip.extend(SQLITE_ONLY.iter().flat_map(|test| ["--skip".to_owned(), test.to_string()]));
+    let extra: Vec<String> = match extra.iter().position(|arg| arg == "--") {
+        Some(split) => [&extra[..split], &skip[..], &extra[split + 1..]].concat(),
+        None => [extra, &skip[..]].concat(),
+    };
+    cargo_with(&native("test", &["--test", "*"]), &extra, &env("postgres"))
 }
 
 /// Run `target/release/{binary}` with `args`, from the workspace root.
@@ -109,8 +130,14 @@ fn sdks() -> Result<(), String> {
 }
 
 fn cargo(args: &[&str], extra: &[String]) -> Result<(), String> {
+    cargo_with(args, extra, &[])
+}
+
+fn cargo_with(args: &[&str], extra: &[String], env: &[(&str, String)]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo).current_dir(workspace_root()).args(args).args(extra))
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root()).args(args).args(extra);
+    run(command.envs(env.iter().map(|(name, value)| (name, value))))
 }
 
 fn run(command: &mut Command) -> Result<(), String> {

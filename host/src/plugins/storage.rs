@@ -10,13 +10,15 @@
 
 use crate::store::Read;
 use crate::store::plugin_data::{Bound, MAX_PAGE, Page, Write, entry_size};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Most writes one batch may keep (beyond it, `set` fails and the batch with it).
 const MAX_WRITES: usize = 100_000;
 /// Longest collection name or key, in bytes.
 const MAX_NAME: usize = 1024;
+/// Most bytes of keys the sizes of entries read in a batch are remembered for.
+const MAX_REMEMBERED: usize = 1 << 20;
 
 /// How much a plugin may keep.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +48,9 @@ pub struct PluginStorage {
     bytes_delta: i64,
     /// Bytes the overlay holds in memory.
     pending_bytes: usize,
+    /// Sizes of the entries read in this batch (by `get`), so that writing one after reading it
+    /// (the usual read-modify-write) does not ask the database again; the bytes its keys take.
+    sizes_read: (HashMap<(String, String), u64>, usize),
     /// A read failed (the database is locked or gone): the call must not be trusted, since the
     /// plugin saw "absent" where there may be data.
     failure: Option<String>,
@@ -63,6 +68,7 @@ impl PluginStorage {
             stored_bytes: 0,
             bytes_delta: 0,
             pending_bytes: 0,
+            sizes_read: Default::default(),
             failure: None,
         }
     }
@@ -77,6 +83,7 @@ impl PluginStorage {
         let stored = self.conn.plugin_bytes(&self.plugin);
         self.stored_bytes = self.checked("reading its size", stored);
         (self.bytes_delta, self.pending_bytes) = (0, 0);
+        self.sizes_read = Default::default();
         self.overlay = Some(BTreeMap::new());
     }
 
@@ -86,6 +93,7 @@ impl PluginStorage {
         let overlay = self.overlay.take().unwrap_or_default();
         let writes = overlay.into_iter().map(|((collection, key), (value, _))| Write { collection, key, value });
         self.pending_bytes = 0;
+        self.sizes_read = Default::default();
         (writes.collect(), std::mem::take(&mut self.bytes_delta))
     }
 
@@ -105,7 +113,14 @@ impl PluginStorage {
             return value.clone();
         }
         let read = self.conn.plugin_value(&self.plugin, collection, key);
-        self.checked("get", read)
+        let value: Option<String> = self.checked("get", read);
+        let (sizes, bytes) = &mut self.sizes_read;
+        if self.overlay.is_some() && *bytes + collection.len() + key.len() <= MAX_REMEMBERED {
+            let size = value.as_ref().map_or(0, |value| entry_size(collection, key, value));
+            *bytes += collection.len() + key.len();
+            sizes.insert((collection.to_owned(), key.to_owned()), size);
+        }
+        value
     }
 
     /// Store or remove (`None`) the value under `key`, keeping the batch's pending writes
@@ -134,8 +149,13 @@ impl PluginStorage {
                 return Err(format!("one batch may write at most {MAX_WRITES} entries"));
             }
             None => {
-                let stored = self.conn.plugin_entry_size(&self.plugin, &entry.0, &entry.1);
-                let stored = self.checked("reading an entry's size", stored).unwrap_or(0);
+                let stored = match self.sizes_read.0.get(&entry) {
+                    Some(size) => *size,
+                    None => {
+                        let stored = self.conn.plugin_entry_size(&self.plugin, &entry.0, &entry.1);
+                        self.checked("reading an entry's size", stored).unwrap_or(0)
+                    }
+                };
                 (stored, stored, 0)
             }
         };

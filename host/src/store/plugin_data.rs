@@ -105,6 +105,26 @@ pub struct Bound {
     pub bytes: usize,
 }
 
+impl Bound {
+    /// Whether a page of `entries` entries cannot take one more that brings it to `bytes`.
+    fn full(self, entries: usize, bytes: usize) -> bool {
+        entries as u32 >= self.entries || (bytes > self.bytes && entries > 0)
+    }
+
+    /// How many of entries of these sizes (key and value bytes, in order) a page takes, and
+    /// whether it stops before the last (is cut).
+    pub fn fit(self, sizes: impl IntoIterator<Item = usize>) -> (usize, bool) {
+        let mut bytes = 0;
+        for (taken, size) in sizes.into_iter().enumerate() {
+            bytes += size;
+            if self.full(taken, bytes) {
+                return (taken, true);
+            }
+        }
+        (usize::MAX, false)
+    }
+}
+
 impl Page {
     /// Take (key, value) rows until `bound`; the rest are not read.
     pub fn within<E>(rows: impl Iterator<Item = Result<(String, String), E>>, bound: Bound) -> Result<Page, E> {
@@ -113,7 +133,7 @@ impl Page {
         for row in rows {
             let (key, value) = row?;
             bytes += key.len() + value.len();
-            if page.entries.len() as u32 >= bound.entries || (bytes > bound.bytes && !page.entries.is_empty()) {
+            if bound.full(page.entries.len(), bytes) {
                 page.cut = true;
                 break;
             }

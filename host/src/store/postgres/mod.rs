@@ -9,6 +9,10 @@ mod write;
 
 pub use write::Postgres;
 
+use postgres::Row;
+use postgres::types::ToSql;
+use std::collections::HashMap;
+use std::mem::ManuallyDrop;
 use std::time::Duration;
 
 /// The advisory lock the writing instance holds for as long as its session lives: the leader.
@@ -16,8 +20,24 @@ const LEADER_LOCK: i64 = 0x534C_4345_0001;
 
 /// A connection to the database, and how errors name it (the URL without its password).
 pub struct Connection {
-    client: postgres::Client,
+    /// Dropped by [`Connection`]'s `Drop`, off any async worker.
+    client: ManuallyDrop<postgres::Client>,
     name: String,
+    /// Statements prepared on this connection, by their SQL: a query then takes one round trip
+    /// instead of two (plugins' storage reads are many small queries).
+    prepared: HashMap<String, postgres::Statement>,
+}
+
+impl Drop for Connection {
+    /// The blocking client closes by running its own runtime, which an async worker may not
+    /// do: there, it is closed on a thread of its own.
+    fn drop(&mut self) {
+        // SAFETY: `client` is taken once, here, and not used again.
+        let client = unsafe { ManuallyDrop::take(&mut self.client) };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::spawn(move || drop(client));
+        }
+    }
 }
 
 impl Connection {
@@ -34,8 +54,40 @@ impl Connection {
         }
         // A server that accepts TCP and never answers, or a half-open connection, is found out.
         config.connect_timeout(Duration::from_secs(10)).keepalives_idle(Duration::from_secs(10));
+        // `CREATE … IF NOT EXISTS` notices are not worth a log line each.
+        config.options("-c client_min_messages=warning");
         let client = config.connect(postgres::NoTls).map_err(|e| anyhow::anyhow!("connecting to {name}: {e}"))?;
-        Ok(Connection { client, name })
+        Ok(Connection { client: ManuallyDrop::new(client), name, prepared: HashMap::new() })
+    }
+}
+
+impl Connection {
+    /// `sql`, prepared once per connection.
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// The rows `sql` selects with `params`.
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params)
+    }
+
+    /// The one row `sql` selects.
+    fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_one(&statement, params)
+    }
+
+    /// The row `sql` selects, if any.
+    fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, postgres::Error> {
+        let statement = self.statement(sql)?;
+        self.client.query_opt(&statement, params)
     }
 }
 

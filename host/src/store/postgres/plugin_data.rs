@@ -2,11 +2,11 @@
 
 use super::Connection;
 use crate::store::plugin_data::{Bound, Page, PluginBatch, PluginRead, prefix_end};
-use postgres::GenericClient;
+use postgres::{GenericClient, Row};
 
 impl PluginRead for Connection {
     fn plugin_value(&mut self, plugin: &str, collection: &str, key: &str) -> anyhow::Result<Option<String>> {
-        let row = self.client.query_opt(
+        let row = self.query_opt(
             "SELECT value FROM plugin_data WHERE plugin = $1 AND collection = $2 AND key = $3",
             &[&plugin, &collection, &key],
         )?;
@@ -14,7 +14,7 @@ impl PluginRead for Connection {
     }
 
     fn plugin_entry_size(&mut self, plugin: &str, collection: &str, key: &str) -> anyhow::Result<Option<u64>> {
-        let row = self.client.query_opt(
+        let row = self.query_opt(
             "SELECT octet_length(collection) + octet_length(key) + octet_length(value) FROM plugin_data
              WHERE plugin = $1 AND collection = $2 AND key = $3",
             &[&plugin, &collection, &key],
@@ -23,7 +23,7 @@ impl PluginRead for Connection {
     }
 
     fn plugin_bytes(&mut self, plugin: &str) -> anyhow::Result<u64> {
-        let row = self.client.query_opt("SELECT bytes FROM plugin_cursors WHERE plugin = $1", &[&plugin])?;
+        let row = self.query_opt("SELECT bytes FROM plugin_cursors WHERE plugin = $1", &[&plugin])?;
         Ok(row.map_or(0, |row| row.get::<_, i64>(0).max(0) as u64))
     }
 
@@ -42,14 +42,13 @@ impl PluginRead for Connection {
         };
         let end = prefix_end(prefix);
         let sql = format!(
-            "SELECT key, value FROM plugin_data
+            "SELECT key, {SIZE} FROM plugin_data
              WHERE plugin = $1 AND collection = $2 AND key {} $3 AND ($4::text IS NULL OR key < $4)
              ORDER BY key LIMIT $5",
             if above { ">" } else { ">=" },
         );
-        // One more row than the page may hold tells whether it was cut.
-        let rows = self.client.query(&sql, &[&plugin, &collection, &from, &end, &(i64::from(bound.entries) + 1)])?;
-        Ok(Page::within(rows.iter().map(|row| Ok::<_, postgres::Error>((row.get(0), row.get(1)))), bound)?)
+        let sizes = self.query(&sql, &[&plugin, &collection, &from, &end, &(i64::from(bound.entries) + 1)])?;
+        self.page(plugin, collection, sizes, bound)
     }
 
     fn plugin_find(
@@ -62,28 +61,47 @@ impl PluginRead for Connection {
         bound: Bound,
     ) -> anyhow::Result<Page> {
         let sql = format!(
-            "SELECT key, value FROM plugin_data
+            "SELECT key, {SIZE} FROM plugin_data
              WHERE plugin = $1 AND collection = $2 AND {} = $3::text::jsonb AND key {} $4 ORDER BY key LIMIT $5",
             field_expression(field),
             if after.is_some() { ">" } else { ">=" },
         );
         let params: [&(dyn postgres::types::ToSql + Sync); 5] =
             [&plugin, &collection, &value.to_string(), &after.unwrap_or(""), &(i64::from(bound.entries) + 1)];
-        let rows = self.client.query(&sql, &params)?;
-        Ok(Page::within(rows.iter().map(|row| Ok::<_, postgres::Error>((row.get(0), row.get(1)))), bound)?)
+        let sizes = self.query(&sql, &params)?;
+        self.page(plugin, collection, sizes, bound)
     }
 
     fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<u64>> {
-        let row = self.client.query_opt("SELECT last_seq FROM plugin_cursors WHERE plugin = $1", &[&plugin])?;
+        let row = self.query_opt("SELECT last_seq FROM plugin_cursors WHERE plugin = $1", &[&plugin])?;
         Ok(row.map(|row| row.get::<_, i64>(0) as u64))
     }
 
     fn plugin_versions(&mut self, name: &str, current: &str) -> anyhow::Result<Vec<String>> {
-        let rows = self.client.query(
+        let rows = self.query(
             "SELECT plugin FROM plugin_cursors WHERE left(plugin, length($1) + 1) = $1 || '@' AND plugin != $2",
             &[&name, &current],
         )?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
+
+/// An entry's size (see [`crate::store::plugin_data::entry_size`]) as a query selects it, read
+/// without fetching the value.
+const SIZE: &str = "octet_length(key) + octet_length(value)";
+
+impl Connection {
+    /// The page of the entries whose (key, size) rows `sizes` lists, in order: the values are
+    /// fetched only for the entries within `bound`, so a page never moves more bytes than it
+    /// may hold (the server sends every row a query selects).
+    fn page(&mut self, plugin: &str, collection: &str, sizes: Vec<Row>, bound: Bound) -> anyhow::Result<Page> {
+        let (taken, cut) = bound.fit(sizes.iter().map(|row| row.get::<_, i32>(1) as usize));
+        let keys: Vec<&str> = sizes.iter().take(taken).map(|row| row.get(0)).collect();
+        let rows = self.query(
+            "SELECT key, value FROM plugin_data WHERE plugin = $1 AND collection = $2 AND key = ANY($3) ORDER BY key",
+            &[&plugin, &collection, &keys],
+        )?;
+        Ok(Page { entries: rows.iter().map(|row| (row.get(0), row.get(1))).collect(), cut })
     }
 }
 

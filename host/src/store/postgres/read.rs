@@ -10,21 +10,21 @@ use std::collections::HashSet;
 
 impl Read for Connection {
     fn last_seq(&mut self) -> anyhow::Result<u64> {
-        Ok(self.client.query_one("SELECT coalesce(max(seq), 0) FROM events", &[])?.get::<_, i64>(0) as u64)
+        Ok(self.query_one("SELECT coalesce(max(seq), 0) FROM events", &[])?.get::<_, i64>(0) as u64)
     }
 
     fn events_from(&mut self, from: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq >= $1 AND NOT dropped ORDER BY seq LIMIT $2");
-        Ok(stored_events(self.client.query(&sql, &[&sql_int(from), &(limit as i64)])?)?)
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq >= $1 AND dropped = 0 ORDER BY seq LIMIT $2");
+        Ok(stored_events(self.query(&sql, &[&sql_int(from), &(limit as i64)])?)?)
     }
 
     fn log_after(&mut self, after: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
-        Ok(stored_events(self.client.query(&sql, &[&sql_int(after), &(limit as i64)])?)?)
+        Ok(stored_events(self.query(&sql, &[&sql_int(after), &(limit as i64)])?)?)
     }
 
     fn seen_by(&mut self, seq: u64) -> anyhow::Result<Vec<String>> {
-        let rows = self.client.query(
+        let rows = self.query(
             "SELECT node FROM (SELECT node, 0 AS rank, received_at_ms FROM events WHERE seq = $1
                                UNION ALL SELECT node, 1, received_at_ms FROM sightings WHERE seq = $1) nodes
              ORDER BY rank, received_at_ms",
@@ -34,7 +34,7 @@ impl Read for Connection {
     }
 
     fn gaps(&mut self, limit: usize) -> anyhow::Result<Vec<Gap>> {
-        let rows = self.client.query(
+        let rows = self.query(
             "SELECT stream, from_id, to_id, detected_at_ms, backfilled_blocks, backfill_note, backfilled_at_ms
              FROM gaps ORDER BY id DESC LIMIT $1",
             &[&(limit as i64)],
@@ -54,7 +54,7 @@ impl Read for Connection {
     }
 
     fn gaps_to_backfill(&mut self, node: &str) -> anyhow::Result<Vec<(i64, Option<u64>)>> {
-        let rows = self.client.query(
+        let rows = self.query(
             "SELECT id, below_height FROM gaps
              WHERE backfilled_at_ms IS NULL AND (stream = $1 OR left(stream, length($1) + 1) = $1 || '/')
              ORDER BY id",
@@ -65,12 +65,12 @@ impl Read for Connection {
 
     fn stored_keys(&mut self, keys: &[String]) -> anyhow::Result<HashSet<String>> {
         let hashes: Vec<Vec<u8>> = keys.iter().map(|key| key_hash(key).to_vec()).collect();
-        let rows = self.client.query("SELECT key FROM events WHERE key_hash = ANY($1)", &[&hashes])?;
+        let rows = self.query("SELECT key FROM events WHERE key_hash = ANY($1)", &[&hashes])?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     fn block_heights_above(&mut self, height: u64, limit: usize) -> anyhow::Result<Vec<u64>> {
-        let rows = self.client.query(
+        let rows = self.query(
             "SELECT block_height FROM events WHERE kind = 'BlockAdded' AND block_height > $1
              ORDER BY block_height LIMIT $2",
             &[&sql_int(height), &(limit as i64)],
@@ -80,15 +80,15 @@ impl Read for Connection {
 
     fn block(&mut self, id: &BlockId) -> anyhow::Result<Option<StoredEvent>> {
         let order = "ORDER BY block_height DESC, seq DESC LIMIT 1";
-        let served = format!("SELECT {EVENT_COLUMNS} FROM events WHERE kind = 'BlockAdded' AND NOT dropped");
+        let served = format!("SELECT {EVENT_COLUMNS} FROM events WHERE kind = 'BlockAdded' AND dropped = 0");
         let row = match id {
             BlockId::Hash(hash) => {
-                self.client.query_opt(&format!("{served} AND block_hash = $1 {order}"), &[&hash.to_lowercase()])?
+                self.query_opt(&format!("{served} AND block_hash = $1 {order}"), &[&hash.to_lowercase()])?
             }
             BlockId::Height(h) => {
-                self.client.query_opt(&format!("{served} AND block_height = $1 {order}"), &[&sql_int(*h)])?
+                self.query_opt(&format!("{served} AND block_height = $1 {order}"), &[&sql_int(*h)])?
             }
-            BlockId::Latest => self.client.query_opt(&format!("{served} {order}"), &[])?,
+            BlockId::Latest => self.query_opt(&format!("{served} {order}"), &[])?,
         };
         Ok(row.as_ref().map(stored_event).transpose()?)
     }
@@ -96,10 +96,10 @@ impl Read for Connection {
     fn transaction_events(&mut self, hash: &str) -> anyhow::Result<Vec<StoredEvent>> {
         let kinds = crate::event::TRANSACTION_KINDS.map(|kind| format!("'{kind}'")).join(", ");
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = $1 AND kind IN ({kinds}) AND NOT dropped
+            "SELECT {EVENT_COLUMNS} FROM events WHERE transaction_hash = $1 AND kind IN ({kinds}) AND dropped = 0
              ORDER BY seq"
         );
-        Ok(stored_events(self.client.query(&sql, &[&hash.to_lowercase()])?)?)
+        Ok(stored_events(self.query(&sql, &[&hash.to_lowercase()])?)?)
     }
 
     fn lookup(&mut self, lookup: &Lookup, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
@@ -123,8 +123,8 @@ impl Read for Connection {
                 ("kind = 'Step' AND era_id = $1", &number)
             }
         };
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {condition} AND NOT dropped ORDER BY seq LIMIT $2");
-        Ok(stored_events(self.client.query(&sql, &[value, &(limit as i64)])?)?)
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE {condition} AND dropped = 0 ORDER BY seq LIMIT $2");
+        Ok(stored_events(self.query(&sql, &[value, &(limit as i64)])?)?)
     }
 
     fn blocks_page(
@@ -133,15 +133,14 @@ impl Read for Connection {
         page: u64,
         limit: u64,
     ) -> anyhow::Result<(Vec<StoredEvent>, u64)> {
-        let served = "kind = 'BlockAdded' AND NOT dropped AND block_height BETWEEN $1 AND $2";
+        let served = "kind = 'BlockAdded' AND dropped = 0 AND block_height BETWEEN $1 AND $2";
         let (low, high) = (sql_int(*heights.start()), sql_int(*heights.end()));
-        let count: i64 =
-            self.client.query_one(&format!("SELECT count(*) FROM events WHERE {served}"), &[&low, &high])?.get(0);
+        let count: i64 = self.query_one(&format!("SELECT count(*) FROM events WHERE {served}"), &[&low, &high])?.get(0);
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE {served} ORDER BY block_height DESC, seq DESC LIMIT $3 OFFSET $4"
         );
         let offset = sql_int((page - 1).saturating_mul(limit));
-        let rows = self.client.query(&sql, &[&low, &high, &sql_int(limit), &offset])?;
+        let rows = self.query(&sql, &[&low, &high, &sql_int(limit), &offset])?;
         Ok((stored_events(rows)?, count as u64))
     }
 
@@ -152,20 +151,19 @@ impl Read for Connection {
         // Each filter is bound always and switched off by a NULL: one statement for all.
         let kinds = (!query.kinds.is_empty()).then_some(&query.kinds);
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= $1 AND NOT dropped
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq >= $1 AND dropped = 0
                  AND ($3::text[] IS NULL OR kind = ANY($3))
                  AND ($4::text IS NULL OR account = $4)
                  AND ($5::text IS NULL OR transaction_hash = $5)
              ORDER BY seq LIMIT $2"
         );
-        let rows = self.client.query(&sql, &[&from, &limit, &kinds, &query.account, &transaction])?;
+        let rows = self.query(&sql, &[&from, &limit, &kinds, &query.account, &transaction])?;
         Ok(stored_events(rows)?)
     }
 
     fn account_transactions(&mut self, account: &str, page: u64, limit: u64) -> anyhow::Result<(Vec<String>, u64)> {
-        let served = "account = $1 AND NOT dropped";
+        let served = "account = $1 AND dropped = 0";
         let count: i64 = self
-            .client
             .query_one(&format!("SELECT count(DISTINCT transaction_hash) FROM events WHERE {served}"), &[&account])?
             .get(0);
         let sql = format!(
@@ -173,12 +171,12 @@ impl Read for Connection {
              GROUP BY transaction_hash ORDER BY min(seq) DESC LIMIT $2 OFFSET $3"
         );
         let offset = sql_int((page - 1).saturating_mul(limit));
-        let rows = self.client.query(&sql, &[&account, &sql_int(limit), &offset])?;
+        let rows = self.query(&sql, &[&account, &sql_int(limit), &offset])?;
         Ok((rows.iter().map(|row| row.get(0)).collect(), count as u64))
     }
 
     fn totals(&mut self) -> anyhow::Result<Totals> {
-        let row = self.client.query_one(
+        let row = self.query_one(
             "SELECT (SELECT coalesce(max(seq), 0) FROM events), (SELECT count(*) FROM rejected_frames)",
             &[],
         )?;
@@ -193,7 +191,7 @@ impl Read for Connection {
                     (SELECT b.block_height FROM events b WHERE b.kind = 'BlockAdded' AND b.block_hash = e.block_hash
                      LIMIT 1)
              FROM contract_events c JOIN events e ON e.seq = c.seq
-             WHERE NOT e.dropped
+             WHERE e.dropped = 0
                  AND ($1::text IS NULL OR c.contract_hash = $1)
                  AND ($2::text IS NULL OR c.contract_package_hash = $2)
                  AND ($3::text IS NULL OR c.name = $3)
@@ -201,7 +199,7 @@ impl Read for Connection {
                  AND ($5::bigint IS NULL OR c.seq < $5)
              ORDER BY c.seq DESC LIMIT $6"
         );
-        let rows = self.client.query(
+        let rows = self.query(
             &sql,
             &[&query.contract, &query.package, &query.name, &query.transaction, &before, &(query.limit as i64)],
         )?;

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS events (
     node_event_id    BIGINT,
     received_at_ms   BIGINT NOT NULL,
     raw              TEXT NOT NULL,
-    dropped          BOOLEAN NOT NULL DEFAULT false,
+    dropped          SMALLINT NOT NULL DEFAULT 0,
     annotations      TEXT,
     hidden_by        TEXT,
     account          TEXT

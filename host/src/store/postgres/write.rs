@@ -88,7 +88,7 @@ impl Database for Postgres {
     }
 
     fn create_plugin_index(&mut self, field: &str) -> anyhow::Result<()> {
-        Ok(plugin_data::create_index(&mut self.connection.client, field)?)
+        Ok(plugin_data::create_index(&mut *self.connection.client, field)?)
     }
 
     fn cursors(&mut self) -> anyhow::Result<HashMap<String, StreamCursor>> {
@@ -174,7 +174,7 @@ impl Batch for PgBatch<'_, '_> {
 
     fn record_outcome(&mut self, seq: u64, outcome: &Outcome) -> anyhow::Result<()> {
         let params: [&(dyn postgres::types::ToSql + Sync); 4] =
-            [&(seq as i64), &outcome.dropped, &outcome.annotations, &outcome.hidden_by];
+            [&(seq as i64), &i16::from(outcome.dropped), &outcome.annotations, &outcome.hidden_by];
         self.tx.execute(&self.statements.record_outcome, &params)?;
         Ok(())
     }
