@@ -39,15 +39,15 @@ impl TestDatabase {
         if !postgres_wanted() {
             return TestDatabase::Sqlite(dir.join("sluice.db"));
         }
-        TestDatabase::new_postgres()
+        TestDatabase::new_postgres(dir)
     }
 
-    /// A fresh database on the test server, whatever the suite's backend.
-    pub fn new_postgres() -> TestDatabase {
+    /// A fresh database on the test server, whatever the suite's backend (the directory is
+    /// not used: the signature is [`TestDatabase::new`]'s).
+    pub fn new_postgres(_dir: &Path) -> TestDatabase {
         let admin = postgres_admin_url();
         let name = format!("test_{}", std::process::id()) + &format!("_{:x}", rand_suffix());
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("the test server answers");
-        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        admin_client(&admin).batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         TestDatabase::Postgres { admin, name }
     }
 
@@ -65,6 +65,20 @@ impl TestDatabase {
             TestDatabase::Sqlite(path) => panic!("{} is a SQLite file", path.display()),
             TestDatabase::Postgres { admin, name } => format!("{}/{name}", admin.trim_end_matches('/')),
         }
+    }
+
+    /// The PostgreSQL database's name.
+    pub fn name(&self) -> &str {
+        match self {
+            TestDatabase::Sqlite(path) => panic!("{} is a SQLite file", path.display()),
+            TestDatabase::Postgres { name, .. } => name,
+        }
+    }
+
+    /// Run `sql` as the server's administrator (in its default database).
+    pub fn execute_as_admin(&self, sql: &str) {
+        let TestDatabase::Postgres { admin, .. } = self else { panic!("not a PostgreSQL database") };
+        admin_client(admin).batch_execute(sql).unwrap();
     }
 
     /// The SQLite file, when it is one.
@@ -98,12 +112,16 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let TestDatabase::Postgres { admin, name } = self
-            && let Ok(mut client) = postgres::Client::connect(admin, postgres::NoTls)
-        {
-            _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let TestDatabase::Postgres { admin, name } = self {
+            _ = admin_client(admin).batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
+}
+
+/// A connection to the server's own database, `postgres`.
+fn admin_client(admin: &str) -> postgres::Client {
+    let url = format!("{}/postgres", admin.trim_end_matches('/'));
+    postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| panic!("the test server answers: {e}"))
 }
 
 fn rand_suffix() -> u64 {

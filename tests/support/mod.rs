@@ -67,7 +67,7 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(mut command: Command, log: PathBuf) -> Process {
+    pub fn spawn(mut command: Command, log: PathBuf) -> Process {
         let file = std::fs::File::create(&log).unwrap();
         let child = command.stdout(Stdio::null()).stderr(file).spawn().unwrap();
         Process { child, log }
@@ -147,8 +147,28 @@ impl Rig {
         Rig::build(count, mock_args, plugins_toml, true, "")
     }
 
+    /// Like [`Rig::start`], storing in `database` whatever the suite's backend.
+    pub fn start_on(database: impl FnOnce(&Path) -> TestDatabase, mock_args: &[&str], plugins_toml: &str) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let database = database(dir.path());
+        Rig::build_in(dir, database, 1, mock_args, plugins_toml, true, "")
+    }
+
     fn build(count: usize, mock_args: &[&str], plugins_toml: &str, rest_url: bool, node_toml: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::new(dir.path());
+        Rig::build_in(dir, database, count, mock_args, plugins_toml, rest_url, node_toml)
+    }
+
+    fn build_in(
+        dir: tempfile::TempDir,
+        database: TestDatabase,
+        count: usize,
+        mock_args: &[&str],
+        plugins_toml: &str,
+        rest_url: bool,
+        node_toml: &str,
+    ) -> Rig {
         let nodes = (0..count)
             .map(|i| {
                 let port = free_port();
@@ -167,7 +187,7 @@ impl Rig {
             host_env: Vec::new(),
             http_toml: String::new(),
             host: None,
-            database: TestDatabase::new(dir.path()),
+            database,
             dir,
         };
         std::fs::write(rig.config_path(), rig.config(plugins_toml)).unwrap();

@@ -64,6 +64,8 @@ fn native<'a>(command: &'a str, targets: &[&'a str]) -> Vec<&'a str> {
 
 /// Tests that only concern the SQLite backend (they fill its file system or read its file).
 const SQLITE_ONLY: &[&str] = &["storage_failures_show_in_health_and_metrics_and_lose_nothing"];
+/// Tests that run on PostgreSQL whatever the pass (their names start so): run once.
+const POSTGRES_ONLY: &str = "cluster_";
 
 /// The whole suite with a PostgreSQL server beside it (for the tests of what only PostgreSQL
 /// does), then the integration tests again with every host storing in PostgreSQL.
@@ -72,7 +74,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     let env = |backend: &str| [("SLUICE_TEST_POSTGRES", server.url.clone()), ("SLUICE_TEST_BACKEND", backend.into())];
     cargo_with(&native("test", &[]), extra, &env("sqlite"))?;
     let mut skip = vec!["--".to_owned()];
-    skip.extend(SQLITE_ONLY.iter().flat_map(|test| ["--skip".to_owned(), test.to_string()]));
+    skip.extend(SQLITE_ONLY.iter().chain([&POSTGRES_ONLY]).flat_map(|test| ["--skip".to_owned(), test.to_string()]));
     let extra: Vec<String> = match extra.iter().position(|arg| arg == "--") {
         Some(split) => [&extra[..split], &skip[..], &extra[split + 1..]].concat(),
         None => [extra, &skip[..]].concat(),

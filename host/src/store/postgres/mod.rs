@@ -9,10 +9,12 @@ mod write;
 
 pub use write::Postgres;
 
+use anyhow::Context;
 use postgres::Row;
 use postgres::types::ToSql;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The advisory lock the writing instance holds for as long as its session lives: the leader.
@@ -23,6 +25,11 @@ pub struct Connection {
     /// Dropped by [`Connection`]'s `Drop`, off any async worker.
     client: ManuallyDrop<postgres::Client>,
     name: String,
+    /// Where to connect again when the connection is lost (holds the password: never shown).
+    url: Arc<str>,
+    /// How many times this connection was opened again: a new session (whose locks and
+    /// prepared statements are gone).
+    generation: u64,
     /// Statements prepared on this connection, by their SQL: a query then takes one round trip
     /// instead of two (plugins' storage reads are many small queries).
     prepared: HashMap<String, postgres::Statement>,
@@ -56,12 +63,29 @@ impl Connection {
         config.connect_timeout(Duration::from_secs(10)).keepalives_idle(Duration::from_secs(10));
         // `CREATE … IF NOT EXISTS` notices are not worth a log line each.
         config.options("-c client_min_messages=warning");
-        let client = config.connect(postgres::NoTls).map_err(|e| anyhow::anyhow!("connecting to {name}: {e}"))?;
-        Ok(Connection { client: ManuallyDrop::new(client), name, prepared: HashMap::new() })
+        let client = config.connect(postgres::NoTls).with_context(|| format!("connecting to {name}"))?;
+        Ok(Connection {
+            client: ManuallyDrop::new(client),
+            name,
+            url: Arc::from(url),
+            generation: 0,
+            prepared: HashMap::new(),
+        })
     }
 }
 
 impl Connection {
+    /// Connect again if the connection was lost (the server restarted, a network fault, an
+    /// administrator ended the session).
+    fn reopen_if_lost(&mut self) -> anyhow::Result<()> {
+        if self.client.is_closed() {
+            let generation = self.generation + 1;
+            *self = Connection::open(&self.url)?;
+            self.generation = generation;
+        }
+        Ok(())
+    }
+
     /// `sql`, prepared once per connection.
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
         if let Some(statement) = self.prepared.get(sql) {
@@ -72,22 +96,38 @@ impl Connection {
         Ok(statement)
     }
 
-    /// The rows `sql` selects with `params`.
-    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, postgres::Error> {
+    /// Run a read (`read` with `sql` prepared) on the connection; one lost while reading is
+    /// opened again and the read tried once more (reads change nothing).
+    fn read<T>(
+        &mut self,
+        sql: &str,
+        read: impl Fn(&mut postgres::Client, &postgres::Statement) -> Result<T, postgres::Error>,
+    ) -> anyhow::Result<T> {
+        self.reopen_if_lost()?;
         let statement = self.statement(sql)?;
-        self.client.query(&statement, params)
+        match read(&mut self.client, &statement) {
+            Err(_) if self.client.is_closed() => {
+                self.reopen_if_lost()?;
+                let statement = self.statement(sql)?;
+                Ok(read(&mut self.client, &statement)?)
+            }
+            result => Ok(result?),
+        }
+    }
+
+    /// The rows `sql` selects with `params`.
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> anyhow::Result<Vec<Row>> {
+        self.read(sql, |client, statement| client.query(statement, params))
     }
 
     /// The one row `sql` selects.
-    fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.query_one(&statement, params)
+    fn query_one(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> anyhow::Result<Row> {
+        self.read(sql, |client, statement| client.query_one(statement, params))
     }
 
     /// The row `sql` selects, if any.
-    fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, postgres::Error> {
-        let statement = self.statement(sql)?;
-        self.client.query_opt(&statement, params)
+    fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> anyhow::Result<Option<Row>> {
+        self.read(sql, |client, statement| client.query_opt(statement, params))
     }
 }
 

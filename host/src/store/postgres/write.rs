@@ -20,10 +20,12 @@ use std::time::Duration;
 /// How often a standby asks for the leader lock.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
 
-/// The leader's connection and its statements, prepared once.
+/// The leader's connection and its statements, prepared once per session.
 pub struct Postgres {
     connection: Connection,
     statements: Statements,
+    /// The connection's generation whose session holds the leader lock.
+    leading: u64,
 }
 
 struct Statements {
@@ -42,7 +44,7 @@ impl Postgres {
         let mut connection = Connection::open(url)?;
         schema::migrate(&mut connection.client).with_context(|| format!("the database {}", connection.name))?;
         let mut waiting = false;
-        while !connection.client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?.get::<_, bool>(0) {
+        while !try_lock(&mut connection)? {
             if !waiting {
                 tracing::info!("standby: another instance writes to {}; taking over when it stops", connection.name);
                 waiting = true;
@@ -52,8 +54,38 @@ impl Postgres {
         if waiting {
             tracing::info!("taking over as the writing instance");
         }
+        let statements = Statements::prepare(&mut connection)?;
+        Ok(Postgres { leading: connection.generation, connection, statements })
+    }
+
+    /// Make sure this session still leads before writing: a lost connection is opened again
+    /// and must take the lock again, which another instance may hold by now (then nothing is
+    /// written and the batch waits, as on any storage failure).
+    fn keep_leading(&mut self) -> anyhow::Result<()> {
+        self.connection.reopen_if_lost()?;
+        if self.connection.generation == self.leading {
+            return Ok(());
+        }
+        if !try_lock(&mut self.connection)? {
+            anyhow::bail!("another instance writes to {} since this one lost its connection", self.connection.name);
+        }
+        self.statements = Statements::prepare(&mut self.connection)?;
+        self.leading = self.connection.generation;
+        tracing::info!("connected to {} again; still the writing instance", self.connection.name);
+        Ok(())
+    }
+}
+
+/// Take the leader lock if no other session holds it; whether this one now does.
+fn try_lock(connection: &mut Connection) -> anyhow::Result<bool> {
+    Ok(connection.client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?.get(0))
+}
+
+impl Statements {
+    /// The batch statements, prepared on `connection`'s session.
+    fn prepare(connection: &mut Connection) -> Result<Statements, postgres::Error> {
         let client = &mut connection.client;
-        let statements = Statements {
+        Ok(Statements {
             insert_event: client.prepare(
                 "INSERT INTO events (seq, key_hash, key, kind, block_hash, block_height, transaction_hash,
                                      era_id, node, node_event_id, received_at_ms, raw, account)
@@ -69,13 +101,13 @@ impl Postgres {
                 "INSERT INTO contract_events (seq, contract_package_hash, contract_hash, name, transaction_hash)
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )?,
-        };
-        Ok(Postgres { connection, statements })
+        })
     }
 }
 
 impl Database for Postgres {
     fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn Batch) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        self.keep_leading()?;
         let mut tx = self.connection.client.transaction()?;
         let next_seq = tx.query_one("SELECT coalesce(max(seq), 0) + 1 FROM events", &[])?.get::<_, i64>(0);
         let mut batch = PgBatch { tx: &mut tx, statements: &self.statements, next_seq };
