@@ -17,17 +17,27 @@ pub struct Host {
 }
 
 impl Host {
-    /// Start it with `plugins` (TOML) and more `[http]` keys, and wait until it answers.
+    /// Start it with `plugins` (TOML) and more `[http]` keys, and wait until it answers. It
+    /// stores in SQLite, or, when `SLUICE_BENCH_POSTGRES` gives a server's administrator URL
+    /// (`postgresql://user:password@host:port`), in a fresh database there.
     pub fn start(sluice: &Path, root: &Path, node: u16, plugins: &str, http: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let (http_keys, (http, admin)) = (http, (free_port(), free_port()));
+        let storage = match std::env::var("SLUICE_BENCH_POSTGRES") {
+            Ok(server) => {
+                let name = format!("bench_{}_{}", std::process::id(), now_ms());
+                let mut admin = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls).unwrap();
+                admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+                format!("url = \"{server}/{name}\"")
+            }
+            Err(_) => format!("path = \"{}\"", dir.path().join("bench.db").display()),
+        };
         let config = dir.path().join("bench.toml");
         std::fs::write(
             &config,
             format!(
-                "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\npath = \"{}\"\n\
+                "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\n{storage}\n\
                  plugin_cache = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_keys}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
-                dir.path().join("bench.db").display(),
                 root.join("target/plugin-cache").display(),
             ),
         )

@@ -162,7 +162,13 @@ impl Template {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         store.data_mut().deadline = Instant::now() + self.limits.timeout();
-        store.epoch_deadline_trap();
+        // At the deadline, the time storage reads took is excused (within an allowance); then
+        // the call is interrupted.
+        store.epoch_deadline_callback(|mut store| match store.data_mut().storage.excuse_read_time() {
+            waited if waited.is_zero() => Err(Trap::Interrupt.into()),
+            waited => Ok(wasmtime::UpdateDeadline::Continue(super::runtime::ticks(waited))),
+        });
+        store.data_mut().storage.begin_call(self.limits.timeout() * READ_ALLOWANCE);
         store.set_epoch_deadline(self.limits.deadline_ticks);
         let bindings = self.pre.instantiate(&mut store).map_err(anyhow::Error::from).context("instantiating")?;
         store.set_epoch_deadline(self.limits.deadline_ticks);
@@ -252,6 +258,7 @@ impl Instance {
         call: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, CallError> {
         self.store.set_epoch_deadline(self.limits.deadline_ticks);
+        self.store.data_mut().storage.begin_call(self.limits.timeout() * READ_ALLOWANCE);
         self.store.data_mut().deadline = Instant::now() + self.limits.timeout();
         let result = call(&self.bindings, &mut self.store).map_err(classify);
         match self.store.data_mut().storage.take_failure() {
@@ -260,6 +267,9 @@ impl Instance {
         }
     }
 }
+
+/// How many times its time limit a call's storage reads may take beyond it.
+const READ_ALLOWANCE: u32 = 10;
 
 /// Most events one `decode` call may derive.
 const MAX_DERIVED: usize = 1000;

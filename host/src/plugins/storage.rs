@@ -12,6 +12,7 @@ use crate::store::Read;
 use crate::store::plugin_data::{Bound, MAX_PAGE, Page, Write, entry_size};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Most writes one batch may keep (beyond it, `set` fails and the batch with it).
 const MAX_WRITES: usize = 100_000;
@@ -54,6 +55,9 @@ pub struct PluginStorage {
     /// A read failed (the database is locked or gone): the call must not be trusted, since the
     /// plugin saw "absent" where there may be data.
     failure: Option<String>,
+    /// Time the database took to answer this call's reads, not yet excused from its time
+    /// limit, and how much more may be excused (see [`PluginStorage::excuse_read_time`]).
+    read_time: (Duration, Duration),
 }
 
 impl PluginStorage {
@@ -70,7 +74,32 @@ impl PluginStorage {
             pending_bytes: 0,
             sizes_read: Default::default(),
             failure: None,
+            read_time: Default::default(),
         }
+    }
+
+    /// A call begins: of the time its reads will take, at most `allowance` is excused.
+    pub fn begin_call(&mut self, allowance: Duration) {
+        self.read_time = (Duration::ZERO, allowance);
+    }
+
+    /// The time the database took to answer the reads since the last time asked, within what
+    /// may still be excused: a call's time limit bounds the plugin's own work, and a server
+    /// database answers each read a round trip later than an embedded one. The allowance
+    /// bounds how long reads may hold the call.
+    pub fn excuse_read_time(&mut self) -> Duration {
+        let (waited, allowance) = &mut self.read_time;
+        let excused = (*waited).min(*allowance);
+        (*waited, *allowance) = (Duration::ZERO, *allowance - excused);
+        excused
+    }
+
+    /// Run `read` on the connection, timing it.
+    fn timed<T>(&mut self, read: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let started = Instant::now();
+        let result = read(self.conn.as_mut());
+        self.read_time.0 += started.elapsed();
+        result
     }
 
     /// The indexes the plugin declared, which `find` may use.
@@ -112,7 +141,8 @@ impl PluginStorage {
         if let Some((value, _)) = self.pending(collection, key) {
             return value.clone();
         }
-        let read = self.conn.plugin_value(&self.plugin, collection, key);
+        let plugin = self.plugin.clone();
+        let read = self.timed(|conn| conn.plugin_value(&plugin, collection, key));
         let value: Option<String> = self.checked("get", read);
         let (sizes, bytes) = &mut self.sizes_read;
         if self.overlay.is_some() && *bytes + collection.len() + key.len() <= MAX_REMEMBERED {
@@ -152,7 +182,8 @@ impl PluginStorage {
                 let stored = match self.sizes_read.0.get(&entry) {
                     Some(size) => *size,
                     None => {
-                        let stored = self.conn.plugin_entry_size(&self.plugin, &entry.0, &entry.1);
+                        let plugin = self.plugin.clone();
+                        let stored = self.timed(|conn| conn.plugin_entry_size(&plugin, &entry.0, &entry.1));
                         self.checked("reading an entry's size", stored).unwrap_or(0)
                     }
                 };
@@ -238,7 +269,7 @@ impl PluginStorage {
             Bound { entries: limit + pending_here.count().min(MAX_WRITES) as u32, bytes: self.limits.page_bytes };
         let mut from = after.map(str::to_owned);
         loop {
-            let stored = read(self.conn.as_mut(), from.as_deref(), bound)?;
+            let stored = self.timed(|conn| read(conn, from.as_deref(), bound))?;
             let last_stored = stored.cut.then(|| stored.entries.last().map(|(key, _)| key.clone())).flatten();
             let mut merged: BTreeMap<String, String> =
                 stored.entries.into_iter().filter(|(key, _)| self.pending(collection, key).is_none()).collect();
