@@ -9,6 +9,7 @@ pub mod contract_events;
 pub mod plugin_data;
 mod postgres;
 pub mod read;
+mod sql;
 mod sqlite;
 mod write;
 

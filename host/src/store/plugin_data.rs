@@ -143,10 +143,40 @@ impl Page {
     }
 }
 
+/// The keys a scan reads: from `from` (past it when `above`) to before `end` (to the last when
+/// `None`). Keys with a prefix are a range of the primary key: from the prefix (or past
+/// `after`) to the least string above all of them (none when the prefix is empty or only
+/// U+10FFFF).
+pub struct KeyRange<'a> {
+    /// Where it starts.
+    pub from: &'a str,
+    /// Whether `from` itself is left out.
+    pub above: bool,
+    /// The first key past it, if any.
+    pub end: Option<String>,
+}
+
+impl<'a> KeyRange<'a> {
+    /// Keys starting with `prefix`, after `after` (from the first, the empty key included, when
+    /// `None`).
+    pub fn scan(prefix: &'a str, after: Option<&'a str>) -> KeyRange<'a> {
+        let (from, above) = match after {
+            Some(after) if after >= prefix => (after, true),
+            _ => (prefix, false),
+        };
+        KeyRange { from, above, end: prefix_end(prefix) }
+    }
+
+    /// The comparison that starts the range in SQL.
+    pub fn start_operator(&self) -> &'static str {
+        if self.above { ">" } else { ">=" }
+    }
+}
+
 /// The least string greater than every string starting with `prefix`, if any: its last
 /// character that is not U+10FFFF, incremented, with what follows removed. (Keys compare byte by
 /// byte, which for UTF-8 is code-point order.)
-pub fn prefix_end(prefix: &str) -> Option<String> {
+fn prefix_end(prefix: &str) -> Option<String> {
     let mut chars: Vec<char> = prefix.chars().collect();
     while let Some(last) = chars.pop() {
         let next = (u32::from(last) + 1..=0x10FFFF).find_map(char::from_u32);

@@ -1,7 +1,7 @@
 //! Plugins' storage on PostgreSQL: the `plugin_data` table, plugin cursors and dead letters.
 
 use super::Connection;
-use crate::store::plugin_data::{Bound, Page, PluginBatch, PluginRead, prefix_end};
+use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginRead};
 use postgres::{GenericClient, Row};
 
 impl PluginRead for Connection {
@@ -35,19 +35,15 @@ impl PluginRead for Connection {
         after: Option<&str>,
         bound: Bound,
     ) -> anyhow::Result<Page> {
-        // Keys with the prefix are a range of the primary key (see the SQLite backend).
-        let (from, above) = match after {
-            Some(after) if after >= prefix => (after, true),
-            _ => (prefix, false),
-        };
-        let end = prefix_end(prefix);
+        let range = KeyRange::scan(prefix, after);
         let sql = format!(
             "SELECT key, {SIZE} FROM plugin_data
              WHERE plugin = $1 AND collection = $2 AND key {} $3 AND ($4::text IS NULL OR key < $4)
              ORDER BY key LIMIT $5",
-            if above { ">" } else { ">=" },
+            range.start_operator(),
         );
-        let sizes = self.query(&sql, &[&plugin, &collection, &from, &end, &(i64::from(bound.entries) + 1)])?;
+        let sizes =
+            self.query(&sql, &[&plugin, &collection, &range.from, &range.end, &(i64::from(bound.entries) + 1)])?;
         self.page(plugin, collection, sizes, bound)
     }
 

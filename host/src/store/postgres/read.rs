@@ -1,9 +1,10 @@
 //! The event log's queries on PostgreSQL ([`Read`] for a [`Connection`]).
 
 use super::Connection;
-use super::rows::{EVENT_COLUMNS, event_columns_of, sql_int, stored_event, stored_events};
+use super::rows::{stored_event, stored_events};
 use crate::store::contract_events::Query;
 use crate::store::read::{BlockId, Gap, LogQuery, Lookup, Read, Totals};
+use crate::store::sql::{EVENT_COLUMNS, event_columns_of, sql_int};
 use crate::store::{StoredEvent, key_hash};
 use postgres::types::ToSql;
 use std::collections::HashSet;

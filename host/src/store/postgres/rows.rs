@@ -1,20 +1,10 @@
-//! Rows of the `events` table as [`StoredEvent`]s, and integers as PostgreSQL holds them.
+//! Rows of the `events` table as [`StoredEvent`]s (the columns come from `store/sql.rs`).
 
 use crate::store::StoredEvent;
 use postgres::Row;
 use std::sync::Arc;
 
-/// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
-pub(super) const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations, hidden_by, account";
-
-/// [`EVENT_COLUMNS`] of the `events` table aliased `alias` (for joins), and how many there
-/// are: a query's own columns come after them.
-pub(super) fn event_columns_of(alias: &str) -> (String, usize) {
-    let columns: Vec<String> = EVENT_COLUMNS.split(", ").map(|column| format!("{alias}.{column}")).collect();
-    (columns.join(", "), columns.len())
-}
-
-/// Map a row selected with [`EVENT_COLUMNS`] (or [`event_columns_of`]).
+/// Map a row selected with `store::sql::EVENT_COLUMNS` (or `event_columns_of`).
 pub(super) fn stored_event(row: &Row) -> Result<StoredEvent, postgres::Error> {
     Ok(StoredEvent {
         seq: row.try_get::<_, i64>(0)? as u64,
@@ -31,9 +21,4 @@ pub(super) fn stored_event(row: &Row) -> Result<StoredEvent, postgres::Error> {
 /// Every row as a [`StoredEvent`].
 pub(super) fn stored_events(rows: Vec<Row>) -> Result<Vec<StoredEvent>, postgres::Error> {
     rows.iter().map(stored_event).collect()
-}
-
-/// PostgreSQL integers are signed: larger values saturate.
-pub(super) fn sql_int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }

@@ -1,9 +1,10 @@
 //! The `contract_events` table: contract events by contract, package, name and transaction,
 //! filled as they are stored.
 
-use super::rows::{event_columns_of, stored_event};
+use super::rows::stored_event;
 use crate::store::StoredEvent;
 use crate::store::contract_events::{Identity, Query};
+use crate::store::sql::event_columns_of;
 use rusqlite::{Connection, params_from_iter};
 
 /// Index contract event `seq`, identified by `identity`.

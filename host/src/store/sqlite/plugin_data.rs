@@ -1,6 +1,6 @@
 //! Plugins' storage on SQLite: the `plugin_data` table, plugin cursors and dead letters.
 
-use crate::store::plugin_data::{Bound, Page, PluginBatch, PluginRead, prefix_end};
+use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginRead};
 use rusqlite::{Connection, OptionalExtension, params};
 
 impl PluginRead for Connection {
@@ -38,20 +38,15 @@ impl PluginRead for Connection {
         after: Option<&str>,
         bound: Bound,
     ) -> anyhow::Result<Page> {
-        // Keys with the prefix are a range of the primary key: from `prefix` (or past `after`)
-        // to the least string above all of them (none when the prefix is empty or only U+10FFFF).
-        let (from, above) = match after {
-            Some(after) if after >= prefix => (after, true),
-            _ => (prefix, false),
-        };
-        let end = prefix_end(prefix);
+        let range = KeyRange::scan(prefix, after);
         let sql = format!(
             "SELECT key, value FROM plugin_data WHERE plugin = ?1 AND collection = ?2 AND key {} ?3 {} ORDER BY key",
-            if above { ">" } else { ">=" },
-            if end.is_some() { "AND key < ?4" } else { "AND ?4 IS NULL" },
+            range.start_operator(),
+            if range.end.is_some() { "AND key < ?4" } else { "AND ?4 IS NULL" },
         );
         let mut stmt = self.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![plugin, collection, from, end], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows =
+            stmt.query_map(params![plugin, collection, range.from, range.end], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(Page::within(rows, bound)?)
     }
 

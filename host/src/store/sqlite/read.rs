@@ -1,8 +1,9 @@
 //! The event log's queries on SQLite ([`Read`] for a connection).
 
 use super::contract_events;
-use super::rows::{EVENT_COLUMNS, sql_int, stored_event};
+use super::rows::stored_event;
 use crate::store::read::{BlockId, Gap, LogQuery, Lookup, Read, Totals};
+use crate::store::sql::{EVENT_COLUMNS, sql_int};
 use crate::store::{StoredEvent, key_hash};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};

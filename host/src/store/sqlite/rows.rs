@@ -1,20 +1,10 @@
-//! Rows of the `events` table as [`StoredEvent`]s, and integers as SQLite holds them.
+//! Rows of the `events` table as [`StoredEvent`]s (the columns come from `store/sql.rs`).
 
 use crate::store::StoredEvent;
 use rusqlite::Row;
 use std::sync::Arc;
 
-/// Columns of [`StoredEvent`], in the order [`stored_event`] reads them.
-pub(super) const EVENT_COLUMNS: &str = "seq, kind, node, received_at_ms, raw, annotations, hidden_by, account";
-
-/// [`EVENT_COLUMNS`] of the `events` table aliased `alias` (for joins), and how many there
-/// are: a query's own columns come after them.
-pub(super) fn event_columns_of(alias: &str) -> (String, usize) {
-    let columns: Vec<String> = EVENT_COLUMNS.split(", ").map(|column| format!("{alias}.{column}")).collect();
-    (columns.join(", "), columns.len())
-}
-
-/// Map a row selected with [`EVENT_COLUMNS`] (or [`event_columns_of`]).
+/// Map a row selected with `store::sql::EVENT_COLUMNS` (or `event_columns_of`).
 pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         seq: row.get::<_, i64>(0)? as u64,
@@ -26,9 +16,4 @@ pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         hidden_by: row.get(6)?,
         account: row.get(7)?,
     })
-}
-
-/// SQLite integers are signed: larger values saturate.
-pub(super) fn sql_int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
 }
