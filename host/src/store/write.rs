@@ -59,6 +59,11 @@ pub struct CursorUpdate<'a> {
 
 /// The statements of one transaction, on one backend.
 pub trait Batch {
+    /// The natural keys of the node events the batch brings, before the first is inserted: a
+    /// backend may look them all up at once (by default nothing happens).
+    fn expect(&mut self, _keys: &[&str]) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Insert `event` as delivered by `node` unless its natural key is stored; its sequence
     /// number (the next one, without gaps) when it was inserted.
     fn insert_event(
@@ -188,6 +193,14 @@ fn append_to(
     processor: &mut impl Processor,
     stored: &mut Vec<(StoredEvent, Outcome)>,
 ) -> anyhow::Result<()> {
+    let keys: Vec<&str> = batch
+        .iter()
+        .filter_map(|delivery| match &delivery.payload {
+            Payload::Event(e) => Some(e.key.as_str()),
+            _ => None,
+        })
+        .collect();
+    tx.expect(&keys)?;
     let mut cursors: HashMap<&str, CursorUpdate> = HashMap::new();
     for delivery in batch {
         if let Some(id) = delivery.node_event_id {

@@ -1,6 +1,7 @@
 //! The server backend: PostgreSQL, shared by a leader that writes (holding an advisory lock),
 //! standbys waiting for that lock, and any number of read-only API instances.
 
+mod pending;
 mod plugin_data;
 mod read;
 mod rows;

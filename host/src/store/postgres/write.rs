@@ -3,8 +3,11 @@
 //!
 //! Sequence numbers are assigned here, not by a PostgreSQL sequence (whose numbers a rolled
 //! back transaction loses): the leader is the only writer, so the next number is the highest
-//! stored plus one, read when a batch begins.
+//! stored plus one, read when a batch begins. For the same reason which of a batch's events
+//! are new is known from one lookup of its keys, and the new ones are sent together
+//! (`pending.rs`).
 
+use super::pending::Pending;
 use super::{Connection, LEADER_LOCK, plugin_data, schema};
 use crate::event::{NodeEvent, StreamCursor};
 use crate::store::contract_events::Identity;
@@ -14,7 +17,7 @@ use crate::store::read::Read;
 use crate::store::write::{Batch, CursorUpdate, Database, Outcome};
 use anyhow::Context;
 use postgres::{Statement, Transaction};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// How often a standby asks for the leader lock.
@@ -29,7 +32,6 @@ pub struct Postgres {
 }
 
 struct Statements {
-    insert_event: Statement,
     record_sighting: Statement,
     record_outcome: Statement,
     index_contract_event: Statement,
@@ -86,11 +88,6 @@ impl Statements {
     fn prepare(connection: &mut Connection) -> Result<Statements, postgres::Error> {
         let client = &mut connection.client;
         Ok(Statements {
-            insert_event: client.prepare(
-                "INSERT INTO events (seq, key_hash, key, kind, block_hash, block_height, transaction_hash,
-                                     era_id, node, node_event_id, received_at_ms, raw, account)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (key_hash) DO NOTHING",
-            )?,
             record_sighting: client.prepare(
                 "INSERT INTO sightings (seq, node, node_event_id, received_at_ms)
                  SELECT seq, $2, $3, $4 FROM events WHERE key_hash = $1 AND node != $2 ON CONFLICT DO NOTHING",
@@ -110,8 +107,16 @@ impl Database for Postgres {
         self.keep_leading()?;
         let mut tx = self.connection.client.transaction()?;
         let next_seq = tx.query_one("SELECT coalesce(max(seq), 0) + 1 FROM events", &[])?.get::<_, i64>(0);
-        let mut batch = PgBatch { tx: &mut tx, statements: &self.statements, next_seq };
+        let mut batch = PgBatch {
+            tx: &mut tx,
+            statements: &self.statements,
+            next_seq,
+            known: HashSet::new(),
+            stored: HashSet::new(),
+            pending: Pending::default(),
+        };
         work(&mut batch)?;
+        batch.pending.send(batch.tx)?;
         Ok(tx.commit()?)
     }
 
@@ -149,6 +154,13 @@ struct PgBatch<'a, 't> {
     statements: &'a Statements,
     /// The sequence number the next inserted event gets.
     next_seq: i64,
+    /// Keys (hashed) whose presence is known: those looked up when the batch began, and
+    /// those it inserted.
+    known: HashSet<[u8; 16]>,
+    /// Which of them are stored (or about to be).
+    stored: HashSet<[u8; 16]>,
+    /// New events not sent yet: sent before anything reads `events`, and at the end.
+    pending: Pending,
 }
 
 /// A node event id as PostgreSQL holds it.
@@ -157,6 +169,16 @@ fn id(node_event_id: Option<u32>) -> Option<i64> {
 }
 
 impl Batch for PgBatch<'_, '_> {
+    /// One query for the whole batch: which of its keys are stored.
+    fn expect(&mut self, keys: &[&str]) -> anyhow::Result<()> {
+        let hashes: Vec<[u8; 16]> = keys.iter().map(|key| key_hash(key)).collect();
+        let as_bytes: Vec<&[u8]> = hashes.iter().map(|hash| hash.as_slice()).collect();
+        let rows = self.tx.query("SELECT key_hash FROM events WHERE key_hash = ANY($1)", &[&as_bytes])?;
+        self.stored.extend(rows.iter().filter_map(|row| <[u8; 16]>::try_from(row.get::<_, &[u8]>(0)).ok()));
+        self.known.extend(hashes);
+        Ok(())
+    }
+
     fn insert_event(
         &mut self,
         e: &NodeEvent,
@@ -164,28 +186,19 @@ impl Batch for PgBatch<'_, '_> {
         node_event_id: Option<u32>,
         received_at_ms: i64,
     ) -> anyhow::Result<Option<u64>> {
-        let seq = self.next_seq;
-        let inserted = self.tx.execute(
-            &self.statements.insert_event,
-            &[
-                &seq,
-                &key_hash(&e.key).as_slice(),
-                &e.key,
-                &e.kind,
-                &e.block_hash,
-                &e.block_height.map(crate::store::sql::sql_int),
-                &e.transaction_hash,
-                &e.era_id.map(crate::store::sql::sql_int),
-                &node,
-                &id(node_event_id),
-                &received_at_ms,
-                &e.raw,
-                &e.account,
-            ],
-        )?;
-        if inserted == 0 {
+        let hash = key_hash(&e.key);
+        let stored = match self.known.contains(&hash) {
+            true => self.stored.contains(&hash),
+            // A derived event's key: asked for alone.
+            false => self.tx.query_opt("SELECT 1 FROM events WHERE key_hash = $1", &[&hash.as_slice()])?.is_some(),
+        };
+        if stored {
             return Ok(None);
         }
+        self.known.insert(hash);
+        self.stored.insert(hash);
+        let seq = self.next_seq;
+        self.pending.push(seq, hash, e, node, node_event_id, received_at_ms);
         self.next_seq += 1;
         Ok(Some(seq as u64))
     }
@@ -197,6 +210,7 @@ impl Batch for PgBatch<'_, '_> {
         node_event_id: Option<u32>,
         received_at_ms: i64,
     ) -> anyhow::Result<()> {
+        self.pending.send(self.tx)?;
         let hash = key_hash(key);
         let params: [&(dyn postgres::types::ToSql + Sync); 4] =
             [&hash.as_slice(), &node, &id(node_event_id), &received_at_ms];
@@ -205,6 +219,9 @@ impl Batch for PgBatch<'_, '_> {
     }
 
     fn record_outcome(&mut self, seq: u64, outcome: &Outcome) -> anyhow::Result<()> {
+        if self.pending.record(seq, outcome) {
+            return Ok(());
+        }
         let params: [&(dyn postgres::types::ToSql + Sync); 4] =
             [&(seq as i64), &i16::from(outcome.dropped), &outcome.annotations, &outcome.hidden_by];
         self.tx.execute(&self.statements.record_outcome, &params)?;
@@ -242,6 +259,7 @@ impl Batch for PgBatch<'_, '_> {
     }
 
     fn insert_gap(&mut self, stream: &str, from_id: u32, to_id: u32, detected_at_ms: i64) -> anyhow::Result<()> {
+        self.pending.send(self.tx)?;
         self.tx.execute(
             "INSERT INTO gaps (stream, from_id, to_id, detected_at_ms, below_height)
              SELECT $1, $2, $3, $4, max(block_height) FROM events WHERE kind = 'BlockAdded'",
