@@ -255,10 +255,10 @@ fn insert(
     received_at_ms: i64,
 ) -> anyhow::Result<Option<StoredEvent>> {
     let Some(seq) = tx.insert_event(e, node, node_event_id, received_at_ms)? else { return Ok(None) };
-    if e.kind == crate::event::CONTRACT_EVENT {
-        if let Some(identity) = Identity::of(&e.raw) {
-            tx.index_contract_event(seq, &identity)?;
-        }
+    if e.kind == crate::event::CONTRACT_EVENT
+        && let Some(identity) = Identity::of(&e.raw)
+    {
+        tx.index_contract_event(seq, &identity)?;
     }
     Ok(Some(StoredEvent {
         seq,

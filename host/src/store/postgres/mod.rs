@@ -55,10 +55,10 @@ impl Connection {
     pub fn open(url: &str) -> anyhow::Result<Connection> {
         let mut config = parse(url)?;
         let name = name_of(&config);
-        if config.get_password().is_none() {
-            if let Ok(password) = std::env::var("SLUICE_DATABASE_PASSWORD") {
-                config.password(password);
-            }
+        if config.get_password().is_none()
+            && let Ok(password) = std::env::var("SLUICE_DATABASE_PASSWORD")
+        {
+            config.password(password);
         }
         // A server that accepts TCP and never answers, or a half-open connection, is found out.
         config.connect_timeout(Duration::from_secs(10)).keepalives_idle(Duration::from_secs(10));

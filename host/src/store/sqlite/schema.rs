@@ -205,10 +205,10 @@ fn index_accounts(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<()> {
     let mut update = tx.prepare("UPDATE events SET account = ?2 WHERE seq = ?1")?;
     let mut rows = select.query([])?;
     while let Some(row) = rows.next()? {
-        if let Ok(crate::event::Frame::Event(event)) = crate::event::Frame::parse(row.get(1)?) {
-            if let Some(account) = event.account {
-                update.execute(rusqlite::params![row.get::<_, i64>(0)?, account])?;
-            }
+        if let Ok(crate::event::Frame::Event(event)) = crate::event::Frame::parse(row.get(1)?)
+            && let Some(account) = event.account
+        {
+            update.execute(rusqlite::params![row.get::<_, i64>(0)?, account])?;
         }
     }
     Ok(())
