@@ -1,6 +1,6 @@
 //! The event log: every event stored once, with a store-wide sequence number, and what the
 //! plugins keep. One interface ([`Read`], [`Writer`]) over a module per backend: `sqlite/`, the
-//! embedded default (one file, WAL).
+//! embedded default (one file, WAL), and `postgres/`, a server several instances share.
 //!
 //! One [`Writer`] (owned by the pipeline thread) appends in batches; API handlers read through
 //! [`Store`], which lends out read connections from a small pool.

@@ -1,5 +1,5 @@
-//! The server backend: PostgreSQL, shared by a leader that writes (holding an advisory lock),
-//! standbys waiting for that lock, and any number of read-only API instances.
+//! The server backend: PostgreSQL, shared by a leader that writes (holding an advisory lock)
+//! and standbys waiting for that lock.
 
 mod pending;
 mod plugin_data;
@@ -73,9 +73,7 @@ impl Connection {
             prepared: HashMap::new(),
         })
     }
-}
 
-impl Connection {
     /// Connect again if the connection was lost (the server restarted, a network fault, an
     /// administrator ended the session).
     fn reopen_if_lost(&mut self) -> anyhow::Result<()> {
