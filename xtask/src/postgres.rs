@@ -55,6 +55,9 @@ impl TestServer {
                 "--auth-host=scram-sha-256".as_ref(),
                 "--auth-local=trust".as_ref(),
                 "--no-sync".as_ref(),
+                // Whatever locales the machine has: Sluice compares plugin keys byte by byte anyway.
+                "--locale=C".as_ref(),
+                "--encoding=UTF8".as_ref(),
             ],
         )?;
         let options = format!(
