@@ -17,7 +17,7 @@ use crate::store::read::Read;
 use crate::store::write::{Batch, CursorUpdate, Database, Outcome};
 use anyhow::Context;
 use postgres::{Statement, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How often a standby asks for the leader lock.
@@ -111,8 +111,7 @@ impl Database for Postgres {
             tx: &mut tx,
             statements: &self.statements,
             next_seq,
-            known: HashSet::new(),
-            stored: HashSet::new(),
+            stored: HashMap::new(),
             pending: Pending::default(),
         };
         work(&mut batch)?;
@@ -154,11 +153,9 @@ struct PgBatch<'a, 't> {
     statements: &'a Statements,
     /// The sequence number the next inserted event gets.
     next_seq: i64,
-    /// Keys (hashed) whose presence is known: those looked up when the batch began, and
-    /// those it inserted.
-    known: HashSet<[u8; 16]>,
-    /// Which of them are stored (or about to be).
-    stored: HashSet<[u8; 16]>,
+    /// Whether each key (hashed) is stored, or about to be, for the keys looked up when the
+    /// batch began and those it inserted.
+    stored: HashMap<[u8; 16], bool>,
     /// New events not sent yet: sent before anything reads `events`, and at the end.
     pending: Pending,
 }
@@ -174,8 +171,8 @@ impl Batch for PgBatch<'_, '_> {
         let hashes: Vec<[u8; 16]> = keys.iter().map(|key| key_hash(key)).collect();
         let as_bytes: Vec<&[u8]> = hashes.iter().map(|hash| hash.as_slice()).collect();
         let rows = self.tx.query("SELECT key_hash FROM events WHERE key_hash = ANY($1)", &[&as_bytes])?;
-        self.stored.extend(rows.iter().filter_map(|row| <[u8; 16]>::try_from(row.get::<_, &[u8]>(0)).ok()));
-        self.known.extend(hashes);
+        self.stored.extend(hashes.into_iter().map(|hash| (hash, false)));
+        self.stored.extend(rows.iter().filter_map(|row| Some((row.get::<_, &[u8]>(0).try_into().ok()?, true))));
         Ok(())
     }
 
@@ -187,16 +184,15 @@ impl Batch for PgBatch<'_, '_> {
         received_at_ms: i64,
     ) -> anyhow::Result<Option<u64>> {
         let hash = key_hash(&e.key);
-        let stored = match self.known.contains(&hash) {
-            true => self.stored.contains(&hash),
+        let stored = match self.stored.get(&hash) {
+            Some(stored) => *stored,
             // A derived event's key: asked for alone.
-            false => self.tx.query_opt("SELECT 1 FROM events WHERE key_hash = $1", &[&hash.as_slice()])?.is_some(),
+            None => self.tx.query_opt("SELECT 1 FROM events WHERE key_hash = $1", &[&hash.as_slice()])?.is_some(),
         };
         if stored {
             return Ok(None);
         }
-        self.known.insert(hash);
-        self.stored.insert(hash);
+        self.stored.insert(hash, true);
         let seq = self.next_seq;
         self.pending.push(seq, hash, e, node, node_event_id, received_at_ms);
         self.next_seq += 1;
