@@ -4,20 +4,22 @@
 
 mod support;
 
-use support::{Process, Rig, TestDatabase, free_port, get_json};
+use support::{Process, Rig, TestDatabase, free_port, get_json, read_sse_until};
+use std::thread::JoinHandle;
 
-/// A second `sluice run` on the rig's config and database, on ports of its own; its URL.
-fn second_instance(rig: &Rig) -> (Process, String) {
+/// Another instance (`sluice run` or `sluice serve`, `command`) on the rig's config and
+/// database, on ports of its own, logging to `{name}.log`; its URL.
+fn another_instance(rig: &Rig, command: &str, name: &str) -> (Process, String) {
     let (http, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let config = std::fs::read_to_string(rig.config_path())
         .unwrap()
         .replace(rig.http.trim_start_matches("http://"), &http)
         .replace(rig.admin.trim_start_matches("http://"), &admin);
-    let path = rig.dir.path().join("standby.toml");
+    let path = rig.dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, config).unwrap();
-    let mut run = support::host_binary();
-    run.args(["run", "--config"]).arg(&path).current_dir(support::root());
-    (Process::spawn(run, rig.dir.path().join("standby.log")), format!("http://{http}"))
+    let mut instance = support::host_binary();
+    instance.args([command, "--config"]).arg(&path).current_dir(support::root());
+    (Process::spawn(instance, rig.dir.path().join(format!("{name}.log"))), format!("http://{http}"))
 }
 
 /// Nothing lost, nothing stored twice, no hole in the sequence, and the node's order: the
@@ -33,7 +35,7 @@ fn assert_clean_run(rig: &Rig) {
 #[test]
 fn cluster_a_standby_takes_over_from_a_killed_leader_and_the_store_is_a_clean_runs() {
     let mut rig = Rig::start_on(TestDatabase::new_postgres, &["--rate", "600", "--count", "3000"], "");
-    let (standby, standby_http) = second_instance(&rig);
+    let (standby, standby_http) = another_instance(&rig, "run", "standby");
     rig.wait_for_stored(800);
     // The standby waits: only one instance ever writes.
     rig.wait_for("the standby to wait", || standby.log().contains("standby: another instance writes"));
@@ -42,6 +44,43 @@ fn cluster_a_standby_takes_over_from_a_killed_leader_and_the_store_is_a_clean_ru
     rig.wait_for("the standby to take over and store every event", || stored() >= Some(3007));
     assert!(standby.log().contains("taking over as the writing instance"), "{}", standby.log());
     assert_clean_run(&rig);
+}
+
+/// The `(id, data)` frames of `{url}/events{query}` up to the event with sequence `last`, read
+/// on a thread of its own.
+fn subscribe(url: &str, query: &str, last: u64) -> JoinHandle<Vec<(u64, String)>> {
+    let url = format!("{url}/events{query}");
+    std::thread::spawn(move || read_sse_until(&url, |frames| frames.last().is_some_and(|(id, _)| *id >= last)))
+}
+
+#[test]
+fn cluster_serve_instances_give_every_subscriber_every_event_once_in_order() {
+    let rig = Rig::start_on(TestDatabase::new_postgres, &["--rate", "300", "--count", "3000"], "");
+    let up = |url: &str| get_json(&format!("{url}/health")).is_some_and(|h| h["role"] == "serve");
+    let (_first, first) = another_instance(&rig, "serve", "serve-1");
+    rig.wait_for("the first serve instance", || up(&first));
+    let mut whole = vec![subscribe(&rig.http, "?start_from=0", 3007), subscribe(&first, "?start_from=0", 3007)];
+    let mut live = vec![subscribe(&first, "", 3007)];
+    // The second starts while events flow.
+    rig.wait_for_stored(800);
+    let (_second, second) = another_instance(&rig, "serve", "serve-2");
+    rig.wait_for("the second serve instance", || up(&second));
+    let stored = get_json(&format!("{}/health", rig.http)).unwrap()["store"]["events"].as_u64().unwrap();
+    assert!(stored < 2500, "the second instance started after the stream ({stored} stored)");
+    whole.push(subscribe(&second, "?start_from=0", 3007));
+    live.push(subscribe(&second, "", 3007));
+
+    let leaders = whole.remove(0).join().unwrap();
+    let ids: Vec<u64> = leaders.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=3007).collect::<Vec<u64>>(), "the leader's own subscriber");
+    for subscriber in whole {
+        assert_eq!(subscriber.join().unwrap(), leaders, "a serve instance's replay-then-live subscriber");
+    }
+    for subscriber in live {
+        let frames = subscriber.join().unwrap();
+        let from = frames.first().expect("live events").0 as usize;
+        assert_eq!(frames, leaders[from - 1..], "a live subscriber: every event from its first, once, in order");
+    }
 }
 
 #[test]

@@ -1,17 +1,21 @@
-//! `sluice run`: wire source → store → plugins → bus → api together and run until stopped.
+//! `sluice run`: wire source → store → plugins → bus → api together and run until stopped;
+//! `sluice serve`: the API alone, over a store another instance writes (store → tail → bus → api).
 
-use crate::api::{self, AppState};
+use crate::api::subscription::Subscribers;
+use crate::api::{self, AppState, Role};
 use crate::bus::Bus;
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
 use crate::pipeline::{IngestStats, Pipeline};
 use crate::plugins::{HostServices, Plugins, ReloadStatus, runtime};
 use crate::source::{self, NodeStatus};
 use crate::store::{Location, Store, Writer};
+use crate::tail::Tail;
 use crate::watch::Watch;
 use anyhow::Context;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -72,25 +76,10 @@ pub async fn run(
         watch.start(&config)?;
     }
 
-    let (stop, stopped) = tokio::sync::watch::channel(());
-    let bus = Bus::new();
     let ingest = Arc::new(IngestStats::default());
-    let state = AppState {
-        store: Store::new(location.clone()),
-        bus: bus.clone(),
-        nodes: config.source_names().map(|name| Arc::new(NodeStatus::new(name))).collect(),
-        ingest: ingest.clone(),
-        plugins: plugins.registry(),
-        routes: plugins.routes(),
-        shutdown: stopped.clone(),
-        started: std::time::Instant::now(),
-        reload: reload_status.clone(),
-        subscribers: Arc::new(crate::api::subscription::Subscribers::new(
-            config.http.max_subscribers,
-            std::time::Duration::from_millis(config.http.slow_subscriber_timeout_ms),
-        )),
-        response_times: crate::api::metrics::response_times(),
-    };
+    let nodes = config.source_names().map(|name| Arc::new(NodeStatus::new(name))).collect();
+    let api = Api::new(&config, &location, Role::Run, nodes, ingest.clone(), &plugins, reload_status.clone());
+    let (state, bus) = (api.state.clone(), api.state.bus.clone());
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let log = tokio::task::block_in_place(|| crate::store::open_read(&location))?;
     let pipeline =
@@ -124,18 +113,7 @@ pub async fn run(
         admin.local_addr()?,
         location
     );
-    let write_timeout = std::time::Duration::from_millis(config.http.write_timeout_ms);
-    let header_read_timeout = std::time::Duration::from_millis(config.http.header_read_timeout_ms);
-    let serve = |listener: TcpListener, router: axum::Router, max_connections: usize| {
-        let limits = api::serve::ConnectionLimits { header_read_timeout, max_connections };
-        let on_connect = api::limits::on_connect(write_timeout);
-        tokio::spawn(api::serve::serve(listener, router, limits, on_connect, stopped.clone()))
-    };
-    let public_cap = api::serve::connection_cap(config.http.max_connections);
-    let servers = [
-        serve(public, api::public(state.clone(), &config.http), public_cap),
-        serve(admin, api::admin(state), ADMIN_CONNECTIONS),
-    ];
+    let api = api.start(public, admin, &config.http);
 
     // The pipeline ends on its own only when it has no node to follow (then keep serving the
     // store) or when it panicked (then stop rather than serve a frozen store).
@@ -149,25 +127,11 @@ pub async fn run(
         shutdown.await;
     }
     tracing::info!("shutting down");
-    drop(stop);
-    // Event streams end, so that the servers' graceful shutdown does not wait for them.
-    bus.close();
     followers.iter().for_each(|f| f.abort());
     for follower in followers {
         _ = follower.await;
     }
-    // Connections get a moment to finish; one whose client reads nothing could hold it forever.
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-    for mut server in servers {
-        tokio::select! {
-            result = &mut server => result?,
-            _ = tokio::time::sleep_until(deadline) => {
-                let grace = SHUTDOWN_GRACE.as_secs();
-                tracing::warn!("connections still open {grace} s after shutdown began: not waiting for them");
-                server.abort();
-            }
-        }
-    }
+    api.stop().await?;
     // The pipeline finishes the batches already queued (or abandons one it cannot store), then
     // stops; only then are errors reported.
     match finished_early {
@@ -176,6 +140,145 @@ pub async fn run(
     }
     drop(location);
     Ok(())
+}
+
+/// `sluice serve`: the API only, over the database another instance (`sluice run`) writes,
+/// perhaps through a streaming replica (`storage.read_url`), with plugin routes read-only, until
+/// `shutdown` completes.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    crate::install_tls_provider();
+    let public = bind(config.http.listen, "http.listen")?;
+    let admin = bind(config.admin.listen, "admin.listen")?;
+    let location = Location::for_reading(&config.storage)?;
+    // Off the async workers: the database clients block.
+    let (mut log, tail_log, appends) = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        let mut log = crate::store::open_read(&location)?;
+        log.last_seq().with_context(|| format!("reading the event log in {location} (has `sluice run` created it?)"))?;
+        Ok((log, crate::store::open_read(&location)?, crate::store::appends::watch(&location)?))
+    })?;
+    let cache_dir = config.storage.plugin_cache.clone().unwrap_or_else(|| location.default_plugin_cache());
+    let engine = runtime::engine(&cache_dir)?;
+    let services = HostServices::from_config(&config, location.clone())?;
+    let (mut plugins, head) = tokio::task::block_in_place(|| -> anyhow::Result<_> {
+        Ok((Plugins::load(&engine, &config.plugins, &services)?, log.last_seq()?))
+    })?;
+
+    let ingest = Arc::new(IngestStats::default());
+    let reload_status = Arc::new(ReloadStatus::default());
+    let api = Api::new(&config, &location, Role::Serve, Arc::new([]), ingest.clone(), &plugins, reload_status);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tail = Tail { log: tail_log, appends, bus: api.state.bus.clone(), stats: ingest };
+    tail.spawn(stop.clone())?;
+    // Indexers the writing instance is still bringing up to date answer 503 until it has.
+    let waiting_for_indexers = stop.clone();
+    std::thread::Builder::new().name("plugin-cursors".into()).spawn(move || {
+        while !waiting_for_indexers.load(Relaxed) && plugins.catching_up() {
+            std::thread::sleep(INDEXER_POLL);
+            if let Err(error) = plugins.promote_stored(log.as_mut(), head) {
+                tracing::warn!("reading plugin cursors: {error:#}");
+            }
+        }
+        // The routes keep serving; what they need is shared.
+        drop(plugins);
+    })?;
+
+    tracing::info!(
+        "serving http://{} (admin http://{}) from {}, which another instance writes",
+        public.local_addr()?,
+        admin.local_addr()?,
+        location
+    );
+    let api = api.start(public, admin, &config.http);
+    shutdown.await;
+    tracing::info!("shutting down");
+    stop.store(true, Relaxed);
+    api.stop().await
+}
+
+/// How often a `serve` instance looks whether indexers that were catching up reached the head.
+const INDEXER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The public and admin APIs, from set-up to shutdown.
+struct Api {
+    state: AppState,
+    stop: tokio::sync::watch::Sender<()>,
+}
+
+/// The APIs once serving.
+struct Serving {
+    state: AppState,
+    stop: tokio::sync::watch::Sender<()>,
+    servers: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Api {
+    /// What the handlers will share.
+    fn new(
+        config: &Config,
+        location: &Location,
+        role: Role,
+        nodes: Arc<[Arc<NodeStatus>]>,
+        ingest: Arc<IngestStats>,
+        plugins: &Plugins,
+        reload: Arc<ReloadStatus>,
+    ) -> Api {
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let stall_limit = std::time::Duration::from_millis(config.http.slow_subscriber_timeout_ms);
+        let state = AppState {
+            store: Store::new(location.clone()),
+            bus: Bus::new(),
+            role,
+            nodes,
+            ingest,
+            plugins: plugins.registry(),
+            routes: plugins.routes(),
+            shutdown: stopped,
+            started: std::time::Instant::now(),
+            reload,
+            subscribers: Arc::new(Subscribers::new(config.http.max_subscribers, stall_limit)),
+            response_times: api::metrics::response_times(),
+        };
+        Api { state, stop }
+    }
+
+    /// Serve the public API on `public` and the admin API on `admin`.
+    fn start(self, public: TcpListener, admin: TcpListener, http: &HttpConfig) -> Serving {
+        let write_timeout = std::time::Duration::from_millis(http.write_timeout_ms);
+        let header_read_timeout = std::time::Duration::from_millis(http.header_read_timeout_ms);
+        let stopped = self.state.shutdown.clone();
+        let serve = |listener: TcpListener, router: axum::Router, max_connections: usize| {
+            let limits = api::serve::ConnectionLimits { header_read_timeout, max_connections };
+            let on_connect = api::limits::on_connect(write_timeout);
+            tokio::spawn(api::serve::serve(listener, router, limits, on_connect, stopped.clone()))
+        };
+        let public_cap = api::serve::connection_cap(http.max_connections);
+        let servers = [
+            serve(public, api::public(self.state.clone(), http), public_cap),
+            serve(admin, api::admin(self.state.clone()), ADMIN_CONNECTIONS),
+        ];
+        Serving { state: self.state, stop: self.stop, servers }
+    }
+}
+
+impl Serving {
+    /// End the event streams, then give open connections a moment to finish; one whose client
+    /// reads nothing could hold them forever.
+    async fn stop(self) -> anyhow::Result<()> {
+        drop(self.stop);
+        self.state.bus.close();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        for mut server in self.servers {
+            tokio::select! {
+                result = &mut server => result?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let grace = SHUTDOWN_GRACE.as_secs();
+                    tracing::warn!("connections still open {grace} s after shutdown began: not waiting for them");
+                    server.abort();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Connections the admin listener takes at once (its clients are operators and scrapers).

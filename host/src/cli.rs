@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `mock-node`, `mock-cspr-cloud`, `mock-f1r3fly`, `demo`.
+//! Command line: `run`, `serve`, `check`, `mock-node`, `mock-cspr-cloud`, `mock-f1r3fly`, `demo`.
 
 use crate::config::Config;
 use crate::mock_node::{self, MockOptions};
@@ -20,6 +20,12 @@ enum Command {
     /// Ingest from the configured nodes and serve the API.
     Run {
         /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Serve the API only, from the database another instance (`sluice run`) writes.
+    Serve {
+        /// Configuration file (TOML); its `[storage]` names the shared database.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -93,6 +99,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Run { config: path } => crate::app::run(Config::load(&path)?, Some(&path), stop_signal()).await,
+            Command::Serve { config } => crate::app::serve(Config::load(&config)?, stop_signal()).await,
             Command::Check { config } => {
                 let parsed = Config::load(&config)?;
                 println!("{}: ok ({} nodes, {} plugins)", config.display(), parsed.nodes.len(), parsed.plugins.len());

@@ -24,6 +24,7 @@ pub mod rpc;
 pub mod scaffold;
 pub mod source;
 pub mod store;
+pub mod tail;
 pub mod watch;
 
 /// Make ring the process's TLS crypto provider (for https and wss sources, and every HTTP client

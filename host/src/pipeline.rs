@@ -48,16 +48,16 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
-    /// A storage write failed with `error`.
-    fn storage_failed(&self, error: &anyhow::Error) {
+    /// A storage write (on a `serve` instance: a read of the log) failed with `error`.
+    pub fn storage_failed(&self, error: &anyhow::Error) {
         self.storage_failures.fetch_add(1, Relaxed);
         let now = crate::event::now_ms() as u64;
         _ = self.storage_failing_since_ms.compare_exchange(0, now, Relaxed, Relaxed);
         *self.last_storage_error.lock().expect("stats lock") = Some(format!("{error:#}"));
     }
 
-    /// A storage write succeeded.
-    fn storage_ok(&self) {
+    /// A storage write (on a `serve` instance: a read of the log) succeeded.
+    pub fn storage_ok(&self) {
         self.storage_failing_since_ms.store(0, Relaxed);
     }
 

@@ -359,24 +359,35 @@ pub fn get(url: &str) -> Option<(u16, String)> {
 /// Read an SSE stream until `frames` frames with an id and data arrived (or 60 s passed);
 /// returns `(id, data)` pairs.
 pub fn read_sse(url: &str, frames: usize) -> Vec<(u64, String)> {
+    let mut read = read_sse_until(url, |read| read.len() >= frames);
+    read.truncate(frames);
+    read
+}
+
+/// Read an SSE stream until the frames read (with an id and data) are `enough` (or 60 s
+/// passed); returns them as `(id, data)` pairs.
+pub fn read_sse_until(url: &str, enough: impl Fn(&[(u64, String)]) -> bool) -> Vec<(u64, String)> {
     use futures::StreamExt;
     runtime().block_on(async {
         let response = reqwest::get(url).await.expect("SSE request");
         let mut body = response.bytes_stream();
         // Bytes, not text: a chunk may end inside a character.
         let mut bytes = Vec::new();
+        let mut frames = Vec::new();
+        // Bytes parsed into frames so far: whole blocks only.
+        let mut parsed = 0;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        // SSE blocks seen so far (counted on the new bytes only): parse once there can be enough.
-        let mut blocks = 0;
         while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
-            let scanned = bytes.len().saturating_sub(1);
             bytes.extend_from_slice(&chunk);
-            blocks += bytes[scanned..].windows(2).filter(|pair| pair == b"\n\n").count();
-            if blocks >= frames && bytes.ends_with(b"\n\n") && parse_sse(text(&bytes), frames).len() == frames {
+            let Some(end) = bytes[parsed..].windows(2).rposition(|pair| pair == b"\n\n") else { continue };
+            let end = parsed + end + 2;
+            frames.extend(parse_sse(text(&bytes[parsed..end]), usize::MAX));
+            parsed = end;
+            if enough(&frames) {
                 break;
             }
         }
-        parse_sse(text(&bytes), frames)
+        frames
     })
 }
 

@@ -1,7 +1,7 @@
 //! `GET /health` and `GET /ready`, `GET /status` (public) and `GET /plugins` (admin): how Sluice
 //! is doing, read from the pipeline, the sources and the plugins at each request.
 
-use super::AppState;
+use super::{AppState, Role};
 use crate::source::ConnectionState;
 use axum::Json;
 use axum::extract::State;
@@ -25,9 +25,9 @@ pub enum Condition {
 /// What `/health` checks, each with its condition.
 #[derive(Debug, Serialize)]
 pub struct Checks {
-    /// Writes to the store.
+    /// Writes to the store (on a `serve` instance: reads of the log it follows).
     pub storage: Value,
-    /// The thread that stores and runs the plugins.
+    /// The thread that stores and runs the plugins (on a `serve` instance: that follows the log).
     pub pipeline: Value,
     /// Node and stream connections.
     pub sources: Value,
@@ -88,10 +88,12 @@ pub fn readiness(state: &AppState) -> Result<(), Vec<String>> {
     if reasons.is_empty() { Ok(()) } else { Err(reasons) }
 }
 
-/// Whether the pipeline stopped though it has sources (with none it ends by design, and the
-/// store is only served).
+/// Whether the pipeline (on a `serve` instance: the thread following the log) stopped though it
+/// has work: with no source, `sluice run`'s pipeline ends by design, and the store is only
+/// served.
 fn pipeline_stopped(state: &AppState) -> bool {
-    !state.nodes.is_empty() && !state.ingest.running.load(Relaxed)
+    let has_work = state.role == Role::Serve || !state.nodes.is_empty();
+    has_work && !state.ingest.running.load(Relaxed)
 }
 
 /// The sources connected now, by name.
@@ -117,6 +119,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     let body = json!({
         "status": condition,
         "version": env!("CARGO_PKG_VERSION"),
+        "role": state.role,
         "checks": checks,
         "nodes": &*state.nodes,
         "ingest": &*state.ingest,

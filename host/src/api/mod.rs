@@ -40,6 +40,8 @@ pub struct AppState {
     pub store: Store,
     /// Live events.
     pub bus: Bus,
+    /// What this instance does.
+    pub role: Role,
     /// Node connection states.
     pub nodes: Arc<[Arc<NodeStatus>]>,
     /// Ingestion counters.
@@ -58,6 +60,17 @@ pub struct AppState {
     pub subscribers: Arc<subscription::Subscribers>,
     /// Response times of the public API, by route.
     pub response_times: metrics::ResponseTimes,
+}
+
+/// What an instance does: `sluice run` ingests and serves; `sluice serve` only serves what
+/// another instance stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// `sluice run`.
+    Run,
+    /// `sluice serve`.
+    Serve,
 }
 
 /// Routes served on `[http] listen`, within the limits of `config`.

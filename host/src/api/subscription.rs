@@ -259,6 +259,7 @@ mod tests {
         let state = AppState {
             store: crate::store::Store::new(location),
             bus: crate::bus::Bus::new(),
+            role: crate::api::Role::Run,
             nodes: Arc::new([]),
             ingest: Default::default(),
             plugins: Default::default(),

@@ -49,13 +49,15 @@ pub struct StorageConfig {
     pub path: String,
     /// A PostgreSQL database instead (`postgresql://user@host:5432/db`); see [`Self::url`].
     url: Option<String>,
+    /// Where `sluice serve` reads instead (a streaming replica); see [`Self::read_url`].
+    read_url: Option<String>,
     /// Directory for compiled plugin code; default: `plugin-cache` beside the database.
     pub plugin_cache: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { path: defaults::storage_path(), url: None, plugin_cache: None }
+        StorageConfig { path: defaults::storage_path(), url: None, read_url: None, plugin_cache: None }
     }
 }
 
@@ -63,12 +65,19 @@ impl StorageConfig {
     /// The PostgreSQL URL, if one is given: `url`, else the environment's `SLUICE_DATABASE_URL`,
     /// else `DATABASE_URL` (as Ponder and most tools read it). None: the SQLite file at `path`.
     pub fn url(&self) -> Option<String> {
-        let from_environment = |name| std::env::var(name).ok().filter(|url: &String| !url.is_empty());
-        self.url
-            .clone()
-            .or_else(|| from_environment("SLUICE_DATABASE_URL"))
-            .or_else(|| from_environment("DATABASE_URL"))
+        self.url.clone().or_else(|| from_environment("SLUICE_DATABASE_URL")).or_else(|| from_environment("DATABASE_URL"))
     }
+
+    /// Where `sluice serve` reads, if not from [`Self::url`]: `read_url`, else the
+    /// environment's `SLUICE_DATABASE_READ_URL` (a streaming replica of the same database).
+    pub fn read_url(&self) -> Option<String> {
+        self.read_url.clone().or_else(|| from_environment("SLUICE_DATABASE_READ_URL"))
+    }
+}
+
+/// The environment variable `name`, unless unset or empty.
+fn from_environment(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
 /// `[http]`.

@@ -277,6 +277,18 @@ impl Plugins {
         self.sync_registry();
     }
 
+    /// On a `serve` instance, which never indexes: the indexers that the writing instance has
+    /// brought up to `head` (their stored cursors say so) go live.
+    pub fn promote_stored(&mut self, log: &mut dyn Read, head: u64) -> anyhow::Result<()> {
+        for slot in &mut self.catching_up {
+            if let Some(cursor) = log.plugin_cursor(slot.template.storage_id())? {
+                slot.cursor = cursor;
+            }
+        }
+        self.promote(head);
+        Ok(())
+    }
+
     /// After a catch-up's commit failed: its slice will be replayed again.
     pub fn rewind(&mut self, catch_up: &CatchUp) {
         self.rewind_to(&catch_up.before);

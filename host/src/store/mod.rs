@@ -5,6 +5,7 @@
 //! One [`Writer`] (owned by the pipeline thread) appends in batches; API handlers read through
 //! [`Store`], which lends out read connections from a small pool.
 
+pub mod appends;
 pub mod contract_events;
 pub mod plugin_data;
 mod postgres;
@@ -85,6 +86,17 @@ impl Location {
         match storage.url() {
             Some(url) => Location::postgres(&url),
             None => Ok(Location::resolve(&storage.path).context("storage.path")?),
+        }
+    }
+
+    /// Where `sluice serve` reads: `[storage] read_url` (a replica) if given, else as [`Self::of`].
+    pub fn for_reading(storage: &crate::config::StorageConfig) -> anyhow::Result<Location> {
+        match storage.read_url() {
+            Some(_) if storage.url().is_none() => {
+                anyhow::bail!("storage.read_url is a replica of a PostgreSQL database: storage.url must name it too")
+            }
+            Some(url) => Location::postgres(&url),
+            None => Location::of(storage),
         }
     }
 

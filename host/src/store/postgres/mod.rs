@@ -1,6 +1,7 @@
 //! The server backend: PostgreSQL, shared by a leader that writes (holding an advisory lock)
 //! and standbys waiting for that lock.
 
+mod listen;
 mod pending;
 mod plugin_data;
 mod read;
@@ -8,6 +9,7 @@ mod rows;
 mod schema;
 mod write;
 
+pub use listen::Listener;
 pub use write::Postgres;
 
 use anyhow::Context;

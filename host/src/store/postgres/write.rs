@@ -8,7 +8,7 @@
 //! (`pending.rs`).
 
 use super::pending::Pending;
-use super::{Connection, LEADER_LOCK, plugin_data, schema};
+use super::{Connection, LEADER_LOCK, listen, plugin_data, schema};
 use crate::event::{NodeEvent, StreamCursor};
 use crate::store::contract_events::Identity;
 use crate::store::key_hash;
@@ -116,6 +116,10 @@ impl Database for Postgres {
         };
         work(&mut batch)?;
         batch.pending.send(batch.tx)?;
+        if batch.next_seq > next_seq {
+            // Delivered to `sluice serve` instances at the commit, in commit order.
+            tx.batch_execute(&format!("NOTIFY {}", listen::CHANNEL))?;
+        }
         Ok(tx.commit()?)
     }
 
