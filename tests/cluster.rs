@@ -55,7 +55,8 @@ fn subscribe(url: &str, query: &str, last: u64) -> JoinHandle<Vec<(u64, String)>
 
 #[test]
 fn cluster_serve_instances_give_every_subscriber_every_event_once_in_order() {
-    let rig = Rig::start_on(TestDatabase::new_postgres, &["--rate", "300", "--count", "3000"], "");
+    let tally = support::plugin_toml("tally", "tally", "", "");
+    let rig = Rig::start_on(TestDatabase::new_postgres, &["--rate", "300", "--count", "3000"], &tally);
     let up = |url: &str| get_json(&format!("{url}/health")).is_some_and(|h| h["role"] == "serve");
     let (_first, first) = another_instance(&rig, "serve", "serve-1");
     rig.wait_for("the first serve instance", || up(&first));
@@ -81,6 +82,16 @@ fn cluster_serve_instances_give_every_subscriber_every_event_once_in_order() {
         let from = frames.first().expect("live events").0 as usize;
         assert_eq!(frames, leaders[from - 1..], "a live subscriber: every event from its first, once, in order");
     }
+
+    // Plugin routes answer from the shared storage, and only read.
+    let count = |url: &str| get_json(&format!("{url}/plugins/tally/counts/BlockAdded")).map(|body| body["count"].clone());
+    rig.wait_for("the indexer", || rig.number("SELECT max(last_seq) FROM plugin_cursors") == Some(3007));
+    let blocks = rig.number("SELECT count(*) FROM events WHERE kind = 'BlockAdded'").unwrap();
+    for url in [&rig.http, &first, &second] {
+        assert_eq!(count(url), Some(blocks.into()), "{url}");
+    }
+    let post = support::runtime().block_on(reqwest::Client::new().post(format!("{second}/plugins/tally/counts/x")).send());
+    assert_eq!(post.unwrap().status(), 403);
 }
 
 #[test]
