@@ -20,11 +20,11 @@
 mod bench;
 
 use bench::{
-    Host, Killed, arg, chain_mock_args, fan_out, free_port, get_json, median, mock_args, percentile, rss_mib, spawn,
+    Host, Killed, arg, chain_mock_args, fan_out, free_port, load, median, mock_args, percentile, rss_mib, spawn,
+    wait_for_stored,
 };
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -187,47 +187,10 @@ fn rest_under_load(runtime: &tokio::runtime::Runtime, sluice: &Path, root: &Path
     }
 }
 
-fn wait_for_stored(host: &Host, total: u64) {
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    while get_json(&host.url("/health")).and_then(|h| h["store"]["events"].as_u64()).unwrap_or(0) < total {
-        assert!(Instant::now() < deadline, "ingest did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Up to 1000 random stored block hashes.
 fn block_hashes(host: &Host) -> Vec<String> {
     let db = rusqlite::Connection::open(host.dir.path().join("bench.db")).unwrap();
     let mut query =
         db.prepare("SELECT block_hash FROM events WHERE kind = 'BlockAdded' ORDER BY random() LIMIT 1000").unwrap();
     query.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
-}
-
-/// Latencies (ms) of `GET /block/{hash}` from `connections` clients looping for `duration`.
-async fn load(host: &Host, hashes: &[String], connections: usize, duration: Duration) -> Vec<f64> {
-    let client = reqwest::Client::new();
-    let urls: Arc<Vec<String>> = Arc::new(hashes.iter().map(|h| host.url(&format!("/block/{h}"))).collect());
-    let deadline = Instant::now() + duration;
-    let tasks: Vec<_> = (0..connections)
-        .map(|n| {
-            let (client, urls) = (client.clone(), urls.clone());
-            tokio::spawn(async move {
-                let (mut latencies, mut pick) = (Vec::new(), n * 7919);
-                while Instant::now() < deadline {
-                    pick = (pick * 1_103_515_245 + 12_345) % (1 << 31);
-                    let started = Instant::now();
-                    let response = client.get(&urls[pick % urls.len()]).send().await.expect("request");
-                    assert_eq!(response.status(), 200);
-                    response.bytes().await.expect("body");
-                    latencies.push(started.elapsed().as_secs_f64() * 1e3);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
-    all
 }

@@ -7,7 +7,8 @@
 //!   integration tests again on PostgreSQL;
 //! - `demo`: `plugins`, then `sluice demo`;
 //! - `bench`: `plugins`, then the ingest, plugin-call and route-flood benchmarks (see BENCHMARKS.md);
-//! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md).
+//! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md);
+//! - `bench-cluster`: a leader and a `serve` instance on a PostgreSQL server it starts (REST, SSE).
 
 mod postgres;
 
@@ -39,7 +40,14 @@ fn main() -> ExitCode {
             cargo(&native("build", &["--bin", "sluice", "--example", "fanout_floor", "--example", "serve"]), &[])
                 .and_then(|()| built("examples/serve", &args[1..]))
         }
-        _ => Err("usage: cargo xtask <plugins|test|demo|bench|bench-serve> [extra arguments]".into()),
+        Some("bench-cluster") => {
+            cargo(&native("build", &["--bin", "sluice", "--example", "cluster"]), &[]).and_then(|()| {
+                let server = postgres::TestServer::start()?;
+                let mut bench = Command::new(workspace_root().join("target/release/examples/cluster"));
+                run(bench.current_dir(workspace_root()).args(&args[1..]).env("SLUICE_BENCH_POSTGRES", &server.url))
+            })
+        }
+        _ => Err("usage: cargo xtask <plugins|test|demo|bench|bench-serve|bench-cluster> [extra arguments]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,14 +6,19 @@ pub mod fan_out;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// A `sluice run` on a fresh database, following one mock node.
+/// A `sluice run` on a fresh database, following one mock node (or a `sluice serve` on one).
 pub struct Host {
     pub dir: tempfile::TempDir,
     pub http: u16,
     pub admin: u16,
     pub process: Killed,
+    /// The PostgreSQL database's URL, when it stores there.
+    pub database: Option<String>,
+    /// Its configuration.
+    config: String,
 }
 
 impl Host {
@@ -23,33 +28,54 @@ impl Host {
     pub fn start(sluice: &Path, root: &Path, node: u16, plugins: &str, http: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let (http_keys, (http, admin)) = (http, (free_port(), free_port()));
-        let storage = match std::env::var("SLUICE_BENCH_POSTGRES") {
-            Ok(server) => {
-                let name = format!("bench_{}_{}", std::process::id(), now_ms());
-                let mut admin = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls).unwrap();
-                admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-                format!("url = \"{server}/{name}\"")
-            }
-            Err(_) => format!("path = \"{}\"", dir.path().join("bench.db").display()),
+        let database = std::env::var("SLUICE_BENCH_POSTGRES").ok().map(|server| {
+            let name = format!("bench_{}_{}", std::process::id(), now_ms());
+            let mut admin = postgres::Client::connect(&format!("{server}/postgres"), postgres::NoTls).unwrap();
+            admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+            format!("{server}/{name}")
+        });
+        let storage = match &database {
+            Some(url) => format!("url = \"{url}\""),
+            None => format!("path = \"{}\"", dir.path().join("bench.db").display()),
         };
-        let config = dir.path().join("bench.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\n{storage}\n\
-                 plugin_cache = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_keys}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
-                root.join("target/plugin-cache").display(),
-            ),
-        )
-        .unwrap();
-        // Warnings go to `host.log` beside the database. `SLUICE_HOST_BIN` runs another build
-        // as the host (an older commit's, side by side with this one; the mock stays this one).
-        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+        let config = format!(
+            "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\n{storage}\n\
+             plugin_cache = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_keys}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
+            root.join("target/plugin-cache").display(),
+        );
+        // `SLUICE_HOST_BIN` runs another build as the host (an older commit's, side by side
+        // with this one; the mock stays this one).
         let host_binary = std::env::var_os("SLUICE_HOST_BIN").map_or(sluice.to_path_buf(), PathBuf::from);
-        let mut run = Command::new(host_binary);
-        run.args(["run", "--config"]).arg(&config).env("SLUICE_LOG", "warn").stdout(Stdio::null()).stderr(log);
+        Host::launch(&host_binary, "run", dir, config, (http, admin), database)
+    }
+
+    /// A `sluice serve` on this host's database, on ports of its own.
+    pub fn serve(&self, sluice: &Path) -> Host {
+        let (http, admin) = (free_port(), free_port());
+        let config = self
+            .config
+            .replace(&format!("127.0.0.1:{}\"", self.http), &format!("127.0.0.1:{http}\""))
+            .replace(&format!("127.0.0.1:{}\"", self.admin), &format!("127.0.0.1:{admin}\""));
+        Host::launch(sluice, "serve", tempfile::tempdir().unwrap(), config, (http, admin), self.database.clone())
+    }
+
+    /// Run `sluice {command}` on `config`, written in `dir` (with `host.log`, where warnings
+    /// go), and wait until it answers.
+    fn launch(
+        sluice: &Path,
+        command: &str,
+        dir: tempfile::TempDir,
+        config: String,
+        (http, admin): (u16, u16),
+        database: Option<String>,
+    ) -> Host {
+        let path = dir.path().join("bench.toml");
+        std::fs::write(&path, &config).unwrap();
+        let log = std::fs::File::create(dir.path().join("host.log")).unwrap();
+        let mut run = Command::new(sluice);
+        run.args([command, "--config"]).arg(&path).env("SLUICE_LOG", "warn").stdout(Stdio::null()).stderr(log);
         let process = Killed(run.spawn().expect("spawn"));
-        let host = Host { dir, http, admin, process };
+        let host = Host { dir, http, admin, process, database, config };
         while get_json(&host.url("/health")).is_none() {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -60,6 +86,44 @@ impl Host {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http)
     }
+}
+
+/// Wait until `host` stored `total` events (at most 30 minutes).
+pub fn wait_for_stored(host: &Host, total: u64) {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while get_json(&host.url("/health")).and_then(|h| h["store"]["events"].as_u64()).unwrap_or(0) < total {
+        assert!(Instant::now() < deadline, "ingest did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Latencies (ms) of `GET /block/{hash}` from `connections` clients looping for `duration`.
+pub async fn load(host: &Host, hashes: &[String], connections: usize, duration: Duration) -> Vec<f64> {
+    let client = reqwest::Client::new();
+    let urls: Arc<Vec<String>> = Arc::new(hashes.iter().map(|h| host.url(&format!("/block/{h}"))).collect());
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = (0..connections)
+        .map(|n| {
+            let (client, urls) = (client.clone(), urls.clone());
+            tokio::spawn(async move {
+                let (mut latencies, mut pick) = (Vec::new(), n * 7919);
+                while Instant::now() < deadline {
+                    pick = (pick * 1_103_515_245 + 12_345) % (1 << 31);
+                    let started = Instant::now();
+                    let response = client.get(&urls[pick % urls.len()]).send().await.expect("request");
+                    assert_eq!(response.status(), 200);
+                    response.bytes().await.expect("body");
+                    latencies.push(started.elapsed().as_secs_f64() * 1e3);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
 }
 
 pub fn now_ms() -> i64 {
