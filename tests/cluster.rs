@@ -144,3 +144,46 @@ fn cluster_a_wrong_password_or_an_unreachable_server_is_one_clear_error() {
         assert!(!stderr.contains(password), "the password is never shown: {stderr}");
     }
 }
+
+#[test]
+fn cluster_migrate_copies_a_sqlite_store_and_a_leader_resumes_from_the_copy() {
+    let tally = support::plugin_toml("tally", "tally", "", "");
+    let sqlite = |dir: &std::path::Path| TestDatabase::Sqlite(dir.join("sluice.db"));
+    let mut rig = Rig::start_on(sqlite, &["--rate", "0", "--count", "2000"], &tally);
+    rig.wait_for_stored(2007);
+    rig.wait_for("the indexer", || rig.number("SELECT max(last_seq) FROM plugin_cursors") == Some(2007));
+    let counts = |rig: &Rig| get_json(&format!("{}/plugins/tally/counts", rig.http)).unwrap();
+    let before = counts(&rig);
+    rig.stop_host();
+
+    let sqlite = std::mem::replace(&mut rig.database, TestDatabase::new_postgres(rig.dir.path()));
+    let migrate = |sqlite: &TestDatabase, to: &TestDatabase| {
+        let mut command = support::sluice();
+        command.args(["migrate", "--from"]).arg(sqlite.path().unwrap()).args(["--to", &to.url()]).output().unwrap()
+    };
+    let output = migrate(&sqlite, &rig.database);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("events 2007"), "{stdout}");
+    let tables = ["events", "sightings", "rejected_frames", "gaps", "contract_events", "node_cursors", "plugin_data"];
+    for table in tables.into_iter().chain(["plugin_cursors", "plugin_failures"]) {
+        let columns = rig.database.rows(&format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"
+        ));
+        let columns: Vec<&str> = columns.iter().map(|row| row[0].as_str().unwrap()).collect();
+        let select = format!("SELECT {} FROM {table} ORDER BY 1, 2, 3", columns.join(", "));
+        assert_eq!(rig.database.rows(&select), sqlite.rows(&select), "{table}");
+    }
+    // Into a database that holds a store already: refused, nothing changed.
+    let again = migrate(&sqlite, &rig.database);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a store"), "{again:?}");
+
+    // A leader on the copy resumes where the SQLite one stopped: nothing stored again.
+    rig.write_config(&tally);
+    rig.start_host();
+    assert_eq!(counts(&rig), before);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(rig.number("SELECT count(*) FROM events"), Some(2007));
+    let health = get_json(&format!("{}/health", rig.http)).unwrap();
+    assert_eq!(health["nodes"][0]["state"], "connected", "{health}");
+}

@@ -1,4 +1,4 @@
-//! Command line: `run`, `serve`, `check`, `mock-node`, `mock-cspr-cloud`, `mock-f1r3fly`, `demo`.
+//! Command line: `run`, `serve`, `migrate`, `check`, `mock-node`, `mock-cspr-cloud`, `mock-f1r3fly`, `demo`.
 
 use crate::config::Config;
 use crate::mock_node::{self, MockOptions};
@@ -28,6 +28,16 @@ enum Command {
         /// Configuration file (TOML); its `[storage]` names the shared database.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Copy a SQLite store into an empty PostgreSQL database (stop `sluice run` first).
+    Migrate {
+        /// The SQLite file (`[storage] path`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The database (`postgresql://user@host:port/db`; the password may come from
+        /// `SLUICE_DATABASE_PASSWORD`).
+        #[arg(long)]
+        to: String,
     },
     /// Validate a configuration file without starting.
     Check {
@@ -100,6 +110,13 @@ impl Cli {
         match self.command {
             Command::Run { config: path } => crate::app::run(Config::load(&path)?, Some(&path), stop_signal()).await,
             Command::Serve { config } => crate::app::serve(Config::load(&config)?, stop_signal()).await,
+            Command::Migrate { from, to } => {
+                let started = std::time::Instant::now();
+                let copied = tokio::task::spawn_blocking(move || crate::store::migrate::migrate(&from, &to)).await??;
+                let rows: Vec<String> = copied.iter().map(|(table, rows)| format!("{table} {rows}")).collect();
+                println!("copied in {:.1} s: {}", started.elapsed().as_secs_f64(), rows.join(", "));
+                Ok(())
+            }
             Command::Check { config } => {
                 let parsed = Config::load(&config)?;
                 println!("{}: ok ({} nodes, {} plugins)", config.display(), parsed.nodes.len(), parsed.plugins.len());

@@ -7,6 +7,7 @@
 
 pub mod appends;
 pub mod contract_events;
+pub mod migrate;
 pub mod plugin_data;
 mod postgres;
 pub mod read;

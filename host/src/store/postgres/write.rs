@@ -78,6 +78,35 @@ impl Postgres {
     }
 }
 
+impl Connection {
+    /// A connection to import a store into `url` (`sluice migrate`): the tables created, the
+    /// leader lock held (no instance writes meanwhile), and no store there yet.
+    pub fn open_for_import(url: &str) -> anyhow::Result<Connection> {
+        let mut connection = Connection::open(url)?;
+        let name = connection.name.clone();
+        schema::migrate(&mut connection.client).with_context(|| format!("the database {name}"))?;
+        if !try_lock(&mut connection)? {
+            anyhow::bail!("an instance writes to {name}: stop it first");
+        }
+        let stored = "SELECT EXISTS (SELECT 1 FROM events) OR EXISTS (SELECT 1 FROM plugin_data)
+                             OR EXISTS (SELECT 1 FROM node_cursors)";
+        if connection.client.query_one(stored, &[])?.get(0) {
+            anyhow::bail!("{name} already holds a store: migrate into an empty database");
+        }
+        Ok(connection)
+    }
+
+    /// The client, to import with.
+    pub fn client(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+
+    /// The database, without credentials.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Take the leader lock if no other session holds it; whether this one now does.
 fn try_lock(connection: &mut Connection) -> anyhow::Result<bool> {
     Ok(connection.client.query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])?.get(0))
