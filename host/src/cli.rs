@@ -89,6 +89,10 @@ enum Command {
         /// Configuration used for the Sluice side.
         #[arg(long, default_value = "examples/demo.toml")]
         config: PathBuf,
+        /// Run a cluster on this PostgreSQL database instead: a leader, a standby and two
+        /// `serve` instances (`cargo xtask demo --cluster` starts a server for it).
+        #[arg(long, value_name = "POSTGRESQL_URL")]
+        cluster: Option<String>,
     },
 }
 
@@ -150,37 +154,10 @@ impl Cli {
                 let config = Config::load(&config)?;
                 tokio::task::spawn_blocking(move || crate::replay::replay(config, &plugin, from)).await?
             }
-            Command::Demo { config } => demo(&config).await,
+            Command::Demo { config, cluster: None } => crate::demo::single(&config, stop_signal()).await,
+            Command::Demo { config, cluster: Some(url) } => crate::demo::cluster(&config, &url, stop_signal()).await,
         }
     }
-}
-
-/// The demo: the mock node on the first configured node's address, then Sluice.
-async fn demo(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
-    let node = config.nodes.first().context("the demo config needs one [[nodes]] entry")?;
-    let url = reqwest::Url::parse(node.url.get_ref())?;
-    let address = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port_or_known_default().unwrap_or(80));
-    let listener =
-        tokio::net::TcpListener::bind(&address).await.with_context(|| format!("mock node: listen on {address}"))?;
-    let options = MockOptions { rate: 100.0, buffer: 100_000, mix: mock_node::Mix::Cep18, ..MockOptions::default() };
-    tokio::spawn(mock_node::serve(listener, options));
-    let api = format!("http://{}", config.http.listen);
-    println!(
-        "\nSluice demo: a mock Casper node at http://{address} feeding Sluice at {api}\n\n\
-         Try:\n  curl -N '{api}/events?start_from=0'     # SSE firehose, replayed then live\n  \
-         curl {api}/block                        # latest block\n  \
-         curl {api}/block/1000010                # block by height (or hash)\n  \
-         curl '{api}/contract-events?name=Transfer&limit=5'   # the token's decoded CES events\n  \
-         curl '{api}/events?types=ContractEvent&name=Mint'    # ... as a filtered SSE stream\n  \
-         curl {api}/plugins/cep18/balances/account-hash-{holder}\n  \
-         curl {api}/plugins/cep18/supply\n  \
-         curl {api}/health                       # nodes, ingest counters, store totals\n  \
-         curl http://{}/plugins                  # plugin counters (admin)\n\nCtrl-C stops.\n",
-        config.admin.listen,
-        holder = "a1".repeat(32),
-    );
-    crate::app::run(config, Some(path), stop_signal()).await
 }
 
 async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
@@ -196,7 +173,7 @@ async fn until_stopped<E: Into<anyhow::Error>>(serve: impl Future<Output = Resul
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).
-async fn stop_signal() {
+pub async fn stop_signal() {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("installing a SIGTERM handler");
     tokio::select! {

@@ -14,6 +14,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod event;
 pub mod harness;
 pub mod mock_node;

@@ -5,7 +5,7 @@
 //! - `test`: `plugins`, the official Casper SDKs the tests check the mock chain with (npm) and a
 //!   throwaway PostgreSQL server (`postgres.rs`), then the whole test suite on SQLite, then the
 //!   integration tests again on PostgreSQL;
-//! - `demo`: `plugins`, then `sluice demo`;
+//! - `demo`: `plugins`, then `sluice demo` (`--cluster`: on a PostgreSQL server it starts);
 //! - `bench`: `plugins`, then the ingest, plugin-call and route-flood benchmarks (see BENCHMARKS.md);
 //! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md);
 //! - `bench-cluster`: a leader and a `serve` instance on a PostgreSQL server it starts (REST, SSE).
@@ -25,6 +25,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("plugins") => plugins(),
         Some("test") => plugins().and_then(|()| sdks()).and_then(|()| test(&args[1..])),
+        Some("demo") if args[1..].iter().any(|arg| arg == "--cluster") => plugins()
+            .and_then(|()| cargo(&native("build", &["--bin", "sluice"]), &[]))
+            .and_then(|()| demo_cluster(&args[1..])),
         Some("demo") => plugins()
             .and_then(|()| cargo(&native("build", &["--bin", "sluice"]), &[]))
             .and_then(|()| built("sluice", &[&["demo".to_owned()], &args[1..]].concat())),
@@ -88,6 +91,29 @@ fn test(extra: &[String]) -> Result<(), String> {
         None => [extra, &skip[..]].concat(),
     };
     cargo_with(&native("test", &["--test", "*"]), &extra, &env("postgres"))
+}
+
+/// `sluice demo --cluster` on a throwaway PostgreSQL server (its `postgres` database), which is
+/// stopped and removed when the demo ends: Ctrl-C stops the demo, not this process.
+fn demo_cluster(args: &[String]) -> Result<(), String> {
+    let server = postgres::TestServer::start()?;
+    let url = format!("{}/postgres", server.url);
+    let args: Vec<&str> = args.iter().map(String::as_str).filter(|arg| *arg != "--cluster").collect();
+    let mut demo = Command::new(workspace_root().join("target/release/sluice"));
+    demo.current_dir(workspace_root()).args(["demo", "--cluster", &url]).args(args);
+    let mut demo = demo.spawn().map_err(|e| format!("sluice demo: {e}"))?;
+    // The terminal's Ctrl-C reaches the demo and this process alike: this one lives on to stop
+    // the server. (Declared here rather than adding the libc crate for one call.)
+    unsafe extern "C" {
+        fn signal(signal: i32, handler: usize) -> usize;
+    }
+    const SIGINT: i32 = 2;
+    const SIG_IGN: usize = 1;
+    // SAFETY: ignoring a signal touches no Rust state.
+    unsafe { signal(SIGINT, SIG_IGN) };
+    let status = demo.wait().map_err(|e| e.to_string())?;
+    drop(server);
+    if status.success() { Ok(()) } else { Err(format!("sluice demo --cluster failed ({status})")) }
 }
 
 /// Run `target/release/{binary}` with `args`, from the workspace root.
