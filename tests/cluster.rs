@@ -37,11 +37,17 @@ fn cluster_a_standby_takes_over_from_a_killed_leader_and_the_store_is_a_clean_ru
     let mut rig = Rig::start_on(TestDatabase::new_postgres, &["--rate", "600", "--count", "3000"], "");
     let (standby, standby_http) = another_instance(&rig, "run", "standby");
     rig.wait_for_stored(800);
-    // The standby waits: only one instance ever writes.
+    // The standby waits: only one instance ever writes. Meanwhile it serves the API.
     rig.wait_for("the standby to wait", || standby.log().contains("standby: another instance writes"));
+    let health = || get_json(&format!("{standby_http}/health")).unwrap_or_default();
+    rig.wait_for("the standby to serve", || health()["role"] == "standby");
+    let block = |url: &str| get_json(&format!("{url}/block/1000002"));
+    assert_eq!(block(&standby_http), block(&rig.http));
+    assert!(block(&standby_http).is_some());
     drop(rig.host.take()); // kill -9
-    let stored = || get_json(&format!("{standby_http}/health")).and_then(|h| h["store"]["events"].as_u64());
+    let stored = || health()["store"]["events"].as_u64();
     rig.wait_for("the standby to take over and store every event", || stored() >= Some(3007));
+    assert_eq!(health()["role"], "run");
     assert!(standby.log().contains("taking over as the writing instance"), "{}", standby.log());
     assert_clean_run(&rig);
 }

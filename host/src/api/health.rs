@@ -92,7 +92,7 @@ pub fn readiness(state: &AppState) -> Result<(), Vec<String>> {
 /// has work: with no source, `sluice run`'s pipeline ends by design, and the store is only
 /// served.
 fn pipeline_stopped(state: &AppState) -> bool {
-    let has_work = state.role == Role::Serve || !state.nodes.is_empty();
+    let has_work = state.role != Role::Run || !state.nodes.is_empty();
     has_work && !state.ingest.running.load(Relaxed)
 }
 

@@ -71,6 +71,8 @@ pub enum Role {
     Run,
     /// `sluice serve`.
     Serve,
+    /// `sluice run` waiting for another instance to stop writing; it serves as `serve` does.
+    Standby,
 }
 
 /// Routes served on `[http] listen`, within the limits of `config`.

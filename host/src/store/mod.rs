@@ -142,10 +142,10 @@ pub fn open_read(location: &Location) -> anyhow::Result<Box<dyn Read>> {
 
 /// The write connection to the database at `location`, its schema brought up to date. On
 /// PostgreSQL, waits until this instance is the leader (see [`postgres::Postgres::lead`]).
-fn open_database(location: &Location) -> anyhow::Result<Box<dyn write::Database>> {
+fn open_database(location: &Location, on_standby: &mut dyn FnMut()) -> anyhow::Result<Box<dyn write::Database>> {
     Ok(match &location.backend {
         Backend::Sqlite { path, .. } => Box::new(sqlite::Sqlite::open(path)?),
-        Backend::Postgres { url, .. } => Box::new(postgres::Postgres::lead(url)?),
+        Backend::Postgres { url, .. } => Box::new(postgres::Postgres::lead(url, on_standby)?),
     })
 }
 

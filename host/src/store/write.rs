@@ -129,9 +129,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Open (creating if needed) the database and bring its schema up to date.
+    /// Open (creating if needed) the database and bring its schema up to date; on PostgreSQL,
+    /// wait until this instance leads.
     pub fn open(location: &Location) -> anyhow::Result<Writer> {
-        Ok(Writer { database: super::open_database(location)? })
+        Writer::open_or_wait(location, &mut || {})
+    }
+
+    /// [`Writer::open`], calling `on_standby` once if another instance leads (before waiting).
+    pub fn open_or_wait(location: &Location, on_standby: &mut dyn FnMut()) -> anyhow::Result<Writer> {
+        Ok(Writer { database: super::open_database(location, on_standby)? })
     }
 
     /// Store a batch in one transaction. Events already stored (same natural key) are skipped

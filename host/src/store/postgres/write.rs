@@ -41,8 +41,8 @@ impl Postgres {
     /// Connect to `url` and become the leader: bring the schema up to date, then wait for the
     /// leader lock, which another instance may hold (this one is then a standby). The lock is
     /// the session's: it is released when this connection closes, also when the process is
-    /// killed, and then a standby takes over.
-    pub fn lead(url: &str) -> anyhow::Result<Postgres> {
+    /// killed, and then a standby takes over. `on_standby` is called once, when it starts to wait.
+    pub fn lead(url: &str, on_standby: &mut dyn FnMut()) -> anyhow::Result<Postgres> {
         let mut connection = Connection::open(url)?;
         schema::migrate(&mut connection.client).with_context(|| format!("the database {}", connection.name))?;
         let mut waiting = false;
@@ -50,6 +50,7 @@ impl Postgres {
             if !waiting {
                 tracing::info!("standby: another instance writes to {}; taking over when it stops", connection.name);
                 waiting = true;
+                on_standby();
             }
             std::thread::sleep(STANDBY_POLL);
         }
