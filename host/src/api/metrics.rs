@@ -45,7 +45,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut registry = Registry::default();
     let help = "Time to answer a request to the public API (until the response starts), by route";
     registry.register("sluice_http_response_seconds", help, state.response_times.clone());
-    registry.register_collector(Box::new(Live(state)));
+    // A database that cannot be asked reports 0 (its failure shows in `sluice_health`).
+    let db_bytes = state.store.read(|conn| conn.disk_bytes()).await.unwrap_or(0);
+    registry.register_collector(Box::new(Live { state, db_bytes }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String");
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
@@ -75,7 +77,11 @@ fn status_code(state: ConnectionState) -> i64 {
     }
 }
 
-struct Live(AppState);
+struct Live {
+    state: AppState,
+    /// `sluice_db_bytes`, asked before the scrape is encoded.
+    db_bytes: u64,
+}
 
 impl fmt::Debug for Live {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -105,12 +111,12 @@ const PLUGIN_COUNTERS: [(&str, &str, fn(&PluginStats) -> &AtomicU64); 5] = [
 
 impl Collector for Live {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        let AppState { nodes, ingest, plugins, store, subscribers, .. } = &self.0;
-        let (condition, _) = super::health::Checks::now(&self.0);
+        let AppState { nodes, ingest, plugins, subscribers, .. } = &self.state;
+        let (condition, _) = super::health::Checks::now(&self.state);
         for (name, help, value) in [
             ("sluice_health", "Condition: 0 ok, 1 degraded, 2 failing (see /health)", condition as i64),
             ("sluice_ready", "1 when storing works and a source is connected (see /ready)", {
-                i64::from(super::health::readiness(&self.0).is_ok())
+                i64::from(super::health::readiness(&self.state).is_ok())
             }),
             ("sluice_storage_failing", "1 while writes to the store fail (retried; nothing is lost)", {
                 i64::from(ingest.storage_failing_since().is_some())
@@ -119,7 +125,7 @@ impl Collector for Live {
             (
                 "sluice_db_bytes",
                 "Bytes the database takes on disk (file and write-ahead log)",
-                store.disk_bytes() as i64,
+                self.db_bytes as i64,
             ),
             ("sluice_process_resident_bytes", "Resident memory of the process", resident_bytes() as i64),
         ] {

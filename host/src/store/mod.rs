@@ -149,15 +149,4 @@ fn open_database(location: &Location, on_standby: &mut dyn FnMut()) -> anyhow::R
     })
 }
 
-/// Bytes the database takes on disk (a SQLite file and its log; a PostgreSQL database).
-fn disk_bytes(location: &Location) -> u64 {
-    match &location.backend {
-        Backend::Sqlite { path, .. } => sqlite::disk_bytes(path),
-        // Asked on a thread of its own: the blocking client may not run on an async worker.
-        Backend::Postgres { url, .. } => {
-            std::thread::scope(|scope| scope.spawn(|| postgres::disk_bytes(url)).join().unwrap_or(0))
-        }
-    }
-}
-
 use crate::event::key_hash;

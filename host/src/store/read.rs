@@ -66,6 +66,9 @@ pub trait Read: PluginRead + Send {
     /// Store-wide counts.
     fn totals(&mut self) -> anyhow::Result<Totals>;
 
+    /// Bytes the database takes on disk (a SQLite file and its log; a PostgreSQL database).
+    fn disk_bytes(&mut self) -> anyhow::Result<u64>;
+
     /// Visible contract events matching `query`, newest first, each with the height of its
     /// block when that block is stored.
     fn contract_events(&mut self, query: &contract_events::Query) -> anyhow::Result<Vec<(StoredEvent, Option<u64>)>>;
@@ -118,11 +121,6 @@ impl Store {
             result
         })
         .await?
-    }
-
-    /// Bytes the database takes on disk.
-    pub fn disk_bytes(&self) -> u64 {
-        super::disk_bytes(&self.location)
     }
 
     fn checkout(&self) -> anyhow::Result<Box<dyn Read>> {

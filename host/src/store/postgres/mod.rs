@@ -137,14 +137,6 @@ pub fn describe(url: &str) -> anyhow::Result<String> {
     Ok(name_of(&parse(url)?))
 }
 
-/// Bytes the database at `url` takes (0 when it cannot be asked).
-pub fn disk_bytes(url: &str) -> u64 {
-    let size = || -> anyhow::Result<i64> {
-        Ok(Connection::open(url)?.client.query_one("SELECT pg_database_size(current_database())", &[])?.get(0))
-    };
-    size().map_or(0, |bytes| bytes.max(0) as u64)
-}
-
 fn parse(url: &str) -> anyhow::Result<postgres::Config> {
     // The parser's error may quote the URL, password included: not passed on.
     url.parse()

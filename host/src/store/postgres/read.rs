@@ -19,6 +19,11 @@ impl Read for Connection {
         Ok(stored_events(self.query(&sql, &[&sql_int(from), &(limit as i64)])?)?)
     }
 
+    fn disk_bytes(&mut self) -> anyhow::Result<u64> {
+        let bytes: i64 = self.query_one("SELECT pg_database_size(current_database())", &[])?.get(0);
+        Ok(bytes.max(0) as u64)
+    }
+
     fn log_after(&mut self, after: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
         Ok(stored_events(self.query(&sql, &[&sql_int(after), &(limit as i64)])?)?)

@@ -21,6 +21,10 @@ impl Read for Connection {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    fn disk_bytes(&mut self) -> anyhow::Result<u64> {
+        Ok(self.path().map_or(0, |path| super::disk_bytes(std::path::Path::new(path))))
+    }
+
     fn log_after(&mut self, after: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
         let mut stmt = self.prepare_cached(&sql)?;
