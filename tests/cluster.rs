@@ -193,3 +193,51 @@ fn cluster_migrate_copies_a_sqlite_store_and_a_leader_resumes_from_the_copy() {
     let health = get_json(&format!("{}/health", rig.http)).unwrap();
     assert_eq!(health["nodes"][0]["state"], "connected", "{health}");
 }
+
+#[test]
+fn cluster_tls_to_the_database_is_verified_against_the_given_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::new_postgres(dir.path());
+    let ca = std::env::var("SLUICE_TEST_POSTGRES_CA").expect("SLUICE_TEST_POSTGRES_CA: run `cargo xtask test`");
+    let config = dir.path().join("sluice.toml");
+    let (http, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    std::fs::write(
+        &config,
+        format!(
+            "[[nodes]]\nname = \"n\"\nurl = \"http://127.0.0.1:{}\"\n\n[storage]\nurl = \"{}?sslmode=require\"\n\n\
+             [http]\nlisten = \"{http}\"\n\n[admin]\nlisten = \"{admin}\"\n",
+            free_port(),
+            database.url()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let mut run = support::sluice();
+        run.args(["run", "--config"]).arg(&config);
+        run
+    };
+    // Trusting the test server's authority: connected, over TLS only.
+    let mut trusting = run();
+    trusting.env("PGSSLROOTCERT", &ca);
+    let host = Process::spawn(trusting, dir.path().join("host.log"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get_json(&format!("http://{http}/health")).is_none() {
+        assert!(std::time::Instant::now() < deadline, "the host did not start: {}", host.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sessions = |ssl: bool| {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = '{}' AND s.ssl = {ssl} AND a.pid <> pg_backend_pid()",
+            database.name()
+        );
+        database.rows(&sql)[0][0].as_i64().unwrap()
+    };
+    assert!(sessions(true) > 0, "sessions over TLS");
+    assert_eq!(sessions(false), 0, "no session in plain text");
+    drop(host);
+    // The Mozilla roots do not include the test authority: one clear error.
+    let output = run().env_remove("PGSSLROOTCERT").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("error: connecting to postgresql://sluice@127.0.0.1") && stderr.contains("certificate"), "{stderr}");
+}

@@ -82,7 +82,14 @@ const POSTGRES_ONLY: &str = "cluster_";
 /// does), then the integration tests again with every host storing in PostgreSQL.
 fn test(extra: &[String]) -> Result<(), String> {
     let server = postgres::TestServer::start()?;
-    let env = |backend: &str| [("SLUICE_TEST_POSTGRES", server.url.clone()), ("SLUICE_TEST_BACKEND", backend.into())];
+    let ca = server.ca.display().to_string();
+    let env = |backend: &str| {
+        [
+            ("SLUICE_TEST_POSTGRES", server.url.clone()),
+            ("SLUICE_TEST_POSTGRES_CA", ca.clone()),
+            ("SLUICE_TEST_BACKEND", backend.into()),
+        ]
+    };
     cargo_with(&native("test", &[]), extra, &env("sqlite"))?;
     let mut skip = vec!["--".to_owned()];
     skip.extend(SQLITE_ONLY.iter().chain([&POSTGRES_ONLY]).flat_map(|test| ["--skip".to_owned(), test.to_string()]));

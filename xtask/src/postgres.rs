@@ -19,6 +19,9 @@ pub struct TestServer {
     owner: Option<(u32, u32)>,
     /// Its administrator URL, without a database: `postgresql://sluice:…@127.0.0.1:PORT`.
     pub url: String,
+    /// The certificate authority that signed the server's certificate (PEM): the server offers
+    /// TLS, and a test may connect with `sslmode=require` trusting this authority.
+    pub ca: PathBuf,
 }
 
 impl TestServer {
@@ -40,7 +43,9 @@ impl TestServer {
             std::os::unix::fs::chown(&password_file, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
         }
         let port = free_port()?;
-        let server = TestServer { url: format!("postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}"), bin, dir, owner };
+        let ca = dir.join("ca.crt");
+        let url = format!("postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}");
+        let server = TestServer { url, ca, bin, dir, owner };
         let data = server.dir.join("data");
         server.run(
             "initdb",
@@ -60,9 +65,11 @@ impl TestServer {
                 "--encoding=UTF8".as_ref(),
             ],
         )?;
+        server.certificates()?;
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off",
-            server.dir.display()
+            "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off \
+             -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
+            dir = server.dir.display()
         );
         let log = server.dir.join("server.log");
         let started = server.run(
@@ -83,6 +90,37 @@ impl TestServer {
             return Err(format!("{error}\n{log}"));
         }
         Ok(server)
+    }
+
+    /// With the `openssl` command: a certificate authority (`ca.crt`) and the server's key and
+    /// certificate for 127.0.0.1, signed by it, readable by the server's user only.
+    fn certificates(&self) -> Result<(), String> {
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl").args(args).current_dir(&self.dir).output();
+            match output {
+                Ok(output) if output.status.success() => Ok(()),
+                Ok(output) => Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr))),
+                Err(e) => Err(format!("openssl (for the test server's TLS certificate): {e}")),
+            }
+        };
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca = ["-keyout", "ca.key", "-out", "ca.crt", "-days", "7", "-subj", "/CN=Sluice test CA"];
+        let server = ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"];
+        openssl(&[&["req", "-x509"][..], &key, &ca].concat())
+            .and_then(|()| openssl(&[&["req"][..], &key, &server].concat()))?;
+        std::fs::write(self.dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").map_err(|e| e.to_string())?;
+        openssl(&[
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            "server.crt", "-days", "7", "-extfile", "san.ext",
+        ])?;
+        let key = self.dir.join("server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        if let Some((uid, gid)) = self.owner {
+            for file in [&key, &self.dir.join("server.crt")] {
+                std::os::unix::fs::chown(file, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {

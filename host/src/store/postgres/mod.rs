@@ -14,6 +14,7 @@ pub use write::Postgres;
 
 use anyhow::Context;
 use postgres::Row;
+use postgres::config::SslMode;
 use postgres::types::ToSql;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
@@ -66,7 +67,11 @@ impl Connection {
         config.connect_timeout(Duration::from_secs(10)).keepalives_idle(Duration::from_secs(10));
         // `CREATE … IF NOT EXISTS` notices are not worth a log line each.
         config.options("-c client_min_messages=warning");
-        let client = config.connect(postgres::NoTls).with_context(|| format!("connecting to {name}"))?;
+        let client = match config.get_ssl_mode() {
+            SslMode::Require => config.connect(tls()?),
+            _ => config.connect(postgres::NoTls),
+        };
+        let client = client.with_context(|| format!("connecting to {name}"))?;
         Ok(Connection {
             client: ManuallyDrop::new(client),
             name,
@@ -130,6 +135,26 @@ impl Connection {
     fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> anyhow::Result<Option<Row>> {
         self.read(sql, |client, statement| client.query_opt(statement, params))
     }
+}
+
+/// TLS as `sslmode=require` asks for it, and more: the server's certificate is verified (its
+/// name or address too) against the authorities in the PEM file `PGSSLROOTCERT` names (libpq's
+/// variable), else the Mozilla roots.
+fn tls() -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    match std::env::var_os("PGSSLROOTCERT") {
+        Some(path) => {
+            let shown = std::path::Path::new(&path).display().to_string();
+            let certificates = CertificateDer::pem_file_iter(&path).with_context(|| format!("PGSSLROOTCERT {shown}"))?;
+            for certificate in certificates {
+                roots.add(certificate.with_context(|| format!("PGSSLROOTCERT {shown}"))?)?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// How to show the database at `url`: without its password.
