@@ -4,8 +4,8 @@
 
 mod support;
 
-use support::{Process, Rig, TestDatabase, free_port, get_json, read_sse_until};
 use std::thread::JoinHandle;
+use support::{Process, Rig, TestDatabase, free_port, get_json, read_sse_until};
 
 /// Another instance (`sluice run` or `sluice serve`, `command`) on the rig's config and
 /// database, on ports of its own, logging to `{name}.log`; its URL.
@@ -90,13 +90,15 @@ fn cluster_serve_instances_give_every_subscriber_every_event_once_in_order() {
     }
 
     // Plugin routes answer from the shared storage, and only read.
-    let count = |url: &str| get_json(&format!("{url}/plugins/tally/counts/BlockAdded")).map(|body| body["count"].clone());
+    let count =
+        |url: &str| get_json(&format!("{url}/plugins/tally/counts/BlockAdded")).map(|body| body["count"].clone());
     rig.wait_for("the indexer", || rig.number("SELECT max(last_seq) FROM plugin_cursors") == Some(3007));
     let blocks = rig.number("SELECT count(*) FROM events WHERE kind = 'BlockAdded'").unwrap();
     for url in [&rig.http, &first, &second] {
         assert_eq!(count(url), Some(blocks.into()), "{url}");
     }
-    let post = support::runtime().block_on(reqwest::Client::new().post(format!("{second}/plugins/tally/counts/x")).send());
+    let post =
+        support::runtime().block_on(reqwest::Client::new().post(format!("{second}/plugins/tally/counts/x")).send());
     assert_eq!(post.unwrap().status(), 403);
 }
 
@@ -239,5 +241,8 @@ fn cluster_tls_to_the_database_is_verified_against_the_given_authority() {
     let output = run().env_remove("PGSSLROOTCERT").output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
-    assert!(stderr.contains("error: connecting to postgresql://sluice@127.0.0.1") && stderr.contains("certificate"), "{stderr}");
+    assert!(
+        stderr.contains("error: connecting to postgresql://sluice@127.0.0.1") && stderr.contains("certificate"),
+        "{stderr}"
+    );
 }

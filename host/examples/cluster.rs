@@ -24,7 +24,10 @@ const MEASURED: Duration = Duration::from_secs(20);
 
 fn main() {
     sluice::install_tls_provider();
-    assert!(std::env::var("SLUICE_BENCH_POSTGRES").is_ok(), "set SLUICE_BENCH_POSTGRES (cargo xtask bench-cluster does)");
+    assert!(
+        std::env::var("SLUICE_BENCH_POSTGRES").is_ok(),
+        "set SLUICE_BENCH_POSTGRES (cargo xtask bench-cluster does)"
+    );
     let (events, subscribers, rate) = (arg("--events", 1_000_000), arg("--subscribers", 100), arg("--rate", 100));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let sluice = root.join("target/release/sluice");
@@ -39,12 +42,15 @@ fn main() {
     wait_for_stored(&leader, events + 7);
     println!("{} events stored in PostgreSQL in {:.1} s\n", events + 7, started.elapsed().as_secs_f64());
     let serve = leader.serve(&sluice);
-    let hashes: Vec<String> = query(&leader, "SELECT block_hash FROM events WHERE kind = 'BlockAdded' ORDER BY random() LIMIT 1000")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let hashes: Vec<String> =
+        query(&leader, "SELECT block_hash FROM events WHERE kind = 'BlockAdded' ORDER BY random() LIMIT 1000")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
     println!("`GET /block/{{hash}}` over {} stored blocks, 5 s per row:\n", hashes.len());
-    println!("| instance | connections | requests/s | p50 (ms) | p99 (ms) | p99.9 (ms) |\n|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| instance | connections | requests/s | p50 (ms) | p99 (ms) | p99.9 (ms) |\n|---|---:|---:|---:|---:|---:|"
+    );
     for connections in [1, 8, 64] {
         for (name, host) in [("leader (`run`)", &leader), ("`serve`", &serve)] {
             let mut latencies = runtime.block_on(load(host, &hashes, connections, Duration::from_secs(5)));
@@ -58,13 +64,15 @@ fn main() {
 
     // 2. SSE delivery, live.
     let node = free_port();
-    let _live = spawn(Command::new(&sluice).args(mock_args(node, rate * 3600, rate as f64)).args(["--mix", "realistic"]));
+    let _live =
+        spawn(Command::new(&sluice).args(mock_args(node, rate * 3600, rate as f64)).args(["--mix", "realistic"]));
     let limit = format!("max_subscribers = {0}\nmax_concurrent_requests = {0}", subscribers + 100);
     let leader = Host::start(&sluice, &root, node, "", &limit);
     let serve = leader.serve(&sluice);
     // Called on the runtime, where the blocking client may not run: on a thread of its own.
     let received = || {
-        let rows = std::thread::scope(|scope| scope.spawn(|| query(&leader, "SELECT seq, received_at_ms FROM events")).join());
+        let rows =
+            std::thread::scope(|scope| scope.spawn(|| query(&leader, "SELECT seq, received_at_ms FROM events")).join());
         rows.unwrap().iter().map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, i64>(1))).collect()
     };
     let (mut on_leader, mut on_serve) = runtime.block_on(async {

@@ -43,9 +43,8 @@ pub async fn cluster(
     let dir = tempfile::Builder::new().prefix("sluice-cluster-").tempdir()?;
     let (http, admin) = (config.http.listen, config.admin.listen);
     let mut instances = Vec::new();
-    for (n, (name, command)) in [("leader", "run"), ("standby", "run"), ("serve-1", "serve"), ("serve-2", "serve")]
-        .into_iter()
-        .enumerate()
+    for (n, (name, command)) in
+        [("leader", "run"), ("standby", "run"), ("serve-1", "serve"), ("serve-2", "serve")].into_iter().enumerate()
     {
         let ports = (http.port() + 10 * n as u16, admin.port() + 10 * n as u16);
         let instance = Instance::start(&text, database, dir.path(), name, command, ports)?;
@@ -55,7 +54,14 @@ pub async fn cluster(
     }
     println!("\nSluice cluster demo: a mock Casper node at http://{address}, PostgreSQL, and\n");
     for instance in &instances {
-        println!("  {:<8} sluice {:<5} pid {:<7} {}  (log: {})", instance.name, instance.command, instance.process.id(), instance.url, instance.log.display());
+        println!(
+            "  {:<8} sluice {:<5} pid {:<7} {}  (log: {})",
+            instance.name,
+            instance.command,
+            instance.process.id(),
+            instance.url,
+            instance.log.display()
+        );
     }
     let [leader, standby, serve, _] = &instances[..] else { unreachable!("four instances") };
     println!(
@@ -147,7 +153,6 @@ impl Instance {
         }
         anyhow::bail!("the {} did not start: see {}", self.name, self.log.display())
     }
-
 }
 
 impl Drop for Instance {

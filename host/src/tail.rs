@@ -18,14 +18,26 @@ const PAGE: usize = 1024;
 /// notification was lost (with a connection).
 const IDLE_READ: Duration = Duration::from_secs(1);
 
+/// How often a replica that has not yet replayed an announced commit is read again.
+const REPLICA_POLL: Duration = Duration::from_millis(5);
+
 /// Pause after a failed read before the next attempt.
 const RETRY: Duration = Duration::from_millis(500);
+
+/// Where a tail stands.
+#[derive(Default)]
+struct Position {
+    /// The sequence number to publish next (`None` until the log's end is first read).
+    next: Option<u64>,
+    /// The highest sequence number the writing instance announced as committed.
+    announced: u64,
+}
 
 /// Follows the log and publishes what it reads.
 pub struct Tail {
     /// Reads the log.
     pub log: Box<dyn Read>,
-    /// Says when to read it.
+    /// Says when to read it (and up to where), from the primary database.
     pub appends: Box<dyn Appends>,
     /// Where new events go.
     pub bus: Bus,
@@ -48,21 +60,9 @@ impl Tail {
     }
 
     fn follow(&mut self, stop: &AtomicBool) {
-        let mut next = None;
+        let mut position = Position::default();
         while !stop.load(Relaxed) {
-            let result = match next {
-                None => self.log.last_seq().map(|last| {
-                    next = Some(last + 1);
-                    false
-                }),
-                Some(ref mut next) => self.publish_from(next),
-            };
-            let waited = match result {
-                Ok(true) => Ok(()),
-                Ok(false) => self.appends.wait(IDLE_READ),
-                Err(error) => Err(error),
-            };
-            match waited {
+            match self.step(&mut position) {
                 Ok(()) => self.stats.storage_ok(),
                 Err(error) => {
                     if self.stats.storage_failing_since().is_none() {
@@ -73,6 +73,26 @@ impl Tail {
                 }
             }
         }
+    }
+
+    /// Publish what can be read, then wait for more: for a wake-up, or, while an announced
+    /// event cannot be read yet (a replica behind its primary), a moment.
+    fn step(&mut self, position: &mut Position) -> anyhow::Result<()> {
+        let Some(next) = &mut position.next else {
+            position.next = Some(self.log.last_seq()? + 1);
+            return Ok(());
+        };
+        if self.publish_from(next)? {
+            return Ok(());
+        }
+        if *next <= position.announced && self.log.last_seq()? < position.announced {
+            std::thread::sleep(REPLICA_POLL);
+            return Ok(());
+        }
+        if let Some(announced) = self.appends.wait(IDLE_READ)? {
+            position.announced = position.announced.max(announced);
+        }
+        Ok(())
     }
 
     /// Publish the visible events from `next` on, one page; whether a full page came (more

@@ -108,10 +108,24 @@ impl TestServer {
         let server = ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"];
         openssl(&[&["req", "-x509"][..], &key, &ca].concat())
             .and_then(|()| openssl(&[&["req"][..], &key, &server].concat()))?;
-        std::fs::write(self.dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+            .map_err(|e| e.to_string())?;
         openssl(&[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-            "server.crt", "-days", "7", "-extfile", "san.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "7",
+            "-extfile",
+            "san.ext",
         ])?;
         let key = self.dir.join("server.key");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;

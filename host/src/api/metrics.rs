@@ -122,11 +122,7 @@ impl Collector for Live {
                 i64::from(ingest.storage_failing_since().is_some())
             }),
             ("sluice_subscribers", "Open SSE streams and WebSocket subscriptions", subscribers.open() as i64),
-            (
-                "sluice_db_bytes",
-                "Bytes the database takes on disk (file and write-ahead log)",
-                self.db_bytes as i64,
-            ),
+            ("sluice_db_bytes", "Bytes the database takes on disk (file and write-ahead log)", self.db_bytes as i64),
             ("sluice_process_resident_bytes", "Resident memory of the process", resident_bytes() as i64),
         ] {
             ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;

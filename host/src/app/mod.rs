@@ -13,9 +13,9 @@ use crate::plugins::{HostServices, Plugins, ReloadStatus, runtime};
 use crate::source::{self, NodeStatus};
 use crate::store::{Location, Writer};
 use crate::watch::Watch;
+use anyhow::Context;
 use endpoints::{Api, bind, twin};
 use serve::Follower;
-use anyhow::Context;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ pub async fn run(
         let mut listeners = Some((standby_public, standby_admin));
         let mut serve_while_waiting = || {
             let Some((public, admin)) = listeners.take() else { return };
-            match Follower::start(&config, &location, Role::Standby, public, admin) {
+            match Follower::start(&config, [&location, &location], Role::Standby, public, admin) {
                 Ok(follower) => standby = Some(follower),
                 Err(error) => tracing::warn!("standby: not serving the API while waiting: {error:#}"),
             }
@@ -70,11 +70,7 @@ pub async fn run(
             }
         });
     }
-    let cache_dir = match &config.storage.plugin_cache {
-        Some(dir) => dir.clone(),
-        None => location.default_plugin_cache(),
-    };
-    let engine = runtime::engine(&cache_dir)?;
+    let engine = runtime::engine(&plugin_cache(&config, &location))?;
     let services = HostServices::from_config(&config, location.clone())?;
     // Off the async workers: a plugin's `init` may block (reading its granted files, a node query).
     let plugins = tokio::task::block_in_place(|| -> anyhow::Result<_> {
@@ -163,7 +159,11 @@ pub async fn run(
     Ok(())
 }
 
+/// Where compiled plugins are cached: as configured, else beside the database.
+fn plugin_cache(config: &Config, location: &Location) -> std::path::PathBuf {
+    config.storage.plugin_cache.clone().unwrap_or_else(|| location.default_plugin_cache())
+}
+
 fn joined(result: std::thread::Result<()>) -> anyhow::Result<()> {
     result.map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))
 }
-

@@ -23,7 +23,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     crate::install_tls_provider();
     let public = bind(config.http.listen, "http.listen")?;
     let admin = bind(config.admin.listen, "admin.listen")?;
-    let location = Location::for_reading(&config.storage)?;
+    let (location, primary) = (Location::for_reading(&config.storage)?, Location::of(&config.storage)?);
     tracing::info!(
         "serving http://{} (admin http://{}) from {}, which another instance writes",
         public.local_addr()?,
@@ -31,7 +31,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         location
     );
     // Off the async workers: the database clients block.
-    let follower = tokio::task::block_in_place(|| Follower::start(&config, &location, Role::Serve, public, admin))?;
+    let follower = tokio::task::block_in_place(|| Follower::start(&config, [&location, &primary], Role::Serve, public, admin))?;
     shutdown.await;
     tracing::info!("shutting down");
     follower.stop().await
@@ -45,19 +45,21 @@ pub struct Follower {
 
 impl Follower {
     /// Serve the API on `public` and `admin` from the database at `location`, publishing what the
-    /// writing instance appends. Blocks (run it off the async workers, inside the runtime).
+    /// writing instance appends to `primary` (the same database, or the primary of a replica
+    /// `location`: it announces its commits). Blocks (run it off the async workers, inside the
+    /// runtime).
     pub fn start(
         config: &Config,
-        location: &Location,
+        [location, primary]: [&Location; 2],
         role: Role,
         public: TcpListener,
         admin: TcpListener,
     ) -> anyhow::Result<Follower> {
         let mut log = crate::store::open_read(location)?;
-        log.last_seq().with_context(|| format!("reading the event log in {location} (has `sluice run` created it?)"))?;
-        let (tail_log, appends) = (crate::store::open_read(location)?, crate::store::appends::watch(location)?);
-        let cache_dir = config.storage.plugin_cache.clone().unwrap_or_else(|| location.default_plugin_cache());
-        let engine = runtime::engine(&cache_dir)?;
+        log.last_seq()
+            .with_context(|| format!("reading the event log in {location} (has `sluice run` created it?)"))?;
+        let (tail_log, appends) = (crate::store::open_read(location)?, crate::store::appends::watch(primary)?);
+        let engine = runtime::engine(&super::plugin_cache(config, location))?;
         let services = HostServices::from_config(config, location.clone())?;
         let mut plugins = Plugins::load(&engine, &config.plugins, &services)?;
         let head = log.last_seq()?;

@@ -65,7 +65,10 @@ impl StorageConfig {
     /// The PostgreSQL URL, if one is given: `url`, else the environment's `SLUICE_DATABASE_URL`,
     /// else `DATABASE_URL` (as Ponder and most tools read it). None: the SQLite file at `path`.
     pub fn url(&self) -> Option<String> {
-        self.url.clone().or_else(|| from_environment("SLUICE_DATABASE_URL")).or_else(|| from_environment("DATABASE_URL"))
+        self.url
+            .clone()
+            .or_else(|| from_environment("SLUICE_DATABASE_URL"))
+            .or_else(|| from_environment("DATABASE_URL"))
     }
 
     /// Where `sluice serve` reads, if not from [`Self::url`]: `read_url`, else the

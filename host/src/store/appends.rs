@@ -10,12 +10,14 @@ const SQLITE_POLL: Duration = Duration::from_millis(20);
 
 /// Wake-ups when events are appended.
 pub trait Appends: Send {
-    /// Return when new events may have been committed since the last call, or after `timeout`.
-    /// Returning early is allowed: the caller reads the log to see.
-    fn wait(&mut self, timeout: Duration) -> anyhow::Result<()>;
+    /// Return when new events may have been committed since the last call, or after `timeout`,
+    /// with the highest sequence number committed if it is known. Returning early is allowed:
+    /// the caller reads the log to see.
+    fn wait(&mut self, timeout: Duration) -> anyhow::Result<Option<u64>>;
 }
 
-/// Wake-ups for the database at `location`; from now on, no commit is missed.
+/// Wake-ups for the database at `location` (the primary: a replica cannot `LISTEN`); from now
+/// on, no commit is missed.
 pub fn watch(location: &Location) -> anyhow::Result<Box<dyn Appends>> {
     Ok(match &location.backend {
         Backend::Sqlite { .. } => Box::new(Polling),
@@ -27,8 +29,8 @@ pub fn watch(location: &Location) -> anyhow::Result<Box<dyn Appends>> {
 struct Polling;
 
 impl Appends for Polling {
-    fn wait(&mut self, timeout: Duration) -> anyhow::Result<()> {
+    fn wait(&mut self, timeout: Duration) -> anyhow::Result<Option<u64>> {
         std::thread::sleep(timeout.min(SQLITE_POLL));
-        Ok(())
+        Ok(None)
     }
 }

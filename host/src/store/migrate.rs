@@ -4,9 +4,9 @@
 //! storage, cursors and dead letters), in one transaction, with PostgreSQL's binary `COPY`.
 
 use super::{postgres, sqlite};
-use anyhow::{Context, bail};
 use ::postgres::binary_copy::BinaryCopyInWriter;
 use ::postgres::types::{ToSql, Type};
+use anyhow::{Context, bail};
 use rusqlite::types::ValueRef;
 use std::path::Path;
 
@@ -77,8 +77,7 @@ fn copy_table(
         &[&table],
     )?;
     let names: Vec<String> = columns.iter().map(|row| row.get(0)).collect();
-    let types: Vec<Type> =
-        columns.iter().map(|row| Type::from_oid(row.get(1)).unwrap_or(Type::UNKNOWN)).collect();
+    let types: Vec<Type> = columns.iter().map(|row| Type::from_oid(row.get(1)).unwrap_or(Type::UNKNOWN)).collect();
     let list = names.join(", ");
     let mut select = source.prepare(&format!("SELECT {list} FROM {table}"))?;
     let sink = tx.copy_in(&format!("COPY {table} ({list}) FROM STDIN (FORMAT binary)"))?;

@@ -1,10 +1,11 @@
 //! Wake-ups on PostgreSQL: the leader sends a notification on [`CHANNEL`] with every batch
-//! that stored events (delivered when its transaction commits, in commit order); readers of
-//! the log `LISTEN` on it.
+//! that stored events, its last sequence number as the payload (delivered when the transaction
+//! commits, in commit order); readers of the log `LISTEN` on it, on the primary (a replica
+//! refuses `LISTEN`), and know up to where a replica must have replayed.
 
 use super::Connection;
-use postgres::fallible_iterator::FallibleIterator;
 use crate::store::appends::Appends;
+use postgres::fallible_iterator::FallibleIterator;
 use std::time::Duration;
 
 /// The channel the leader notifies when it commits new events.
@@ -39,14 +40,22 @@ impl Listener {
 }
 
 impl Appends for Listener {
-    fn wait(&mut self, timeout: Duration) -> anyhow::Result<()> {
+    fn wait(&mut self, timeout: Duration) -> anyhow::Result<Option<u64>> {
         if self.listen()? {
-            return Ok(());
+            return Ok(None);
         }
         let mut notifications = self.connection.client.notifications();
-        notifications.timeout_iter(timeout).next()?;
+        let first = notifications.timeout_iter(timeout).next()?;
+        let mut last = first.as_ref().and_then(sequence);
         // Several commits since the last call are one wake-up.
-        while notifications.iter().next()?.is_some() {}
-        Ok(())
+        while let Some(notification) = notifications.iter().next()? {
+            last = last.max(sequence(&notification));
+        }
+        Ok(last)
     }
+}
+
+/// The sequence number a notification announces (`None` if it holds none).
+fn sequence(notification: &postgres::Notification) -> Option<u64> {
+    notification.payload().parse().ok()
 }

@@ -146,7 +146,8 @@ fn tls() -> anyhow::Result<tokio_postgres_rustls::MakeRustlsConnect> {
     match std::env::var_os("PGSSLROOTCERT") {
         Some(path) => {
             let shown = std::path::Path::new(&path).display().to_string();
-            let certificates = CertificateDer::pem_file_iter(&path).with_context(|| format!("PGSSLROOTCERT {shown}"))?;
+            let certificates =
+                CertificateDer::pem_file_iter(&path).with_context(|| format!("PGSSLROOTCERT {shown}"))?;
             for certificate in certificates {
                 roots.add(certificate.with_context(|| format!("PGSSLROOTCERT {shown}"))?)?;
             }

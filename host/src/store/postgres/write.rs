@@ -146,9 +146,10 @@ impl Database for Postgres {
         };
         work(&mut batch)?;
         batch.pending.send(batch.tx)?;
-        if batch.next_seq > next_seq {
+        let last_seq = batch.next_seq - 1;
+        if last_seq >= next_seq {
             // Delivered to `sluice serve` instances at the commit, in commit order.
-            tx.batch_execute(&format!("NOTIFY {}", listen::CHANNEL))?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&listen::CHANNEL, &last_seq.to_string()])?;
         }
         Ok(tx.commit()?)
     }
