@@ -10,11 +10,17 @@ use support::{Process, Rig, TestDatabase, free_port, get_json, read_sse_until};
 /// Another instance (`sluice run` or `sluice serve`, `command`) on the rig's config and
 /// database, on ports of its own, logging to `{name}.log`; its URL.
 fn another_instance(rig: &Rig, command: &str, name: &str) -> (Process, String) {
+    another_instance_with(rig, command, name, "")
+}
+
+/// [`another_instance`], with more `[storage]` keys.
+fn another_instance_with(rig: &Rig, command: &str, name: &str, storage_toml: &str) -> (Process, String) {
     let (http, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let config = std::fs::read_to_string(rig.config_path())
         .unwrap()
         .replace(rig.http.trim_start_matches("http://"), &http)
-        .replace(rig.admin.trim_start_matches("http://"), &admin);
+        .replace(rig.admin.trim_start_matches("http://"), &admin)
+        .replace("[storage]\n", &format!("[storage]\n{storage_toml}\n"));
     let path = rig.dir.path().join(format!("{name}.toml"));
     std::fs::write(&path, config).unwrap();
     let mut instance = support::host_binary();
@@ -100,6 +106,28 @@ fn cluster_serve_instances_give_every_subscriber_every_event_once_in_order() {
     let post =
         support::runtime().block_on(reqwest::Client::new().post(format!("{second}/plugins/tally/counts/x")).send());
     assert_eq!(post.unwrap().status(), 403);
+}
+
+#[test]
+fn cluster_a_serve_instance_reads_a_streaming_replica_and_misses_nothing() {
+    let rig = Rig::start_on(TestDatabase::new_postgres, &["--rate", "300", "--count", "1500"], "");
+    let replica =
+        std::env::var("SLUICE_TEST_POSTGRES_REPLICA").expect("SLUICE_TEST_POSTGRES_REPLICA: run `cargo xtask test`");
+    let replica = format!("{replica}/{}", rig.database.name());
+    let (serve, url) = another_instance_with(&rig, "serve", "serve", &format!("read_url = \"{replica}\""));
+    rig.wait_for("the serve instance", || get_json(&format!("{url}/health")).is_some_and(|h| h["role"] == "serve"));
+    let shown = replica.replacen(":sluice-test@", "@", 1);
+    assert!(serve.log().contains(&format!("from {shown}")), "it reads the replica: {}", serve.log());
+    let on_replica = subscribe(&url, "?start_from=0", 1507);
+    let on_leader = subscribe(&rig.http, "?start_from=0", 1507);
+    let leaders = on_leader.join().unwrap();
+    assert_eq!(leaders.iter().map(|(id, _)| *id).collect::<Vec<u64>>(), (1..=1507).collect::<Vec<u64>>());
+    assert_eq!(on_replica.join().unwrap(), leaders);
+    // Its reads went to the replica: sessions there (the primary's are the leader's, and one
+    // listening for its notifications).
+    let sessions = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'", rig.database.name());
+    let count = postgres::Client::connect(&replica, postgres::NoTls).unwrap().query_one(&sessions, &[]).unwrap();
+    assert!(count.get::<_, i64>(0) >= 2, "the serve instance reads the replica");
 }
 
 #[test]

@@ -87,6 +87,7 @@ fn test(extra: &[String]) -> Result<(), String> {
         [
             ("SLUICE_TEST_POSTGRES", server.url.clone()),
             ("SLUICE_TEST_POSTGRES_CA", ca.clone()),
+            ("SLUICE_TEST_POSTGRES_REPLICA", server.replica_url.clone()),
             ("SLUICE_TEST_BACKEND", backend.into()),
         ]
     };

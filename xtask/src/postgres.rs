@@ -1,6 +1,7 @@
-//! A throwaway PostgreSQL server for the tests: installed from Debian's `postgresql` package when
-//! missing, initialised in a temporary directory, run as an unprivileged user (PostgreSQL
-//! refuses to run as root) on a free loopback port, and stopped and removed when dropped.
+//! A throwaway PostgreSQL server for the tests, with a streaming replica: installed from
+//! Debian's `postgresql` package when missing, initialised in a temporary directory, run as an
+//! unprivileged user (PostgreSQL refuses to run as root) on free loopback ports, and stopped
+//! and removed when dropped.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -22,6 +23,8 @@ pub struct TestServer {
     /// The certificate authority that signed the server's certificate (PEM): the server offers
     /// TLS, and a test may connect with `sslmode=require` trusting this authority.
     pub ca: PathBuf,
+    /// A streaming replica of it, read-only: its administrator URL.
+    pub replica_url: String,
 }
 
 impl TestServer {
@@ -45,7 +48,9 @@ impl TestServer {
         let port = free_port()?;
         let ca = dir.join("ca.crt");
         let url = format!("postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}");
-        let server = TestServer { url, ca, bin, dir, owner };
+        let replica_port = free_port()?;
+        let replica_url = format!("postgresql://{USER}:{PASSWORD}@127.0.0.1:{replica_port}");
+        let server = TestServer { url, ca, replica_url, bin, dir, owner };
         let data = server.dir.join("data");
         server.run(
             "initdb",
@@ -71,25 +76,28 @@ impl TestServer {
              -c ssl=on -c ssl_cert_file={dir}/server.crt -c ssl_key_file={dir}/server.key",
             dir = server.dir.display()
         );
-        let log = server.dir.join("server.log");
-        let started = server.run(
-            "pg_ctl",
-            &[
-                "--pgdata".as_ref(),
-                data.as_os_str(),
-                "-o".as_ref(),
-                options.as_ref(),
-                "-l".as_ref(),
-                log.as_os_str(),
-                "-w".as_ref(),
-                "start".as_ref(),
-            ],
+        server.pg_ctl_start(&data, &options, "server.log")?;
+        // The replica: a copy of the running server that follows its log.
+        let replica = server.dir.join("replica");
+        let primary = ["--host", "127.0.0.1", "--port", &port.to_string(), "--username", USER];
+        let backup = ["--write-recovery-conf", "--wal-method=stream", "--no-sync", "--pgdata"];
+        let args: Vec<&std::ffi::OsStr> =
+            primary.iter().chain(&backup).map(|arg| arg.as_ref()).chain([replica.as_os_str()]).collect();
+        server.run("pg_basebackup", &args)?;
+        let options = format!(
+            "-p {replica_port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off",
+            server.dir.display()
         );
-        if let Err(error) = started {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("{error}\n{log}"));
-        }
+        server.pg_ctl_start(&replica, &options, "replica.log")?;
         Ok(server)
+    }
+
+    /// Start the server whose data is in `data` with `options`, logging to `log` in its folder.
+    fn pg_ctl_start(&self, data: &Path, options: &str, log: &str) -> Result<(), String> {
+        let log = self.dir.join(log);
+        let args = ["--pgdata".as_ref(), data.as_os_str(), "-o".as_ref(), options.as_ref(), "-l".as_ref()];
+        let started = self.run("pg_ctl", &[&args[..], &[log.as_os_str(), "-w".as_ref(), "start".as_ref()]].concat());
+        started.map_err(|error| format!("{error}\n{}", std::fs::read_to_string(&log).unwrap_or_default()))
     }
 
     /// With the `openssl` command: a certificate authority (`ca.crt`) and the server's key and
@@ -139,7 +147,7 @@ impl TestServer {
 
     fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
         let mut command = Command::new(self.bin.join(program));
-        command.args(args).current_dir(&self.dir).env_remove("PGDATA");
+        command.args(args).current_dir(&self.dir).env_remove("PGDATA").env("PGPASSWORD", PASSWORD);
         if let Some((uid, gid)) = self.owner {
             command.uid(uid).gid(gid).env("HOME", &self.dir);
         }
@@ -153,17 +161,16 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let data = self.dir.join("data");
-        _ = self.run(
-            "pg_ctl",
-            &["--pgdata".as_ref(), data.as_os_str(), "-m".as_ref(), "immediate".as_ref(), "stop".as_ref()],
-        );
+        for data in [self.dir.join("replica"), self.dir.join("data")] {
+            let stop = ["--pgdata".as_ref(), data.as_os_str(), "-m".as_ref(), "immediate".as_ref(), "stop".as_ref()];
+            _ = self.run("pg_ctl", &stop);
+        }
         _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// The directory holding `initdb` and `pg_ctl`: on `PATH`, else where Debian's packages put
-/// them (the newest version); installed with apt when missing and run as root.
+/// The directory holding [`PROGRAMS`]: on `PATH`, else where Debian's packages put them (the
+/// newest version); installed with apt when missing and run as root.
 fn binaries() -> Result<PathBuf, String> {
     if let Some(found) = find_binaries() {
         return Ok(found);
@@ -186,22 +193,25 @@ fn binaries() -> Result<PathBuf, String> {
         }
     }
     Err("the tests need a PostgreSQL server and found none: install Debian's `postgresql` package \
-         (`apt-get install postgresql`) or put `initdb` and `pg_ctl` on PATH"
+         (`apt-get install postgresql`) or put `initdb`, `pg_ctl` and `pg_basebackup` on PATH"
         .into())
 }
+
+/// The server's programs the tests run.
+const PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "pg_basebackup"];
 
 fn find_binaries() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file());
+        .find(|dir| PROGRAMS.iter().all(|program| dir.join(program).is_file()));
     on_path.or_else(|| {
         let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .flatten()
             .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
-            .filter(|(_, bin)| bin.join("initdb").is_file())
+            .filter(|(_, bin)| PROGRAMS.iter().all(|program| bin.join(program).is_file()))
             .collect();
         versions.sort();
         versions.pop().map(|(_, bin)| bin)

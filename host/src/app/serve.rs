@@ -31,7 +31,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         location
     );
     // Off the async workers: the database clients block.
-    let follower = tokio::task::block_in_place(|| Follower::start(&config, [&location, &primary], Role::Serve, public, admin))?;
+    let follower =
+        tokio::task::block_in_place(|| Follower::start(&config, [&location, &primary], Role::Serve, public, admin))?;
     shutdown.await;
     tracing::info!("shutting down");
     follower.stop().await
