@@ -67,8 +67,9 @@ pub async fn cluster(
     println!(
         "\nTry:\n  curl -N '{serve}/events?start_from=0'   # SSE from a serve instance: replayed, then live\n  \
          curl {serve}/health                     # \"role\": \"serve\"\n  \
-         kill -9 {pid}                            # the leader dies ...\n  \
-         curl {standby}/health                   # ... and the standby stores within a second or so\n\nCtrl-C stops them all.\n",
+         curl {standby}/health                   # \"role\": \"standby\": it serves too, and waits\n  \
+         kill -9 {pid}                            # the leader dies: within a second the standby says \"run\" and stores\n\n\
+         Ctrl-C stops them all.\n",
         serve = serve.url,
         standby = standby.url,
         pid = leader.process.id(),
