@@ -50,6 +50,13 @@ fn cluster_a_standby_takes_over_from_a_killed_leader_and_the_store_is_a_clean_ru
     let block = |url: &str| get_json(&format!("{url}/block/1000002"));
     assert_eq!(block(&standby_http), block(&rig.http));
     assert!(block(&standby_http).is_some());
+    // Every session but the leader's writer (which holds the lock) is ended, as a network
+    // fault would: the standby connects again and goes on waiting.
+    let cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'
+               AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')";
+    rig.database.execute_as_admin(&cut.replace("{}", rig.database.name()));
+    rig.wait_for("the standby to ask again", || standby.log().contains("asking for the leader lock"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
     drop(rig.host.take()); // kill -9
     let stored = || health()["store"]["events"].as_u64();
     rig.wait_for("the standby to take over and store every event", || stored() >= Some(3007));

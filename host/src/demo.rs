@@ -141,9 +141,9 @@ impl Instance {
         Ok(Instance { name, command, url: format!("http://127.0.0.1:{http}"), log, process })
     }
 
-    /// Wait until it answers `/health` (a standby does not: only until it logs that it waits).
+    /// Wait until it answers `/health`, or, for a standby, until it logs that it waits.
     async fn wait_until_it_answers(&self) -> anyhow::Result<()> {
-        // A standby listens already but does not answer: a request to it would wait forever.
+        // Until it answers, a request may wait on its listening socket: not for long.
         let client = reqwest::Client::builder().timeout(std::time::Duration::from_millis(500)).build()?;
         for _ in 0..600 {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();

@@ -18,17 +18,17 @@ const PAGE: usize = 1024;
 /// notification was lost (with a connection).
 const IDLE_READ: Duration = Duration::from_secs(1);
 
-/// How often a replica that has not yet replayed an announced commit is read again.
+/// How often a replica that has not yet replayed an announced commit is read again (waiting
+/// for notifications meanwhile).
 const REPLICA_POLL: Duration = Duration::from_millis(5);
 
 /// Pause after a failed read before the next attempt.
 const RETRY: Duration = Duration::from_millis(500);
 
 /// Where a tail stands.
-#[derive(Default)]
 struct Position {
-    /// The sequence number to publish next (`None` until the log's end is first read).
-    next: Option<u64>,
+    /// The sequence number to publish next.
+    next: u64,
     /// The highest sequence number the writing instance announced as committed.
     announced: u64,
 }
@@ -43,11 +43,14 @@ pub struct Tail {
     pub bus: Bus,
     /// Where its position (`last_seq`), whether it runs and its read failures show.
     pub stats: Arc<IngestStats>,
+    /// The first sequence number to publish: one past the log's end read before the API
+    /// started, so that what a subscriber read from the store and what the tail publishes meet.
+    pub from: u64,
 }
 
 impl Tail {
-    /// Follow on a thread of its own (the database clients block) from the log's current end,
-    /// until `stop` is set.
+    /// Follow on a thread of its own (the database clients block) from `from`, until `stop` is
+    /// set.
     pub fn spawn(self, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new().name("tail".into()).spawn(move || self.run(&stop))
     }
@@ -60,7 +63,7 @@ impl Tail {
     }
 
     fn follow(&mut self, stop: &AtomicBool) {
-        let mut position = Position::default();
+        let mut position = Position { next: self.from, announced: 0 };
         while !stop.load(Relaxed) {
             match self.step(&mut position) {
                 Ok(()) => self.stats.storage_ok(),
@@ -75,21 +78,16 @@ impl Tail {
         }
     }
 
-    /// Publish what can be read, then wait for more: for a wake-up, or, while an announced
-    /// event cannot be read yet (a replica behind its primary), a moment.
+    /// Publish what can be read, then wait for more: for a wake-up, or only a moment while an
+    /// announced event cannot be read yet (a replica behind its primary).
     fn step(&mut self, position: &mut Position) -> anyhow::Result<()> {
-        let Some(next) = &mut position.next else {
-            position.next = Some(self.log.last_seq()? + 1);
-            return Ok(());
-        };
-        if self.publish_from(next)? {
-            return Ok(());
-        }
-        if *next <= position.announced && self.log.last_seq()? < position.announced {
-            std::thread::sleep(REPLICA_POLL);
+        // Asked before the page is read: if the announced events are readable now, the page
+        // holds them.
+        let behind = position.next <= position.announced && self.log.last_seq()? < position.announced;
+        if self.publish_from(&mut position.next)? {
             return Ok(());
         }
-        if let Some(announced) = self.appends.wait(IDLE_READ)? {
+        if let Some(announced) = self.appends.wait(if behind { REPLICA_POLL } else { IDLE_READ })? {
             position.announced = position.announced.max(announced);
         }
         Ok(())

@@ -69,7 +69,7 @@ impl Follower {
         let reload_status = Arc::new(ReloadStatus::default());
         let api = Api::new(config, location, role, Arc::new([]), ingest.clone(), &plugins, reload_status);
         let stop = Arc::new(AtomicBool::new(false));
-        let tail = Tail { log: tail_log, appends, bus: api.state.bus.clone(), stats: ingest };
+        let tail = Tail { log: tail_log, appends, bus: api.state.bus.clone(), stats: ingest, from: head + 1 };
         tail.spawn(stop.clone())?;
         // Indexers the writing instance is still bringing up to date answer 503 until it has.
         let waiting_for_indexers = stop.clone();

@@ -57,6 +57,8 @@ pub fn migrate(from: &Path, to: &str) -> anyhow::Result<Vec<(&'static str, u64)>
     }
     tx.commit()?;
     progress.finish_and_clear();
+    // Statistics for the query planner now, not when autovacuum gets to the new tables.
+    target.client().batch_execute("ANALYZE")?;
     Ok(copied)
 }
 

@@ -46,11 +46,20 @@ impl Postgres {
         let mut connection = Connection::open(url)?;
         schema::migrate(&mut connection.client).with_context(|| format!("the database {}", connection.name))?;
         let mut waiting = false;
-        while !try_lock(&mut connection)? {
-            if !waiting {
-                tracing::info!("standby: another instance writes to {}; taking over when it stops", connection.name);
-                waiting = true;
-                on_standby();
+        loop {
+            // A standby's lost connection (a server restart, a network fault) is opened again.
+            match connection.reopen_if_lost().and_then(|()| try_lock(&mut connection)) {
+                Ok(true) => break,
+                Ok(false) if !waiting => {
+                    tracing::info!(
+                        "standby: another instance writes to {}; taking over when it stops",
+                        connection.name
+                    );
+                    waiting = true;
+                    on_standby();
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!("standby: asking for the leader lock: {error:#}; asking again"),
             }
             std::thread::sleep(STANDBY_POLL);
         }
