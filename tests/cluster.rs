@@ -121,8 +121,19 @@ fn cluster_a_serve_instance_reads_a_streaming_replica_and_misses_nothing() {
     let replica =
         std::env::var("SLUICE_TEST_POSTGRES_REPLICA").expect("SLUICE_TEST_POSTGRES_REPLICA: run `cargo xtask test`");
     let replica = format!("{replica}/{}", rig.database.name());
+    // A serve instance on a replica that has not replayed the store's creation yet stops with
+    // an error: started once the replica holds events.
+    let replayed = || {
+        let client = postgres::Client::connect(&replica, postgres::NoTls);
+        client
+            .and_then(|mut client| client.query_one("SELECT count(*) FROM events", &[]))
+            .is_ok_and(|row| row.get::<_, i64>(0) > 0)
+    };
+    rig.wait_for("the replica to replay the first events", replayed);
     let (serve, url) = another_instance_with(&rig, "serve", "serve", &format!("read_url = \"{replica}\""));
-    rig.wait_for("the serve instance", || get_json(&format!("{url}/health")).is_some_and(|h| h["role"] == "serve"));
+    let up = || get_json(&format!("{url}/health")).is_some_and(|h| h["role"] == "serve");
+    rig.wait_for("the serve instance", || up() || !serve.log().is_empty() && serve.log().contains("error"));
+    assert!(up(), "{}", serve.log());
     let shown = replica.replacen(":sluice-test@", "@", 1);
     assert!(serve.log().contains(&format!("from {shown}")), "it reads the replica: {}", serve.log());
     let on_replica = subscribe(&url, "?start_from=0", 1507);
