@@ -57,13 +57,14 @@ impl Follower {
         admin: TcpListener,
     ) -> anyhow::Result<Follower> {
         let mut log = crate::store::open_read(location)?;
-        log.last_seq()
+        // Read before the API opens: the tail starts after it.
+        let head = log
+            .last_seq()
             .with_context(|| format!("reading the event log in {location} (has `sluice run` created it?)"))?;
         let (tail_log, appends) = (crate::store::open_read(location)?, crate::store::appends::watch(primary)?);
         let engine = runtime::engine(&super::plugin_cache(config, location))?;
         let services = HostServices::from_config(config, location.clone())?;
         let mut plugins = Plugins::load(&engine, &config.plugins, &services)?;
-        let head = log.last_seq()?;
 
         let ingest = Arc::new(IngestStats::default());
         let reload_status = Arc::new(ReloadStatus::default());
