@@ -159,6 +159,23 @@ fn assert_gap_is_backfilled(protocol: &[&str], stream: &str, of_stream: &str, pr
          WHERE t.kind = '{processed}' AND t.block_hash = events.block_hash)"
     ));
     assert_eq!(without_execution, 0);
+    // Complete: each backfilled block has its finality signatures (from the block's proofs), each
+    // backfilled transaction its accepted event; /gaps says what no answer holds.
+    let backfilled_blocks = "node_event_id IS NULL AND kind = 'BlockAdded'";
+    let without_signatures = stored(&format!(
+        "{backfilled_blocks} AND NOT EXISTS (SELECT 1 FROM events s
+         WHERE s.kind = 'FinalitySignature' AND s.block_hash = events.block_hash)"
+    ));
+    assert_eq!(without_signatures, 0);
+    let accepted = processed.replace("Processed", "Accepted");
+    let without_accepted = stored(&format!(
+        "node_event_id IS NULL AND kind = '{processed}' AND NOT EXISTS (SELECT 1 FROM events a
+         WHERE a.kind = '{accepted}' AND a.transaction_hash = events.transaction_hash)"
+    ));
+    assert_eq!(without_accepted, 0);
+    assert!(stored(&format!("node_event_id IS NULL AND kind = '{accepted}'")) > 0);
+    let expired = processed.replace("Processed", "Expired");
+    assert!(gap["not_rebuilt"].as_array().unwrap().contains(&Value::from(expired)), "{gap}");
     let (status, _) = get(&format!("{}/gaps?limit=0", rig.http)).unwrap();
     assert_eq!(status, 400);
 }

@@ -1,7 +1,8 @@
 //! Sluice: a WebAssembly-extensible event host for the Casper network.
 //!
 //! The pipeline, in module order: [`source`] → [`store`] → [`plugins`] → [`bus`] → [`api`];
-//! [`pipeline`] drives the middle three on one thread, [`app`] wires them for `sluice run`.
+//! [`pipeline`] drives the middle three on one thread, [`backfill`] (after the store) fetches
+//! what the streams did not bring, [`app`] wires them for `sluice run`.
 //! [`watch`] hot-reloads plugins. [`event`], [`account`], [`config`] and [`rpc`] (a node's JSON-RPC)
 //! are shared vocabulary; [`cli`], [`replay`], [`scaffold`], [`harness`] and [`mock_node`] sit
 //! beside.
@@ -11,6 +12,7 @@
 pub mod account;
 pub mod api;
 pub mod app;
+pub mod backfill;
 pub mod bus;
 pub mod cli;
 pub mod config;

@@ -67,6 +67,16 @@ impl IngestStats {
     }
 }
 
+/// What the pipeline has committed so far, for the stage after the store (`backfill`) to
+/// watch: counts that change when a batch stored gap records or blocks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// Gap records stored or marked backfilled.
+    pub gaps: u64,
+    /// Blocks stored.
+    pub blocks: u64,
+}
+
 /// Everything the pipeline thread owns.
 pub struct Pipeline {
     /// The store's only writer.
@@ -83,6 +93,8 @@ pub struct Pipeline {
     pub reloads: mpsc::UnboundedReceiver<Reload>,
     /// How reloads go.
     pub reload_status: Arc<ReloadStatus>,
+    /// Told what each batch committed.
+    pub committed: tokio::sync::watch::Sender<Committed>,
 }
 
 /// What the pipeline waits for.
@@ -166,6 +178,7 @@ impl Pipeline {
             head = stored.last().map_or(head, |(event, _)| event.seq);
             self.stats.last_seq.store(head, Relaxed);
             self.count(&batch, &stored);
+            self.tell_committed(&batch, &stored);
             batch.clear();
             for (mut event, outcome) in stored {
                 if outcome.dropped {
@@ -212,6 +225,18 @@ impl Pipeline {
         }
         self.plugins.promote(head);
         true
+    }
+
+    fn tell_committed(&self, batch: &[Delivery], stored: &[(StoredEvent, Outcome)]) {
+        let gaps =
+            batch.iter().filter(|d| matches!(d.payload, Payload::Gap { .. } | Payload::Backfilled { .. })).count();
+        let blocks = stored.iter().filter(|(event, _)| event.kind == "BlockAdded").count();
+        if gaps + blocks > 0 {
+            self.committed.send_modify(|committed| {
+                committed.gaps += gaps as u64;
+                committed.blocks += blocks as u64;
+            });
+        }
     }
 
     fn count(&self, batch: &[Delivery], stored: &[(StoredEvent, Outcome)]) {

@@ -1,11 +1,11 @@
 //! A Casper node's JSON-RPC 2.0 endpoint (`rpc_url`, usually `http://node:7777/rpc`), used by
-//! gap backfill and by plugins' node queries.
+//! history, gap backfill and plugins' node queries.
 
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Longest wait for one answer (a block with its proofs can be large).
+/// Longest wait for one answer by default (a block with its proofs can be large).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A JSON-RPC client for one node.
@@ -15,6 +15,8 @@ pub struct Rpc {
     next_id: AtomicU64,
     /// Largest answer read, in bytes.
     max_bytes: usize,
+    /// Longest wait for one answer.
+    timeout: Duration,
 }
 
 /// Why a call gave no result.
@@ -39,7 +41,12 @@ pub enum RpcError {
 impl Rpc {
     /// A client for the endpoint at `url` that reads answers of up to `max_bytes`.
     pub fn new(client: reqwest::Client, url: &str, max_bytes: usize) -> Rpc {
-        Rpc { client, url: url.to_owned(), next_id: AtomicU64::new(1), max_bytes }
+        Rpc { client, url: url.to_owned(), next_id: AtomicU64::new(1), max_bytes, timeout: TIMEOUT }
+    }
+
+    /// The same client, waiting at most `timeout` for an answer.
+    pub fn with_timeout(self, timeout: Duration) -> Rpc {
+        Rpc { timeout, ..self }
     }
 
     /// Call `method` with `params` and return its `result`.
@@ -47,7 +54,7 @@ impl Rpc {
         let id = self.next_id.fetch_add(1, Relaxed);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let mut response =
-            self.client.post(&self.url).json(&request).timeout(TIMEOUT).send().await?.error_for_status()?;
+            self.client.post(&self.url).json(&request).timeout(self.timeout).send().await?.error_for_status()?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
             if body.len() + chunk.len() > self.max_bytes {

@@ -1,4 +1,5 @@
-//! `GET /gaps`: ranges of node event ids that were gone from the node's buffer when asked for.
+//! `GET /gaps`: ranges of node event ids that were gone from the node's buffer when asked for,
+//! their backfill, and what a backfill cannot rebuild.
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -28,5 +29,25 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let limit = limit_param(query.limit, 100, 1000)? as usize;
     let gaps = state.store.read(move |conn| conn.gaps(limit)).await?;
+    let gaps: Vec<Value> = gaps
+        .into_iter()
+        .map(|gap| {
+            let mut json = json!(gap);
+            if gap.backfilled_at_ms.is_some() {
+                json["not_rebuilt"] = json!(not_rebuilt(&gap.stream));
+            }
+            json
+        })
+        .collect();
     Ok(Json(json!({ "gaps": gaps })))
+}
+
+/// What a backfilled gap of `stream` still lacks: what a node's JSON-RPC answers do not hold
+/// (`backfill_note` says what else failed).
+fn not_rebuilt(stream: &str) -> &'static [&'static str] {
+    match stream.contains('/') {
+        // A 1.x node's streams are `name/main`, `name/deploys`, `name/sigs`.
+        true => &["DeployExpired", "Fault", "Step"],
+        false => &["TransactionExpired", "Fault", "Step", "TransactionProcessed.messages"],
+    }
 }

@@ -142,13 +142,14 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 
 /// Each source's connection state and counters.
 #[utoipa::path(get, path = "/status", tag = "status",
-    responses((status = 200, description = "Sources' connection states and counters; plugin reloads")))]
+    responses((status = 200, description = "Sources' connection states and counters; plugin reloads; the history sync")))]
 pub async fn status(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
         "sources": &*state.nodes,
         "plugin_reload": &*state.reload,
+        "history": state.history.as_deref(),
     }))
 }
 

@@ -167,6 +167,31 @@ impl Collector for Live {
                 MetricType::Counter,
             )?)?;
         }
+        if let Some(history) = &self.state.history {
+            for (name, help, value) in [
+                ("sluice_history_heights_total", "Block heights of the [history] range", history.heights_total()),
+                ("sluice_history_heights_stored", "Heights of the history range stored", {
+                    history.heights_stored.load(Relaxed)
+                }),
+                ("sluice_history_heights_failed", "History heights that failed on every try in the last pass", {
+                    history.heights_failed.load(Relaxed)
+                }),
+            ] {
+                ConstGauge::new(value as i64).encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    MetricType::Gauge,
+                )?)?;
+            }
+            for (name, help, value) in [
+                ("sluice_history_blocks_fetched", "History blocks fetched over JSON-RPC", &history.blocks_fetched),
+                ("sluice_history_events_sent", "History events sent to the store", &history.events_sent),
+            ] {
+                let value = ConstCounter::new(value.load(Relaxed));
+                value.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+            }
+        }
         let plugins = plugins.read().expect("registry lock").clone();
         for (name, help, counter) in PLUGIN_COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;

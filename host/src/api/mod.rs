@@ -60,6 +60,8 @@ pub struct AppState {
     pub subscribers: Arc<subscription::Subscribers>,
     /// Response times of the public API, by route.
     pub response_times: metrics::ResponseTimes,
+    /// The history sync, when `[history]` is configured (on `sluice run`).
+    pub history: Option<Arc<crate::backfill::HistoryStatus>>,
 }
 
 /// What an instance does: `sluice run` ingests and serves; `sluice serve` only serves what

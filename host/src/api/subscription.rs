@@ -269,6 +269,7 @@ mod tests {
             reload: Default::default(),
             subscribers: Arc::new(Subscribers::new(10, LIMIT)),
             response_times: super::super::metrics::response_times(),
+            history: None,
         };
         let subscription = subscribe(&state, &StreamParams::default()).await.unwrap();
         (dir, state, writer, subscription)

@@ -2,6 +2,7 @@
 
 use crate::api::subscription::Subscribers;
 use crate::api::{self, AppState, Role};
+use crate::backfill::HistoryStatus;
 use crate::bus::Bus;
 use crate::config::{Config, HttpConfig};
 use crate::pipeline::IngestStats;
@@ -52,6 +53,10 @@ impl Api {
             reload,
             subscribers: Arc::new(Subscribers::new(config.http.max_subscribers, stall_limit)),
             response_times: api::metrics::response_times(),
+            history: (role == Role::Run)
+                .then_some(config.history.as_ref())
+                .flatten()
+                .map(|history| Arc::new(HistoryStatus::new(history.from_height))),
         };
         Api { state, stop }
     }

@@ -7,8 +7,9 @@ mod serve;
 pub use serve::serve;
 
 use crate::api::Role;
+use crate::backfill;
 use crate::config::Config;
-use crate::pipeline::{IngestStats, Pipeline};
+use crate::pipeline::{Committed, IngestStats, Pipeline};
 use crate::plugins::{HostServices, Plugins, ReloadStatus, runtime};
 use crate::source::{self, NodeStatus};
 use crate::store::{Location, Writer};
@@ -99,23 +100,18 @@ pub async fn run(
     let (state, bus) = (api.state.clone(), api.state.bus.clone());
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let log = tokio::task::block_in_place(|| crate::store::open_read(&location))?;
+    let (committed, committed_receiver) = tokio::sync::watch::channel(Committed::default());
     let pipeline =
-        Pipeline { writer, plugins, bus: bus.clone(), stats: ingest, log, reloads, reload_status }.spawn(receiver);
+        Pipeline { writer, plugins, bus: bus.clone(), stats: ingest, log, reloads, reload_status, committed }
+            .spawn(receiver);
     let mut followers = Vec::new();
     let mut statuses = state.nodes.iter().cloned();
     for (node, status) in config.nodes.iter().zip(statuses.by_ref()) {
         followers.push(tokio::spawn(source::follow(node.clone(), cursors.clone(), status.clone(), deliveries.clone())));
-        if let Some(rpc_url) = &node.rpc_url {
-            let backfill = source::backfill(
-                node.clone(),
-                rpc_url.get_ref().clone(),
-                status.clone(),
-                state.store.clone(),
-                deliveries.clone(),
-            );
-            followers.push(tokio::spawn(backfill));
-        }
     }
+    let node_statuses = &state.nodes[..config.nodes.len()];
+    let history = state.history.clone();
+    followers.extend(backfill::spawn(&config, node_statuses, &state.store, &deliveries, &committed_receiver, history)?);
     for ((cloud, key), status) in config.cspr_cloud.iter().zip(access_keys).zip(statuses.by_ref()) {
         followers.push(tokio::spawn(source::follow_cspr_cloud(cloud.clone(), key, status, deliveries.clone())));
     }

@@ -11,7 +11,7 @@ mod plugins;
 mod sources;
 
 pub use plugins::{OnError, PluginConfig};
-pub use sources::{CsprCloudConfig, F1r3flyConfig, NodeConfig, Protocol};
+pub use sources::{CsprCloudConfig, F1r3flyConfig, HistoryConfig, NodeConfig, Protocol};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -26,6 +26,8 @@ pub struct Config {
     /// F1r3fly nodes to ingest from.
     #[serde(default)]
     pub f1r3fly: Vec<F1r3flyConfig>,
+    /// The chain's past to fetch over JSON-RPC, if any.
+    pub history: Option<HistoryConfig>,
     /// Where events are stored.
     #[serde(default)]
     pub storage: StorageConfig,
@@ -222,6 +224,12 @@ mod defaults {
         256
     }
     pub fn max_backfill_blocks() -> u32 {
+        10_000
+    }
+    pub fn history_max_requests() -> u32 {
+        32
+    }
+    pub fn history_request_timeout_ms() -> u64 {
         10_000
     }
     pub fn cspr_cloud_key_env() -> String {

@@ -1,4 +1,5 @@
-//! The `[[nodes]]`, `[[cspr_cloud]]` and `[[f1r3fly]]` entries: where events come from.
+//! The `[[nodes]]`, `[[cspr_cloud]]` and `[[f1r3fly]]` entries and `[history]`: where events
+//! come from.
 
 use super::{Config, defaults};
 use serde::Deserialize;
@@ -52,6 +53,24 @@ impl NodeConfig {
     pub fn no_message_timeout(&self) -> Duration {
         Duration::from_secs(self.no_message_timeout_secs)
     }
+}
+
+/// `[history]`: the chain's past, fetched over the nodes' JSON-RPC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// The first block height to store.
+    pub from_height: u64,
+    /// The last one; default: the highest block the nodes have when Sluice starts (the live
+    /// stream brings the rest).
+    pub to_height: Option<u64>,
+    /// JSON-RPC requests in flight at once, over all nodes with an `rpc_url`.
+    #[serde(default = "defaults::history_max_requests")]
+    pub max_requests: u32,
+    /// Longest wait for one answer, in milliseconds; a request that takes longer is tried again
+    /// (on the next node).
+    #[serde(default = "defaults::history_request_timeout_ms")]
+    pub request_timeout_ms: u64,
 }
 
 /// One `[[cspr_cloud]]` entry: CSPR.cloud's streaming API for contract-level events.
@@ -208,6 +227,20 @@ impl Config {
             if !(1..=1_000_000).contains(&node.max_backfill_blocks) {
                 let problem = "max_backfill_blocks must be between 1 and 1000000".to_owned();
                 return Err(at(node.name.span(), format!("nodes[{i}].max_backfill_blocks"), problem));
+            }
+        }
+        if let Some(history) = &self.history {
+            if !self.nodes.iter().any(|node| node.rpc_url.is_some()) {
+                return Err("`history`: no [[nodes]] entry has an rpc_url to fetch the history from".into());
+            }
+            if history.to_height.is_some_and(|to| to < history.from_height) {
+                return Err("`history.to_height` is below `history.from_height`".into());
+            }
+            if !(1..=1024).contains(&history.max_requests) {
+                return Err("`history.max_requests` must be between 1 and 1024".into());
+            }
+            if !(1..=600_000).contains(&history.request_timeout_ms) {
+                return Err("`history.request_timeout_ms` must be between 1 and 600000".into());
             }
         }
         for (i, cloud) in self.cspr_cloud.iter().enumerate() {

@@ -256,6 +256,19 @@ impl Chain {
         u32::try_from(u64::from(self.fixtures()) + block * self.cycle.len() as u64 + position).ok()
     }
 
+    /// Generated block `b` (from 0).
+    pub fn block(&self, b: u64) -> Arc<GeneratedBlock> {
+        self.generator.block(b)
+    }
+
+    /// Generated blocks whose `BlockAdded` is among this stream's events `0..head` (none on a
+    /// stream without blocks).
+    pub fn blocks_before(&self, head: u32) -> u64 {
+        let Some(position) = self.cycle.iter().position(|entry| *entry == (Part::Block, 0)) else { return 0 };
+        let first = u64::from(self.fixtures()) + position as u64;
+        u64::from(head).checked_sub(first).map_or(0, |after| after.div_ceil(self.cycle.len() as u64))
+    }
+
     /// Append the JSON of event `id` to `out`.
     pub fn render(&self, id: u32, out: &mut String) {
         if let Some(fixture) = self.fixtures.get(id as usize) {

@@ -66,6 +66,8 @@ pub struct GeneratedBlock {
     pub transactions: Vec<GeneratedTransaction>,
     /// Its `FinalitySignature` events.
     pub signatures: Vec<String>,
+    /// The same signatures as `chain_get_block`'s proofs: `[{"public_key", "signature"}]`.
+    pub proofs: Value,
 }
 
 /// A deterministic chain of blocks of a fixed size.
@@ -205,12 +207,21 @@ impl Generator {
                 (block_hash, json!({"BlockAdded": {"block_hash": block_hash, "block": block}}))
             }
         };
-        let signatures = (0..self.signatures_per_block).map(|v| self.signature(b, block_hash, v).to_string()).collect();
+        let signed: Vec<Value> = (0..self.signatures_per_block).map(|v| self.signature(b, block_hash, v)).collect();
+        let proofs = signed
+            .iter()
+            .map(|event| {
+                let signature = event["FinalitySignature"].get("V2").unwrap_or(&event["FinalitySignature"]);
+                json!({"public_key": signature["public_key"], "signature": signature["signature"]})
+            })
+            .collect();
+        let signatures = signed.iter().map(Value::to_string).collect();
         GeneratedBlock {
             hash: hex::encode(block_hash.inner().value()),
             block_added: block_added.to_string(),
             transactions: transactions.into_iter().map(|(_, transaction)| transaction).collect(),
             signatures,
+            proofs,
         }
     }
 

@@ -6,7 +6,7 @@
 //! its own ids) sends `data:{"ApiVersion":"…"}` (no id), then `data:<event>\nid:<n>\n\n` frames
 //! from the node's buffer and live as events are "produced"; `:` keepalive comments while idle.
 //! `GET /status` answers like a node's REST status; `POST /rpc` answers the JSON-RPC queries of
-//! gap backfill. When the node restarts, open connections get the bare `"Shutdown"` frame first.
+//! history sync and gap backfill. When the node restarts, open connections get the bare `"Shutdown"` frame first.
 
 mod chain;
 pub mod cspr_cloud;
@@ -123,6 +123,13 @@ pub struct MockOptions {
     /// for `--script`: benchmarks replay a chain without signing it again), and exit.
     #[arg(long)]
     pub write_chain: Option<std::path::PathBuf>,
+    /// Make every Nth block height's `chain_get_block` flaky: its first request answers garbage,
+    /// its second answers 3 s late, the next ones answer right.
+    #[arg(long)]
+    pub rpc_flaky_every: Option<u64>,
+    /// Make every Nth block height unknown to `chain_get_block` (a pruned node's answer).
+    #[arg(long)]
+    pub rpc_missing_every: Option<u64>,
     /// Global state for `query_global_state`: a file holding a JSON object of keys
     /// (`hash-…`, `uref-…-007`) and their stored values (`{"Contract": {…}}`, `{"CLValue": {…}}`).
     #[arg(long)]
@@ -138,6 +145,8 @@ struct Node {
     transactions: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
     /// Stored values by key, for `query_global_state`.
     state: serde_json::Map<String, serde_json::Value>,
+    /// `chain_get_block` requests per height.
+    rpc_requests: std::sync::Mutex<std::collections::BTreeMap<u64, u32>>,
 }
 
 impl Node {
@@ -223,12 +232,20 @@ pub fn router(options: MockOptions) -> anyhow::Result<Router> {
             serde_json::from_str(&text).with_context(|| format!("{}: a JSON object", path.display()))?;
         state.extend(more);
     }
-    let node = Arc::new(Node { options, started: Instant::now(), streams, transactions: Default::default(), state });
+    let node = Arc::new(Node {
+        options,
+        started: Instant::now(),
+        streams,
+        transactions: Default::default(),
+        state,
+        rpc_requests: Default::default(),
+    });
     Ok(Router::new()
         .route("/events", get(events_2x))
         .route("/events/{stream}", get(events_1x))
         .route("/status", get(status))
         .route("/rpc", axum::routing::post(rpc::rpc))
+        .route("/rpc-requests", get(rpc::requests))
         .with_state(node))
 }
 

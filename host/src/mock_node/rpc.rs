@@ -1,62 +1,144 @@
-//! The mock node's JSON-RPC, `POST /rpc`: what Sluice's gap backfill asks a node for, answered
-//! from the generated chain like a node would: `chain_get_block` by height, then
-//! `info_get_transaction` (2.x) or `info_get_deploy` (1.x) for each transaction the block lists;
-//! and `query_global_state` over the state given with `--state` (what plugins ask).
+//! The mock node's JSON-RPC, `POST /rpc`: what Sluice's history sync and gap backfill ask a
+//! node for, answered from the generated chain like a node would: `info_get_status` (the chain's
+//! name, the last block), `chain_get_block` (by height, or the last one; with the finality
+//! signatures as proofs), then `info_get_transaction` (2.x) or `info_get_deploy` (1.x) for each
+//! transaction the block lists; and `query_global_state` over the state given with `--state`
+//! (what plugins ask). `--rpc-flaky-every` and `--rpc-missing-every` make some heights fail;
+//! `GET /rpc-requests` (not a node's) counts the `chain_get_block` requests per height.
 
 use super::chain::{Chain, FIRST_HEIGHT, Part, Processed};
+use super::generator::CHAIN_NAME;
 use super::{Node, Protocol};
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A JSON-RPC error: code and message.
 type RpcError = (i64, String);
 
+/// How long a flaky height's second request stalls before it answers.
+const STALL: Duration = Duration::from_secs(3);
+
 /// Answer one JSON-RPC request.
-pub async fn rpc(State(node): State<Arc<Node>>, Json(request): Json<Value>) -> Json<Value> {
-    let params = &request["params"];
-    let answer = match request["method"].as_str() {
+pub async fn rpc(State(node): State<Arc<Node>>, Json(request): Json<Value>) -> Response {
+    let (params, id) = (&request["params"], request["id"].clone());
+    let method = request["method"].as_str();
+    let height = params["block_identifier"]["Height"].as_u64().filter(|_| method == Some("chain_get_block"));
+    match height.and_then(|height| node.rpc_fault(height)) {
+        Some(Fault::Garbage) => return "<html>502 Bad Gateway</html>".into_response(),
+        Some(Fault::Stall) => tokio::time::sleep(STALL).await,
+        Some(Fault::Missing) => return answer(id, Err(no_such("block", height.unwrap_or_default()))),
+        None => {}
+    }
+    let result = match method {
+        Some("info_get_status") => Ok(get_status(&node)),
         Some("chain_get_block") => get_block(&node, params),
         Some("info_get_transaction") if node.options.protocol == Protocol::V2 => get_transaction(&node, params),
         Some("info_get_deploy") if node.options.protocol == Protocol::V1 => get_deploy(&node, params),
         Some("query_global_state") => query_global_state(&node, params),
         other => Err((-32601, format!("method not found: {other:?}"))),
     };
-    let id = request["id"].clone();
-    Json(match answer {
+    answer(id, result)
+}
+
+/// The JSON-RPC answer to request `id`.
+fn answer(id: Value, result: Result<Value, RpcError>) -> Response {
+    Json(match result {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err((code, message)) => json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
     })
+    .into_response()
 }
 
-/// `{"block_identifier": {"Height": h}}` → the generated block at that height, if produced.
-fn get_block(node: &Node, params: &Value) -> Result<Value, RpcError> {
-    let height = params["block_identifier"]["Height"].as_u64().ok_or((-32602, "expected a Height".to_owned()))?;
-    let block_index = height.checked_sub(FIRST_HEIGHT).ok_or(no_such("block", height))?;
-    let event = produced(node, 0, Part::Block, block_index, 0).ok_or(no_such("block", height))?;
-    let block = event["BlockAdded"]["block"].clone();
-    let transactions: Vec<&str> = match node.options.protocol {
-        Protocol::V2 => {
-            let lanes = block["Version2"]["body"]["transactions"].as_object().into_iter().flat_map(|l| l.values());
-            lanes.filter_map(Value::as_array).flatten().filter_map(|hash| hash["Version1"].as_str()).collect()
+/// What a faulty height's request gets.
+pub enum Fault {
+    /// Not JSON at all (a proxy's error page).
+    Garbage,
+    /// The answer, [`STALL`] late.
+    Stall,
+    /// The node's "no such block" error, every time.
+    Missing,
+}
+
+impl Node {
+    /// Count a `chain_get_block` request for `height` and say how it fails, if it does: a
+    /// flaky height answers garbage, then late, then right; a missing one never.
+    fn rpc_fault(&self, height: u64) -> Option<Fault> {
+        let requests = {
+            let mut log = self.rpc_requests.lock().expect("mock lock");
+            let count = log.entry(height).or_default();
+            *count += 1;
+            *count
+        };
+        let nth = |every: Option<u64>| {
+            every.is_some_and(|n| n > 0 && height >= FIRST_HEIGHT && (height - FIRST_HEIGHT) % n == n - 1)
+        };
+        if nth(self.options.rpc_missing_every) {
+            return Some(Fault::Missing);
         }
-        Protocol::V1 => ["deploy_hashes", "transfer_hashes"]
-            .iter()
-            .filter_map(|list| block["body"][list].as_array())
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect(),
+        match (nth(self.options.rpc_flaky_every), requests) {
+            (true, 1) => Some(Fault::Garbage),
+            (true, 2) => Some(Fault::Stall),
+            _ => None,
+        }
+    }
+}
+
+/// `GET /rpc-requests`: `chain_get_block` requests so far, per height.
+pub async fn requests(State(node): State<Arc<Node>>) -> Json<Value> {
+    let log = node.rpc_requests.lock().expect("mock lock");
+    Json(json!(log.iter().map(|(height, count)| (height.to_string(), json!(count))).collect::<serde_json::Map<_, _>>()))
+}
+
+/// The blocks produced so far on the stream that carries them.
+fn blocks_produced(node: &Node) -> u64 {
+    let chain = &node.streams[0].1;
+    chain.blocks_before(node.head(chain))
+}
+
+/// `info_get_status`: the chain's name, the last block produced, the range of blocks held.
+fn get_status(node: &Node) -> Value {
+    let produced = blocks_produced(node);
+    let last = produced.checked_sub(1).map(|b| {
+        let block = node.streams[0].1.block(b);
+        json!({"hash": block.hash, "height": FIRST_HEIGHT + b})
+    });
+    json!({
+        "api_version": node.api_version(),
+        "chainspec_name": CHAIN_NAME,
+        "build_version": format!("{}-sluice-mock", node.api_version()),
+        "last_added_block_info": last,
+        "available_block_range": {"low": FIRST_HEIGHT, "high": (FIRST_HEIGHT + produced).saturating_sub(1)},
+    })
+}
+
+/// `{"block_identifier": {"Height": h}}` → the generated block at that height, if produced;
+/// without an identifier, the last one.
+fn get_block(node: &Node, params: &Value) -> Result<Value, RpcError> {
+    let produced = blocks_produced(node);
+    let height = match params.get("block_identifier") {
+        None | Some(Value::Null) => FIRST_HEIGHT + produced.checked_sub(1).ok_or(no_such("block", "yet"))?,
+        Some(identifier) => identifier["Height"].as_u64().ok_or((-32602, "expected a Height".to_owned()))?,
     };
+    let block_index = height.checked_sub(FIRST_HEIGHT).filter(|b| *b < produced).ok_or(no_such("block", height))?;
+    let generated = node.streams[0].1.block(block_index);
+    let event: Value = serde_json::from_str(&generated.block_added).map_err(|e| (-32000, e.to_string()))?;
+    let mut block = event["BlockAdded"]["block"].clone();
     let mut known = node.transactions.lock().expect("mock lock");
-    for (nth, hash) in transactions.into_iter().enumerate() {
-        known.insert(hash.to_owned(), (block_index, nth as u64));
+    for (nth, transaction) in generated.transactions.iter().enumerate() {
+        known.insert(transaction.hash.clone(), (block_index, nth as u64));
     }
     Ok(match node.options.protocol {
         Protocol::V2 => {
-            json!({"api_version": node.api_version(), "block_with_signatures": {"block": block, "proofs": []}})
+            json!({"api_version": node.api_version(), "block_with_signatures": {"block": block, "proofs": generated.proofs}})
         }
-        Protocol::V1 => json!({"api_version": node.api_version(), "block": block}),
+        Protocol::V1 => {
+            block["proofs"] = generated.proofs.clone();
+            json!({"api_version": node.api_version(), "block": block})
+        }
     })
 }
 

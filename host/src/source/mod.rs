@@ -1,18 +1,16 @@
 //! Source connections: each configured source is followed by its own task, which turns what
 //! arrives into [`Delivery`](crate::event::Delivery) values for the pipeline and reconnects after
-//! every drop. Casper nodes (SSE, resuming with `start_from`, gaps backfilled over JSON-RPC) are
-//! in `casper` and `backfill`; CSPR.cloud and F1r3fly (WebSocket) in `cspr_cloud` and `f1r3fly`
+//! every drop. Casper nodes (SSE, resuming with `start_from`, recording gaps for
+//! [`crate::backfill`]) are in `casper`; CSPR.cloud and F1r3fly (WebSocket) in `cspr_cloud` and `f1r3fly`
 //! over the shared `websocket` loop.
 
-mod backfill;
-mod backoff;
+pub(crate) mod backoff;
 mod casper;
 mod cspr_cloud;
 mod f1r3fly;
 mod sse;
 mod websocket;
 
-pub use backfill::backfill;
 pub use casper::follow;
 pub use cspr_cloud::follow_cspr_cloud;
 pub use f1r3fly::follow_f1r3fly;
