@@ -240,7 +240,7 @@ impl Pipeline {
     }
 
     fn count(&self, batch: &[Delivery], stored: &[(StoredEvent, Outcome)]) {
-        let events = batch.iter().filter(|d| matches!(d.payload, Payload::Event(_))).count();
+        let events: usize = batch.iter().map(|d| d.payload.events().len()).sum();
         let rejected = batch.iter().filter(|d| matches!(d.payload, Payload::Rejected { .. })).count();
         let derived = stored.iter().filter(|(event, _)| event.node.starts_with(DERIVED_BY)).count();
         self.stats.stored.fetch_add((stored.len() - derived) as u64, Relaxed);

@@ -6,7 +6,7 @@
 //! What the answers cannot give back: a 2.x `TransactionProcessed`'s `messages` (not part of
 //! `info_get_transaction`; left empty), and transactions that expired (never in a block).
 
-use crate::event::{Frame, Payload};
+use crate::event::{Frame, NodeEvent, Payload};
 use serde_json::{Value, json};
 
 /// A block as `chain_get_block` answers it.
@@ -184,8 +184,28 @@ fn deploy_processed(result: &Value) -> Option<String> {
     Some(event.to_string())
 }
 
+/// The hash of a chain's name, hex, as 2.x finality signatures carry it.
+pub fn chain_name_hash(chain_name: &str) -> String {
+    hex::encode(casper_types::ChainNameDigest::from_chain_name(chain_name).inner().value())
+}
+
+/// A rebuilt block's events, in the order a node streams them (transactions accepted, the block,
+/// transactions processed, signatures), through the same parser as streamed ones; the first
+/// that does not parse fails the block.
+pub fn parsed_block(block: Block, executions: Vec<(String, String)>) -> Result<Vec<NodeEvent>, String> {
+    let (accepted, processed): (Vec<String>, Vec<String>) = executions.into_iter().unzip();
+    let events = accepted.into_iter().chain([block.added]).chain(processed).chain(block.signatures);
+    events
+        .map(|raw| match parsed(raw) {
+            Payload::Event(event) => Ok(event),
+            Payload::Rejected { reason, .. } => Err(format!("block {}: {reason}", block.height)),
+            _ => Err(format!("block {}: not an event", block.height)),
+        })
+        .collect()
+}
+
 /// A rebuilt event goes through the same parser as a streamed one.
-pub fn parsed(raw: String) -> Payload {
+fn parsed(raw: String) -> Payload {
     match Frame::parse(raw) {
         Ok(Frame::Event(event)) => Payload::Event(event),
         Ok(_) => Payload::Rejected { reason: "backfill: not an event".into(), raw: String::new() },
@@ -223,8 +243,8 @@ mod tests {
         block_json["Version2"]["header"]["era_id"] = v2["era_id"].clone();
         let proofs = json!([{"public_key": v2["public_key"], "signature": v2["signature"]}]);
         let answer = json!({"api_version": "2.0.0", "block_with_signatures": {"block": block_json, "proofs": proofs}});
-        let chain_name_hash = v2["chain_name_hash"].as_str();
-        let rebuilt = block(&answer, chain_name_hash).unwrap();
+        let name_hash = v2["chain_name_hash"].as_str();
+        let rebuilt = block(&answer, name_hash).unwrap();
         assert_eq!(rebuilt.height, v2["block_height"].as_u64().unwrap());
         let added: Value = serde_json::from_str(&rebuilt.added).unwrap();
         assert_eq!(added["BlockAdded"]["block"], block_json);

@@ -14,9 +14,10 @@
 //! The filler reads the store when the pipeline says it committed a gap record, or a block while
 //! a gap waits for one above it.
 
-use super::blocks::{self, parsed};
+use super::blocks::{self, parsed_block};
+use super::history::HistoryStatus;
 use crate::config::NodeConfig;
-use crate::event::{Delivery, Payload};
+use crate::event::{Delivery, NodeEvent, Payload};
 use crate::pipeline::Committed;
 use crate::rpc::{Rpc, RpcError};
 use crate::source::NodeStatus;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// Fill `node`'s gaps from its JSON-RPC at `rpc_url`, until `out` or `committed` is closed.
+/// Heights the history sync covers (`history`) are left to it.
 pub async fn fill_gaps(
     node: NodeConfig,
     rpc_url: String,
@@ -37,6 +39,7 @@ pub async fn fill_gaps(
     store: Store,
     out: mpsc::Sender<Delivery>,
     mut committed: watch::Receiver<Committed>,
+    history: Option<Arc<HistoryStatus>>,
 ) {
     let name: Arc<str> = Arc::from(node.name.get_ref().as_str());
     let client = match reqwest::Client::builder().connect_timeout(node.connect_timeout()).build() {
@@ -44,7 +47,8 @@ pub async fn fill_gaps(
         Err(e) => return tracing::error!(node = %name, "cannot build an HTTP client: {e}"),
     };
     let rpc = Rpc::new(client, &rpc_url, node.max_frame_bytes());
-    let mut filler = Filler { rpc, name, status, store, out, limit: node.max_backfill_blocks, chain_name_hash: None };
+    let limit = node.max_backfill_blocks;
+    let mut filler = Filler { rpc, name, status, store, out, limit, chain_name_hash: None, history };
     // Gaps filled whose record is still on its way to the store.
     let mut done = HashSet::new();
     let mut backoff = Backoff::new();
@@ -102,6 +106,8 @@ struct Filler {
     limit: u32,
     /// The hash of the chain's name, once asked (2.x signatures carry it).
     chain_name_hash: Option<String>,
+    /// The history sync, whose heights are left to it.
+    history: Option<Arc<HistoryStatus>>,
 }
 
 impl Filler {
@@ -166,8 +172,16 @@ impl Filler {
         }
         // The block below the gap and the stored block before each hole are fetched too: the gap
         // may have cut off their transactions' events. Only events not stored yet are sent.
-        let heights: BTreeSet<u64> =
+        let mut heights: BTreeSet<u64> =
             missing.iter().map(|h| h - 1).chain(missing.iter().copied()).chain([below]).collect();
+        if let Some(history) = &self.history {
+            let covered = history.covers();
+            let left = heights.iter().filter(|h| covered.contains(h)).count();
+            if left > 0 {
+                heights.retain(|h| !covered.contains(h));
+                notes.push(format!("{left} blocks left to the history sync"));
+            }
+        }
         tracing::info!(node = %self.name, gap, blocks = missing.len(), "backfilling a gap over JSON-RPC");
         let mut blocks = 0;
         for height in heights {
@@ -182,56 +196,39 @@ impl Filler {
         Ok(true)
     }
 
-    /// The block at `height` as node events (JSON): its transactions accepted and processed,
-    /// the block, its signatures. A transaction that cannot be fetched is noted in `notes` and
-    /// left out.
-    async fn fetch_block(&mut self, height: u64, notes: &mut Vec<String>) -> Result<Vec<String>, RpcError> {
+    /// The block at `height` as node events: its transactions accepted and processed, the block,
+    /// its signatures. A transaction that cannot be fetched is noted in `notes` and left out.
+    async fn fetch_block(&mut self, height: u64, notes: &mut Vec<String>) -> Result<Vec<NodeEvent>, RpcError> {
         let result = self.rpc.call("chain_get_block", json!({"block_identifier": {"Height": height}})).await?;
         if result.get("block_with_signatures").is_some() && self.chain_name_hash.is_none() {
             let status = self.rpc.call("info_get_status", json!({})).await?;
             let name = status["chainspec_name"].as_str().unwrap_or_default();
-            self.chain_name_hash = Some(casper_types::ChainNameDigest::from_chain_name(name).to_string());
+            self.chain_name_hash = Some(blocks::chain_name_hash(name));
         }
         let block =
             blocks::block(&result, self.chain_name_hash.as_deref()).ok_or_else(|| unexpected("chain_get_block"))?;
-        let (mut accepted, mut processed) = (Vec::new(), Vec::new());
+        let mut executions = Vec::new();
         for transaction in &block.transactions {
             let (method, params) = transaction.request();
-            let events = self
-                .rpc
-                .call(method, params)
-                .await
-                .and_then(|r| transaction.events(&r).ok_or_else(|| unexpected(method)));
-            match events {
-                Ok((a, p)) => {
-                    accepted.push(a);
-                    processed.push(p);
-                }
+            let events = self.rpc.call(method, params).await;
+            match events.and_then(|answer| transaction.events(&answer).ok_or_else(|| unexpected(method))) {
+                Ok(events) => executions.push(events),
                 Err(e @ RpcError::Unreachable(_)) => return Err(e),
                 Err(e) => notes.push(format!("transaction {} of block {height}: {e}", transaction.hash())),
             }
         }
-        Ok(accepted.into_iter().chain([block.added]).chain(processed).chain(block.signatures).collect())
+        parsed_block(block, executions).map_err(|message| RpcError::Answer { code: 0, message })
     }
 
-    /// Send the events the store does not hold yet (a streamed event, which may carry more than
-    /// the RPC answers, stays as it is); returns how many of them were blocks.
-    async fn send_new(&self, events: Vec<String>) -> Result<u32, Stop> {
-        let payloads: Vec<Payload> = events.into_iter().map(parsed).collect();
-        let keys: Vec<String> = payloads
-            .iter()
-            .filter_map(|p| if let Payload::Event(e) = p { Some(e.key.clone()) } else { None })
-            .collect();
+    /// Send the events the store does not hold yet, together (a streamed event, which may carry
+    /// more than the RPC answers, stays as it is); returns how many of them were blocks.
+    async fn send_new(&self, events: Vec<NodeEvent>) -> Result<u32, Stop> {
+        let keys: Vec<String> = events.iter().map(|e| e.key.clone()).collect();
         let stored = self.store.read(move |conn| conn.stored_keys(&keys)).await.unwrap_or_default();
-        let mut blocks = 0;
-        for payload in payloads {
-            if let Payload::Event(event) = &payload {
-                if stored.contains(&event.key) {
-                    continue;
-                }
-                blocks += u32::from(event.kind == "BlockAdded");
-            }
-            self.send(payload).await?;
+        let new: Vec<NodeEvent> = events.into_iter().filter(|e| !stored.contains(&e.key)).collect();
+        let blocks = new.iter().filter(|e| e.kind == "BlockAdded").count() as u32;
+        if !new.is_empty() {
+            self.send(Payload::Block(new)).await?;
         }
         Ok(blocks)
     }

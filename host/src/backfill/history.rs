@@ -4,15 +4,15 @@
 //! what the live stream or an earlier run stored is stored once).
 //!
 //! Blocks are fetched `max_requests` requests at a time over all the nodes and sent to the
-//! pipeline in height order; each block's events go with its `BlockAdded` last. Since the
-//! pipeline commits deliveries in order, a stored `BlockAdded` means its block's events are
-//! stored: after a restart (even `kill -9`) only the heights without one are fetched again. A
+//! pipeline in height order, each block's events in one delivery the pipeline stores in one
+//! transaction: a stored `BlockAdded` means its block's events are stored, so after a restart
+//! (even `kill -9`) only the heights without one are fetched again. A
 //! block that fails on every try is left out and reported (`/status`, metrics, the log), and the
 //! heights left out are tried again later, with a growing pause.
 
-use super::blocks::{self, parsed};
+use super::blocks::{self, parsed_block};
 use super::nodes::RpcNodes;
-use crate::event::Delivery;
+use crate::event::{Delivery, NodeEvent, Payload};
 use crate::store::Store;
 use futures::{StreamExt, future};
 use serde::Serialize;
@@ -86,9 +86,11 @@ impl HistoryStatus {
         if to == 0 { 0 } else { to + 1 - self.from_height }
     }
 
-    /// Whether every height of the range is stored.
-    pub fn done(&self) -> bool {
-        self.progress.lock().expect("history status lock").state == "done"
+    /// The heights the sync fetches: up to `to_height`, or every height from `from_height` on
+    /// while the last one is not known yet.
+    pub fn covers(&self) -> std::ops::RangeInclusive<u64> {
+        let to = self.to_height.load(Relaxed);
+        self.from_height..=if to == 0 { u64::MAX } else { to }
     }
 }
 
@@ -150,34 +152,34 @@ impl History {
         };
         self.status.to_height.store(to_height, Relaxed);
         let progress = ProgressBar::new(self.status.heights_total());
-        let mut pause = Duration::from_secs(1);
-        loop {
-            let missing = match self.missing(to_height).await {
-                Ok(missing) => missing,
+        // What is stored is read once: afterwards, what was sent may not be committed yet.
+        let mut missing = loop {
+            match self.missing(to_height).await {
+                Ok(missing) => break missing,
                 Err(e) => {
                     tracing::warn!("history: cannot read the stored blocks: {e:#}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
                 }
-            };
-            if missing.is_empty() {
-                self.set_state("done");
-                progress.finish();
-                tracing::info!(from = self.status.from_height, to = to_height, "history: every block is stored");
-                return;
             }
+        };
+        let mut pause = Duration::from_secs(1);
+        while !missing.is_empty() {
             self.status.syncing();
             progress.show(self.status.heights_stored.load(Relaxed));
             tracing::info!(blocks = missing.len(), from = missing[0], "history: fetching blocks over JSON-RPC");
-            let Some(failed) = self.pass(missing, chain_name_hash.as_deref(), &progress).await else { return };
-            if failed == 0 {
-                continue;
+            let Some(failures) = self.pass(missing, chain_name_hash.as_deref(), &progress).await else { return };
+            missing = self.report(failures).await;
+            if !missing.is_empty() {
+                let count = missing.len();
+                tracing::warn!("history: {count} blocks could not be fetched; trying them again in {pause:?}");
+                self.set_state("retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
             }
-            tracing::warn!("history: {failed} blocks could not be fetched; trying them again in {pause:?}");
-            self.set_state("retrying");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_RETRY_PAUSE);
         }
+        self.set_state("done");
+        progress.finish();
+        tracing::info!(from = self.status.from_height, to = to_height, "history: every block is fetched");
     }
 
     fn set_state(&self, state: &'static str) {
@@ -188,9 +190,7 @@ impl History {
     /// chain's name (2.x signatures carry it).
     async fn chain(&self) -> Result<(u64, Option<String>), String> {
         let (status, _) = self.nodes.call("info_get_status", &json!({})).await.map_err(|e| e.to_string())?;
-        let chain_name_hash = status["chainspec_name"]
-            .as_str()
-            .map(|name| casper_types::ChainNameDigest::from_chain_name(name).to_string());
+        let chain_name_hash = status["chainspec_name"].as_str().map(blocks::chain_name_hash);
         let highest = status["last_added_block_info"]["height"].as_u64();
         match (self.config.to_height, highest) {
             (Some(to), _) => Ok((to, chain_name_hash)),
@@ -212,9 +212,14 @@ impl History {
         Ok((from..=to_height).filter(|h| !stored.contains(h)).collect())
     }
 
-    /// Fetch `heights` and send their blocks in order; the number of blocks that failed, or
+    /// Fetch `heights` and send their blocks in order; the heights that failed and why, or
     /// `None` once the pipeline is gone.
-    async fn pass(&self, heights: Vec<u64>, chain_name_hash: Option<&str>, progress: &ProgressBar) -> Option<u64> {
+    async fn pass(
+        &self,
+        heights: Vec<u64>,
+        chain_name_hash: Option<&str>,
+        progress: &ProgressBar,
+    ) -> Option<BTreeMap<u64, String>> {
         let mut failures = BTreeMap::new();
         let window = self.config.max_requests as usize;
         let mut blocks = futures::stream::iter(heights)
@@ -224,10 +229,7 @@ impl History {
             match fetched {
                 Ok((node, events)) => {
                     let count = events.len() as u64;
-                    for event in events {
-                        let delivery = Delivery::now(node.clone(), node.clone(), None, parsed(event));
-                        self.out.send(delivery).await.ok()?;
-                    }
+                    self.out.send(Delivery::now(node.clone(), node, None, Payload::Block(events))).await.ok()?;
                     self.status.events_sent.fetch_add(count, Relaxed);
                     self.status.blocks_fetched.fetch_add(1, Relaxed);
                     self.status.heights_stored.fetch_add(1, Relaxed);
@@ -239,16 +241,31 @@ impl History {
                 }
             }
         }
-        let failed = failures.len() as u64;
-        self.status.heights_failed.store(failed, Relaxed);
-        self.status.progress.lock().expect("history status lock").failed =
-            failures.into_iter().take(FAILURES_SHOWN).collect();
-        Some(failed)
+        Some(failures)
     }
 
-    /// The block at `height` as the events a node streams about it, its `BlockAdded` last,
-    /// and the node that answered for it; every part must be fetched.
-    async fn fetch(&self, height: u64, chain_name_hash: Option<&str>) -> Result<(Arc<str>, Vec<String>), String> {
+    /// Show the heights that failed and are still not stored (another source may have brought
+    /// some meanwhile); they are the ones to fetch again.
+    async fn report(&self, mut failures: BTreeMap<u64, String>) -> Vec<u64> {
+        if let (Some(&lowest), Some(&highest)) = (failures.keys().next(), failures.keys().next_back()) {
+            let count = (highest - lowest + 1) as usize;
+            let stored = self.store.read(move |conn| conn.block_heights_above(lowest.saturating_sub(1), count)).await;
+            for height in stored.unwrap_or_default() {
+                if failures.remove(&height).is_some() {
+                    self.status.heights_stored.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        self.status.heights_failed.store(failures.len() as u64, Relaxed);
+        let failed = failures.keys().copied().collect();
+        self.status.progress.lock().expect("history status lock").failed =
+            failures.into_iter().take(FAILURES_SHOWN).collect();
+        failed
+    }
+
+    /// The block at `height` as the events a node streams about it, and the node that answered
+    /// for it; every part must be fetched.
+    async fn fetch(&self, height: u64, chain_name_hash: Option<&str>) -> Result<(Arc<str>, Vec<NodeEvent>), String> {
         let params = json!({"block_identifier": {"Height": height}});
         let (answer, node) =
             self.nodes.call("chain_get_block", &params).await.map_err(|e| format!("chain_get_block: {e}"))?;
@@ -262,10 +279,8 @@ impl History {
             transaction.events(&answer).ok_or_else(unexpected)
         }))
         .await;
-        let executions: Vec<(String, String)> = executions.into_iter().collect::<Result<_, _>>()?;
-        let (accepted, processed): (Vec<String>, Vec<String>) = executions.into_iter().unzip();
-        let events = accepted.into_iter().chain(processed).chain(block.signatures).chain([block.added]).collect();
-        Ok((node, events))
+        let executions = executions.into_iter().collect::<Result<_, _>>()?;
+        Ok((node, parsed_block(block, executions)?))
     }
 }
 

@@ -43,6 +43,7 @@ pub fn spawn(
                 store.clone(),
                 out.clone(),
                 committed.clone(),
+                history.clone(),
             );
             tasks.push(tokio::spawn(fill));
         }

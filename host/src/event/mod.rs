@@ -85,6 +85,9 @@ pub fn now_ms() -> i64 {
 pub enum Payload {
     /// A chain event.
     Event(NodeEvent),
+    /// A block's events fetched over JSON-RPC (the block, its transactions, its signatures),
+    /// stored together in one transaction.
+    Block(Vec<NodeEvent>),
     /// The node announced its API version (first frame of a connection).
     ApiVersion(String),
     /// A frame that could not be parsed, kept with the reason.
@@ -113,6 +116,15 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The chain events it carries.
+    pub fn events(&self) -> &[NodeEvent] {
+        match self {
+            Payload::Event(event) => std::slice::from_ref(event),
+            Payload::Block(events) => events,
+            _ => &[],
+        }
+    }
+
     /// What tells this frame from another one a node numbered alike: the event's key, or a
     /// rejected frame's bytes. On resuming, the frame a node sends under the id stored last
     /// must be the one stored: otherwise the node restarted and numbers anew.
@@ -120,7 +132,7 @@ impl Payload {
         match self {
             Payload::Event(event) => Some(key_hash(&event.key)),
             Payload::Rejected { raw, reason } => Some(key_hash(&format!("rejected:{reason}:{raw}"))),
-            Payload::ApiVersion(_) | Payload::Gap { .. } | Payload::Backfilled { .. } => None,
+            Payload::Block(_) | Payload::ApiVersion(_) | Payload::Gap { .. } | Payload::Backfilled { .. } => None,
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct MockOptions {
     /// Generated events per second after the fixtures, over all streams (0: all at once).
     #[arg(long, default_value_t = 20.0)]
     pub rate: f64,
+    /// Generated events already produced when the node starts (a chain with a past).
+    #[arg(long, default_value_t = 0)]
+    pub produced: u32,
     /// Stop producing after this many generated events (default: never).
     #[arg(long)]
     pub count: Option<u32>,
@@ -156,7 +159,8 @@ impl Node {
         if self.options.rate <= 0.0 {
             limit
         } else {
-            (self.started.elapsed().as_secs_f64() * self.options.rate).min(limit as f64) as u64
+            let produced = f64::from(self.options.produced) + self.started.elapsed().as_secs_f64() * self.options.rate;
+            produced.min(limit as f64) as u64
         }
     }
 

@@ -145,7 +145,7 @@ impl NodeStatus {
             Payload::Event(event) => self.count_event(&event.kind),
             Payload::Rejected { .. } => self.count(&self.rejected),
             Payload::ApiVersion(version) => *self.api_version.lock().expect("status lock") = Some(version.clone()),
-            Payload::Gap { .. } | Payload::Backfilled { .. } => {}
+            Payload::Block(_) | Payload::Gap { .. } | Payload::Backfilled { .. } => {}
         }
     }
 

@@ -199,13 +199,7 @@ fn append_to(
     processor: &mut impl Processor,
     stored: &mut Vec<(StoredEvent, Outcome)>,
 ) -> anyhow::Result<()> {
-    let keys: Vec<&str> = batch
-        .iter()
-        .filter_map(|delivery| match &delivery.payload {
-            Payload::Event(e) => Some(e.key.as_str()),
-            _ => None,
-        })
-        .collect();
+    let keys: Vec<&str> = batch.iter().flat_map(|delivery| delivery.payload.events()).map(|e| e.key.as_str()).collect();
     tx.expect(&keys)?;
     let mut cursors: HashMap<&str, CursorUpdate> = HashMap::new();
     for delivery in batch {
@@ -214,20 +208,22 @@ fn append_to(
         }
         let (node, at) = (&*delivery.node, delivery.received_at_ms);
         match &delivery.payload {
-            Payload::Event(e) => {
-                let Some(event) = insert(tx, e, node, delivery.node_event_id, at)? else {
-                    tx.record_sighting(&e.key, node, delivery.node_event_id, at)?;
-                    continue;
-                };
-                // The plugins rule on the event, then on the events decoders derived from it,
-                // stored right after it (once: by their keys).
-                let mut outcome = processor.decide(&event);
-                let derived = std::mem::take(&mut outcome.derived);
-                stored.push(record(tx, event, outcome)?);
-                for derived in derived {
-                    if let Some(event) = insert(tx, &derived.event, &derived.plugin, None, at)? {
-                        let outcome = processor.decide(&event);
-                        stored.push(record(tx, event, outcome)?);
+            Payload::Event(_) | Payload::Block(_) => {
+                for e in delivery.payload.events() {
+                    let Some(event) = insert(tx, e, node, delivery.node_event_id, at)? else {
+                        tx.record_sighting(&e.key, node, delivery.node_event_id, at)?;
+                        continue;
+                    };
+                    // The plugins rule on the event, then on the events decoders derived from it,
+                    // stored right after it (once: by their keys).
+                    let mut outcome = processor.decide(&event);
+                    let derived = std::mem::take(&mut outcome.derived);
+                    stored.push(record(tx, event, outcome)?);
+                    for derived in derived {
+                        if let Some(event) = insert(tx, &derived.event, &derived.plugin, None, at)? {
+                            let outcome = processor.decide(&event);
+                            stored.push(record(tx, event, outcome)?);
+                        }
                     }
                 }
             }
