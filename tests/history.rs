@@ -127,7 +127,18 @@ fn an_rpc_failing_for_some_heights_is_retried_and_reported_while_the_live_stream
     // Every 7th height answers garbage, then too late, then right; every 23rd is never known. The
     // node has 100 blocks (simple mix: 4 events a block) and goes on producing while Sluice syncs.
     let mut rig = Rig::start(
-        &["--produced", "400", "--rate", "100", "--buffer", "40", "--rpc-flaky-every", "7", "--rpc-missing-every", "23"],
+        &[
+            "--produced",
+            "400",
+            "--rate",
+            "100",
+            "--buffer",
+            "40",
+            "--rpc-flaky-every",
+            "7",
+            "--rpc-missing-every",
+            "23",
+        ],
         &history_toml("request_timeout_ms = 1000\nmax_requests = 8"),
     );
     let status = wait_for_history(&rig, "retrying");
@@ -145,7 +156,8 @@ fn an_rpc_failing_for_some_heights_is_retried_and_reported_while_the_live_stream
     assert!(missing.len() >= 3 && missing.iter().all(|h| (h - FIRST_HEIGHT) % 23 == 22), "{missing:?}");
     assert!((FIRST_HEIGHT..=to).filter(|h| (h - FIRST_HEIGHT) % 7 == 6).count() >= 10);
     // ... and each missing one is reported with the node's answer.
-    let reported: Vec<u64> = status["failed"].as_array().unwrap().iter().map(|f| f["height"].as_u64().unwrap()).collect();
+    let reported: Vec<u64> =
+        status["failed"].as_array().unwrap().iter().map(|f| f["height"].as_u64().unwrap()).collect();
     assert_eq!(reported, missing, "{status}");
     assert!(status["failed"][0]["error"].as_str().unwrap().contains("no such block"), "{status}");
     // Meanwhile the live stream went on: the node's newest events are stored.

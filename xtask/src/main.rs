@@ -8,7 +8,8 @@
 //! - `demo`: `plugins`, then `sluice demo` (`--cluster`: on a PostgreSQL server it starts);
 //! - `bench`: `plugins`, then the ingest, plugin-call and route-flood benchmarks (see BENCHMARKS.md);
 //! - `bench-serve`: the serving benchmark (REST under load, SSE fan-out; see BENCHMARKS.md);
-//! - `bench-cluster`: a leader and a `serve` instance on a PostgreSQL server it starts (REST, SSE).
+//! - `bench-cluster`: a leader and a `serve` instance on a PostgreSQL server it starts (REST, SSE);
+//! - `bench-history`: history sync over JSON-RPC, parallel against one request at a time.
 
 mod postgres;
 
@@ -50,7 +51,12 @@ fn main() -> ExitCode {
                 run(bench.current_dir(workspace_root()).args(&args[1..]).env("SLUICE_BENCH_POSTGRES", &server.url))
             })
         }
-        _ => Err("usage: cargo xtask <plugins|test|demo|bench|bench-serve|bench-cluster> [extra arguments]".into()),
+        Some("bench-history") => cargo(&native("build", &["--bin", "sluice", "--example", "history"]), &[])
+            .and_then(|()| built("examples/history", &args[1..])),
+        _ => Err(
+            "usage: cargo xtask <plugins|test|demo|bench|bench-serve|bench-cluster|bench-history> [extra arguments]"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,11 @@ impl Host {
     /// stores in SQLite, or, when `SLUICE_BENCH_POSTGRES` gives a server's administrator URL
     /// (`postgresql://user:password@host:port`), in a fresh database there.
     pub fn start(sluice: &Path, root: &Path, node: u16, plugins: &str, http: &str) -> Host {
+        Host::start_with_node(sluice, root, node, "", plugins, http)
+    }
+
+    /// Like [`Host::start`], with `node_keys` (TOML) in the node's entry.
+    pub fn start_with_node(sluice: &Path, root: &Path, node: u16, node_keys: &str, plugins: &str, http: &str) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let (http_keys, (http, admin)) = (http, (free_port(), free_port()));
         let database = std::env::var("SLUICE_BENCH_POSTGRES").ok().map(|server| {
@@ -39,7 +44,7 @@ impl Host {
             None => format!("path = \"{}\"", dir.path().join("bench.db").display()),
         };
         let config = format!(
-            "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n[storage]\n{storage}\n\
+            "[[nodes]]\nname = \"mock\"\nurl = \"http://127.0.0.1:{node}\"\n{node_keys}\n[storage]\n{storage}\n\
              plugin_cache = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n{http_keys}\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n{plugins}",
             root.join("target/plugin-cache").display(),
         );

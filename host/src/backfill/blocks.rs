@@ -53,11 +53,11 @@ impl Transaction {
     pub fn events(&self, result: &Value) -> Option<(String, String)> {
         match self {
             Transaction::V2(_) => Some((
-                json!({"TransactionAccepted": result["transaction"]}).to_string(),
+                format!(r#"{{"TransactionAccepted":{}}}"#, result["transaction"]),
                 transaction_processed(result)?,
             )),
             Transaction::Deploy(_) => {
-                Some((json!({"DeployAccepted": result["deploy"]}).to_string(), deploy_processed(result)?))
+                Some((format!(r#"{{"DeployAccepted":{}}}"#, result["deploy"]), deploy_processed(result)?))
             }
         }
     }
@@ -69,37 +69,40 @@ impl Transaction {
 /// is what a 2.x signature carries besides the block's fields: without it, 2.x signatures are
 /// left out.
 pub fn block(result: &Value, chain_name_hash: Option<&str>) -> Option<Block> {
+    // Events are written straight from the answer's parts (`Value`'s `Display`): `json!` would
+    // copy each part through a serializer first.
+    let unsigned_1x;
     let (block, inner, transactions, proofs, signed) = match result.get("block_with_signatures") {
         Some(with_signatures) => {
-            let block = with_signatures["block"].clone();
+            let block = &with_signatures["block"];
             let (variant, inner) = block.as_object()?.iter().next()?;
-            let inner = inner.clone();
             let (transactions, signed) = match variant.as_str() {
                 "Version2" => {
                     let lanes = inner["body"]["transactions"].as_object()?.values();
                     (lanes.filter_map(Value::as_array).flatten().cloned().map(Transaction::V2).collect(), Signed::V2)
                 }
                 _ => {
-                    let hashes = deploy_hashes(&inner).map(|h| Transaction::V2(json!({ "Deploy": h })));
+                    let hashes = deploy_hashes(inner).map(|h| Transaction::V2(json!({ "Deploy": h })));
                     (hashes.collect(), Signed::V1InV2)
                 }
             };
-            (block, inner, transactions, with_signatures["proofs"].clone(), signed)
+            (block, inner, transactions, &with_signatures["proofs"], signed)
         }
         None => {
-            let mut block = result.get("block")?.clone();
-            let transactions = deploy_hashes(&block).map(|h| Transaction::Deploy(h.to_owned())).collect();
+            let block = result.get("block")?;
+            let transactions = deploy_hashes(block).map(|h| Transaction::Deploy(h.to_owned())).collect();
             // A 1.x node streams the block before anyone signed it: with no proofs.
-            let proofs = block.get_mut("proofs").map(Value::take).unwrap_or_default();
-            block["proofs"] = json!([]);
-            (block.clone(), block, transactions, proofs, Signed::Bare)
+            let mut unsigned = block.clone();
+            unsigned["proofs"] = json!([]);
+            unsigned_1x = unsigned;
+            (&unsigned_1x, block, transactions, &block["proofs"], Signed::Bare)
         }
     };
     let hash = inner.get("hash")?;
     let height = inner["header"]["height"].as_u64()?;
     let proofs = proofs.as_array().map(Vec::as_slice).unwrap_or_default();
-    let signatures = proofs.iter().filter_map(|proof| signature(&inner, proof, signed, chain_name_hash)).collect();
-    let added = json!({"BlockAdded": {"block_hash": hash, "block": block}}).to_string();
+    let signatures = proofs.iter().filter_map(|proof| signature(inner, proof, signed, chain_name_hash)).collect();
+    let added = format!(r#"{{"BlockAdded":{{"block_hash":{hash},"block":{block}}}}}"#);
     Some(Block { height, added, transactions, signatures })
 }
 
@@ -150,21 +153,20 @@ fn deploy_hashes(block: &Value) -> impl Iterator<Item = &str> {
 /// the answer, so they are left empty).
 fn transaction_processed(result: &Value) -> Option<String> {
     let execution = result.get("execution_info").filter(|e| !e.is_null())?;
+    let execution_result = execution.get("execution_result").filter(|r| !r.is_null())?;
     let (variant, transaction) = result["transaction"].as_object()?.iter().next()?;
     let (initiator, header) = match variant.as_str() {
-        "Deploy" => (json!({"PublicKey": transaction["header"]["account"]}), &transaction["header"]),
-        _ => (transaction["payload"]["initiator_addr"].clone(), &transaction["payload"]),
+        "Deploy" => (format!(r#"{{"PublicKey":{}}}"#, transaction["header"]["account"]), &transaction["header"]),
+        _ => (transaction["payload"]["initiator_addr"].to_string(), &transaction["payload"]),
     };
-    let event = json!({"TransactionProcessed": {
-        "transaction_hash": {variant.as_str(): transaction["hash"]},
-        "initiator_addr": initiator,
-        "timestamp": header["timestamp"],
-        "ttl": header["ttl"],
-        "block_hash": execution["block_hash"],
-        "execution_result": execution.get("execution_result").filter(|r| !r.is_null())?,
-        "messages": [],
-    }});
-    Some(event.to_string())
+    Some(format!(
+        r#"{{"TransactionProcessed":{{"transaction_hash":{{{}:{}}},"initiator_addr":{initiator},"timestamp":{},"ttl":{},"block_hash":{},"execution_result":{execution_result},"messages":[]}}}}"#,
+        Value::from(variant.as_str()),
+        transaction["hash"],
+        header["timestamp"],
+        header["ttl"],
+        execution["block_hash"],
+    ))
 }
 
 /// 1.x `info_get_deploy`'s result → `DeployProcessed`.
@@ -172,16 +174,16 @@ fn deploy_processed(result: &Value) -> Option<String> {
     let deploy = &result["deploy"];
     let header = &deploy["header"];
     let execution = result["execution_results"].as_array()?.first()?;
-    let event = json!({"DeployProcessed": {
-        "deploy_hash": deploy["hash"],
-        "account": header["account"],
-        "timestamp": header["timestamp"],
-        "ttl": header["ttl"],
-        "dependencies": header["dependencies"],
-        "block_hash": execution["block_hash"],
-        "execution_result": execution["result"],
-    }});
-    Some(event.to_string())
+    Some(format!(
+        r#"{{"DeployProcessed":{{"deploy_hash":{},"account":{},"timestamp":{},"ttl":{},"dependencies":{},"block_hash":{},"execution_result":{}}}}}"#,
+        deploy["hash"],
+        header["account"],
+        header["timestamp"],
+        header["ttl"],
+        header["dependencies"],
+        execution["block_hash"],
+        execution["result"],
+    ))
 }
 
 /// The hash of a chain's name, hex, as 2.x finality signatures carry it.

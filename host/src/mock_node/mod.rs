@@ -126,6 +126,9 @@ pub struct MockOptions {
     /// for `--script`: benchmarks replay a chain without signing it again), and exit.
     #[arg(long)]
     pub write_chain: Option<std::path::PathBuf>,
+    /// Answer each JSON-RPC request this many milliseconds late (a node across a network).
+    #[arg(long, default_value_t = 0)]
+    pub rpc_latency_ms: u64,
     /// Make every Nth block height's `chain_get_block` flaky: its first request answers garbage,
     /// its second answers 3 s late, the next ones answer right.
     #[arg(long)]

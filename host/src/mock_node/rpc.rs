@@ -3,7 +3,8 @@
 //! name, the last block), `chain_get_block` (by height, or the last one; with the finality
 //! signatures as proofs), then `info_get_transaction` (2.x) or `info_get_deploy` (1.x) for each
 //! transaction the block lists; and `query_global_state` over the state given with `--state`
-//! (what plugins ask). `--rpc-flaky-every` and `--rpc-missing-every` make some heights fail;
+//! (what plugins ask). `--rpc-latency-ms` delays every answer; `--rpc-flaky-every` and
+//! `--rpc-missing-every` make some heights fail;
 //! `GET /rpc-requests` (not a node's) counts the `chain_get_block` requests per height.
 
 use super::chain::{Chain, FIRST_HEIGHT, Part, Processed};
@@ -24,6 +25,9 @@ const STALL: Duration = Duration::from_secs(3);
 
 /// Answer one JSON-RPC request.
 pub async fn rpc(State(node): State<Arc<Node>>, Json(request): Json<Value>) -> Response {
+    if node.options.rpc_latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(node.options.rpc_latency_ms)).await;
+    }
     let (params, id) = (&request["params"], request["id"].clone());
     let method = request["method"].as_str();
     let height = params["block_identifier"]["Height"].as_u64().filter(|_| method == Some("chain_get_block"));
