@@ -11,7 +11,7 @@
 
 mod bench;
 
-use bench::{Host, arg, free_port, get_json, median, now_ms, peak_rss_mib, percentile, spawn};
+use bench::{Host, arg, free_port, get_json, median, peak_rss_mib, percentile, spawn, sse_arrivals};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ fn main() {
     let sluice = root.join("target/release/sluice");
     let (events, runs, live_rate) = (arg("--events", 200_000), arg("--runs", 3), arg("--live-rate", 100));
     let (latency, sequential_blocks) = (arg("--rpc-latency-ms", 10).to_string(), arg("--sequential-blocks", 50));
+    let parallel_requests = arg("--max-requests", 32);
     let blocks = events / PER_BLOCK;
     let node = free_port();
     let (listen, produced, keep) =
@@ -61,10 +62,12 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|---|");
     let (mut sequential, mut parallel) = (Vec::new(), Vec::new());
     for run in 1..=runs {
+        let (parallel_name, reader_name) =
+            (format!("parallel ({parallel_requests})"), format!("parallel ({parallel_requests}), SSE reader"));
         let clients = [
             ("sequential (max_requests = 1)", 1, false),
-            ("parallel (32)", 32, false),
-            ("parallel (32), SSE reader", 32, true),
+            (parallel_name.as_str(), parallel_requests, false),
+            (reader_name.as_str(), parallel_requests, true),
         ];
         for (name, max_requests, reader) in clients {
             let blocks = if max_requests == 1 { sequential_blocks.min(blocks) } else { blocks };
@@ -101,7 +104,11 @@ fn sync(host: &Host, blocks: u64, measure_live: bool) -> (f64, Option<(f64, f64,
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = measure_live.then(|| {
         let (url, stop) = (host.url("/events"), stop.clone());
-        std::thread::spawn(move || arrivals(&url, &stop))
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(3600);
+            runtime.block_on(sse_arrivals(&url, deadline, |_| stop.load(std::sync::atomic::Ordering::Relaxed)))
+        })
     });
     loop {
         let status = get_json(&host.url("/status")).unwrap_or_default();
@@ -142,30 +149,4 @@ fn sync(host: &Host, blocks: u64, measure_live: bool) -> (f64, Option<(f64, f64,
         (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), percentile(&mut latencies, 1.0))
     });
     (seconds, live)
-}
-
-/// Read the SSE firehose at `url` until `stop`: each frame's id (the store's sequence) and when
-/// it arrived.
-fn arrivals(url: &str, stop: &std::sync::atomic::AtomicBool) -> Vec<(u64, i64)> {
-    use futures::StreamExt;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let response = reqwest::get(url).await.expect("SSE request");
-        let mut body = response.bytes_stream();
-        let (mut text, mut arrivals) = (String::new(), Vec::new());
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let Ok(Some(Ok(chunk))) = tokio::time::timeout(Duration::from_millis(100), body.next()).await else {
-                continue;
-            };
-            let now = now_ms();
-            text.push_str(std::str::from_utf8(&chunk).unwrap());
-            while let Some(end) = text.find("\n\n") {
-                let frame: String = text.drain(..end + 2).collect();
-                if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id:")) {
-                    arrivals.push((id.trim().parse().unwrap(), now));
-                }
-            }
-        }
-        arrivals
-    })
 }

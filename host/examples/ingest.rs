@@ -13,8 +13,8 @@
 mod bench;
 
 use bench::{
-    Host, arg, arg_text, chain_mock_args, free_port, get_json, median, mock_args, now_ms, peak_rss_mib, percentile,
-    spawn,
+    Host, arg, arg_text, chain_mock_args, free_port, get_json, median, mock_args, peak_rss_mib, percentile, spawn,
+    sse_arrivals,
 };
 use std::path::Path;
 use std::process::Command;
@@ -183,30 +183,12 @@ fn ingest(sluice: &Path, root: &Path, events: u64, plugins: &str, mix: &str) -> 
 /// read it from the node) is Sluice's latency: queue, batch, commit, bus, HTTP.
 /// Returns (p50, p99, max) in milliseconds.
 fn live_latency(sluice: &Path, root: &Path, events: u64, rate: f64) -> (f64, f64, f64) {
-    use futures::StreamExt;
     let node = free_port();
     let _mock = spawn(Command::new(sluice).args(mock_args(node, events, rate)));
     let host = Host::start(sluice, root, node, "", "");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let arrivals: Vec<(u64, i64)> = runtime.block_on(async {
-        let response = reqwest::get(host.url("/events")).await.expect("SSE request");
-        let mut body = response.bytes_stream();
-        let (mut text, mut arrivals) = (String::new(), Vec::new());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(events / rate as u64 + 30);
-        while arrivals.len() < events as usize {
-            let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await else { break };
-            let now = now_ms();
-            text.push_str(std::str::from_utf8(&chunk).unwrap());
-            // Keep only the unfinished frame; note the id of every complete one.
-            while let Some(end) = text.find("\n\n") {
-                let frame: String = text.drain(..end + 2).collect();
-                if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id:")) {
-                    arrivals.push((id.trim().parse().unwrap(), now));
-                }
-            }
-        }
-        arrivals
-    });
+    let deadline = Instant::now() + Duration::from_secs(events / rate as u64 + 30);
+    let arrivals = runtime.block_on(sse_arrivals(&host.url("/events"), deadline, |a| a.len() >= events as usize));
     let db = rusqlite::Connection::open(host.dir.path().join("bench.db")).unwrap();
     let mut received = db.prepare("SELECT received_at_ms FROM events WHERE seq = ?1").unwrap();
     let mut latencies: Vec<f64> = arrivals

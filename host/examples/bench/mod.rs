@@ -131,6 +131,32 @@ pub async fn load(host: &Host, hashes: &[String], connections: usize, duration: 
     all
 }
 
+/// Read the SSE stream at `url` until `done(arrivals so far)`, the stream ends or `deadline`:
+/// each frame's id (the store's sequence) and when it arrived (milliseconds since the epoch).
+pub async fn sse_arrivals(url: &str, deadline: Instant, done: impl Fn(&[(u64, i64)]) -> bool) -> Vec<(u64, i64)> {
+    use futures::StreamExt;
+    let response = reqwest::get(url).await.expect("SSE request");
+    let mut body = response.bytes_stream();
+    let (mut text, mut arrivals) = (String::new(), Vec::new());
+    while !done(&arrivals) && Instant::now() < deadline {
+        let chunk = match tokio::time::timeout(Duration::from_millis(100), body.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(_) => break,
+            Err(_) => continue,
+        };
+        let now = now_ms();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        // Keep only the unfinished frame; note the id of every complete one.
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            if let Some(id) = frame.lines().find_map(|l| l.strip_prefix("id:")) {
+                arrivals.push((id.trim().parse().unwrap(), now));
+            }
+        }
+    }
+    arrivals
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }

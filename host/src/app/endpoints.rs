@@ -56,7 +56,7 @@ impl Api {
             history: (role == Role::Run)
                 .then_some(config.history.as_ref())
                 .flatten()
-                .map(|history| Arc::new(HistoryStatus::new(history.from_height))),
+                .map(|history| Arc::new(HistoryStatus::new(*history.from_height.get_ref()))),
         };
         Api { state, stop }
     }

@@ -194,14 +194,14 @@ impl History {
         let highest = status["last_added_block_info"]["height"].as_u64();
         match (self.config.to_height, highest) {
             (Some(to), _) => Ok((to, chain_name_hash)),
-            (None, Some(highest)) => Ok((highest.max(self.config.from_height), chain_name_hash)),
+            (None, Some(highest)) => Ok((highest.max(self.status.from_height), chain_name_hash)),
             (None, None) => Err("info_get_status names no last added block".into()),
         }
     }
 
     /// The heights of the range without a stored block, lowest first.
     async fn missing(&self, to_height: u64) -> anyhow::Result<Vec<u64>> {
-        let from = self.config.from_height;
+        let from = self.status.from_height;
         // Blocks stored above `from - 1` (a stored block at height 0 is not seen: fetched again,
         // and stored once).
         let count = (to_height - from + 1) as usize;

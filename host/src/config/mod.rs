@@ -436,6 +436,14 @@ mod tests {
         let err = Config::parse("[[plugins]]\nname = \"a b\"\npath = \"Cargo.toml\"\n").unwrap_err();
         assert!(err.starts_with("line 2: `plugins[0].name`: a plugin name is letters"), "{err}");
 
+        let err = Config::parse("[history]\nfrom_height = 5\n").unwrap_err();
+        assert_eq!(err, "line 2: `history.from_height`: no [[nodes]] entry has an rpc_url to fetch the history from");
+        let node = "[[nodes]]\nname = \"a\"\nurl = \"http://x\"\nrpc_url = \"http://x/rpc\"\n\n";
+        let err = Config::parse(&format!("{node}[history]\nfrom_height = 5\nto_height = 4\n")).unwrap_err();
+        assert_eq!(err, "line 7: `history.to_height`: below from_height");
+        let err = Config::parse(&format!("{node}[history]\nfrom_height = 5\nmax_requests = 0\n")).unwrap_err();
+        assert_eq!(err, "line 7: `history.max_requests`: must be between 1 and 1024");
+
         let err = Config::parse("[[plugins]]\nname = \"f\"\npath = \"/no/such.wasm\"\n").unwrap_err();
         assert!(err.starts_with("line 3: `plugins[0].path`: no file at /no/such.wasm"), "{err}");
     }

@@ -60,7 +60,7 @@ impl NodeConfig {
 #[serde(deny_unknown_fields)]
 pub struct HistoryConfig {
     /// The first block height to store.
-    pub from_height: u64,
+    pub from_height: Spanned<u64>,
     /// The last one; default: the highest block the nodes have when Sluice starts (the live
     /// stream brings the rest).
     pub to_height: Option<u64>,
@@ -230,17 +230,20 @@ impl Config {
             }
         }
         if let Some(history) = &self.history {
-            if !self.nodes.iter().any(|node| node.rpc_url.is_some()) {
-                return Err("`history`: no [[nodes]] entry has an rpc_url to fetch the history from".into());
-            }
-            if history.to_height.is_some_and(|to| to < history.from_height) {
-                return Err("`history.to_height` is below `history.from_height`".into());
-            }
-            if !(1..=1024).contains(&history.max_requests) {
-                return Err("`history.max_requests` must be between 1 and 1024".into());
-            }
-            if !(1..=600_000).contains(&history.request_timeout_ms) {
-                return Err("`history.request_timeout_ms` must be between 1 and 600000".into());
+            let from = *history.from_height.get_ref();
+            let problem = if !self.nodes.iter().any(|node| node.rpc_url.is_some()) {
+                Some(("from_height", "no [[nodes]] entry has an rpc_url to fetch the history from"))
+            } else if history.to_height.is_some_and(|to| to < from) {
+                Some(("to_height", "below from_height"))
+            } else if !(1..=1024).contains(&history.max_requests) {
+                Some(("max_requests", "must be between 1 and 1024"))
+            } else if !(1..=600_000).contains(&history.request_timeout_ms) {
+                Some(("request_timeout_ms", "must be between 1 and 600000"))
+            } else {
+                None
+            };
+            if let Some((key, problem)) = problem {
+                return Err(at(history.from_height.span(), format!("history.{key}"), problem.into()));
             }
         }
         for (i, cloud) in self.cspr_cloud.iter().enumerate() {
