@@ -68,13 +68,16 @@ impl IngestStats {
 }
 
 /// What the pipeline has committed so far, for the stage after the store (`backfill`) to
-/// watch: counts that change when a batch stored gap records or blocks.
+/// watch: counts that change when a batch stored gap records or blocks, or handled blocks
+/// fetched over JSON-RPC.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Committed {
     /// Gap records stored or marked backfilled.
     pub gaps: u64,
     /// Blocks stored.
     pub blocks: u64,
+    /// Deliveries of whole blocks fetched over JSON-RPC (`Payload::Block`) handled.
+    pub fetched_blocks: u64,
 }
 
 /// Everything the pipeline thread owns.
@@ -231,10 +234,12 @@ impl Pipeline {
         let gaps =
             batch.iter().filter(|d| matches!(d.payload, Payload::Gap { .. } | Payload::Backfilled { .. })).count();
         let blocks = stored.iter().filter(|(event, _)| event.kind == "BlockAdded").count();
-        if gaps + blocks > 0 {
+        let fetched_blocks = batch.iter().filter(|d| matches!(d.payload, Payload::Block(_))).count();
+        if gaps + blocks + fetched_blocks > 0 {
             self.committed.send_modify(|committed| {
                 committed.gaps += gaps as u64;
                 committed.blocks += blocks as u64;
+                committed.fetched_blocks += fetched_blocks as u64;
             });
         }
     }

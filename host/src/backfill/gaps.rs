@@ -66,9 +66,9 @@ pub async fn fill_gaps(
                     waiting = true;
                 }
                 Round::Shutdown => return,
-                Round::Unreachable(e) => {
+                Round::Paused(why) => {
                     let delay = backoff.next_delay(false).max(Duration::from_secs(1));
-                    tracing::warn!(node = %filler.name, "backfill paused for {delay:.1?}: the node's JSON-RPC failed: {e}");
+                    tracing::warn!(node = %filler.name, "backfill paused for {delay:.1?}: {why}");
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -91,8 +91,8 @@ enum Round {
     Filled,
     /// The pipeline is gone.
     Shutdown,
-    /// The node's JSON-RPC cannot be reached: try again later.
-    Unreachable(reqwest::Error),
+    /// The node's JSON-RPC or the store cannot be reached (why): try again after a pause.
+    Paused(String),
 }
 
 /// One node's backfill.
@@ -116,10 +116,7 @@ impl Filler {
         let node = self.name.to_string();
         let gaps = match self.store.read(move |conn| conn.gaps_to_backfill(&node)).await {
             Ok(gaps) => gaps,
-            Err(e) => {
-                tracing::warn!(node = %self.name, "cannot read the gaps to backfill: {e:#}");
-                return Round::Waiting(true);
-            }
+            Err(e) => return Round::Paused(format!("cannot read the gaps to backfill: {e:#}")),
         };
         // One gap at a time, and the next only once the last one's record is stored: it then
         // sees the blocks stored for the last one (a 1.x node has a gap per stream, usually over
@@ -137,7 +134,7 @@ impl Filler {
                 }
                 Ok(false) => {}
                 Err(Stop::Shutdown) => return Round::Shutdown,
-                Err(Stop::Unreachable(e)) => return Round::Unreachable(e),
+                Err(Stop::Unreachable(e)) => return Round::Paused(format!("the node's JSON-RPC failed: {e}")),
             }
         }
         Round::Waiting(waiting)

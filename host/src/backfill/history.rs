@@ -25,6 +25,9 @@ use tokio::sync::mpsc;
 
 /// Failed heights kept for `/status` (their count is always exact).
 const FAILURES_SHOWN: usize = 20;
+/// Blocks sent to the pipeline and not yet committed, at most (the gap backfill's count too: a
+/// bound, not an exact count).
+const MAX_UNCOMMITTED: u64 = 64;
 /// Longest pause before the heights left out are tried again.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(600);
 
@@ -133,6 +136,8 @@ pub struct History {
     pub out: mpsc::Sender<Delivery>,
     /// What it shows.
     pub status: Arc<HistoryStatus>,
+    /// What the pipeline committed: blocks sent wait for it.
+    pub committed: tokio::sync::watch::Receiver<crate::pipeline::Committed>,
 }
 
 impl History {
@@ -222,6 +227,9 @@ impl History {
     ) -> Option<BTreeMap<u64, String>> {
         let mut failures = BTreeMap::new();
         let window = self.config.max_requests as usize;
+        // Blocks sent and not yet committed stay few: each is a whole block's events.
+        let mut committed = self.committed.clone();
+        let (base, mut sent) = (committed.borrow_and_update().fetched_blocks, 0);
         let mut blocks = futures::stream::iter(heights)
             .map(|height| async move { (height, self.fetch(height, chain_name_hash).await) })
             .buffered(window);
@@ -229,7 +237,9 @@ impl History {
             match fetched {
                 Ok((node, events)) => {
                     let count = events.len() as u64;
+                    committed.wait_for(|c| c.fetched_blocks + MAX_UNCOMMITTED >= base + sent).await.ok()?;
                     self.out.send(Delivery::now(node.clone(), node, None, Payload::Block(events))).await.ok()?;
+                    sent += 1;
                     self.status.events_sent.fetch_add(count, Relaxed);
                     self.status.blocks_fetched.fetch_add(1, Relaxed);
                     self.status.heights_stored.fetch_add(1, Relaxed);

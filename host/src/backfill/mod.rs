@@ -58,8 +58,14 @@ pub fn spawn(
             nodes.push(RpcNode { name: Arc::from(node.name.get_ref().as_str()), rpc });
         }
         let nodes = Arc::new(RpcNodes::new(nodes, history_config.max_requests as usize));
-        let history =
-            history::History { config: history_config.clone(), nodes, store: store.clone(), out: out.clone(), status };
+        let history = history::History {
+            config: history_config.clone(),
+            nodes,
+            store: store.clone(),
+            out: out.clone(),
+            status,
+            committed: committed.clone(),
+        };
         tasks.push(tokio::spawn(history.run()));
     }
     Ok(tasks)
