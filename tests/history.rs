@@ -79,9 +79,8 @@ fn a_history_sync_stores_what_a_whole_stream_stores() {
     assert_eq!(contract.len() as u64, derived);
     assert_eq!(contract, contract_events(&streamed));
     // Each block is stored once, none twice, every height there.
-    let heights = synced.row(&format!(
-        "SELECT count(*), count(DISTINCT block_height), min(block_height) FROM events WHERE kind = 'BlockAdded'"
-    ));
+    let heights = synced
+        .row("SELECT count(*), count(DISTINCT block_height), min(block_height) FROM events WHERE kind = 'BlockAdded'");
     assert_eq!(heights, [blocks, blocks, FIRST_HEIGHT].map(Value::from));
 }
 
