@@ -6,7 +6,7 @@
 //! What the answers cannot give back: a 2.x `TransactionProcessed`'s `messages` (not part of
 //! `info_get_transaction`; left empty), and transactions that expired (never in a block).
 
-use crate::event::{Frame, NodeEvent, Payload};
+use crate::event::{Frame, NodeEvent};
 use serde_json::{Value, json};
 
 /// A block as `chain_get_block` answers it.
@@ -197,21 +197,15 @@ pub fn chain_name_hash(chain_name: &str) -> String {
 pub fn parsed_block(block: Block, executions: Vec<(String, String)>) -> Result<Vec<NodeEvent>, String> {
     let (accepted, processed): (Vec<String>, Vec<String>) = executions.into_iter().unzip();
     let events = accepted.into_iter().chain([block.added]).chain(processed).chain(block.signatures);
-    events
-        .map(|raw| match parsed(raw) {
-            Payload::Event(event) => Ok(event),
-            Payload::Rejected { reason, .. } => Err(format!("block {}: {reason}", block.height)),
-            _ => Err(format!("block {}: not an event", block.height)),
-        })
-        .collect()
+    events.map(|raw| parsed(raw).map_err(|reason| format!("block {}: {reason}", block.height))).collect()
 }
 
 /// A rebuilt event goes through the same parser as a streamed one.
-fn parsed(raw: String) -> Payload {
+fn parsed(raw: String) -> Result<NodeEvent, String> {
     match Frame::parse(raw) {
-        Ok(Frame::Event(event)) => Payload::Event(event),
-        Ok(_) => Payload::Rejected { reason: "backfill: not an event".into(), raw: String::new() },
-        Err(e) => Payload::Rejected { reason: format!("backfill: {}", e.reason), raw: e.raw },
+        Ok(Frame::Event(event)) => Ok(event),
+        Ok(_) => Err("not an event".into()),
+        Err(e) => Err(e.reason),
     }
 }
 
@@ -225,10 +219,7 @@ mod tests {
     }
 
     fn event(raw: &str) -> crate::event::NodeEvent {
-        match parsed(raw.to_owned()) {
-            Payload::Event(event) => event,
-            other => panic!("{other:?}"),
-        }
+        parsed(raw.to_owned()).unwrap()
     }
 
     #[test]

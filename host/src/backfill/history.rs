@@ -149,7 +149,7 @@ impl History {
                 Ok(chain) => break chain,
                 Err(e) => {
                     tracing::warn!("history: cannot ask the nodes about the chain, trying again in {pause:?}: {e}");
-                    self.set_state("waiting for a node");
+                    self.status.set_state("waiting for a node");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }
@@ -177,18 +177,14 @@ impl History {
             if !missing.is_empty() {
                 let count = missing.len();
                 tracing::warn!("history: {count} blocks could not be fetched; trying them again in {pause:?}");
-                self.set_state("retrying");
+                self.status.set_state("retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
             }
         }
-        self.set_state("done");
+        self.status.set_state("done");
         progress.finish();
         tracing::info!(from = self.status.from_height, to = to_height, "history: every block is fetched");
-    }
-
-    fn set_state(&self, state: &'static str) {
-        self.status.set_state(state);
     }
 
     /// The last height (`to_height`, or the nodes' highest block now) and the hash of the

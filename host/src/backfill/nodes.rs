@@ -5,7 +5,7 @@
 use crate::rpc::{Rpc, RpcError};
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -22,15 +22,11 @@ pub struct RpcNode {
     pub rpc: Rpc,
 }
 
-/// The nodes, a bound on requests in flight, and counters.
+/// The nodes and a bound on requests in flight.
 pub struct RpcNodes {
     nodes: Vec<RpcNode>,
     next: AtomicUsize,
     in_flight: Semaphore,
-    /// Requests answered.
-    pub answered: AtomicU64,
-    /// Tries that failed (each retried, or the request failed).
-    pub failed_tries: AtomicU64,
 }
 
 /// A request that failed on every try.
@@ -50,13 +46,7 @@ impl RpcNodes {
     /// A pool over `nodes` (at least one) with at most `max_requests` in flight.
     pub fn new(nodes: Vec<RpcNode>, max_requests: usize) -> RpcNodes {
         assert!(!nodes.is_empty(), "a pool of no nodes");
-        RpcNodes {
-            nodes,
-            next: AtomicUsize::new(0),
-            in_flight: Semaphore::new(max_requests.max(1)),
-            answered: AtomicU64::new(0),
-            failed_tries: AtomicU64::new(0),
-        }
+        RpcNodes { nodes, next: AtomicUsize::new(0), in_flight: Semaphore::new(max_requests.max(1)) }
     }
 
     /// Call `method` with `params` on the next node, trying the following ones after a pause
@@ -72,12 +62,8 @@ impl RpcNodes {
                 node.rpc.call(method, params.clone()).await
             };
             match answer {
-                Ok(result) => {
-                    self.answered.fetch_add(1, Relaxed);
-                    return Ok((result, node.name.clone()));
-                }
+                Ok(result) => return Ok((result, node.name.clone())),
                 Err(error) => {
-                    self.failed_tries.fetch_add(1, Relaxed);
                     attempt += 1;
                     if attempt == ATTEMPTS {
                         return Err(Failed { error });
