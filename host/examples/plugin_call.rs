@@ -82,5 +82,6 @@ fn event(kind: &str, json: &str) -> StoredEvent {
         annotations: None,
         hidden_by: None,
         account: None,
+        chain_height: 0,
     }
 }

@@ -98,6 +98,9 @@ pub struct Pipeline {
     pub reload_status: Arc<ReloadStatus>,
     /// Told what each batch committed.
     pub committed: tokio::sync::watch::Sender<Committed>,
+    /// With `[history]`: whether the sync is still storing the chain's past (indexers wait to
+    /// replay until it is done).
+    pub history_syncing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// What the pipeline waits for.
@@ -106,6 +109,8 @@ enum Next {
     Received(usize),
     /// New plugin versions.
     Reload(Reload),
+    /// The history sync started or finished.
+    History,
 }
 
 impl Pipeline {
@@ -137,9 +142,12 @@ impl Pipeline {
             while let Ok(reload) = self.reloads.try_recv() {
                 self.reload(reload, head);
             }
-            // While indexers replay the log, a slice of it between batches; otherwise wait.
+            if let Some(syncing) = &self.history_syncing {
+                self.plugins.set_history_syncing(*syncing.borrow());
+            }
+            // While plugins replay the log, a slice of it between batches; otherwise wait.
             if self.plugins.catching_up() {
-                if !self.replay_slice(head, || deliveries.is_closed()) {
+                if !self.replay_slice(&mut head, || deliveries.is_closed()) {
                     break;
                 }
                 while batch.len() < MAX_BATCH
@@ -154,16 +162,24 @@ impl Pipeline {
                     continue;
                 }
             } else {
-                let reloads = &mut self.reloads;
+                let (reloads, history) = (&mut self.reloads, &mut self.history_syncing);
                 let next = futures::executor::block_on(async {
+                    let history_changed = async {
+                        match history {
+                            Some(syncing) => syncing.changed().await.ok(),
+                            None => None,
+                        }
+                    };
                     tokio::select! {
                         received = deliveries.recv_many(&mut batch, MAX_BATCH) => Next::Received(received),
                         Some(reload) = reloads.recv() => Next::Reload(reload),
+                        Some(()) = history_changed => Next::History,
                     }
                 });
                 match next {
                     Next::Received(0) => break,
                     Next::Received(_) => {}
+                    Next::History => continue,
                     Next::Reload(reload) => {
                         self.reload(reload, head);
                         continue;
@@ -183,16 +199,21 @@ impl Pipeline {
             self.count(&batch, &stored);
             self.tell_committed(&batch, &stored);
             batch.clear();
-            for (mut event, outcome) in stored {
-                if outcome.dropped {
-                    self.stats.dropped.fetch_add(1, Relaxed);
-                    continue;
-                }
-                event.annotations = outcome.annotations;
-                self.bus.publish(event);
-            }
+            self.publish(stored);
         }
         tracing::info!("pipeline stopped: no more sources");
+    }
+
+    /// Publish what was committed, but what a filter dropped.
+    fn publish(&self, stored: Vec<(StoredEvent, Outcome)>) {
+        for (mut event, outcome) in stored {
+            if outcome.dropped {
+                self.stats.dropped.fetch_add(1, Relaxed);
+                continue;
+            }
+            event.annotations = outcome.annotations;
+            self.bus.publish(event);
+        }
     }
 
     /// Switch to new plugin versions, between two batches.
@@ -209,11 +230,12 @@ impl Pipeline {
         }
     }
 
-    /// Replay the next slice of the stored log (up to `head`) into the catching-up indexers,
-    /// commit what they wrote, then let those at the head go live. False when the commit was
-    /// abandoned at shutdown (the stored cursors still point before the slice).
-    fn replay_slice(&mut self, head: u64, shutting_down: impl Fn() -> bool) -> bool {
-        let slice = match self.plugins.catch_up(self.log.as_mut(), head, REPLAY_SLICE) {
+    /// Replay the next slice of the stored log (up to `head`) into the catching-up indexers
+    /// and decoders, commit what they wrote and derived (which moves `head`), then let those at
+    /// the head go live. False when the commit was abandoned at shutdown (the stored cursors
+    /// still point before the slice).
+    fn replay_slice(&mut self, head: &mut u64, shutting_down: impl Fn() -> bool) -> bool {
+        let slice = match self.plugins.catch_up(self.log.as_mut(), *head, REPLAY_SLICE) {
             Ok(slice) => slice,
             Err(e) => {
                 tracing::error!("replaying the stored log failed: {e:#}");
@@ -221,12 +243,19 @@ impl Pipeline {
                 return true;
             }
         };
-        let commit = || self.writer.commit_plugins(&slice.batches, &slice.retired);
-        if retrying(&self.stats, "storing replayed plugin data", shutting_down, commit).is_none() {
+        let (writer, plugins) = (&mut self.writer, &mut self.plugins);
+        let commit = || writer.commit_replay(&slice.derived, &slice.batches, &slice.retired, plugins);
+        let Some(stored) = retrying(&self.stats, "storing replayed plugin data", shutting_down, commit) else {
             self.plugins.rewind(&slice);
             return false;
+        };
+        if let Some((last, _)) = stored.last() {
+            *head = last.seq;
+            self.stats.last_seq.store(*head, Relaxed);
+            self.stats.derived.fetch_add(stored.len() as u64, Relaxed);
         }
-        self.plugins.promote(head);
+        self.publish(stored);
+        self.plugins.promote(*head);
         true
     }
 

@@ -38,14 +38,7 @@ pub fn replay(mut config: Config, name: &str, from: Option<u64>) -> anyhow::Resu
             .expect("a valid template"),
     );
     progress.set_message(format!("replaying into {name}"));
-    while plugins.catching_up() {
-        let slice = plugins.catch_up(log.as_mut(), head, SLICE)?;
-        writer.commit_plugins(&slice.batches, &slice.retired)?;
-        plugins.promote(head);
-        if let Some(batch) = slice.batches.first() {
-            progress.set_position((batch.last_seq + 1).saturating_sub(first));
-        }
-    }
+    plugins.replay_all(&mut writer, log.as_mut(), SLICE, |slice| progress.inc(slice.replayed as u64))?;
     progress.finish();
     let stats = plugins.stats();
     let stats = stats.first().context("the plugin is gone")?;

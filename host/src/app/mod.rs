@@ -101,9 +101,19 @@ pub async fn run(
     let (deliveries, receiver) = mpsc::channel(DELIVERY_QUEUE);
     let log = tokio::task::block_in_place(|| crate::store::open_read(&location))?;
     let (committed, committed_receiver) = tokio::sync::watch::channel(Committed::default());
-    let pipeline =
-        Pipeline { writer, plugins, bus: bus.clone(), stats: ingest, log, reloads, reload_status, committed }
-            .spawn(receiver);
+    let history_syncing = state.history.as_ref().map(|history| history.syncing());
+    let pipeline = Pipeline {
+        writer,
+        plugins,
+        bus: bus.clone(),
+        stats: ingest,
+        log,
+        reloads,
+        reload_status,
+        committed,
+        history_syncing,
+    }
+    .spawn(receiver);
     let mut followers = Vec::new();
     let mut statuses = state.nodes.iter().cloned();
     for (node, status) in config.nodes.iter().zip(statuses.by_ref()) {

@@ -47,6 +47,8 @@ pub struct HistoryStatus {
     /// Heights that failed on every try in the last pass.
     pub heights_failed: AtomicU64,
     progress: Mutex<Progress>,
+    /// True until every height of the range is stored (indexers wait to replay until then).
+    syncing: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -65,7 +67,14 @@ impl HistoryStatus {
     pub fn new(from_height: u64) -> HistoryStatus {
         let status = HistoryStatus { from_height, ..HistoryStatus::default() };
         status.set_state("starting");
+        status.syncing.send_replace(true);
         status
+    }
+
+    /// Told whether the sync is still storing the chain's past: true until every height of the
+    /// range is stored.
+    pub fn syncing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.syncing.subscribe()
     }
 
     fn set_state(&self, state: &'static str) {
@@ -77,7 +86,7 @@ impl HistoryStatus {
     }
 
     /// Fetching starts (again): the rate counts from the first time.
-    fn syncing(&self) {
+    fn fetching(&self) {
         let mut progress = self.progress.lock().expect("history status lock");
         progress.state = "syncing";
         progress.started.get_or_insert_with(|| (Instant::now(), self.heights_stored.load(Relaxed)));
@@ -169,7 +178,7 @@ impl History {
         };
         let mut pause = Duration::from_secs(1);
         while !missing.is_empty() {
-            self.status.syncing();
+            self.status.fetching();
             progress.show(self.status.heights_stored.load(Relaxed));
             tracing::info!(blocks = missing.len(), from = missing[0], "history: fetching blocks over JSON-RPC");
             let Some(failures) = self.pass(missing, chain_name_hash.as_deref(), &progress).await else { return };
@@ -182,9 +191,14 @@ impl History {
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
             }
         }
+        // The last blocks sent may not be committed yet.
+        while !self.missing(to_height).await.is_ok_and(|missing| missing.is_empty()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         self.status.set_state("done");
+        self.status.syncing.send_replace(false);
         progress.finish();
-        tracing::info!(from = self.status.from_height, to = to_height, "history: every block is fetched");
+        tracing::info!(from = self.status.from_height, to = to_height, "history: every block is stored");
     }
 
     /// The last height (`to_height`, or the nodes' highest block now) and the hash of the

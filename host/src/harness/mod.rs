@@ -106,6 +106,7 @@ impl Harness {
         let engine = runtime::engine(&dir.path().join("cache"))?;
         let mut plugins = Plugins::load(&engine, &config.plugins, &HostServices::new(location.clone()))?;
         plugins.prepare_storage(&mut writer)?;
+        plugins.replay_all(&mut writer, crate::store::open_read(&location)?.as_mut(), 4096, |_| {})?;
         let storage_id = plugins.storage_id(NAME).context("the plugin did not load")?;
         Ok(Harness { _dir: dir, location, writer, plugins, storage_id, next_id: 0 })
     }

@@ -145,6 +145,12 @@ impl Template {
         &self.storage_id
     }
 
+    /// The same plugin, its storage under `storage_id`.
+    pub fn with_storage_id(mut self, storage_id: String) -> Template {
+        self.storage_id = Arc::from(storage_id);
+        self
+    }
+
     /// Instantiate and call `init` with the plugin's config.
     pub fn instantiate(&self) -> anyhow::Result<Instance> {
         let conn = crate::store::open_read(&self.location).context("opening the plugin's storage")?;

@@ -32,44 +32,54 @@ pub use routes::{PendingAnswer, RouteError, RouteLimits, Routes};
 
 use crate::config::PluginConfig;
 use crate::store::plugin_data::PluginBatch;
-use crate::store::{Location, Outcome, Processor, Read, StoredEvent};
+use crate::store::{Location, Outcome, Processor, Read, StoredEvent, Writer};
 use anyhow::Context;
 use instance::{CallError, Event, Instance, Template, Verdict};
 use serde::Serialize;
-use slot::Slot;
+use slot::{Replay, Slot};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use wasmtime::Engine;
 
-/// One slice of history replay: what to commit with it.
+/// One slice of the replay of the stored log: what to commit with it
+/// ([`crate::store::Writer::commit_replay`]).
 pub struct CatchUp {
-    /// The indexers' writes and cursors.
+    /// The events decoders derived, each with its source's chain position.
+    pub derived: Vec<(u64, crate::store::Derived)>,
+    /// The replaying plugins' writes and cursors.
     pub batches: Vec<PluginBatch>,
     /// Storage ids of older versions to remove (their replacements reach the head).
     pub retired: Vec<String>,
+    /// The most events one plugin went through.
+    pub replayed: usize,
     /// Cursors before the slice, to rewind to if the commit fails.
-    before: Vec<(String, u64)>,
+    before: Vec<(String, u64, Replay)>,
 }
 
 /// What the host offers plugins besides running them: the database their storage lives in,
-/// and the nodes they may be granted queries to (by node name).
+/// the nodes they may be granted queries to (by node name), and the chain it stores.
 #[derive(Clone)]
 pub struct HostServices {
     /// The database.
     pub location: Location,
     /// Nodes with a JSON-RPC URL, by name.
     pub nodes: std::collections::HashMap<String, Arc<NodeQueries>>,
+    /// The `[history]` range, if any: part of every indexer's storage id, so adding one
+    /// rebuilds the indexers from the chain's past.
+    pub history: Option<String>,
 }
 
 impl HostServices {
     /// Storage in the database at `location`; no node to query.
     pub fn new(location: Location) -> HostServices {
-        HostServices { location, nodes: Default::default() }
+        HostServices { location, nodes: Default::default(), history: None }
     }
 
-    /// Storage at `location`, and queries to every configured node with an `rpc_url`.
+    /// Storage at `location`, queries to every configured node with an `rpc_url`, the history.
     pub fn from_config(config: &crate::config::Config, location: Location) -> anyhow::Result<HostServices> {
         let mut services = HostServices::new(location);
+        services.history =
+            config.history.as_ref().map(|h| format!("history {}..={:?}", h.from_height.get_ref(), h.to_height));
         for node in &config.nodes {
             if let Some(rpc_url) = &node.rpc_url {
                 let runtime = tokio::runtime::Handle::try_current().context("node queries need a tokio runtime")?;
@@ -93,12 +103,14 @@ pub struct Plugins {
     registry: Registry,
     /// Live plugins, in config order.
     slots: Vec<Slot>,
-    /// Indexers replaying the stored log (new, or a new version); each joins `slots`, replacing
-    /// its older version, when it reaches the head.
+    /// Indexers and decoders replaying the stored log (new, or a new version); each joins
+    /// `slots`, replacing its older version, when it reaches the head.
     catching_up: Vec<Slot>,
     routes: Routes,
     /// Storage ids of older versions to remove, not yet handed to the writer.
     retired: Vec<String>,
+    /// Whether a history sync is still storing the chain's past: indexers wait to replay.
+    history_syncing: bool,
 }
 
 /// Live counters of one plugin, shared with the admin API.
@@ -131,8 +143,10 @@ pub struct PluginStats {
     /// True once the plugin failed too often in a row (or once, with `on_error = "halt"`);
     /// events pass it by.
     pub suspended: AtomicBool,
-    /// True while it replays the stored log (a new indexer or a new version of one).
+    /// True while it replays the stored log (a new indexer or decoder, or a new version).
     pub catching_up: AtomicBool,
+    /// True while, before its replay, it waits for the history sync or decoders' replays.
+    pub waiting: AtomicBool,
     /// An attached filter (`?filter=` may name it).
     pub attached: bool,
     /// The most recent failure.
@@ -152,6 +166,7 @@ impl Plugins {
             catching_up: Vec::new(),
             routes: Routes::default(),
             retired: Vec::new(),
+            history_syncing: false,
         };
         let mut retired = Vec::new();
         for (position, config) in configs.iter().enumerate() {
@@ -167,18 +182,23 @@ impl Plugins {
         Ok(plugins)
     }
 
-    /// Put a newly loaded plugin to work: an indexer behind the head replays the log first
-    /// (its older version, if any, stays live meanwhile); anything else replaces its older
-    /// version at once. Returns the storage ids to remove (older versions of an indexer that
+    /// Put a newly loaded plugin to work: an indexer or decoder behind the head replays the
+    /// log first (its older version, if any, stays live meanwhile); anything else replaces its
+    /// older version at once. Returns the storage ids to remove (older versions of one that
     /// went live directly).
     fn place(&mut self, mut slot: Slot, head: u64, log: &mut dyn Read) -> anyhow::Result<Vec<String>> {
         let name = slot.stats.name.clone();
         self.catching_up.retain(|pending| pending.stats.name != name);
-        if slot.indexes() {
-            // Where its storage stands; a new one starts at `replay_from`.
-            let stored = log.plugin_cursor(slot.template.storage_id())?;
-            slot.cursor = stored.unwrap_or(slot.replay_from.saturating_sub(1)).min(head);
-            if slot.cursor < head {
+        if slot.replays() {
+            // Where it stands; a new one replays from `replay_from` in chain order.
+            (slot.cursor, slot.replay) = match log.plugin_cursor(slot.template.storage_id())? {
+                None => (slot.replay_from.saturating_sub(1).min(head), Replay::Pending),
+                Some(cursor) => match cursor.chain {
+                    Some(chain) => (cursor.last_seq, Replay::Chain(chain)),
+                    None => (cursor.last_seq.min(head), Replay::Sequence),
+                },
+            };
+            if !slot.reached(head) {
                 tracing::info!(plugin = %name, from = slot.cursor + 1, head, "replaying the stored log");
                 slot.stats.catching_up.store(true, Relaxed);
                 if slot.manifest.routes {
@@ -188,7 +208,7 @@ impl Plugins {
                 return Ok(Vec::new());
             }
         }
-        let retired = match slot.indexes() {
+        let retired = match slot.replays() {
             true => log.plugin_versions(&name, slot.template.storage_id())?,
             false => Vec::new(),
         };
@@ -214,7 +234,7 @@ impl Plugins {
 
     /// Prepare the store for the loaded plugins: create the indexes they declared and remove
     /// the storage of older versions that live ones replaced.
-    pub fn prepare_storage(&mut self, writer: &mut crate::store::Writer) -> anyhow::Result<()> {
+    pub fn prepare_storage(&mut self, writer: &mut Writer) -> anyhow::Result<()> {
         writer.create_plugin_indexes(&self.declared_indexes())?;
         writer.commit_plugins(&[], &std::mem::take(&mut self.retired))
     }
@@ -233,43 +253,80 @@ impl Plugins {
         self.slots.iter().chain(&self.catching_up).find(|slot| slot.stats.name == name)
     }
 
-    /// Whether some indexers are replaying the stored log.
+    /// Whether a history sync is still storing the chain's past (indexers wait to replay).
+    pub fn set_history_syncing(&mut self, syncing: bool) {
+        self.history_syncing = syncing;
+    }
+
+    /// Whether some indexers or decoders can go on replaying the stored log.
     pub fn catching_up(&self) -> bool {
-        self.catching_up.iter().any(|slot| !slot.stats.suspended.load(Relaxed))
+        self.catching_up.iter().any(|slot| !slot.stats.suspended.load(Relaxed) && !self.waiting(slot))
+    }
+
+    /// Whether `slot` may not begin its replay yet: an indexer waits while the history sync
+    /// or a decoder's replay still brings events of the chain's past.
+    fn waiting(&self, slot: &Slot) -> bool {
+        let decoding = || self.catching_up.iter().any(|s| s.manifest.decode && !s.stats.suspended.load(Relaxed));
+        slot.replay == Replay::Pending && slot.waits() && (self.history_syncing || decoding())
     }
 
     /// Replay up to `max` stored events (read through `log`, up to `head`) into each indexer
-    /// that is catching up. Returns what to commit; then call [`promote`](Self::promote), or
-    /// [`rewind`](Self::rewind) when the commit fails.
+    /// and decoder that is catching up. Returns what to commit; then call
+    /// [`promote`](Self::promote), or [`rewind`](Self::rewind) when the commit fails.
     pub fn catch_up(&mut self, log: &mut dyn Read, head: u64, max: usize) -> anyhow::Result<CatchUp> {
-        let before: Vec<(String, u64)> = self.catching_up.iter().map(|s| (s.stats.name.clone(), s.cursor)).collect();
-        let slice = self.replay(log, head, max);
-        if slice.is_err() {
-            self.rewind_to(&before);
+        let before = self.catching_up.iter().map(|s| (s.stats.name.clone(), s.cursor, s.replay)).collect();
+        let mut slice = CatchUp { derived: Vec::new(), batches: Vec::new(), retired: Vec::new(), replayed: 0, before };
+        if let Err(e) = self.replay(log, head, max, &mut slice) {
+            self.rewind(&slice);
+            return Err(e);
         }
-        let (batches, retired) = slice?;
-        Ok(CatchUp { batches, retired, before })
+        Ok(slice)
     }
 
-    fn replay(&mut self, log: &mut dyn Read, head: u64, max: usize) -> anyhow::Result<(Vec<PluginBatch>, Vec<String>)> {
-        let (mut batches, mut retired) = (Vec::new(), Vec::new());
-        for slot in self.catching_up.iter_mut().filter(|slot| !slot.stats.suspended.load(Relaxed)) {
-            let mut events = log.log_after(slot.cursor, max)?;
-            events.retain(|event| event.seq <= head);
-            let last_seq = events.last().map_or(head, |event| event.seq);
-            let batch = slot.index(&events, last_seq);
-            if batch.last_seq >= head {
-                retired.extend(log.plugin_versions(&slot.stats.name, slot.template.storage_id())?);
+    fn replay(&mut self, log: &mut dyn Read, head: u64, max: usize, slice: &mut CatchUp) -> anyhow::Result<()> {
+        let waiting: Vec<bool> = self.catching_up.iter().map(|slot| self.waiting(slot)).collect();
+        for (slot, waiting) in self.catching_up.iter_mut().zip(waiting) {
+            slot.stats.waiting.store(waiting, Relaxed);
+            if waiting || slot.stats.suspended.load(Relaxed) {
+                continue;
             }
-            batches.push(batch);
+            let (batch, derived, replayed) = slot.replay_slice(log, head, max)?;
+            slice.replayed = slice.replayed.max(replayed);
+            if slot.reached(head) {
+                slice.retired.extend(log.plugin_versions(&slot.stats.name, slot.template.storage_id())?);
+            }
+            slice.batches.push(batch);
+            slice.derived.extend(derived);
         }
-        Ok((batches, retired))
+        Ok(())
     }
 
-    /// After a catch-up's commit: the indexers at `head` go live, each in place of its older
-    /// version.
+    /// Replay the stored log (read through `log`) until every plugin that catches up is live
+    /// or waiting, committing each slice of `max` events through `writer` and showing it to
+    /// `progress` (`sluice replay` and the harness do this at once; the pipeline a slice between
+    /// two batches).
+    pub fn replay_all(
+        &mut self,
+        writer: &mut Writer,
+        log: &mut dyn Read,
+        max: usize,
+        mut progress: impl FnMut(&CatchUp),
+    ) -> anyhow::Result<()> {
+        let mut head = writer.last_seq()?;
+        while self.catching_up() {
+            let slice = self.catch_up(log, head, max)?;
+            let derived = writer.commit_replay(&slice.derived, &slice.batches, &slice.retired, self)?;
+            head = derived.last().map_or(head, |(event, _)| event.seq);
+            progress(&slice);
+            self.promote(head);
+        }
+        Ok(())
+    }
+
+    /// After a catch-up's commit: those that reached `head` go live, each in place of its
+    /// older version.
     pub fn promote(&mut self, head: u64) {
-        while let Some(at) = self.catching_up.iter().position(|slot| slot.cursor >= head) {
+        while let Some(at) = self.catching_up.iter().position(|slot| slot.reached(head)) {
             let slot = self.catching_up.remove(at);
             tracing::info!(plugin = %slot.stats.name, head, "caught up with the stored log; now live");
             self.go_live(slot);
@@ -281,8 +338,10 @@ impl Plugins {
     /// brought up to `head` (their stored cursors say so) go live.
     pub fn promote_stored(&mut self, log: &mut dyn Read, head: u64) -> anyhow::Result<()> {
         for slot in &mut self.catching_up {
-            if let Some(cursor) = log.plugin_cursor(slot.template.storage_id())? {
-                slot.cursor = cursor;
+            if let Some(cursor) = log.plugin_cursor(slot.template.storage_id())?
+                && cursor.chain.is_none()
+            {
+                (slot.cursor, slot.replay) = (cursor.last_seq, Replay::Sequence);
             }
         }
         self.promote(head);
@@ -291,13 +350,9 @@ impl Plugins {
 
     /// After a catch-up's commit failed: its slice will be replayed again.
     pub fn rewind(&mut self, catch_up: &CatchUp) {
-        self.rewind_to(&catch_up.before);
-    }
-
-    fn rewind_to(&mut self, cursors: &[(String, u64)]) {
         for slot in &mut self.catching_up {
-            if let Some((_, cursor)) = cursors.iter().find(|(name, _)| *name == slot.stats.name) {
-                slot.cursor = *cursor;
+            if let Some((_, cursor, replay)) = catch_up.before.iter().find(|(name, ..)| *name == slot.stats.name) {
+                (slot.cursor, slot.replay) = (*cursor, *replay);
             }
         }
     }
@@ -438,9 +493,9 @@ impl Processor for Plugins {
     }
 
     /// Hand the batch's new events to the indexers; what each wrote, its cursor and its dead
-    /// letters, to commit with the batch.
+    /// letters (a decoder's cursor), to commit with the batch.
     fn finish(&mut self, stored: &[(StoredEvent, Outcome)], last_seq: u64) -> Vec<PluginBatch> {
         let events: Vec<&StoredEvent> = stored.iter().map(|(event, _)| event).collect();
-        self.active().filter(|slot| slot.indexes()).map(|slot| slot.index(&events, last_seq)).collect()
+        self.active().filter(|slot| slot.replays()).map(|slot| slot.index(&events, last_seq)).collect()
     }
 }

@@ -6,8 +6,8 @@ use super::suspension::FailurePolicy;
 use super::{HostServices, PluginStats, runtime};
 use crate::config::{OnError, PluginConfig};
 use crate::event::NodeEvent;
-use crate::store::plugin_data::PluginBatch;
-use crate::store::{Derived, StoredEvent};
+use crate::store::plugin_data::{ChainCursor, PluginBatch};
+use crate::store::{Derived, Read, StoredEvent};
 use anyhow::Context;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,12 +21,15 @@ pub(super) struct Slot {
     pub manifest: Manifest,
     /// Fingerprint of its code, config and limits.
     pub version: String,
-    /// Indexers: where a new version starts replaying.
+    /// Indexers and decoders: where a new version starts replaying.
     pub replay_from: u64,
     /// Position in the config.
     pub position: usize,
-    /// Indexers: the last sequence processed.
+    /// Indexers and decoders: every event up to this sequence is processed (while replaying in
+    /// chain order: where that replay began).
     pub cursor: u64,
+    /// Indexers and decoders: how it goes through the stored log.
+    pub replay: Replay,
     /// Catching up with no live version: it filters and decodes live events meanwhile.
     pub standing_in: bool,
     /// A filter whose drops only hide events where it is attached.
@@ -39,10 +42,97 @@ pub(super) struct Slot {
     pub stats: Arc<PluginStats>,
 }
 
+/// How a plugin that indexes or decodes goes through the stored log: a new version first in
+/// chain order (the events stored when it begins, by `(chain_height, seq)`), then by sequence
+/// (what was stored meanwhile) up to the head, where it goes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Replay {
+    /// The replay in chain order has not begun (an indexer waits for the history sync and the
+    /// decoders' replays: their events belong before the live ones).
+    Pending,
+    /// Replaying in chain order.
+    Chain(ChainCursor),
+    /// By sequence, after `cursor`.
+    Sequence,
+}
+
 impl Slot {
     /// Whether it is an indexer.
     pub fn indexes(&self) -> bool {
         !self.manifest.index_kinds.is_empty()
+    }
+
+    /// Whether it goes through the stored log before it is live: an indexer or a decoder.
+    pub fn replays(&self) -> bool {
+        self.indexes() || self.manifest.decode
+    }
+
+    /// Whether its replay in chain order waits for the events others bring into the past (the
+    /// history sync, decoders replaying): an indexer that does not decode.
+    pub fn waits(&self) -> bool {
+        !self.manifest.decode
+    }
+
+    /// Whether it has processed every event up to `head`.
+    pub fn reached(&self, head: u64) -> bool {
+        self.replay == Replay::Sequence && self.cursor >= head
+    }
+
+    /// Replay up to `max` events of the stored log (read through `log`, up to `head`): decode
+    /// them (a decoder) and index them (an indexer). What to commit: its batch, and the events
+    /// it derived with their chain positions; and how many events it read. A pending replay in
+    /// chain order begins here.
+    pub fn replay_slice(
+        &mut self,
+        log: &mut dyn Read,
+        head: u64,
+        max: usize,
+    ) -> anyhow::Result<(PluginBatch, Vec<(u64, Derived)>, usize)> {
+        if self.replay == Replay::Pending {
+            self.replay = Replay::Chain(ChainCursor { bound: head, after: (0, 0) });
+        }
+        let Replay::Chain(chain) = self.replay else {
+            let mut events = log.log_after(self.cursor, max)?;
+            events.retain(|event| event.seq <= head);
+            let derived = self.decode_replayed(&events);
+            let last_seq = events.last().map_or(head, |event| event.seq);
+            return Ok((self.index(&events, last_seq), derived, events.len()));
+        };
+        let events = log.log_in_chain_order(self.cursor, chain, max)?;
+        let derived = self.decode_replayed(&events);
+        let mut batch = self.index_events(&events);
+        let halted = !batch.failures.is_empty() && self.on_error == OnError::Halt;
+        match events.last() {
+            // A halted plugin stays before the events it failed on.
+            _ if halted => {}
+            Some(last) if events.len() == max => {
+                self.replay = Replay::Chain(ChainCursor { after: (last.chain_height, last.seq), ..chain });
+            }
+            _ => (self.replay, self.cursor) = (Replay::Sequence, chain.bound),
+        }
+        batch.last_seq = self.cursor;
+        batch.chain = match self.replay {
+            Replay::Chain(chain) => Some(chain),
+            _ => None,
+        };
+        self.stats.last_seq.store(events.last().map_or(self.cursor, |event| event.seq), Relaxed);
+        Ok((batch, derived, events.len()))
+    }
+
+    /// The events a decoder derives from replayed `events` (not from derived ones), each with
+    /// its source's chain position.
+    fn decode_replayed(&mut self, events: &[StoredEvent]) -> Vec<(u64, Derived)> {
+        if !self.manifest.decode {
+            return Vec::new();
+        }
+        let mut derived = Vec::new();
+        for event in events.iter().filter(|event| !event.node.starts_with(super::DERIVED_BY)) {
+            let input = Event::of(event);
+            let context = || format!("event {} ({})", input.sequence, input.kind);
+            let decoded = self.call(context, |instance| instance.decode(&input)).unwrap_or_default();
+            derived.extend(decoded.into_iter().filter_map(|d| self.derived(d)).map(|d| (event.chain_height, d)));
+        }
+        derived
     }
 
     /// A decoded event as the store takes it; `None` (counted as an error) when it is not
@@ -84,6 +174,21 @@ impl Slot {
     /// Index the `events` of its kinds; the batch to commit, with its cursor at `last_seq`
     /// (before the failed events for a plugin that halts).
     pub fn index<E: std::borrow::Borrow<StoredEvent>>(&mut self, events: &[E], last_seq: u64) -> PluginBatch {
+        let mut batch = self.index_events(events);
+        batch.last_seq = last_seq;
+        // A halted plugin's cursor stays before the batch it failed on.
+        if let Some((first, _, _)) = batch.failures.first()
+            && self.on_error == OnError::Halt
+        {
+            batch.last_seq = first.saturating_sub(1);
+        }
+        self.cursor = batch.last_seq;
+        self.stats.last_seq.store(batch.last_seq, Relaxed);
+        batch
+    }
+
+    /// Index the `events` of its kinds: its writes, or the failure (no cursor yet).
+    fn index_events<E: std::borrow::Borrow<StoredEvent>>(&mut self, events: &[E]) -> PluginBatch {
         let kinds = &self.manifest.index_kinds;
         let events: Vec<Event> = events
             .iter()
@@ -92,8 +197,7 @@ impl Slot {
             .filter(|event| self.input.as_ref().is_none_or(|input| !event.hidden_by(input)))
             .map(Event::of)
             .collect();
-        let mut batch =
-            PluginBatch { plugin: self.template.storage_id().to_owned(), last_seq, ..PluginBatch::default() };
+        let mut batch = PluginBatch { plugin: self.template.storage_id().to_owned(), ..PluginBatch::default() };
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
             let range = (first.sequence, last.sequence);
             let context = format!("events {}..={}", range.0, range.1);
@@ -105,13 +209,7 @@ impl Slot {
                     batch.failures.push((range.0, range.1, error));
                 }
             }
-            // A halted plugin's cursor stays before the batch it failed on.
-            if !batch.failures.is_empty() && self.on_error == OnError::Halt {
-                batch.last_seq = range.0.saturating_sub(1);
-            }
         }
-        self.cursor = batch.last_seq;
-        self.stats.last_seq.store(batch.last_seq, Relaxed);
         batch
     }
 
@@ -131,7 +229,7 @@ impl Slot {
         let failed = |e: anyhow::Error| e.context(format!("plugin {name:?}"));
         let component = runtime::compile(engine, &build.code, config.path.get_ref()).map_err(failed)?;
         let Build { config_json, limits, storage_id, version, .. } = build;
-        let template = Template::new(
+        let mut template = Template::new(
             Arc::from(name.as_str()),
             Arc::from(storage_id),
             engine,
@@ -145,8 +243,16 @@ impl Slot {
             },
         )
         .map_err(failed)?;
-        let instance = template.instantiate().map_err(failed)?;
-        let manifest = instance.manifest.clone();
+        let mut instance = Some(template.instantiate().map_err(failed)?);
+        let manifest = instance.as_ref().expect("just made").manifest.clone();
+        // An indexer's data is the chain from the history's first block: another range is
+        // another storage (its first instance, bound to the other, is dropped).
+        let indexer = !manifest.index_kinds.is_empty() && !manifest.decode;
+        if let (true, Some(history)) = (indexer, &services.history) {
+            let id = blake3::hash(format!("{} {history}", template.storage_id()).as_bytes()).to_hex();
+            template = template.with_storage_id(format!("{name}@{}", &id[..16]));
+            instance = None;
+        }
         if config.attached && !manifest.filter {
             return Err(failed(anyhow::anyhow!(
                 "`attached = true` is for filters, and its manifest says `filter: false`"
@@ -155,12 +261,13 @@ impl Slot {
         tracing::info!(plugin = %name, path = %config.path.get_ref().display(), ?manifest, "plugin loaded");
         Ok(Slot {
             template,
-            instance: Some(instance),
+            instance,
             manifest,
             version,
             replay_from: config.replay_from,
             position: 0,
             cursor: 0,
+            replay: Replay::Sequence,
             standing_in: false,
             attached: config.attached,
             input: config.input.as_ref().map(|input| input.get_ref().clone()),

@@ -6,6 +6,7 @@
 //! [`Store`], which lends out read connections from a small pool.
 
 pub mod appends;
+mod chain_order;
 pub mod contract_events;
 pub mod migrate;
 pub mod plugin_data;
@@ -42,6 +43,10 @@ pub struct StoredEvent {
     pub hidden_by: Option<String>,
     /// Account hash of the transaction's sender, for accepted and processed transaction events.
     pub account: Option<String>,
+    /// Where it is in the chain: the height of its block, or for an event of no block the
+    /// highest block stored when it was (see `chain_order.rs`). Reading by `(chain_height, seq)`
+    /// is reading in chain order.
+    pub chain_height: u64,
 }
 
 impl StoredEvent {

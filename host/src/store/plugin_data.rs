@@ -41,6 +41,28 @@ pub struct PluginBatch {
     pub last_seq: u64,
     /// Events it failed on: (first seq, last seq, error), kept as dead letters.
     pub failures: Vec<(u64, u64, String)>,
+    /// While it replays the log in chain order: how far.
+    pub chain: Option<ChainCursor>,
+}
+
+/// How far a replay in chain order went: the events stored up to sequence `bound` (fixed when
+/// the replay began), read by `(chain_height, seq)`, up to and including `after`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChainCursor {
+    /// The last sequence the replay reads.
+    pub bound: u64,
+    /// The chain position `(chain_height, seq)` of the last event replayed.
+    pub after: (u64, u64),
+}
+
+/// Where a plugin's stored cursor stands.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PluginCursor {
+    /// Every event up to this sequence is processed (before a replay in chain order: where it
+    /// began).
+    pub last_seq: u64,
+    /// A replay in chain order under way.
+    pub chain: Option<ChainCursor>,
 }
 
 /// Reads of plugins' storage ([`super::Read`] includes them).
@@ -79,8 +101,8 @@ pub trait PluginRead {
         bound: Bound,
     ) -> anyhow::Result<Page>;
 
-    /// The highest sequence `plugin` has processed, if it ever ran.
-    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<u64>>;
+    /// Where `plugin` stands, if it ever ran.
+    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<PluginCursor>>;
 
     /// The storage ids of other versions of plugin `name` (`name@…` but not `current`).
     fn plugin_versions(&mut self, name: &str, current: &str) -> anyhow::Result<Vec<String>>;

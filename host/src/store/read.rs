@@ -2,7 +2,7 @@
 //! backfill run ([`Read`]), and [`Store`], which runs them on pooled connections off the async
 //! runtime.
 
-use super::plugin_data::PluginRead;
+use super::plugin_data::{ChainCursor, PluginRead};
 use super::{Location, StoredEvent, contract_events};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,11 @@ pub trait Read: PluginRead + Send {
     /// Up to `limit` events after `after`, in sequence order, dropped ones included: the log
     /// indexers replay.
     fn log_after(&mut self, after: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>>;
+
+    /// Up to `limit` events with a sequence above `from` and up to `chain.bound`, in chain
+    /// order `(chain_height, seq)` after `chain.after`, dropped ones included: the log plugins
+    /// replay (an index makes it a range scan).
+    fn log_in_chain_order(&mut self, from: u64, chain: ChainCursor, limit: usize) -> anyhow::Result<Vec<StoredEvent>>;
 
     /// Every node that delivered event `seq`: the first, then the others in order of arrival.
     fn seen_by(&mut self, seq: u64) -> anyhow::Result<Vec<String>>;

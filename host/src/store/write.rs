@@ -2,6 +2,7 @@
 //! outcomes. What a batch does is decided here, once; each backend supplies the statements
 //! ([`Database`], [`Batch`]).
 
+use super::chain_order::{self, ChainPositions};
 use super::contract_events::Identity;
 use super::plugin_data::PluginBatch;
 use super::{Location, StoredEvent};
@@ -64,14 +65,15 @@ pub trait Batch {
     fn expect(&mut self, _keys: &[&str]) -> anyhow::Result<()> {
         Ok(())
     }
-    /// Insert `event` as delivered by `node` unless its natural key is stored; its sequence
-    /// number (the next one, without gaps) when it was inserted.
+    /// Insert `event` as delivered by `node`, at `chain_height`, unless its natural key is
+    /// stored; its sequence number (the next one, without gaps) when it was inserted.
     fn insert_event(
         &mut self,
         event: &NodeEvent,
         node: &str,
         node_event_id: Option<u32>,
         received_at_ms: i64,
+        chain_height: u64,
     ) -> anyhow::Result<Option<u64>>;
     /// Record that `node` delivered the stored event with natural key `key` too (unless it is
     /// the node that delivered it first, or did so before).
@@ -115,6 +117,8 @@ pub trait Database: Send {
     fn transaction(&mut self, work: &mut dyn FnMut(&mut dyn Batch) -> anyhow::Result<()>) -> anyhow::Result<()>;
     /// The highest sequence stored (0 when empty).
     fn last_seq(&mut self) -> anyhow::Result<u64>;
+    /// The highest chain position stored (0 when empty).
+    fn chain_height(&mut self) -> anyhow::Result<u64>;
     /// Create the storage index plugins declared on JSON field `field` (checked by the caller).
     fn create_plugin_index(&mut self, field: &str) -> anyhow::Result<()>;
     /// Where each SSE stream stands, to resume with `start_from`.
@@ -126,6 +130,8 @@ pub trait Database: Send {
 /// Owns the write connection. Only the pipeline thread holds one.
 pub struct Writer {
     database: Box<dyn Database>,
+    /// Where new events are in the chain (read from the store on the first batch).
+    chain: Option<ChainPositions>,
 }
 
 impl Writer {
@@ -137,7 +143,7 @@ impl Writer {
 
     /// [`Writer::open`], calling `on_standby` once if another instance leads (before waiting).
     pub fn open_or_wait(location: &Location, on_standby: &mut dyn FnMut()) -> anyhow::Result<Writer> {
-        Ok(Writer { database: super::open_database(location, on_standby)? })
+        Ok(Writer { database: super::open_database(location, on_standby)?, chain: None })
     }
 
     /// Store a batch in one transaction. Events already stored (same natural key) are skipped
@@ -153,27 +159,60 @@ impl Writer {
         processor: &mut impl Processor,
     ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
         let mut stored = Vec::new();
+        let chain = match &mut self.chain {
+            Some(chain) => chain,
+            None => self.chain.insert(ChainPositions::starting_at(self.database.chain_height()?)),
+        };
         self.database
             .transaction(&mut |tx| {
                 stored.clear();
-                append_to(tx, batch, processor, &mut stored)
+                append_to(tx, batch, processor, chain, &mut stored)
             })
             .with_context(|| format!("writing to {}", self.database.name()))?;
         Ok(stored)
     }
 
-    /// Commit plugin work done outside a batch (history replay): each plugin's writes and
-    /// cursor, and the removal of `retired` storage ids (older versions), in one transaction.
-    pub fn commit_plugins(&mut self, batches: &[PluginBatch], retired: &[String]) -> anyhow::Result<()> {
+    /// Commit a slice of plugin replay (see [`crate::plugins::CatchUp`]) in one transaction: the
+    /// events decoders derived from stored ones (each where its source is in the chain, stored
+    /// once by its key, ruled on by the plugins like any new event), each replaying plugin's
+    /// writes and cursor, and the removal of `retired` storage ids (older versions). Returns
+    /// the new events with their outcomes.
+    pub fn commit_replay(
+        &mut self,
+        derived: &[(u64, Derived)],
+        batches: &[PluginBatch],
+        retired: &[String],
+        processor: &mut impl Processor,
+    ) -> anyhow::Result<Vec<(StoredEvent, Outcome)>> {
+        let mut stored = Vec::new();
         let now = crate::event::now_ms();
         self.database
             .transaction(&mut |tx| {
+                stored.clear();
+                for (chain_height, derived) in derived {
+                    if let Some(event) = insert(tx, &derived.event, &derived.plugin, None, now, *chain_height)? {
+                        let outcome = processor.decide(&event);
+                        stored.push(record(tx, event, outcome)?);
+                    }
+                }
+                if let Some((last, _)) = stored.last() {
+                    for plugin in processor.finish(&stored, last.seq) {
+                        tx.apply_plugin_batch(&plugin, now)?;
+                    }
+                }
                 for batch in batches {
                     tx.apply_plugin_batch(batch, now)?;
                 }
                 retired.iter().try_for_each(|storage_id| tx.remove_plugin_storage(storage_id))
             })
-            .with_context(|| format!("writing to {}", self.database.name()))
+            .with_context(|| format!("writing to {}", self.database.name()))?;
+        Ok(stored)
+    }
+
+    /// Commit plugin work done outside a batch: each plugin's writes and cursor, and the
+    /// removal of `retired` storage ids (older versions), in one transaction.
+    pub fn commit_plugins(&mut self, batches: &[PluginBatch], retired: &[String]) -> anyhow::Result<()> {
+        self.commit_replay(&[], batches, retired, &mut NoPlugins).map(drop)
     }
 
     /// The highest sequence stored (0 when empty).
@@ -197,6 +236,7 @@ fn append_to(
     tx: &mut dyn Batch,
     batch: &[Delivery],
     processor: &mut impl Processor,
+    chain: &mut ChainPositions,
     stored: &mut Vec<(StoredEvent, Outcome)>,
 ) -> anyhow::Result<()> {
     let keys: Vec<&str> = batch.iter().flat_map(|delivery| delivery.payload.events()).map(|e| e.key.as_str()).collect();
@@ -209,8 +249,14 @@ fn append_to(
         let (node, at) = (&*delivery.node, delivery.received_at_ms);
         match &delivery.payload {
             Payload::Event(_) | Payload::Block(_) => {
-                for e in delivery.payload.events() {
-                    let Some(event) = insert(tx, e, node, delivery.node_event_id, at)? else {
+                let events = delivery.payload.events();
+                let block = match delivery.payload {
+                    Payload::Block(_) => chain_order::block_height(events),
+                    _ => None,
+                };
+                for e in events {
+                    let chain_height = chain.of(e, block);
+                    let Some(event) = insert(tx, e, node, delivery.node_event_id, at, chain_height)? else {
                         tx.record_sighting(&e.key, node, delivery.node_event_id, at)?;
                         continue;
                     };
@@ -220,7 +266,7 @@ fn append_to(
                     let derived = std::mem::take(&mut outcome.derived);
                     stored.push(record(tx, event, outcome)?);
                     for derived in derived {
-                        if let Some(event) = insert(tx, &derived.event, &derived.plugin, None, at)? {
+                        if let Some(event) = insert(tx, &derived.event, &derived.plugin, None, at, chain_height)? {
                             let outcome = processor.decide(&event);
                             stored.push(record(tx, event, outcome)?);
                         }
@@ -247,16 +293,17 @@ fn append_to(
     Ok(())
 }
 
-/// Insert `e` as delivered by `node` and index it when it is a contract event; the stored
-/// event, or `None` when its key is stored already.
+/// Insert `e` as delivered by `node`, at `chain_height`, and index it when it is a contract
+/// event; the stored event, or `None` when its key is stored already.
 fn insert(
     tx: &mut dyn Batch,
     e: &NodeEvent,
     node: &str,
     node_event_id: Option<u32>,
     received_at_ms: i64,
+    chain_height: u64,
 ) -> anyhow::Result<Option<StoredEvent>> {
-    let Some(seq) = tx.insert_event(e, node, node_event_id, received_at_ms)? else { return Ok(None) };
+    let Some(seq) = tx.insert_event(e, node, node_event_id, received_at_ms, chain_height)? else { return Ok(None) };
     if e.kind == crate::event::CONTRACT_EVENT
         && let Some(identity) = Identity::of(&e.raw)
     {
@@ -271,7 +318,21 @@ fn insert(
         annotations: None,
         hidden_by: None,
         account: e.account.clone(),
+        chain_height,
     }))
+}
+
+/// No plugins: what commits plugin work that derived nothing.
+struct NoPlugins;
+
+impl Processor for NoPlugins {
+    fn decide(&mut self, _: &StoredEvent) -> Outcome {
+        Outcome::default()
+    }
+
+    fn finish(&mut self, _: &[(StoredEvent, Outcome)], _: u64) -> Vec<PluginBatch> {
+        Vec::new()
+    }
 }
 
 /// Write a non-default outcome onto its event's row (and the stored event).

@@ -26,6 +26,7 @@ pub(super) struct Pending {
     dropped: Vec<i16>,
     annotations: Vec<Option<String>>,
     hidden_by: Vec<Option<String>>,
+    chain_height: Vec<i64>,
 }
 
 impl Pending {
@@ -38,6 +39,7 @@ impl Pending {
         node: &str,
         node_event_id: Option<u32>,
         received_at_ms: i64,
+        chain_height: u64,
     ) {
         self.seq.push(seq);
         self.key_hash.push(key_hash.to_vec());
@@ -55,6 +57,7 @@ impl Pending {
         self.dropped.push(0);
         self.annotations.push(None);
         self.hidden_by.push(None);
+        self.chain_height.push(sql_int(chain_height));
     }
 
     /// Write `outcome` onto event `seq` if it is still here; whether it was.
@@ -77,10 +80,10 @@ impl Pending {
         }
         let sent = tx.execute(
             "INSERT INTO events (seq, key_hash, key, kind, block_hash, block_height, transaction_hash, era_id, node,
-                                 node_event_id, received_at_ms, raw, account, dropped, annotations, hidden_by)
+                                 node_event_id, received_at_ms, raw, account, dropped, annotations, hidden_by, chain_height)
              SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::bigint[],
                                   $7::text[], $8::bigint[], $9::text[], $10::bigint[], $11::bigint[], $12::text[],
-                                  $13::text[], $14::smallint[], $15::text[], $16::text[])",
+                                  $13::text[], $14::smallint[], $15::text[], $16::text[], $17::bigint[])",
             &[
                 &self.seq,
                 &self.key_hash,
@@ -98,6 +101,7 @@ impl Pending {
                 &self.dropped,
                 &self.annotations,
                 &self.hidden_by,
+                &self.chain_height,
             ],
         )?;
         anyhow::ensure!(sent as usize == self.seq.len(), "{sent} of {} new events were stored", self.seq.len());

@@ -1,7 +1,8 @@
 //! Plugins' storage on PostgreSQL: the `plugin_data` table, plugin cursors and dead letters.
 
 use super::Connection;
-use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginRead};
+use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginCursor, PluginRead};
+use crate::store::sql;
 use postgres::{GenericClient, Row};
 
 impl PluginRead for Connection {
@@ -68,9 +69,10 @@ impl PluginRead for Connection {
         self.page(plugin, collection, sizes, bound)
     }
 
-    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<u64>> {
-        let row = self.query_opt("SELECT last_seq FROM plugin_cursors WHERE plugin = $1", &[&plugin])?;
-        Ok(row.map(|row| row.get::<_, i64>(0) as u64))
+    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<PluginCursor>> {
+        let sql = "SELECT last_seq, chain_bound, chain_height, chain_seq FROM plugin_cursors WHERE plugin = $1";
+        let row = self.query_opt(sql, &[&plugin])?;
+        Ok(row.map(|row| sql::plugin_cursor([row.get(0), row.get(1), row.get(2), row.get(3)])))
     }
 
     fn plugin_versions(&mut self, name: &str, current: &str) -> anyhow::Result<Vec<String>> {
@@ -142,11 +144,14 @@ pub(super) fn apply(tx: &mut impl GenericClient, batch: &PluginBatch, now_ms: i6
             &[&batch.plugin, &(*from as i64), &(*to as i64), error, &now_ms],
         )?;
     }
+    let [bound, height, seq] = sql::chain_cursor(batch.chain);
     tx.execute(
-        "INSERT INTO plugin_cursors (plugin, last_seq, bytes) VALUES ($1, $2, $3)
+        "INSERT INTO plugin_cursors (plugin, last_seq, bytes, chain_bound, chain_height, chain_seq)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (plugin) DO UPDATE SET last_seq = excluded.last_seq,
-             bytes = plugin_cursors.bytes + excluded.bytes",
-        &[&batch.plugin, &(batch.last_seq as i64), &batch.bytes_delta],
+             bytes = plugin_cursors.bytes + excluded.bytes, chain_bound = excluded.chain_bound,
+             chain_height = excluded.chain_height, chain_seq = excluded.chain_seq",
+        &[&batch.plugin, &(batch.last_seq as i64), &batch.bytes_delta, &bound, &height, &seq],
     )?;
     Ok(())
 }

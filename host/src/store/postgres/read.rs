@@ -3,6 +3,7 @@
 use super::Connection;
 use super::rows::{stored_event, stored_events};
 use crate::store::contract_events::Query;
+use crate::store::plugin_data::ChainCursor;
 use crate::store::read::{BlockId, Gap, LogQuery, Lookup, Read, Totals};
 use crate::store::sql::{EVENT_COLUMNS, event_columns_of, sql_int};
 use crate::store::{StoredEvent, key_hash};
@@ -27,6 +28,17 @@ impl Read for Connection {
     fn log_after(&mut self, after: u64, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
         Ok(stored_events(self.query(&sql, &[&sql_int(after), &(limit as i64)])?)?)
+    }
+
+    fn log_in_chain_order(&mut self, from: u64, chain: ChainCursor, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE (chain_height, seq) > ($1, $2) AND seq > $3 AND seq <= $4
+             ORDER BY chain_height, seq LIMIT $5"
+        );
+        let (height, seq) = chain.after;
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&sql_int(height), &sql_int(seq), &sql_int(from), &sql_int(chain.bound), &(limit as i64)];
+        Ok(stored_events(self.query(&sql, &params)?)?)
     }
 
     fn seen_by(&mut self, seq: u64) -> anyhow::Result<Vec<String>> {

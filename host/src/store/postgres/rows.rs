@@ -15,6 +15,7 @@ pub(super) fn stored_event(row: &Row) -> Result<StoredEvent, postgres::Error> {
         annotations: row.try_get(5)?,
         hidden_by: row.try_get(6)?,
         account: row.try_get(7)?,
+        chain_height: row.try_get::<_, i64>(8)? as u64,
     })
 }
 

@@ -7,7 +7,7 @@
 use postgres::Client;
 
 /// Bumped whenever the tables change; stored in `sluice_meta`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS sluice_meta (
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS events (
     dropped          SMALLINT NOT NULL DEFAULT 0,
     annotations      TEXT,
     hidden_by        TEXT,
-    account          TEXT
+    account          TEXT,
+    chain_height     BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'BlockAdded';
 CREATE INDEX IF NOT EXISTS blocks_by_height ON events (block_height) WHERE kind = 'BlockAdded';
@@ -40,6 +41,7 @@ CREATE INDEX IF NOT EXISTS events_by_transaction ON events (transaction_hash)
 CREATE INDEX IF NOT EXISTS signatures_by_block ON events (block_hash) WHERE kind = 'FinalitySignature';
 CREATE INDEX IF NOT EXISTS events_by_account ON events (account, seq) WHERE account IS NOT NULL;
 CREATE INDEX IF NOT EXISTS era_events ON events (kind, era_id) WHERE kind IN ('Fault', 'Step');
+CREATE INDEX IF NOT EXISTS events_in_chain_order ON events (chain_height, seq);
 
 CREATE TABLE IF NOT EXISTS sightings (
     seq            BIGINT NOT NULL,
@@ -81,8 +83,11 @@ CREATE TABLE IF NOT EXISTS plugin_data (
 
 CREATE TABLE IF NOT EXISTS plugin_cursors (
     plugin   TEXT COLLATE "C" PRIMARY KEY,
-    last_seq BIGINT NOT NULL,
-    bytes    BIGINT NOT NULL DEFAULT 0
+    last_seq     BIGINT NOT NULL,
+    bytes        BIGINT NOT NULL DEFAULT 0,
+    chain_bound  BIGINT,
+    chain_height BIGINT,
+    chain_seq    BIGINT
 );
 
 CREATE TABLE IF NOT EXISTS plugin_failures (
@@ -138,6 +143,15 @@ pub(super) fn migrate(client: &mut Client) -> anyhow::Result<()> {
             version <= SCHEMA_VERSION,
             "database schema version {version} is newer than this build's ({SCHEMA_VERSION})"
         );
+        if version < 2 {
+            // Chain positions, for the events stored before as well as can be known.
+            tx.batch_execute(&format!(
+                "ALTER TABLE events ADD COLUMN chain_height BIGINT NOT NULL DEFAULT 0; {};
+                 ALTER TABLE plugin_cursors ADD COLUMN chain_bound BIGINT, ADD COLUMN chain_height BIGINT,
+                     ADD COLUMN chain_seq BIGINT;",
+                crate::store::chain_order::FILL
+            ))?;
+        }
     }
     tx.batch_execute(TABLES)?;
     tx.execute(

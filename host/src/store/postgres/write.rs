@@ -167,6 +167,11 @@ impl Database for Postgres {
         self.connection.last_seq()
     }
 
+    fn chain_height(&mut self) -> anyhow::Result<u64> {
+        let row = self.connection.client.query_one("SELECT coalesce(max(chain_height), 0) FROM events", &[])?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     fn create_plugin_index(&mut self, field: &str) -> anyhow::Result<()> {
         Ok(plugin_data::create_index(&mut *self.connection.client, field)?)
     }
@@ -226,6 +231,7 @@ impl Batch for PgBatch<'_, '_> {
         node: &str,
         node_event_id: Option<u32>,
         received_at_ms: i64,
+        chain_height: u64,
     ) -> anyhow::Result<Option<u64>> {
         let hash = key_hash(&e.key);
         let stored = match self.stored.get(&hash) {
@@ -238,7 +244,7 @@ impl Batch for PgBatch<'_, '_> {
         }
         self.stored.insert(hash, true);
         let seq = self.next_seq;
-        self.pending.push(seq, hash, e, node, node_event_id, received_at_ms);
+        self.pending.push(seq, hash, e, node, node_event_id, received_at_ms, chain_height);
         self.next_seq += 1;
         Ok(Some(seq as u64))
     }

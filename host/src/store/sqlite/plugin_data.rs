@@ -1,6 +1,7 @@
 //! Plugins' storage on SQLite: the `plugin_data` table, plugin cursors and dead letters.
 
-use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginRead};
+use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginCursor, PluginRead};
+use crate::store::sql;
 use rusqlite::{Connection, OptionalExtension, params};
 
 impl PluginRead for Connection {
@@ -80,11 +81,10 @@ impl PluginRead for Connection {
         Ok(Page::within(rows, bound)?)
     }
 
-    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<u64>> {
-        let seq = self
-            .query_row("SELECT last_seq FROM plugin_cursors WHERE plugin = ?1", [plugin], |r| r.get::<_, i64>(0))
-            .optional()?;
-        Ok(seq.map(|s| s as u64))
+    fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<PluginCursor>> {
+        let sql = "SELECT last_seq, chain_bound, chain_height, chain_seq FROM plugin_cursors WHERE plugin = ?1";
+        let row = self.query_row(sql, [plugin], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])).optional()?;
+        Ok(row.map(sql::plugin_cursor))
     }
 
     fn plugin_versions(&mut self, name: &str, current: &str) -> anyhow::Result<Vec<String>> {
@@ -137,10 +137,13 @@ pub(super) fn apply(tx: &Connection, batch: &PluginBatch, now_ms: i64) -> rusqli
     for (from, to, error) in &batch.failures {
         dead_letter.execute(params![batch.plugin, *from as i64, *to as i64, error, now_ms])?;
     }
+    let [bound, height, seq] = sql::chain_cursor(batch.chain);
     tx.prepare_cached(
-        "INSERT INTO plugin_cursors (plugin, last_seq, bytes) VALUES (?1, ?2, ?3)
-         ON CONFLICT (plugin) DO UPDATE SET last_seq = excluded.last_seq, bytes = bytes + excluded.bytes",
+        "INSERT INTO plugin_cursors (plugin, last_seq, bytes, chain_bound, chain_height, chain_seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (plugin) DO UPDATE SET last_seq = excluded.last_seq, bytes = bytes + excluded.bytes,
+             chain_bound = excluded.chain_bound, chain_height = excluded.chain_height, chain_seq = excluded.chain_seq",
     )?
-    .execute(params![batch.plugin, batch.last_seq as i64, batch.bytes_delta])?;
+    .execute(params![batch.plugin, batch.last_seq as i64, batch.bytes_delta, bound, height, seq])?;
     Ok(())
 }

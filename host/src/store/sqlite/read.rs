@@ -2,6 +2,7 @@
 
 use super::contract_events;
 use super::rows::stored_event;
+use crate::store::plugin_data::ChainCursor;
 use crate::store::read::{BlockId, Gap, LogQuery, Lookup, Read, Totals};
 use crate::store::sql::{EVENT_COLUMNS, sql_int};
 use crate::store::{StoredEvent, key_hash};
@@ -29,6 +30,18 @@ impl Read for Connection {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
         let mut stmt = self.prepare_cached(&sql)?;
         let rows = stmt.query_map(params![sql_int(after), limit as i64], stored_event)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn log_in_chain_order(&mut self, from: u64, chain: ChainCursor, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE (chain_height, seq) > (?1, ?2) AND seq > ?3 AND seq <= ?4
+             ORDER BY chain_height, seq LIMIT ?5"
+        );
+        let mut stmt = self.prepare_cached(&sql)?;
+        let (height, seq) = chain.after;
+        let params = params![sql_int(height), sql_int(seq), sql_int(from), sql_int(chain.bound), limit as i64];
+        let rows = stmt.query_map(params, stored_event)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

@@ -15,5 +15,6 @@ pub(super) fn stored_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
         annotations: row.get(5)?,
         hidden_by: row.get(6)?,
         account: row.get(7)?,
+        chain_height: row.get::<_, i64>(8)? as u64,
     })
 }

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS events (
     -- Attached filters that dropped it (comma-separated plugin names).
     hidden_by        TEXT,
     -- Account hash of the transaction's sender (accepted and processed transaction events).
-    account          TEXT
+    account          TEXT,
+    -- Where it is in the chain (store/chain_order.rs): plugins replay by (chain_height, seq).
+    chain_height     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'BlockAdded';
 CREATE INDEX IF NOT EXISTS blocks_by_height ON events (block_height) WHERE kind = 'BlockAdded';
@@ -35,6 +37,7 @@ CREATE INDEX IF NOT EXISTS events_by_transaction ON events (transaction_hash)
 CREATE INDEX IF NOT EXISTS signatures_by_block ON events (block_hash) WHERE kind = 'FinalitySignature';
 CREATE INDEX IF NOT EXISTS events_by_account ON events (account, seq) WHERE account IS NOT NULL;
 CREATE INDEX IF NOT EXISTS era_events ON events (kind, era_id) WHERE kind IN ('Fault', 'Step');
+CREATE INDEX IF NOT EXISTS events_in_chain_order ON events (chain_height, seq);
 
 -- Other nodes that delivered an event after the first one (`events.node`), for audit.
 CREATE TABLE IF NOT EXISTS sightings (
@@ -79,12 +82,16 @@ CREATE TABLE IF NOT EXISTS plugin_data (
     PRIMARY KEY (plugin, collection, key)
 ) WITHOUT ROWID;
 
--- The last sequence each indexing plugin processed, committed with its writes, and the bytes
--- its storage holds (keys and values: what its quota counts).
+-- The last sequence each indexing or decoding plugin processed, committed with its writes, and
+-- the bytes its storage holds (keys and values: what its quota counts). While it replays the
+-- log in chain order: the events up to `chain_bound`, and the last one replayed.
 CREATE TABLE IF NOT EXISTS plugin_cursors (
-    plugin   TEXT PRIMARY KEY,
-    last_seq INTEGER NOT NULL,
-    bytes    INTEGER NOT NULL DEFAULT 0
+    plugin       TEXT PRIMARY KEY,
+    last_seq     INTEGER NOT NULL,
+    bytes        INTEGER NOT NULL DEFAULT 0,
+    chain_bound  INTEGER,
+    chain_height INTEGER,
+    chain_seq    INTEGER
 );
 
 -- Dead letters: events a plugin failed on, with the error.
@@ -139,7 +146,7 @@ pub(super) fn migrate(conn: &Connection) -> anyhow::Result<()> {
          user_version {version}); point storage.path at a new file"
     );
     anyhow::ensure!(
-        [0, 6, 7, 8, 9, 10, SCHEMA_VERSION].contains(&version),
+        [0, 6, 7, 8, 9, 10, 11, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
     // Node events are 1–10 KB: with 16 KiB pages most fit without overflow chains. Only takes
@@ -185,6 +192,20 @@ pub(super) fn migrate(conn: &Connection) -> anyhow::Result<()> {
             "ALTER TABLE plugin_cursors ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
              UPDATE plugin_cursors SET bytes = (SELECT coalesce(sum(octet_length(collection) + octet_length(key)
                  + octet_length(value)), 0) FROM plugin_data WHERE plugin_data.plugin = plugin_cursors.plugin);",
+        )?;
+    }
+    if version != 0 && !has_column("events", "chain_height")? {
+        // Version 12: chain positions, for the events stored before as well as can be known.
+        tx.execute_batch(&format!(
+            "ALTER TABLE events ADD COLUMN chain_height INTEGER NOT NULL DEFAULT 0; {};",
+            crate::store::chain_order::FILL
+        ))?;
+    }
+    if has_column("plugin_cursors", "last_seq")? && !has_column("plugin_cursors", "chain_bound")? {
+        tx.execute_batch(
+            "ALTER TABLE plugin_cursors ADD COLUMN chain_bound INTEGER;
+             ALTER TABLE plugin_cursors ADD COLUMN chain_height INTEGER;
+             ALTER TABLE plugin_cursors ADD COLUMN chain_seq INTEGER;",
         )?;
     }
     tx.execute_batch(TABLES)?;

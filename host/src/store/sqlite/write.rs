@@ -7,6 +7,7 @@ use crate::event::{NodeEvent, StreamCursor};
 use crate::store::contract_events::Identity;
 use crate::store::key_hash;
 use crate::store::plugin_data::PluginBatch;
+use crate::store::sql::sql_int;
 use crate::store::write::{Batch, CursorUpdate, Database, Outcome};
 use anyhow::Context;
 use rusqlite::{CachedStatement, Connection, params};
@@ -52,6 +53,12 @@ impl Database for Sqlite {
         crate::store::Read::last_seq(&mut self.conn)
     }
 
+    fn chain_height(&mut self) -> anyhow::Result<u64> {
+        let highest =
+            self.conn.query_row("SELECT coalesce(max(chain_height), 0) FROM events", [], |r| r.get::<_, i64>(0))?;
+        Ok(highest as u64)
+    }
+
     fn create_plugin_index(&mut self, field: &str) -> anyhow::Result<()> {
         Ok(plugin_data::create_index(&self.conn, field)?)
     }
@@ -88,8 +95,8 @@ impl<'t> Statements<'t> {
             tx,
             insert_event: tx.prepare_cached(
                 "INSERT INTO events (key_hash, key, kind, block_hash, block_height, transaction_hash,
-                                     era_id, node, node_event_id, received_at_ms, raw, account)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key_hash) DO NOTHING",
+                                     era_id, node, node_event_id, received_at_ms, raw, account, chain_height)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT (key_hash) DO NOTHING",
             )?,
             // A duplicate from another node than the first is recorded as a sighting.
             record_sighting: tx.prepare_cached(
@@ -110,6 +117,7 @@ impl Batch for Statements<'_> {
         node: &str,
         node_event_id: Option<u32>,
         received_at_ms: i64,
+        chain_height: u64,
     ) -> anyhow::Result<Option<u64>> {
         let inserted = self.insert_event.execute(params![
             key_hash(&e.key),
@@ -124,6 +132,7 @@ impl Batch for Statements<'_> {
             received_at_ms,
             e.raw,
             e.account,
+            sql_int(chain_height),
         ])?;
         Ok((inserted == 1).then(|| self.tx.last_insert_rowid() as u64))
     }
