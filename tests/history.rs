@@ -3,9 +3,10 @@
 
 mod support;
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use sluice::mock_node::token;
 use std::collections::BTreeMap;
-use support::{Rig, get_json, plugin};
+use support::{Rig, get_json, plugin, plugin_toml};
 
 /// The mock chain's first generated block.
 const FIRST_HEIGHT: u64 = 1_000_000;
@@ -24,6 +25,40 @@ fn history(rig: &Rig) -> Value {
 fn wait_for_history(rig: &Rig, state: &str) -> Value {
     rig.wait_for(&format!("the history sync to be {state}"), || history(rig)["state"] == state);
     history(rig)
+}
+
+/// The stock CES decoder and the example CEP-18 indexer, on the mock chain's token.
+fn token_plugins() -> String {
+    let decoder = token::decoder_plugin_toml("ces", &plugin("ces_decoder"));
+    let indexer = plugin_toml("cep18", "cep18_indexer", "", &format!("contract_hash = \"{}\"", token::CONTRACT));
+    format!("{decoder}{indexer}")
+}
+
+/// What the CEP-18 indexer answers once it has indexed every stored event: the holders'
+/// balances and the supply.
+fn token_balances(rig: &Rig) -> Value {
+    rig.wait_for("the CEP-18 indexer to index every stored event", || {
+        let head = get_json(&format!("{}/health", rig.http)).unwrap_or_default()["ingest"]["last_seq"].clone();
+        let plugins = get_json(&format!("{}/plugins", rig.admin)).unwrap_or_default();
+        let mut plugins = plugins["plugins"].as_array().cloned().unwrap_or_default().into_iter();
+        plugins.any(|p| p["name"] == "cep18" && p["catching_up"] == false && p["last_seq"] == head)
+    });
+    let balances = get_json(&format!("{}/plugins/cep18/balances?limit=100", rig.http)).unwrap();
+    let supply = get_json(&format!("{}/plugins/cep18/supply", rig.http)).unwrap();
+    json!({"balances": balances, "supply": supply})
+}
+
+/// The token treasury's balance as the indexer answers it.
+fn treasury(rig: &Rig) -> Value {
+    let treasury = format!("account-hash-{}", "a0".repeat(32));
+    get_json(&format!("{}/plugins/cep18/balances/{treasury}", rig.http)).unwrap()["balance"].clone()
+}
+
+/// The treasury's balance after the chain's first `transactions` token transactions, seen in
+/// chain order: the first mints the supply and sends 9 transfers, each later one 10 (an indexer
+/// that saw a transfer before the mint would hold more).
+fn treasury_after(transactions: u64) -> Value {
+    Value::from((token::SUPPLY - 1000 * (9 + 10 * (transactions - 1))).to_string())
 }
 
 /// Every event by key, its JSON as a 2.x node's JSON-RPC can give it back: a processed
@@ -46,12 +81,12 @@ fn a_history_sync_stores_what_a_whole_stream_stores() {
     // 60 blocks of the CEP-18 mix; the node's buffer holds the last 10.
     let blocks = 60;
     let count = (blocks * PER_BLOCK).to_string();
-    let decoder = sluice::mock_node::token::decoder_plugin_toml("ces", &plugin("ces_decoder"));
     let synced = Rig::start(
         &["--mix", "cep18", "--rate", "0", "--count", &count, "--buffer", &(10 * PER_BLOCK).to_string()],
-        &format!("{decoder}{}", history_toml("")),
+        &format!("{}{}", token_plugins(), history_toml("")),
     );
-    let streamed = Rig::start(&["--mix", "cep18", "--rate", "0", "--count", &count, "--buffer", "100000"], &decoder);
+    let streamed =
+        Rig::start(&["--mix", "cep18", "--rate", "0", "--count", &count, "--buffer", "100000"], &token_plugins());
     let status = wait_for_history(&synced, "done");
     assert_eq!(status["to_height"], FIRST_HEIGHT + blocks - 1, "{status}");
     assert_eq!(status["heights_stored"], blocks, "{status}");
@@ -82,6 +117,31 @@ fn a_history_sync_stores_what_a_whole_stream_stores() {
     let heights = synced
         .row("SELECT count(*), count(DISTINCT block_height), min(block_height) FROM events WHERE kind = 'BlockAdded'");
     assert_eq!(heights, [blocks, blocks, FIRST_HEIGHT].map(Value::from));
+    // The indexer saw the chain in chain order (the history after its live end arrived first).
+    assert_eq!(token_balances(&synced), token_balances(&streamed));
+    assert_eq!(treasury(&synced), treasury_after(blocks * 4));
+}
+
+#[test]
+fn a_decoder_and_an_indexer_added_after_the_history_is_stored_see_all_of_it() {
+    let blocks = 40;
+    let count = (blocks * PER_BLOCK).to_string();
+    let chain = ["--mix", "cep18", "--rate", "0", "--count", &count, "--buffer", &(10 * PER_BLOCK).to_string()];
+    let late = Rig::start(&chain, &history_toml(""));
+    let early = Rig::start(&chain, &format!("{}{}", token_plugins(), history_toml("")));
+    wait_for_history(&late, "done");
+    late.wait_for_stored(blocks * PER_BLOCK);
+    assert_eq!(late.number("SELECT count(*) FROM events WHERE kind = 'ContractEvent'"), Some(0));
+    // Added to the config of the running Sluice: the decoder decodes what is stored, then the
+    // indexer indexes it in chain order.
+    late.write_config(&format!("{}{}", token_plugins(), history_toml("")));
+    let derived = blocks * 4 * 10;
+    late.wait_for_stored(blocks * PER_BLOCK + derived);
+    assert_eq!(token_balances(&late), token_balances(&early));
+    assert_eq!(treasury(&late), treasury_after(blocks * 4));
+    let contract_events =
+        |rig: &Rig| rig.rows("SELECT e.key, e.chain_height FROM events e WHERE kind = 'ContractEvent' ORDER BY key");
+    assert_eq!(contract_events(&late), contract_events(&early), "derived where their sources are in the chain");
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         ),
         (
             "processed transaction with 10 CES events, 5.4 KB",
-            event("TransactionProcessed", &token::transaction().to_string()),
+            event("TransactionProcessed", &token::transaction(true).to_string()),
         ),
     ];
     let engine = runtime::engine(&root.join("target/plugin-cache"))?;

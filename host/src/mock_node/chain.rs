@@ -116,7 +116,8 @@ pub struct Chain {
     fixtures: Vec<String>,
     generator: Arc<Generator>,
     captured: Template,
-    token: Option<Template>,
+    /// The token's transactions: the chain's first, and the later ones.
+    token: Option<[Template; 2]>,
     /// One block's events on this stream: which part, the how-many-th of its kind.
     cycle: Vec<(Part, u64)>,
     /// Each cycle entry's position among the block's events over all the node's streams.
@@ -133,8 +134,8 @@ pub enum Mix {
     Simple,
     /// Per block: 20 accepted transactions, the block, 20 processed, 100 finality signatures.
     Realistic,
-    /// Realistic, where every fifth processed transaction is the mock CEP-18 token's: a mint
-    /// and 9 transfers, as CES events (see `token.rs`).
+    /// Realistic, where every fifth processed transaction is the mock CEP-18 token's: ten CES
+    /// events, the first transaction's a mint (see `token.rs`).
     Cep18,
 }
 
@@ -161,15 +162,17 @@ impl Chain {
                 ("2025-07-14T16:51:43.510Z", Timestamp),
             ],
         );
-        let token = Template::new(
-            &super::token::transaction().to_string(),
-            &[
-                (super::token::TRANSACTION_PLACEHOLDER, TransactionHash),
-                (super::token::BLOCK_PLACEHOLDER, BlockHash),
-                (super::token::INITIATOR_PLACEHOLDER, Initiator),
-                ("2025-07-14T16:51:43.510Z", Timestamp),
-            ],
-        );
+        let token = |first| {
+            Template::new(
+                &super::token::transaction(first).to_string(),
+                &[
+                    (super::token::TRANSACTION_PLACEHOLDER, TransactionHash),
+                    (super::token::BLOCK_PLACEHOLDER, BlockHash),
+                    (super::token::INITIATOR_PLACEHOLDER, Initiator),
+                    ("2025-07-14T16:51:43.510Z", Timestamp),
+                ],
+            )
+        };
         // Simple: block, accepted, processed, signature. Realistic: accepted ×20, block,
         // processed ×20, signatures ×100 (Cep18: every fifth processed one the token's).
         let processed = |k: u64| match mix == Mix::Cep18 && k % 5 == 0 {
@@ -190,7 +193,7 @@ impl Chain {
             fixtures: Chain::compact(&FIXTURES),
             generator: Arc::new(Generator::new(Shape::V2, transactions, signatures, capacity)),
             captured,
-            token: Some(token),
+            token: Some([token(true), token(false)]),
             slots: (0..per_block).collect(),
             cycle,
             per_block,
@@ -284,7 +287,9 @@ impl Chain {
             Part::Signature => out.push_str(&block.signatures[nth as usize]),
             Part::Processed(Processed::Captured) => self.captured.render(&block, nth, out),
             Part::Processed(Processed::Token) => {
-                self.token.as_ref().expect("a 2.x chain with the token").render(&block, nth, out)
+                let [first, later] = self.token.as_ref().expect("a 2.x chain with the token");
+                let template = if generated / per_block == 0 && nth == 0 { first } else { later };
+                template.render(&block, nth, out)
             }
         }
     }

@@ -23,8 +23,13 @@ pub const BLOCK_PLACEHOLDER: &str = "b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b7b
 /// Placeholder of its sender's public key.
 pub const INITIATOR_PLACEHOLDER: &str = "011a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a";
 
-/// Events per token transaction: a mint to the treasury, then transfers to 9 holders.
+/// Events per token transaction: the chain's first mints the supply to the treasury and
+/// transfers to 9 holders; each later one transfers from the treasury to 10 holders (so an
+/// indexer that sees a transfer before the mint ends with other balances: order matters).
 pub const EVENTS_PER_TRANSACTION: u64 = 10;
+
+/// The supply the first token transaction mints.
+pub const SUPPLY: u64 = 1_000_000_000;
 
 fn holder(n: u64) -> String {
     format!("account-hash-{}", format!("{:02x}", 0xa0 + n).repeat(32))
@@ -40,13 +45,17 @@ pub fn decoder_plugin_toml(name: &str, wasm: &str) -> String {
     )
 }
 
-/// A `TransactionProcessed` of the token (with the placeholders): a mint and 9 transfers.
-pub fn transaction() -> Value {
+/// A `TransactionProcessed` of the token (with the placeholders): the chain's `first` (a mint
+/// and 9 transfers), or a later one (10 transfers).
+pub fn transaction(first: bool) -> Value {
     let treasury = holder(0);
-    let mut events = vec![CesEvent::new("Mint").key(&treasury).u256(1_000_000)];
-    events.extend(
-        (1..EVENTS_PER_TRANSACTION).map(|n| CesEvent::new("Transfer").key(&treasury).key(&holder(n)).u256(1000)),
-    );
+    let transfer = |n: u64| CesEvent::new("Transfer").key(&treasury).key(&holder(n)).u256(1000);
+    let events: Vec<CesEvent> = match first {
+        true => std::iter::once(CesEvent::new("Mint").key(&treasury).u256(u128::from(SUPPLY)))
+            .chain((1..EVENTS_PER_TRANSACTION).map(transfer))
+            .collect(),
+        false => (1..=EVENTS_PER_TRANSACTION).map(transfer).collect(),
+    };
     let mut processed = transaction_processed(TRANSACTION_PLACEHOLDER, BLOCK_PLACEHOLDER, EVENTS_SEED, 0, &events);
     let initiator = json!({"PublicKey": INITIATOR_PLACEHOLDER});
     processed["TransactionProcessed"]["initiator_addr"] = initiator.clone();

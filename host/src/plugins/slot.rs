@@ -115,7 +115,8 @@ impl Slot {
             Replay::Chain(chain) => Some(chain),
             _ => None,
         };
-        self.stats.last_seq.store(events.last().map_or(self.cursor, |event| event.seq), Relaxed);
+        // Shown: the last event replayed, then the sequence it reached.
+        self.stats.last_seq.store(batch.chain.map_or(self.cursor, |chain| chain.after.1), Relaxed);
         Ok((batch, derived, events.len()))
     }
 
