@@ -1,6 +1,7 @@
 //! One loaded plugin: its template, warm instance, manifest, cursor and failure policy.
 
 use super::instance::{CallError, DerivedEvent, Event, Grants, Instance, Limits, Manifest, Template};
+use super::replay::CatchUp;
 use super::routes::RouteLimits;
 use super::suspension::FailurePolicy;
 use super::{HostServices, PluginStats, runtime};
@@ -79,27 +80,30 @@ impl Slot {
     }
 
     /// Replay up to `max` events of the stored log (read through `log`, up to `head`): decode
-    /// them (a decoder) and index them (an indexer). What to commit: its batch, and the events
-    /// it derived with their chain positions; and how many events it read. A pending replay in
-    /// chain order begins here.
+    /// them (a decoder) and index them (an indexer). What to commit goes into `slice`: its
+    /// batch, and the events it derived with their chain positions. A pending replay in chain
+    /// order begins here.
     pub fn replay_slice(
         &mut self,
         log: &mut dyn Read,
         head: u64,
         max: usize,
-    ) -> anyhow::Result<(PluginBatch, Vec<(u64, Derived)>, usize)> {
+        slice: &mut CatchUp,
+    ) -> anyhow::Result<()> {
         if self.replay == Replay::Pending {
             self.replay = Replay::Chain(ChainCursor { bound: head, after: (0, 0) });
         }
         let Replay::Chain(chain) = self.replay else {
             let mut events = log.log_after(self.cursor, max)?;
             events.retain(|event| event.seq <= head);
-            let derived = self.decode_replayed(&events);
+            self.decode_replayed(&events, &mut slice.derived);
             let last_seq = events.last().map_or(head, |event| event.seq);
-            return Ok((self.index(&events, last_seq), derived, events.len()));
+            slice.batches.push(self.index(&events, last_seq));
+            slice.replayed = slice.replayed.max(events.len());
+            return Ok(());
         };
         let events = log.log_in_chain_order(self.cursor, chain, max)?;
-        let derived = self.decode_replayed(&events);
+        self.decode_replayed(&events, &mut slice.derived);
         let mut batch = self.index_events(&events);
         let halted = !batch.failures.is_empty() && self.on_error == OnError::Halt;
         match events.last() {
@@ -117,23 +121,23 @@ impl Slot {
         };
         // Shown: the last event replayed, then the sequence it reached.
         self.stats.last_seq.store(batch.chain.map_or(self.cursor, |chain| chain.after.1), Relaxed);
-        Ok((batch, derived, events.len()))
+        slice.batches.push(batch);
+        slice.replayed = slice.replayed.max(events.len());
+        Ok(())
     }
 
     /// The events a decoder derives from replayed `events` (not from derived ones), each with
-    /// its source's chain position.
-    fn decode_replayed(&mut self, events: &[StoredEvent]) -> Vec<(u64, Derived)> {
+    /// its source's chain position, into `derived`.
+    fn decode_replayed(&mut self, events: &[StoredEvent], derived: &mut Vec<(u64, Derived)>) {
         if !self.manifest.decode {
-            return Vec::new();
+            return;
         }
-        let mut derived = Vec::new();
         for event in events.iter().filter(|event| !event.node.starts_with(super::DERIVED_BY)) {
             let input = Event::of(event);
             let context = || format!("event {} ({})", input.sequence, input.kind);
             let decoded = self.call(context, |instance| instance.decode(&input)).unwrap_or_default();
             derived.extend(decoded.into_iter().filter_map(|d| self.derived(d)).map(|d| (event.chain_height, d)));
         }
-        derived
     }
 
     /// A decoded event as the store takes it; `None` (counted as an error) when it is not

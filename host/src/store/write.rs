@@ -343,3 +343,71 @@ fn record(tx: &mut dyn Batch, mut event: StoredEvent, outcome: Outcome) -> anyho
     event.hidden_by.clone_from(&outcome.hidden_by);
     Ok((event, outcome))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Location;
+    use crate::store::plugin_data::{ChainCursor, PluginCursor};
+
+    fn event(kind: &str, key: &str, block_hash: Option<&str>, block_height: Option<u64>) -> NodeEvent {
+        NodeEvent {
+            kind: kind.into(),
+            key: key.into(),
+            block_hash: block_hash.map(String::from),
+            block_height,
+            transaction_hash: None,
+            era_id: None,
+            account: None,
+            raw: "{}".into(),
+        }
+    }
+
+    fn block(height: u64) -> NodeEvent {
+        event("BlockAdded", &format!("b{height}"), Some(&format!("b{height}")), Some(height))
+    }
+
+    fn delivery(payload: Payload) -> Delivery {
+        let node: Arc<str> = Arc::from("n");
+        Delivery::now(node.clone(), node, None, payload)
+    }
+
+    #[test]
+    fn events_stored_out_of_chain_order_are_read_in_chain_order() {
+        let location = Location::resolve(":memory:").unwrap();
+        let mut writer = Writer::open(&location).unwrap();
+        // Live blocks first, then an older block fetched whole (as a history sync stores them).
+        let live = [block(10), event("TransactionAccepted", "a11", None, None), block(11)];
+        let batch: Vec<Delivery> = live.into_iter().map(|e| delivery(Payload::Event(e))).collect();
+        writer.append(&batch, &mut NoPlugins).unwrap();
+        let old = vec![
+            event("TransactionAccepted", "a5", None, None),
+            block(5),
+            event("TransactionProcessed", "p5", Some("b5"), None),
+        ];
+        writer.append(&[delivery(Payload::Block(old))], &mut NoPlugins).unwrap();
+        let mut log = crate::store::open_read(&location).unwrap();
+        let all = log.log_in_chain_order(0, ChainCursor { bound: 6, after: (0, 0) }, 100).unwrap();
+        let order: Vec<(u64, u64)> = all.iter().map(|e| (e.seq, e.chain_height)).collect();
+        assert_eq!(order, [(4, 4), (5, 5), (6, 5), (1, 10), (2, 10), (3, 11)]);
+        // From a position, within a bound and above a sequence.
+        let next = log.log_in_chain_order(0, ChainCursor { bound: 6, after: (5, 5) }, 2).unwrap();
+        assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 1]);
+        let bounded = log.log_in_chain_order(1, ChainCursor { bound: 5, after: (0, 0) }, 100).unwrap();
+        assert_eq!(bounded.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5, 2, 3]);
+    }
+
+    #[test]
+    fn a_replays_cursor_in_chain_order_is_kept_until_it_ends() {
+        let location = Location::resolve(":memory:").unwrap();
+        let mut writer = Writer::open(&location).unwrap();
+        let chain = Some(ChainCursor { bound: 6, after: (5, 4) });
+        let batch = PluginBatch { plugin: "p@1".into(), last_seq: 3, chain, ..PluginBatch::default() };
+        writer.commit_plugins(&[batch], &[]).unwrap();
+        let mut log = crate::store::open_read(&location).unwrap();
+        assert_eq!(log.plugin_cursor("p@1").unwrap(), Some(PluginCursor { last_seq: 3, chain }));
+        let batch = PluginBatch { plugin: "p@1".into(), last_seq: 6, ..PluginBatch::default() };
+        writer.commit_plugins(&[batch], &[]).unwrap();
+        assert_eq!(log.plugin_cursor("p@1").unwrap(), Some(PluginCursor { last_seq: 6, chain: None }));
+    }
+}

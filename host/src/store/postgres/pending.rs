@@ -31,6 +31,7 @@ pub(super) struct Pending {
 
 impl Pending {
     /// Keep event `seq` (its key hashed as `key_hash`) to send.
+    #[allow(clippy::too_many_arguments)] // one row's columns
     pub(super) fn push(
         &mut self,
         seq: i64,

@@ -27,7 +27,6 @@ CREATE TABLE IF NOT EXISTS events (
     hidden_by        TEXT,
     -- Account hash of the transaction's sender (accepted and processed transaction events).
     account          TEXT,
-    -- Where it is in the chain (store/chain_order.rs): plugins replay by (chain_height, seq).
     chain_height     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS blocks_by_hash ON events (block_hash) WHERE kind = 'BlockAdded';
@@ -37,6 +36,7 @@ CREATE INDEX IF NOT EXISTS events_by_transaction ON events (transaction_hash)
 CREATE INDEX IF NOT EXISTS signatures_by_block ON events (block_hash) WHERE kind = 'FinalitySignature';
 CREATE INDEX IF NOT EXISTS events_by_account ON events (account, seq) WHERE account IS NOT NULL;
 CREATE INDEX IF NOT EXISTS era_events ON events (kind, era_id) WHERE kind IN ('Fault', 'Step');
+-- Where each event is in the chain (store/chain_order.rs): plugins replay by (chain_height, seq).
 CREATE INDEX IF NOT EXISTS events_in_chain_order ON events (chain_height, seq);
 
 -- Other nodes that delivered an event after the first one (`events.node`), for audit.
@@ -256,6 +256,41 @@ mod tests {
         let journal: String =
             Connection::open(&path).unwrap().pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(journal, "delete");
+    }
+
+    #[test]
+    fn version_11_files_gain_chain_positions_for_the_events_stored_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("v11.db")).unwrap();
+        migrate(&conn).unwrap();
+        // Back to what version 11 had: no chain positions.
+        conn.execute_batch(
+            "DROP INDEX events_in_chain_order; ALTER TABLE events DROP COLUMN chain_height;
+             ALTER TABLE plugin_cursors DROP COLUMN chain_bound; ALTER TABLE plugin_cursors DROP COLUMN chain_height;
+             ALTER TABLE plugin_cursors DROP COLUMN chain_seq; PRAGMA user_version = 11;",
+        )
+        .unwrap();
+        let events = [
+            ("TransactionAccepted", None),
+            ("BlockAdded", Some(7)),
+            ("TransactionProcessed", None),
+            ("FinalitySignature", Some(6)),
+            ("BlockAdded", Some(8)),
+            ("Step", None),
+        ];
+        for (n, (kind, height)) in events.into_iter().enumerate() {
+            conn.execute(
+                "INSERT INTO events (key_hash, key, kind, block_height, node, received_at_ms, raw)
+                 VALUES (?1, ?1, ?2, ?3, 'n', 0, '{}')",
+                rusqlite::params![n.to_string(), kind, height],
+            )
+            .unwrap();
+        }
+        migrate(&conn).unwrap();
+        let mut select = conn.prepare("SELECT chain_height FROM events ORDER BY seq").unwrap();
+        let heights: Vec<i64> = select.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        // Its block's height, else the highest block stored before it.
+        assert_eq!(heights, [0, 7, 7, 6, 8, 8]);
     }
 
     #[test]
