@@ -31,8 +31,10 @@ impl Read for Connection {
     }
 
     fn log_in_chain_order(&mut self, from: u64, chain: ChainCursor, limit: usize) -> anyhow::Result<Vec<StoredEvent>> {
+        // `+seq`: the sequence bounds filter; they must not make the planner read by sequence
+        // and sort.
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE (chain_height, seq) > ($1, $2) AND seq > $3 AND seq <= $4
+            "SELECT {EVENT_COLUMNS} FROM events WHERE (chain_height, seq) > ($1, $2) AND +seq > $3 AND +seq <= $4
              ORDER BY chain_height, seq LIMIT $5"
         );
         let (height, seq) = chain.after;
