@@ -229,26 +229,13 @@ mod tests {
     use super::*;
     use crate::event::{Delivery, Frame, Payload};
     use crate::mock_node::{Chain, Mix};
-    use crate::store::plugin_data::PluginBatch;
-    use crate::store::{Location, Outcome, Processor, Writer};
+    use crate::store::{Location, NoPlugins, Writer};
 
     /// The stall limit in these tests: far longer than catching up on a burst from the store
     /// takes, even on a loaded machine.
     const LIMIT: Duration = Duration::from_secs(1);
     /// More events than the bus holds.
     const BURST: usize = 4096 + 100;
-
-    /// Stores every event as it is.
-    struct NoPlugins;
-
-    impl Processor for NoPlugins {
-        fn decide(&mut self, _: &StoredEvent) -> Outcome {
-            Outcome::default()
-        }
-        fn finish(&mut self, _: &[(StoredEvent, Outcome)], _: u64) -> Vec<PluginBatch> {
-            Vec::new()
-        }
-    }
 
     /// An API over an empty store (a real SQLite file, in the directory returned), its writer,
     /// and a subscription to the events stored from now on.

@@ -17,7 +17,7 @@ mod sqlite;
 mod write;
 
 pub use read::{Read, Store};
-pub use write::{Derived, Outcome, Processor, Writer};
+pub use write::{Derived, NoPlugins, Outcome, Processor, Writer};
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};

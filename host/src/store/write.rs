@@ -322,8 +322,8 @@ fn insert(
     }))
 }
 
-/// No plugins: what commits plugin work that derived nothing.
-struct NoPlugins;
+/// No plugins: every event stored as it is (plugin work committed on its own, tests).
+pub struct NoPlugins;
 
 impl Processor for NoPlugins {
     fn decide(&mut self, _: &StoredEvent) -> Outcome {
