@@ -28,6 +28,9 @@ impl Plugins {
     /// Whether a history sync is still storing the chain's past (indexers wait to replay).
     pub fn set_history_syncing(&mut self, syncing: bool) {
         self.history_syncing = syncing;
+        for slot in &self.catching_up {
+            slot.stats.waiting.store(self.waiting(slot), Relaxed);
+        }
     }
 
     /// Whether some indexers or decoders can go on replaying the stored log.
