@@ -230,3 +230,29 @@ fn an_rpc_failing_for_some_heights_is_retried_and_reported_while_the_live_stream
     assert!(metrics.contains(&failed_metric), "{metrics}");
     rig.stop_host();
 }
+
+#[test]
+fn a_1x_nodes_history_is_stored_as_its_three_streams_would_have_stored_it() {
+    // 100 blocks of a 1.x node (a block, a deploy accepted and processed, a signature each, over
+    // `/events/main`, `/events/deploys` and `/events/sigs`); each stream keeps its last 20.
+    let blocks = 100;
+    let count = (blocks * 4).to_string();
+    let synced =
+        Rig::start(&["--protocol", "1", "--rate", "0", "--count", &count, "--buffer", "20"], &history_toml(""));
+    let streamed = Rig::start(&["--protocol", "1", "--rate", "0", "--count", &count, "--buffer", "100000"], "");
+    let status = wait_for_history(&synced, "done");
+    assert_eq!(status["heights_failed"], 0, "{status}");
+    // The generated chain's events (the node's captured fixtures are not in its blocks).
+    let blocks_sql =
+        format!("SELECT block_hash FROM events WHERE kind = 'BlockAdded' AND block_height >= {FIRST_HEIGHT}");
+    let of_chain = format!(
+        "(kind = 'BlockAdded' AND block_height >= {FIRST_HEIGHT})
+         OR (kind IN ('DeployProcessed', 'FinalitySignature') AND block_hash IN ({blocks_sql}))
+         OR (kind = 'DeployAccepted' AND transaction_hash IN
+             (SELECT transaction_hash FROM events WHERE kind = 'DeployProcessed' AND block_hash IN ({blocks_sql})))"
+    );
+    let total = |rig: &Rig| rig.number(&format!("SELECT count(*) FROM events WHERE {of_chain}"));
+    streamed.wait_for("the whole stream", || total(&streamed) == Some(blocks as i64 * 4));
+    synced.wait_for("the whole history", || total(&synced) == Some(blocks as i64 * 4));
+    assert_eq!(events_by_key(&synced, &of_chain), events_by_key(&streamed, &of_chain));
+}
