@@ -133,6 +133,10 @@ impl Slot {
             return;
         }
         for event in events.iter().filter(|event| !event.node.starts_with(super::DERIVED_BY)) {
+            // Suspended within the slice: the rest passes it by, as live events do.
+            if self.stats.suspended.load(Relaxed) {
+                break;
+            }
             let input = Event::of(event);
             let context = || format!("event {} ({})", input.sequence, input.kind);
             let decoded = self.call(context, |instance| instance.decode(&input)).unwrap_or_default();
