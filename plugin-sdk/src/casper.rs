@@ -276,31 +276,10 @@ pub fn bare_hash(formatted: &str) -> &str {
     formatted.rsplit('-').next().unwrap_or(formatted)
 }
 
-/// An account hash (bare hex) from `account-hash-…` or a public key (hex, `01` ed25519 or `02`
-/// secp256k1 tagged): blake2b-256 of the algorithm's name, a zero byte and the key.
-pub fn account_hash(account: &str) -> Result<String, String> {
-    use blake2::digest::{Update, VariableOutput};
-    if let Some(hash) = account.strip_prefix("account-hash-") {
-        return match hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            true => Ok(hash.to_lowercase()),
-            false => Err(format!("{account:?} is not an account hash (64 hex digits)")),
-        };
-    }
-    let bytes =
-        hex::decode(account).map_err(|e| format!("{account:?} is neither a public key nor an account hash: {e}"))?;
-    let algorithm: &[u8] = match (bytes.first(), bytes.len()) {
-        (Some(1), 33) => b"ed25519",
-        (Some(2), 34) => b"secp256k1",
-        _ => return Err(format!("{account:?} is not a public key (01 + 32 bytes, or 02 + 33 bytes)")),
-    };
-    let mut hasher = blake2::Blake2bVar::new(32).expect("32 is a valid length");
-    hasher.update(algorithm);
-    hasher.update(&[0]);
-    hasher.update(&bytes[1..]);
-    let mut hash = [0u8; 32];
-    hasher.finalize_variable(&mut hash).expect("the length asked for");
-    Ok(hex::encode(hash))
-}
+/// The account hash (64 lowercase hex digits) of a public key (`01` + 32 bytes of ed25519, or
+/// `02` + 33 bytes of secp256k1) or of an account hash (`account-hash-…`, or bare hex): the
+/// rule the host indexes accounts by (`sluice-casper`), so a route and `/accountDeploys` agree.
+pub use sluice_casper::account_hash;
 
 fn effects(list: &Value, kind_field: &str) -> Vec<Effect> {
     let effects = list.as_array().into_iter().flatten();

@@ -73,6 +73,9 @@ fn a_transfer_flow_yields_balances_supply_allowances_and_history() {
         let (status, body) = get(&indexer, &format!("/balances/{holder}"));
         assert_eq!((status, body["balance"].as_str()), (200, Some(balance)), "{holder}");
     }
+    // The same account by its bare hash, as the host's `/accountDeploys/{account}` takes it.
+    let bare = a.trim_start_matches("account-hash-");
+    assert_eq!(get(&indexer, &format!("/balances/{bare}")), (200, get(&indexer, &format!("/balances/{a}")).1));
     assert_eq!(get(&indexer, "/supply").1["total_supply"], "800");
     assert_eq!(get(&indexer, &format!("/allowances/{b}/{spender}")).1["allowance"], "500");
 
