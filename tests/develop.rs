@@ -30,33 +30,75 @@ fn the_harness_feeds_a_plugin_and_shows_its_storage_routes_and_derived_events() 
     assert_eq!(tally.get("counts", "BlockAdded").unwrap().unwrap()["count"], 1);
 }
 
+/// `sluice plugin new` with nothing but the binary: a crate in an empty folder, away from this
+/// repository, whose own `cargo test` builds it and runs it in that binary.
 #[test]
-fn plugin_new_creates_a_crate_that_builds_and_runs_in_the_host() {
+fn plugin_new_creates_a_crate_that_builds_and_tests_with_only_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let output = sluice().args(["plugin", "new", "my-counter", "--dir"]).arg(dir.path()).output().unwrap();
+    let binary = dir.path().join("bin/sluice");
+    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &binary).unwrap();
+    let new =
+        |name: &str| std::process::Command::new(&binary).args(["plugin", "new", name]).current_dir(dir.path()).output();
+    let output = new("my-counter").unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let crate_dir = dir.path().join("my-counter");
-    for file in ["Cargo.toml", "src/lib.rs", "tests/plugin.rs", "README.md"] {
-        assert!(crate_dir.join(file).is_file(), "{file}");
+    let files = walk(&crate_dir);
+    for file in ["Cargo.toml", "src/lib.rs", "tests/plugin.rs", "README.md", "sluice-sdk/wit/sluice.wit"] {
+        assert!(files.iter().any(|f| f.ends_with(file)), "{file} in {files:?}");
     }
-    // Built as its README says (sharing this workspace's target folder, for speed).
-    let build = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+    let repository = root().canonicalize().unwrap().display().to_string();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(!text.contains(&repository), "{} names this repository", file.display());
+    }
+    // Its own test, offline (the registry's crates are cached), sharing this workspace's target
+    // folder for speed; it runs the copied binary, named in the crate's `.cargo/config.toml`.
+    let test = std::process::Command::new(env!("CARGO"))
+        .args(["test", "--release", "--offline"])
         .env("CARGO_TARGET_DIR", root().join("target"))
+        .env_remove("SLUICE")
+        .env("PATH", std::env::var("PATH").unwrap_or_default().replace(&repository, "/nonexistent"))
         .current_dir(&crate_dir)
         .output()
         .unwrap();
-    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
-    let wasm = root().join("target/wasm32-wasip2/release/my_counter.wasm");
-    let mut counter = Harness::load(&wasm, "kinds = [\"BlockAdded\"]").unwrap();
-    counter.feed(&[BLOCK_ADDED, TRANSACTION_PROCESSED]).unwrap();
-    let (status, body) = counter.request("GET", "/counts", "").unwrap();
-    assert_eq!(status, 200, "{body}");
-    let counts: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(counts["counts"]["BlockAdded"]["count"], 1);
-    assert!(counts["counts"].get("TransactionProcessed").is_none(), "only the configured kinds: {counts}");
-    let again = sluice().args(["plugin", "new", "my-counter", "--dir"]).arg(dir.path()).output().unwrap();
-    assert!(!again.status.success(), "an existing crate is not overwritten");
+    let log = format!("{}{}", String::from_utf8_lossy(&test.stdout), String::from_utf8_lossy(&test.stderr));
+    assert!(test.status.success(), "{log}");
+    assert!(log.contains("test counts_events_and_serves_them ... ok"), "{log}");
+    assert!(!new("my-counter").unwrap().status.success(), "an existing crate is not overwritten");
+}
+
+/// `sluice plugin test` reports a plugin's failure by its exit status, with the report.
+#[test]
+fn plugin_test_reports_what_the_plugin_did_and_fails_when_it_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let one_line = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap().to_string();
+    std::fs::write(&events, format!("{}\n\n{}\n", one_line(BLOCK_ADDED), one_line(TRANSACTION_PROCESSED))).unwrap();
+    let run = |wasm: &str, config: &str, requests: &[&str]| {
+        let mut command = sluice();
+        command.args(["plugin", "test", wasm, "--config", config, "--events"]).arg(&events);
+        for request in requests {
+            command.args(["--request", request]);
+        }
+        let output = command.output().unwrap();
+        (output.status.code(), serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap())
+    };
+    let (status, report) = run(&plugin("tally"), "derive = true", &["GET /counts?limit=2"]);
+    assert_eq!(status, Some(0), "{report}");
+    let kinds: Vec<&str> = report["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["BlockAdded", "TransactionProcessed", "TallyDerived"]);
+    assert_eq!(report["events"][2]["json"]["TallyDerived"]["succeeded"], true, "derived events in full");
+    assert_eq!(report["responses"][0]["status"], 200);
+    assert_eq!(report["responses"][0]["body"]["kinds"], serde_json::json!(["BlockAdded", "TallyDerived"]));
+    let (status, report) = run(&plugin("chaos"), "trap_on = \"TransactionProcessed\"", &[]);
+    assert_eq!(status, Some(2), "{report}");
+    assert!(report["error"].as_str().unwrap().contains("trapped"), "{report}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path());
+    entries.flat_map(|path| if path.is_dir() { walk(&path) } else { vec![path] }).collect()
 }
 
 #[test]
@@ -94,4 +136,60 @@ fn the_sdk_reads_2x_and_1x_events_alike() {
     assert_eq!(b2["proposer"], "0140afe8f752e5ff100e0189c080bc207e8805b3e5e82f792ec608de2f11f39f6c");
     let b1 = tally.get("blocks", &format!("{:020}", 97)).unwrap().unwrap();
     assert_eq!(b1["proposer"], "01601bda04ea125e2ca1881e817c46403b32862eb053370e0b93adad220378578a");
+}
+
+/// The CEP-18 example's events (the Rust and TypeScript indexers' tests feed them): CES events
+/// as a node streams them, written by `sluice::harness::ces`. `SLUICE_BLESS=1` rewrites them.
+#[test]
+fn the_cep18_example_events_are_ces_events_as_a_node_streams_them() {
+    use sluice::harness::ces::{CesEvent, transaction_processed};
+    let account = |n: u8| format!("account-hash-{}", format!("{n:02x}").repeat(32));
+    let (a, b, c, spender) = (account(1), account(2), account(3), account(4));
+    // The token's `__events` dictionary (its seed URef address).
+    let seed = "bb".repeat(32);
+    let events = [
+        transaction_processed(
+            &"01".repeat(32),
+            &"f1".repeat(32),
+            &seed,
+            0,
+            &[CesEvent::new("Mint").key(&a).u256(1000), CesEvent::new("Transfer").key(&a).key(&b).u256(300)],
+        ),
+        transaction_processed(
+            &"02".repeat(32),
+            &"f2".repeat(32),
+            &seed,
+            2,
+            &[
+                CesEvent::new("Transfer").key(&b).key(&c).u256(100),
+                CesEvent::new("Burn").key(&a).u256(200),
+                CesEvent::new("SetAllowance").key(&b).key(&spender).u256(500),
+                CesEvent::new("TransferFrom").key(&spender).key(&b).key(&c).u256(50),
+            ],
+        ),
+        // Another contract's events are not the token's.
+        transaction_processed(
+            &"03".repeat(32),
+            &"f3".repeat(32),
+            &"cc".repeat(32),
+            0,
+            &[CesEvent::new("Mint").key(&a).u256(7)],
+        ),
+    ];
+    let events: String = events.iter().map(|event| format!("{event}\n")).collect();
+    let schema = std::fs::read_to_string(root().join("host/fixtures/ces/cep18_schema.hex")).unwrap();
+    let decoder = format!(
+        "# The stock CES decoder's config for the example token (tests/events.jsonl).\n[[contracts]]\n\
+         contract_hash = \"{}\"\nevents_uref = \"uref-{seed}-007\"\nschema_hex = \"{}\"\n",
+        "aa".repeat(32),
+        schema.trim()
+    );
+    let dir = root().join("examples/cep18-indexer/tests");
+    for (file, expected) in [("events.jsonl", events), ("decoder.toml", decoder)] {
+        if std::env::var_os("SLUICE_BLESS").is_some() {
+            std::fs::write(dir.join(file), &expected).unwrap();
+        }
+        let actual = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        assert!(actual == expected, "{file} is out of date: run this test with SLUICE_BLESS=1");
+    }
 }

@@ -106,6 +106,9 @@ enum PluginCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Run a built plugin in the host runtime over events from a file, ask its routes, and
+    /// print what happened as JSON (exit status 2 when the plugin failed).
+    Test(crate::harness::run::TestRun),
 }
 
 impl Cli {
@@ -148,6 +151,14 @@ impl Cli {
                     "created {}\n  cd {0} && cargo build --release --target wasm32-wasip2 && cargo test",
                     created.display()
                 );
+                Ok(())
+            }
+            Command::Plugin(PluginCommand::Test(test)) => {
+                let report = tokio::task::spawn_blocking(move || crate::harness::run::run(&test)).await??;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                if !report["error"].is_null() {
+                    std::process::exit(2);
+                }
                 Ok(())
             }
             Command::Replay { config, plugin, from } => {

@@ -270,16 +270,7 @@ fn transfer(body: Value) -> Transfer {
     }
 }
 
-/// The hex of a formatted hash: `hash-…`, `account-hash-…`, `contract-package-…`,
-/// `entity-contract-…` (or bare hex) → the part after the last `-`.
-pub fn bare_hash(formatted: &str) -> &str {
-    formatted.rsplit('-').next().unwrap_or(formatted)
-}
-
-/// The account hash (64 lowercase hex digits) of a public key (`01` + 32 bytes of ed25519, or
-/// `02` + 33 bytes of secp256k1) or of an account hash (`account-hash-…`, or bare hex): the
-/// rule the host indexes accounts by (`sluice-casper`), so a route and `/accountDeploys` agree.
-pub use sluice_casper::account_hash;
+pub use sluice_casper::{account_hash, bare_hash, holder_key};
 
 fn effects(list: &Value, kind_field: &str) -> Vec<Effect> {
     let effects = list.as_array().into_iter().flatten();

@@ -4,9 +4,9 @@
 //! built for `wasm32-wasip2`:
 //!
 //! ```ignore
-//! use sluice_plugin_sdk::{Event, Plugin, Verdict};
+//! use sluice_plugin_sdk::prelude::*;
 //!
-//! #[derive(serde::Deserialize)]
+//! #[derive(Deserialize)]
 //! struct Config { kind: String }
 //!
 //! struct OnlyOneKind(Config);
@@ -14,6 +14,7 @@
 //! impl Plugin for OnlyOneKind {
 //!     type Config = Config;
 //!     fn new(config: Config) -> Result<Self, String> { Ok(OnlyOneKind(config)) }
+//!     fn manifest(&self) -> Manifest { Manifest::new().filtering() }
 //!     fn on_event(&mut self, event: &Event) -> Verdict {
 //!         if event.kind == self.0.kind { Verdict::Keep } else { Verdict::Drop }
 //!     }
@@ -24,7 +25,31 @@
 
 extern crate self as sluice_plugin_sdk;
 
+mod amount;
 pub mod casper;
+mod collection;
+mod contract;
+mod manifest;
+mod router;
+#[cfg(not(target_family = "wasm"))]
+pub mod testing;
+
+pub use amount::{U128, U256, U512};
+pub use collection::{Collection, newest_first};
+pub use contract::ContractConfig;
+pub use router::{Handled, IntoResponse, Params, Router};
+pub use sluice_casper::ContractEvent;
+
+/// What most plugins use: `use sluice_plugin_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::casper::{CasperEvent, account_hash, bare_hash, holder_key};
+    pub use crate::{
+        Collection, ContractConfig, ContractEvent, Event, Manifest, Plugin, Request, Response, Router, U128, U256,
+        U512, log, newest_first, storage,
+    };
+    pub use serde::{Deserialize, Serialize};
+    pub use serde_json::json;
+}
 
 /// Bindings generated from the `sluice:plugin` WIT world (`wit/sluice.wit`).
 #[doc(hidden)]
@@ -54,10 +79,9 @@ pub trait Plugin: Sized + 'static {
     /// the plugin; when an instance is rebuilt after a trap, it counts as one more failure.
     fn new(config: Self::Config) -> Result<Self, String>;
 
-    /// What the plugin does. The default: a filter (only [`on_event`](Plugin::on_event)).
-    fn manifest(&self) -> Manifest {
-        Manifest { decode: false, filter: true, index_kinds: Vec::new(), routes: false, indexes: Vec::new() }
-    }
+    /// What the plugin does, built from [`Manifest::new`] (which does nothing): the host calls
+    /// only the methods it names.
+    fn manifest(&self) -> Manifest;
 
     /// Decoders: events derived from one a source delivered (stored right after it).
     fn decode(&mut self, _event: &Event) -> Vec<DerivedEvent> {
@@ -85,6 +109,11 @@ impl Event {
     /// The event as a typed Casper view (2.x and 1.x).
     pub fn casper(&self) -> casper::CasperEvent {
         casper::CasperEvent::parse(&self.json)
+    }
+
+    /// The event as a contract event (either shape Sluice stores), if it is one.
+    pub fn contract_event(&self) -> Option<ContractEvent> {
+        ContractEvent::parse(&self.json)
     }
 }
 

@@ -1,99 +1,66 @@
 //! `cargo test`: the indexer, built for wasm32-wasip2, runs inside the real Sluice host runtime
-//! after the stock CES decoder, fed CEP-18 events as a node streams them.
+//! (the `sluice` binary: `SLUICE`, else on `PATH`) after the stock CES decoder, fed CEP-18
+//! events as a node streams them (`events.jsonl`; the TypeScript example's test feeds the same).
 
-use serde_json::Value;
-use sluice::harness::ces::{CesEvent, transaction_processed};
-use sluice::harness::{Harness, Upstream};
-use std::path::Path;
+use sluice_plugin_sdk::testing::{PluginTest, Report};
 
+/// The token (its contract hash) and its events: A mints 1000 and sends B 300; B sends C 100;
+/// A burns 200; B allows the spender 500, who moves 50 of B's to C. Then another contract mints.
 const TOKEN: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-/// The token's `__events` dictionary (its seed URef address).
-const EVENTS: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-const CEP18_SCHEMA: &str = include_str!("../../../host/fixtures/ces/cep18_schema.hex");
+const EVENTS: &str = include_str!("events.jsonl");
 
 fn account(n: u8) -> String {
-    format!("account-hash-{}", hex_byte(n).repeat(32))
+    format!("account-hash-{}", format!("{n:02x}").repeat(32))
 }
 
-fn hex_byte(n: u8) -> String {
-    format!("{n:02x}")
-}
-
-/// The indexer after the stock decoder, watching the token.
-fn indexer() -> Harness {
-    let decoder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/release/ces_decoder.wasm");
-    let decoder_config = format!(
-        "[[contracts]]\ncontract_hash = \"{TOKEN}\"\nevents_uref = \"uref-{EVENTS}-007\"\nschema_hex = \"{}\"",
-        CEP18_SCHEMA.trim()
-    );
-    let upstream = [Upstream { name: "ces", wasm: &decoder, config_toml: &decoder_config }];
-    Harness::build_after(&upstream, env!("CARGO_MANIFEST_DIR"), &format!("contract_hash = \"{TOKEN}\"")).unwrap()
-}
-
-fn get(indexer: &Harness, path: &str) -> (u16, Value) {
-    let (status, body) = indexer.request("GET", path, "").unwrap();
-    (status, serde_json::from_str(&body).unwrap())
+/// The indexer after the stock decoder, watching the token, asked `requests`.
+fn indexed(requests: &[&str]) -> Report {
+    let decoder = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/wasm32-wasip2/release/ces_decoder.wasm");
+    let events: Vec<&str> = EVENTS.lines().collect();
+    PluginTest::build(env!("CARGO_MANIFEST_DIR"))
+        .after("ces", decoder, include_str!("decoder.toml"))
+        .config(&format!("contract_hash = \"{TOKEN}\""))
+        .run(&[&events], requests)
 }
 
 #[test]
 fn a_transfer_flow_yields_balances_supply_allowances_and_history() {
     let (a, b, c, spender) = (account(1), account(2), account(3), account(4));
-    let first = transaction_processed(
-        &"01".repeat(32),
-        &"f1".repeat(32),
-        EVENTS,
-        0,
-        &[CesEvent::new("Mint").key(&a).u256(1000), CesEvent::new("Transfer").key(&a).key(&b).u256(300)],
-    );
-    let second = transaction_processed(
-        &"02".repeat(32),
-        &"f2".repeat(32),
-        EVENTS,
-        2,
-        &[
-            CesEvent::new("Transfer").key(&b).key(&c).u256(100),
-            CesEvent::new("Burn").key(&a).u256(200),
-            CesEvent::new("SetAllowance").key(&b).key(&spender).u256(500),
-            CesEvent::new("TransferFrom").key(&spender).key(&b).key(&c).u256(50),
-        ],
-    );
-    // Another contract's events are not the token's.
-    let other = transaction_processed(
-        &"03".repeat(32),
-        &"f3".repeat(32),
-        &"cc".repeat(32),
-        0,
-        &[CesEvent::new("Mint").key(&a).u256(7)],
-    );
-    let mut indexer = indexer();
-    let fed = indexer.feed(&[&first.to_string(), &second.to_string(), &other.to_string()]).unwrap();
-    assert_eq!(fed.iter().filter(|f| f.event.kind == "ContractEvent").count(), 6, "{:?}", indexer.last_error());
+    let bare = a.trim_start_matches("account-hash-").to_owned();
+    let balances: Vec<String> = [&a, &b, &c, &spender, &bare].iter().map(|h| format!("GET /balances/{h}")).collect();
+    let allowance = format!("GET /allowances/{b}/{spender}");
+    let history = format!("GET /transfers?account={b}");
+    let mut requests: Vec<&str> = balances.iter().map(String::as_str).collect();
+    requests.extend([&allowance, &history, "GET /supply", "GET /transfers?limit=2", "GET /balances"]);
+    requests.push("GET /balances/not-an-account");
+    let report = indexed(&requests);
+    assert_eq!(report.error, None);
+    let contract_events = report.events.iter().filter(|e| e["kind"] == "ContractEvent").count();
+    assert_eq!(contract_events, 6, "{:?}", report.events);
 
-    for (holder, balance) in [(&a, "500"), (&b, "150"), (&c, "150"), (&spender, "0")] {
-        let (status, body) = get(&indexer, &format!("/balances/{holder}"));
-        assert_eq!((status, body["balance"].as_str()), (200, Some(balance)), "{holder}");
+    for (request, balance) in balances.iter().zip(["500", "150", "150", "0"]) {
+        let reply = report.response(request);
+        assert_eq!((reply.status, reply.body["balance"].as_str()), (200, Some(balance)), "{request}");
     }
     // The same account by its bare hash, as the host's `/accountDeploys/{account}` takes it.
-    let bare = a.trim_start_matches("account-hash-");
-    assert_eq!(get(&indexer, &format!("/balances/{bare}")), (200, get(&indexer, &format!("/balances/{a}")).1));
-    assert_eq!(get(&indexer, "/supply").1["total_supply"], "800");
-    assert_eq!(get(&indexer, &format!("/allowances/{b}/{spender}")).1["allowance"], "500");
+    assert_eq!(report.response(&balances[4]).body, report.response(&balances[0]).body);
+    assert_eq!(report.response("GET /supply").body["total_supply"], "800");
+    assert_eq!(report.response(&allowance).body["allowance"], "500");
 
     // B's history, newest first: the TransferFrom, its Transfer to C, then A's Transfer to it.
-    let (_, history) = get(&indexer, &format!("/transfers?account={b}"));
+    let history = &report.response(&history).body;
     let kinds: Vec<&str> = history["data"].as_array().unwrap().iter().map(|t| t["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["TransferFrom", "Transfer", "Transfer"], "{history}");
     assert_eq!(history["data"][2]["from"], a.as_str());
-    // Everything, two at a time.
-    let (_, page) = get(&indexer, "/transfers?limit=2");
-    assert_eq!(page["data"].as_array().unwrap().len(), 2);
-    let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, rest) = get(&indexer, &format!("/transfers?limit=5&cursor={cursor}"));
-    assert_eq!(rest["data"].as_array().unwrap().len(), 3, "{rest}");
     // Holders: A, B and C (the spender only has an allowance).
-    let (_, holders) = get(&indexer, "/balances");
-    assert_eq!(holders["data"].as_array().unwrap().len(), 3, "{holders}");
+    assert_eq!(report.response("GET /balances").body["data"].as_array().unwrap().len(), 3);
+    let invalid = report.response("GET /balances/not-an-account");
+    assert_eq!((invalid.status, invalid.body["code"].as_str()), (400, Some("invalid_account")));
 
-    let (status, body) = get(&indexer, "/balances/not-an-account");
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_account")));
+    // Everything, two at a time.
+    let page = &report.response("GET /transfers?limit=2").body;
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    let rest = format!("GET /transfers?limit=5&cursor={}", page["next_cursor"].as_str().unwrap());
+    let rest = indexed(&[&rest]).responses.remove(0).body;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 3, "{rest}");
 }

@@ -1,23 +1,25 @@
-//! Test a plugin inside the real host runtime with plain `cargo test`: feed it node events,
-//! then look at what it decided, derived and stored, and ask its routes.
+//! Run a plugin inside the real host runtime over a throwaway store: feed it node events, then
+//! look at what it decided, derived and stored, and ask its routes. `sluice plugin test`
+//! ([`run`]) drives it from the command line, for plugins' own tests (the SDK's `testing`).
 //!
 //! ```no_run
 //! use sluice::harness::Harness;
 //!
-//! let mut plugin = Harness::build(env!("CARGO_MANIFEST_DIR"), "").unwrap();
+//! let mut plugin = Harness::load(std::path::Path::new("counter.wasm"), "").unwrap();
 //! plugin.feed(&[r#"{"Step":{"era_id":1,"execution_effects":[]}}"#]).unwrap();
 //! let (status, body) = plugin.request("GET", "/counts/Step", "").unwrap();
 //! assert_eq!(status, 200, "{body}");
 //! ```
 
 pub mod ces;
+pub mod run;
 
 use crate::config::Config;
 use crate::event::{Delivery, Frame, Payload};
 use crate::plugins::{HostServices, Plugins, Request, runtime};
 use crate::store::{Location, StoredEvent, Writer};
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// One plugin, loaded in the host runtime over a throwaway store.
@@ -58,23 +60,6 @@ pub struct Upstream<'a> {
 }
 
 impl Harness {
-    /// Build the plugin crate at `crate_dir` for `wasm32-wasip2` (release), then [`load`] it.
-    ///
-    /// [`load`]: Harness::load
-    pub fn build(crate_dir: impl AsRef<Path>, config_toml: &str) -> anyhow::Result<Harness> {
-        Harness::build_after(&[], crate_dir, config_toml)
-    }
-
-    /// Like [`build`](Harness::build), with `upstream` plugins running before it, in order.
-    pub fn build_after(
-        upstream: &[Upstream],
-        crate_dir: impl AsRef<Path>,
-        config_toml: &str,
-    ) -> anyhow::Result<Harness> {
-        let wasm = build_component(crate_dir.as_ref())?;
-        Harness::load_after(upstream, &wasm, config_toml)
-    }
-
     /// Load the component at `wasm` with `config_toml`, its `[plugins.config]` table (TOML).
     pub fn load(wasm: &Path, config_toml: &str) -> anyhow::Result<Harness> {
         Harness::load_after(&[], wasm, config_toml)
@@ -165,25 +150,4 @@ impl Harness {
             Err(_) => anyhow::bail!("the plugin does not serve HTTP (its manifest says `routes: false`)"),
         }
     }
-}
-
-/// Build the crate at `crate_dir` for `wasm32-wasip2` and return its component's path.
-fn build_component(crate_dir: &Path) -> anyhow::Result<PathBuf> {
-    let output = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics"])
-        .current_dir(crate_dir)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    anyhow::ensure!(output.status.success(), "cargo build --target wasm32-wasip2 failed in {}", crate_dir.display());
-    let manifest = std::fs::canonicalize(crate_dir.join("Cargo.toml"))?;
-    let artifact = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact")
-        .filter(|message| message["manifest_path"].as_str().map(Path::new) == Some(manifest.as_path()))
-        .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
-        .filter_map(|file| file.as_str().map(PathBuf::from))
-        .find(|file| file.extension().is_some_and(|e| e == "wasm"));
-    artifact.context("cargo built no .wasm: is the crate a `cdylib`?")
 }

@@ -3,7 +3,7 @@
 //! indexes it, and what clients list them by.
 
 /// What identifies a contract event: what `contract_events` indexes and stream filters match.
-#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Identity {
     /// Contract package hash (hex, lowercase).
     pub contract_package_hash: Option<String>,
@@ -15,35 +15,17 @@ pub struct Identity {
     pub transaction_hash: Option<String>,
 }
 
-/// The two shapes Sluice stores: a decoder's `{"ContractEvent": {contract_hash,
-/// contract_package_hash, name, transaction_hash, …}}` and CSPR.cloud's `{"data": {contract_hash,
-/// contract_package_hash, name, …}, "extra": {deploy_hash, …}}`.
-#[derive(serde::Deserialize)]
-struct Shapes {
-    #[serde(rename = "ContractEvent")]
-    decoded: Option<Identity>,
-    data: Option<Identity>,
-    extra: Option<Extra>,
-}
-
-#[derive(serde::Deserialize)]
-struct Extra {
-    deploy_hash: Option<String>,
-}
-
 impl Identity {
-    /// Read a contract event's identity from its JSON (either shape); `None` for anything else.
+    /// Read a contract event's identity from its JSON (either shape, read by the rule the plugin
+    /// SDK shares); `None` for anything else.
     pub fn of(raw: &str) -> Option<Identity> {
-        let shapes: Shapes = serde_json::from_str(raw).ok()?;
-        let mut identity = match (shapes.decoded, shapes.data) {
-            (Some(decoded), _) => decoded,
-            (None, Some(data)) => Identity { transaction_hash: shapes.extra.and_then(|e| e.deploy_hash), ..data },
-            (None, None) => return None,
-        };
-        for hash in [&mut identity.contract_package_hash, &mut identity.contract_hash, &mut identity.transaction_hash] {
-            *hash = hash.take().map(|h| h.to_lowercase());
-        }
-        Some(identity)
+        let event = sluice_casper::ContractEvent::<serde::de::IgnoredAny>::parse(raw)?;
+        Some(Identity {
+            contract_package_hash: event.package,
+            contract_hash: event.contract,
+            name: Some(event.name),
+            transaction_hash: event.transaction,
+        })
     }
 }
 

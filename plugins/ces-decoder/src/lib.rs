@@ -133,13 +133,7 @@ impl Plugin for CesDecoder {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest {
-            decode: true,
-            filter: false,
-            index_kinds: vec![CONTRACT_SCHEMA.into()],
-            routes: false,
-            indexes: Vec::new(),
-        }
+        Manifest::new().decoding().indexing([CONTRACT_SCHEMA])
     }
 
     fn decode(&mut self, event: &Event) -> Vec<DerivedEvent> {

@@ -26,7 +26,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_plugin_sdk::casper::{CasperEvent, account_hash, bare_hash};
-use sluice_plugin_sdk::{Event, Plugin, Verdict};
+use sluice_plugin_sdk::{Event, Manifest, Plugin, Verdict};
 use std::collections::HashSet;
 
 /// Every event type Sluice's sources deliver: Casper 1.x and 2.x nodes, CSPR.cloud, F1r3fly.
@@ -116,6 +116,10 @@ impl Plugin for Filter {
             min_block_height: config.min_block_height,
         };
         Ok(filter)
+    }
+
+    fn manifest(&self) -> Manifest {
+        Manifest::new().filtering()
     }
 
     fn on_event(&mut self, event: &Event) -> Verdict {

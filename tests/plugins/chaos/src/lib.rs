@@ -4,7 +4,7 @@
 //! every event) and `annotate` (bool: tag every event it survives with `{"seen": <sequence>}`).
 
 use serde::Deserialize;
-use sluice_plugin_sdk::{Event, Plugin, Verdict};
+use sluice_plugin_sdk::{Event, Manifest, Plugin, Verdict};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +24,10 @@ impl Plugin for Chaos {
 
     fn new(config: Config) -> Result<Self, String> {
         Ok(Chaos(config))
+    }
+
+    fn manifest(&self) -> Manifest {
+        Manifest::new().filtering()
     }
 
     fn on_event(&mut self, event: &Event) -> Verdict {
