@@ -78,6 +78,83 @@ fn an_indexer_keeps_its_own_storage_and_serves_it() {
     assert_eq!(plugins["plugins"][0]["errors"], 1, "the oversized answer is counted: {plugins}");
 }
 
+/// The automatic read API: the collections `tally` lists as served, read by the host without
+/// calling the plugin.
+#[test]
+fn the_host_serves_declared_collections_with_filters_paging_counts_and_400s() {
+    let rig = Rig::start(&["--rate", "0", "--count", "2000"], &plugin_toml("tally", "tally", "", ""));
+    rig.wait_for_stored(2007);
+    wait_indexed(&rig, "tally", 2007);
+    let url = |path: &str| format!("{}/plugins/tally/collections{path}", rig.http);
+    let index = get_json(&url("")).unwrap();
+    assert_eq!(
+        index["collections"],
+        serde_json::json!([{"name": "blocks", "filters": ["era"]}, {"name": "counts", "filters": []}])
+    );
+    let blocks = rig.number("SELECT count(*) FROM events WHERE kind = 'BlockAdded'").unwrap();
+    let entry = get_json(&url("/counts/BlockAdded")).unwrap();
+    assert_eq!((entry["key"].as_str(), entry["value"]["count"].as_i64()), (Some("BlockAdded"), Some(blocks)));
+
+    // Every block of one era, five at a time, in key order, with the count.
+    let era = rig.number("SELECT era_id FROM events WHERE kind = 'BlockAdded' ORDER BY seq LIMIT 1 OFFSET 50").unwrap();
+    let in_era =
+        rig.number(&format!("SELECT count(*) FROM events WHERE kind = 'BlockAdded' AND era_id = {era}")).unwrap();
+    let (mut keys, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let after = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let page = get_json(&url(&format!("/blocks?era={era}&limit=5&count=true{after}"))).unwrap();
+        assert_eq!((page["count"].as_i64(), &page["count_complete"]), (Some(in_era), &Value::Bool(true)));
+        for entry in page["data"].as_array().unwrap() {
+            assert_eq!(entry["value"]["era"], era, "{entry}");
+            keys.push(entry["key"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(keys.len() as i64, in_era);
+    assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "in key order, once each: {keys:?}");
+    // By key prefix: the ten heights sharing all digits but the last with one stored block.
+    let tens = (rig.number("SELECT max(chain_height) FROM events WHERE kind = 'BlockAdded'").unwrap() - 20) / 10 * 10;
+    let prefix = &format!("{tens:020}")[..19];
+    let page = get_json(&url(&format!("/blocks?prefix={prefix}&limit=1000&count=true"))).unwrap();
+    let heights: Vec<i64> =
+        page["data"].as_array().unwrap().iter().map(|e| e["value"]["height"].as_i64().unwrap()).collect();
+    assert_eq!(heights, (tens..tens + 10).collect::<Vec<_>>());
+    assert_eq!(page["count"], 10);
+
+    for (query, code) in [
+        ("/blocks?limit=0", "invalid_limit"),
+        ("/blocks?height=7", "invalid_parameter"),
+        ("/blocks?era=1&prefix=0", "invalid_filter"),
+        ("/blocks?prefix=1&cursor=0", "invalid_cursor"),
+        ("/blocks?count=maybe", "invalid_count"),
+        ("/counts?era=1", "invalid_parameter"),
+    ] {
+        let (status, body) = get(&url(query)).unwrap();
+        assert_eq!(
+            (status, serde_json::from_str::<Value>(&body).unwrap()["code"].as_str()),
+            (400, Some(code)),
+            "{query}"
+        );
+    }
+    assert_eq!(get(&url("/blocks/nothing-here")).unwrap().0, 404);
+    assert_eq!(post(&url("/blocks")).0, 405);
+    // A collection it does not serve is its own route's business (tally has no such route).
+    let (status, body) = get(&url("/secrets")).unwrap();
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()["message"].as_str()),
+        (404, Some("no such route"))
+    );
+    let document = get_json(&format!("{}/api-doc.json", rig.http)).unwrap();
+    let list = &document["paths"]["/plugins/tally/collections/blocks"]["get"];
+    let parameters: Vec<&str> =
+        list["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(parameters, ["prefix", "cursor", "limit", "count", "era"]);
+    assert!(document["paths"]["/plugins/tally/collections/counts/{key}"]["get"].is_object());
+}
+
 fn post(url: &str) -> (u16, String) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     sluice::install_tls_provider();

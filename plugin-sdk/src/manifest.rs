@@ -5,7 +5,14 @@ use crate::{IndexSpec, Manifest};
 impl Manifest {
     /// A plugin that does nothing yet: add what it does with the methods below.
     pub fn new() -> Manifest {
-        Manifest { decode: false, filter: false, index_kinds: Vec::new(), routes: false, indexes: Vec::new() }
+        Manifest {
+            decode: false,
+            filter: false,
+            index_kinds: Vec::new(),
+            routes: false,
+            indexes: Vec::new(),
+            served_collections: Vec::new(),
+        }
     }
 
     /// It decodes: [`Plugin::decode`](crate::Plugin::decode) is called for every event a source
@@ -39,6 +46,15 @@ impl Manifest {
     /// [`Collection::find`](crate::Collection::find).
     pub fn find_by(mut self, collection: &str, field: &str) -> Manifest {
         self.indexes.push(IndexSpec { collection: collection.into(), field: field.into() });
+        self
+    }
+
+    /// The host serves `collection` to clients, read-only, without calling the plugin:
+    /// `GET /plugins/{name}/collections/{collection}` (pages, by key prefix or by the value of a
+    /// field declared with [`find_by`](Manifest::find_by); `count=true` adds the total) and
+    /// `…/{collection}/{key}`. Everything in it becomes public.
+    pub fn serving(mut self, collection: &str) -> Manifest {
+        self.served_collections.push(collection.into());
         self
     }
 }

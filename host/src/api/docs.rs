@@ -72,7 +72,56 @@ pub async fn document(State(state): State<AppState>) -> Json<utoipa::openapi::Op
         item.post = Some(operation);
         document.paths.paths.insert(format!("/plugins/{name}/{{path}}"), item);
     }
+    for (name, served) in state.routes.all_collections() {
+        for collection in &served.collections {
+            let (list, entry) = collection_paths(&name, collection, served.filters(collection).collect());
+            document.paths.paths.insert(format!("/plugins/{name}/collections/{collection}"), list);
+            document.paths.paths.insert(format!("/plugins/{name}/collections/{collection}/{{key}}"), entry);
+        }
+    }
     Json(document)
+}
+
+/// The automatic read API's two paths for one served collection.
+fn collection_paths(plugin: &str, collection: &str, filters: Vec<&str>) -> (PathItem, PathItem) {
+    let parameter = |name: &str, place: ParameterIn, kind: Type, description: String| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(place.clone())
+            .required(if place == ParameterIn::Path { Required::True } else { Required::False })
+            .schema(Some(ObjectBuilder::new().schema_type(kind)))
+            .description(Some(description))
+    };
+    let mut list = OperationBuilder::new()
+        .tag("plugins")
+        .summary(Some(format!("Entries of `{collection}` (plugin `{plugin}`), in key order")))
+        .parameter(parameter("prefix", ParameterIn::Query, Type::String, "Only keys starting with this".into()))
+        .parameter(parameter("cursor", ParameterIn::Query, Type::String, "`next_cursor` of the page before".into()))
+        .parameter(parameter("limit", ParameterIn::Query, Type::Integer, "1 to 1000 (default 100)".into()))
+        .parameter(parameter(
+            "count",
+            ParameterIn::Query,
+            Type::Boolean,
+            format!("Add `count` of all matching entries (up to {})", super::plugin_data::COUNT_CAP),
+        ));
+    for field in filters {
+        let description = format!("Only entries whose `{field}` equals this (JSON, or text); instead of `prefix`");
+        list = list.parameter(parameter(field, ParameterIn::Query, Type::String, description));
+    }
+    let list = list
+        .response(
+            "200",
+            ResponseBuilder::new().description("`{\"data\": [{key, value}], \"next_cursor\", \"count\"?}`"),
+        )
+        .response("400", ResponseBuilder::new().description("An unknown parameter, an invalid limit or cursor"))
+        .response("503", ResponseBuilder::new().description("Its indexer is catching up"));
+    let entry = OperationBuilder::new()
+        .tag("plugins")
+        .summary(Some(format!("One entry of `{collection}` (plugin `{plugin}`)")))
+        .parameter(parameter("key", ParameterIn::Path, Type::String, "The entry's key".into()))
+        .response("200", ResponseBuilder::new().description("`{\"key\", \"value\"}`"))
+        .response("404", ResponseBuilder::new().description("No entry under that key"));
+    (PathItem::new(HttpMethod::Get, list.build()), PathItem::new(HttpMethod::Get, entry.build()))
 }
 
 /// `/swagger-ui` → `/swagger-ui/`.

@@ -33,6 +33,11 @@ impl ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, code, message: message.into() }
     }
 
+    /// Its HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// The body, `{"code", "message"}`, for a channel other than an HTTP response.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({"code": self.code, "message": self.message})
@@ -76,5 +81,10 @@ pub async fn no_route() -> ApiError {
 
 /// Fallback for a known route asked with another method.
 pub async fn wrong_method() -> ApiError {
+    wrong_method_error()
+}
+
+/// 405: the endpoint takes other methods.
+pub fn wrong_method_error() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method")
 }

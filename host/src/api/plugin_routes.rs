@@ -33,7 +33,8 @@ pub async fn path(
     call(state, name, format!("/{path}"), method, uri, headers, body).await
 }
 
-async fn call(
+/// Hand the request to plugin `name`'s `handle` as a request for `path`.
+pub(super) async fn call(
     state: AppState,
     name: String,
     path: String,
@@ -70,7 +71,7 @@ async fn call(
     match answer {
         Ok(response) => Ok(render(response)),
         Err(RouteError::Failed(_)) => Ok(plugin_failed()),
-        Err(RouteError::CatchingUp) => Ok(catching_up()),
+        Err(RouteError::CatchingUp) => Err(catching_up()),
         Err(RouteError::Busy) => Err(ApiError::unavailable(
             "plugin_busy",
             "the plugin is answering as many requests as it may (route_workers, route_queue); retry shortly",
@@ -80,12 +81,11 @@ async fn call(
 }
 
 /// 503: the plugin's indexer is replaying the stored log; its data is not complete yet.
-fn catching_up() -> Response {
-    let body = serde_json::json!({
-        "code": "catching_up",
-        "message": "the plugin is replaying the stored events; try again shortly (progress in the admin /plugins)"
-    });
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+pub(super) fn catching_up() -> ApiError {
+    ApiError::unavailable(
+        "catching_up",
+        "the plugin is replaying the stored events; try again shortly (progress in the admin /plugins)",
+    )
 }
 
 /// The plugin's answer (checked by the route worker: a final status, valid headers).

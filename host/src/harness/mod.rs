@@ -14,6 +14,7 @@
 pub mod ces;
 pub mod run;
 
+use crate::api::plugin_data::{self, CollectionRequest};
 use crate::config::Config;
 use crate::event::{Delivery, Frame, Payload};
 use crate::plugins::{HostServices, Plugins, Request, runtime};
@@ -133,10 +134,23 @@ impl Harness {
         Ok(value.map(|v| serde_json::from_str(&v)).transpose()?)
     }
 
-    /// Ask the plugin's routes: `method` on `path_and_query` (below `/plugins/plugin`) with
-    /// `body`. Returns the status and the body as text.
+    /// Ask the plugin's routes, or the collections the host serves for it: `method` on
+    /// `path_and_query` (below `/plugins/plugin`) with `body`. Returns the status and the body
+    /// as text.
     pub fn request(&self, method: &str, path_and_query: &str, body: &str) -> anyhow::Result<(u16, String)> {
         let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let served = self.plugins.routes().collections(NAME).ok();
+        let collections =
+            CollectionRequest::parse(path).zip(served).filter(|(wanted, served)| wanted.is_served_by(served));
+        if let Some((wanted, served)) = collections.filter(|_| method == "GET") {
+            let uri: axum::http::Uri = format!("/?{query}").parse().context("an invalid query string")?;
+            let axum::extract::Query(params) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&uri)?;
+            let mut conn = crate::store::open_read(&self.location)?;
+            return Ok(match plugin_data::answer(conn.as_mut(), &served, &wanted, &params) {
+                Ok(body) => (200, body.to_string()),
+                Err(error) => (error.status().as_u16(), error.to_json().to_string()),
+            });
+        }
         let request = Request {
             method: method.to_owned(),
             path: path.to_owned(),

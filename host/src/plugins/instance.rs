@@ -28,6 +28,10 @@ mod bindings {
 
 pub use bindings::*;
 
+/// Most collections a plugin may have served, and the longest name of one.
+const MAX_SERVED: usize = 32;
+const MAX_NAME: usize = 128;
+
 /// Limits applied to every call into a plugin.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -127,6 +131,7 @@ impl Template {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         capabilities::forbid_blocking(&mut linker)?;
         Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        check_contract_version(engine, component)?;
         let pre = PluginPre::new(linker.instantiate_pre(component)?)?;
         let files = grants.files.map(super::files::snapshot).transpose()?.map(Arc::new);
         let engine = engine.clone();
@@ -193,8 +198,34 @@ impl Template {
             );
             indexes.insert((spec.collection.clone(), spec.field.clone()));
         }
+        anyhow::ensure!(
+            manifest.served_collections.len() <= MAX_SERVED
+                && manifest.served_collections.iter().all(|c| (1..=MAX_NAME).contains(&c.len())),
+            "the manifest serves {} collections: at most {MAX_SERVED}, each named by 1 to {MAX_NAME} bytes",
+            manifest.served_collections.len()
+        );
         store.data_mut().storage.set_indexes(Arc::new(indexes));
         Ok(Instance { store, bindings, limits: self.limits, manifest })
+    }
+}
+
+/// The version of the `sluice:plugin` package (`wit/sluice.wit`) this host implements.
+pub const CONTRACT_VERSION: &str = "0.3.0";
+
+/// A plugin built against another version of the contract fails with a clear error rather than
+/// wasmtime's type mismatch.
+fn check_contract_version(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let imports = component.component_type().imports(engine).map(|(name, _)| name.to_owned()).collect::<Vec<_>>();
+    let other = imports
+        .iter()
+        .filter_map(|name| name.strip_prefix("sluice:plugin/")?.split_once('@'))
+        .find(|(_, v)| *v != CONTRACT_VERSION);
+    match other {
+        Some((_, version)) => anyhow::bail!(
+            "it was built for the plugin contract sluice:plugin@{version}; this Sluice implements @{CONTRACT_VERSION}: \
+             rebuild it with this version's SDK (`sluice plugin new` writes one)"
+        ),
+        None => Ok(()),
     }
 }
 
@@ -291,5 +322,14 @@ fn classify(error: wasmtime::Error) -> CallError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Timeout,
         _ => CallError::Trap(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_contract_version_is_the_wit_package_version() {
+        let wit = include_str!("../../../wit/sluice.wit");
+        assert!(wit.contains(&format!("package sluice:plugin@{};", super::CONTRACT_VERSION)));
     }
 }

@@ -30,7 +30,7 @@ pub use instance::{Request, Response};
 pub use node::NodeQueries;
 pub use reload::{Reload, ReloadStatus};
 pub use replay::CatchUp;
-pub use routes::{PendingAnswer, RouteError, RouteLimits, Routes};
+pub use routes::{PendingAnswer, RouteError, RouteLimits, Routes, ServedCollections};
 
 use crate::config::PluginConfig;
 use crate::store::plugin_data::PluginBatch;
@@ -188,7 +188,7 @@ impl Plugins {
             if !slot.reached(head) {
                 tracing::info!(plugin = %name, from = slot.cursor + 1, head, "replaying the stored log");
                 slot.stats.catching_up.store(true, Relaxed);
-                if slot.manifest.routes {
+                if slot.serves_http() {
                     self.routes.set_pending(std::iter::once(name));
                 }
                 self.catching_up.push(slot);
@@ -206,10 +206,7 @@ impl Plugins {
     /// Make `slot` the live version of its plugin, in config order.
     fn go_live(&mut self, slot: Slot) {
         slot.stats.catching_up.store(false, Relaxed);
-        match slot.manifest.routes {
-            true => self.routes.replace(slot.route()),
-            false => self.routes.remove(&slot.stats.name),
-        }
+        self.routes.serve(&slot.stats.name, slot.serving());
         match self.slots.iter().position(|live| live.stats.name == slot.stats.name) {
             Some(old) => self.slots[old] = slot,
             None => {

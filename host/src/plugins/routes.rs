@@ -21,6 +21,8 @@ pub struct Routes(Arc<Served>);
 #[derive(Default)]
 struct Served {
     live: RwLock<HashMap<String, Arc<RoutePool>>>,
+    /// Collections the host serves itself, by plugin.
+    collections: RwLock<HashMap<String, Arc<ServedCollections>>>,
     /// Plugins whose routes wait for their indexer to catch up (503 until then).
     pending: RwLock<HashSet<String>>,
 }
@@ -32,6 +34,29 @@ impl Drop for Served {
         live.values().for_each(|pool| pool.join());
     }
 }
+
+/// The collections a plugin's manifest lets the host serve read-only (the automatic read API),
+/// from the storage of the version that is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedCollections {
+    /// The live version's storage.
+    pub storage_id: String,
+    /// The collections.
+    pub collections: Vec<String>,
+    /// The (collection, field) pairs the plugin declared indexes on: what lists filter by.
+    pub indexed: Vec<(String, String)>,
+}
+
+impl ServedCollections {
+    /// The fields `collection` may be filtered by (none when it is not served).
+    pub fn filters(&self, collection: &str) -> impl Iterator<Item = &str> {
+        self.indexed.iter().filter(move |(c, _)| c == collection).map(|(_, field)| field.as_str())
+    }
+}
+
+/// What a plugin serves over HTTP: its own routes (a pool of instances), the collections the
+/// host serves for it, or both.
+pub type Serving = (Option<(Template, Arc<PluginStats>, RouteLimits)>, Option<ServedCollections>);
 
 /// How many requests one plugin answers at once, and how many may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,29 +87,52 @@ type Answer = Result<Response, String>;
 pub struct PendingAnswer(oneshot::Receiver<Answer>);
 
 impl Routes {
-    /// Serve `plugin` (a new version replaces the old one, whose workers stop).
-    pub fn replace(&self, (template, stats, limits): (Template, Arc<PluginStats>, RouteLimits)) {
-        let name = template.name().to_owned();
-        let pool = RoutePool::start(template, stats, limits);
-        if let Some(old) = self.0.live.write().expect("routes lock").insert(name.clone(), pool) {
+    /// Serve what plugin `name` serves (a new version replaces the old one, whose workers stop).
+    pub fn serve(&self, name: &str, (pool, collections): Serving) {
+        let pool = pool.map(|(template, stats, limits)| RoutePool::start(template, stats, limits));
+        let old = match pool {
+            Some(pool) => self.0.live.write().expect("routes lock").insert(name.to_owned(), pool),
+            None => self.0.live.write().expect("routes lock").remove(name),
+        };
+        if let Some(old) = old {
             old.close();
         }
-        self.0.pending.write().expect("routes lock").remove(&name);
+        let mut served = self.0.collections.write().expect("routes lock");
+        match collections {
+            Some(collections) => served.insert(name.to_owned(), Arc::new(collections)),
+            None => served.remove(name),
+        };
+        self.0.pending.write().expect("routes lock").remove(name);
     }
 
     /// Stop serving plugin `name`.
     pub fn remove(&self, name: &str) {
-        if let Some(old) = self.0.live.write().expect("routes lock").remove(name) {
-            old.close();
+        self.serve(name, (None, None));
+    }
+
+    /// The collections the host serves for plugin `name`; refused like [`submit`](Routes::submit).
+    pub fn collections(&self, name: &str) -> Result<Arc<ServedCollections>, RouteError> {
+        match self.0.collections.read().expect("routes lock").get(name) {
+            Some(served) => Ok(served.clone()),
+            None if self.0.pending.read().expect("routes lock").contains(name) => Err(RouteError::CatchingUp),
+            None => Err(RouteError::NoSuchPlugin),
         }
-        self.0.pending.write().expect("routes lock").remove(name);
+    }
+
+    /// Every plugin's served collections (sorted by plugin).
+    pub fn all_collections(&self) -> Vec<(String, Arc<ServedCollections>)> {
+        let served = self.0.collections.read().expect("routes lock");
+        let mut all: Vec<_> = served.iter().map(|(name, served)| (name.clone(), served.clone())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Mark these plugins as coming once their indexer has caught up.
     pub fn set_pending(&self, names: impl Iterator<Item = String>) {
         let live = self.0.live.read().expect("routes lock");
+        let collections = self.0.collections.read().expect("routes lock");
         let mut pending = self.0.pending.write().expect("routes lock");
-        pending.extend(names.filter(|name| !live.contains_key(name)));
+        pending.extend(names.filter(|name| !live.contains_key(name) && !collections.contains_key(name)));
     }
 
     /// The plugins serving HTTP, or soon to (sorted).

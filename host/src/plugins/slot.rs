@@ -2,7 +2,7 @@
 
 use super::instance::{CallError, DerivedEvent, Event, Grants, Instance, Limits, Manifest, Template};
 use super::replay::CatchUp;
-use super::routes::RouteLimits;
+use super::routes::{RouteLimits, ServedCollections, Serving};
 use super::suspension::FailurePolicy;
 use super::{HostServices, PluginStats, runtime};
 use crate::config::{OnError, PluginConfig};
@@ -175,9 +175,20 @@ impl Slot {
         })
     }
 
-    /// What the route table needs of it.
-    pub fn route(&self) -> (Template, Arc<PluginStats>, RouteLimits) {
-        (self.template.clone(), self.stats.clone(), self.route_limits)
+    /// What it serves over HTTP, for the route table.
+    pub fn serving(&self) -> Serving {
+        let pool = self.manifest.routes.then(|| (self.template.clone(), self.stats.clone(), self.route_limits));
+        let collections = (!self.manifest.served_collections.is_empty()).then(|| ServedCollections {
+            storage_id: self.template.storage_id().to_owned(),
+            collections: self.manifest.served_collections.clone(),
+            indexed: self.manifest.indexes.iter().map(|spec| (spec.collection.clone(), spec.field.clone())).collect(),
+        });
+        (pool, collections)
+    }
+
+    /// Whether it serves anything over HTTP (its routes, or collections the host serves).
+    pub fn serves_http(&self) -> bool {
+        self.manifest.routes || !self.manifest.served_collections.is_empty()
     }
 
     /// Index the `events` of its kinds; the batch to commit, with its cursor at `last_seq`

@@ -101,11 +101,24 @@ pub trait PluginRead {
         bound: Bound,
     ) -> anyhow::Result<Page>;
 
+    /// How many entries match, counting no further than `cap`.
+    fn plugin_count(&mut self, plugin: &str, collection: &str, matching: Matching, cap: u64) -> anyhow::Result<u64>;
+
     /// Where `plugin` stands, if it ever ran.
     fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<PluginCursor>>;
 
     /// The storage ids of other versions of plugin `name` (`name@…` but not `current`).
     fn plugin_versions(&mut self, name: &str, current: &str) -> anyhow::Result<Vec<String>>;
+}
+
+/// Which entries of a collection a count covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Matching<'a> {
+    /// Keys starting with this prefix.
+    Prefix(&'a str),
+    /// Top-level JSON field (one the plugin declared an index on: see [`valid_field`]) equal to
+    /// this value.
+    Field(&'a str, &'a serde_json::Value),
 }
 
 /// A page of entries, in key order.

@@ -1,7 +1,7 @@
 //! Plugins' storage on PostgreSQL: the `plugin_data` table, plugin cursors and dead letters.
 
 use super::Connection;
-use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginCursor, PluginRead};
+use crate::store::plugin_data::{Bound, KeyRange, Matching, Page, PluginBatch, PluginCursor, PluginRead};
 use crate::store::sql;
 use postgres::{GenericClient, Row};
 
@@ -67,6 +67,29 @@ impl PluginRead for Connection {
             [&plugin, &collection, &value.to_string(), &after.unwrap_or(""), &(i64::from(bound.entries) + 1)];
         let sizes = self.query(&sql, &params)?;
         self.page(plugin, collection, sizes, bound)
+    }
+
+    fn plugin_count(&mut self, plugin: &str, collection: &str, matching: Matching, cap: u64) -> anyhow::Result<u64> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let row = match matching {
+            Matching::Prefix(prefix) => {
+                let range = KeyRange::scan(prefix, None);
+                self.query_one(
+                    "SELECT count(*) FROM (SELECT 1 FROM plugin_data WHERE plugin = $1 AND collection = $2
+                     AND key >= $3 AND ($4::text IS NULL OR key < $4) LIMIT $5) AS matching",
+                    &[&plugin, &collection, &range.from, &range.end, &cap],
+                )?
+            }
+            Matching::Field(field, value) => self.query_one(
+                &format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM plugin_data WHERE plugin = $1 AND collection = $2
+                     AND {} = $3::text::jsonb LIMIT $4) AS matching",
+                    field_expression(field)
+                ),
+                &[&plugin, &collection, &value.to_string(), &cap],
+            )?,
+        };
+        Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
     fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<PluginCursor>> {

@@ -1,6 +1,6 @@
 //! Plugins' storage on SQLite: the `plugin_data` table, plugin cursors and dead letters.
 
-use crate::store::plugin_data::{Bound, KeyRange, Page, PluginBatch, PluginCursor, PluginRead};
+use crate::store::plugin_data::{Bound, KeyRange, Matching, Page, PluginBatch, PluginCursor, PluginRead};
 use crate::store::sql;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -66,19 +66,33 @@ impl PluginRead for Connection {
             field_expression(field),
             if after.is_some() { ">" } else { ">=" },
         );
-        let value = match value {
-            serde_json::Value::String(s) => rusqlite::types::Value::Text(s.clone()),
-            serde_json::Value::Number(n) if n.is_i64() => {
-                rusqlite::types::Value::Integer(n.as_i64().unwrap_or_default())
-            }
-            serde_json::Value::Number(n) => rusqlite::types::Value::Real(n.as_f64().unwrap_or_default()),
-            serde_json::Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
-            other => rusqlite::types::Value::Text(other.to_string()),
-        };
         let mut stmt = self.prepare_cached(&sql)?;
-        let rows =
-            stmt.query_map(params![plugin, collection, value, after.unwrap_or("")], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![plugin, collection, sql_value(value), after.unwrap_or("")], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(Page::within(rows, bound)?)
+    }
+
+    fn plugin_count(&mut self, plugin: &str, collection: &str, matching: Matching, cap: u64) -> anyhow::Result<u64> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let count = match matching {
+            Matching::Prefix(prefix) => {
+                let range = KeyRange::scan(prefix, None);
+                self.prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM plugin_data WHERE plugin = ?1 AND collection = ?2
+                     AND key >= ?3 AND (?4 IS NULL OR key < ?4) LIMIT ?5)",
+                )?
+                .query_row(params![plugin, collection, range.from, range.end, cap], |r| r.get::<_, i64>(0))?
+            }
+            Matching::Field(field, value) => self
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM plugin_data WHERE plugin = ?1 AND collection = ?2
+                     AND {} = ?3 LIMIT ?4)",
+                    field_expression(field)
+                ))?
+                .query_row(params![plugin, collection, sql_value(value), cap], |r| r.get::<_, i64>(0))?,
+        };
+        Ok(count.max(0) as u64)
     }
 
     fn plugin_cursor(&mut self, plugin: &str) -> anyhow::Result<Option<PluginCursor>> {
@@ -93,6 +107,17 @@ impl PluginRead for Connection {
         )?;
         let rows = stmt.query_map([name, current], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// A JSON value as `json_extract` gives it back.
+fn sql_value(value: &serde_json::Value) -> rusqlite::types::Value {
+    match value {
+        serde_json::Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+        serde_json::Value::Number(n) if n.is_i64() => rusqlite::types::Value::Integer(n.as_i64().unwrap_or_default()),
+        serde_json::Value::Number(n) => rusqlite::types::Value::Real(n.as_f64().unwrap_or_default()),
+        serde_json::Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
+        other => rusqlite::types::Value::Text(other.to_string()),
     }
 }
 

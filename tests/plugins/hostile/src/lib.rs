@@ -49,8 +49,10 @@ impl Plugin for Hostile {
     fn manifest(&self) -> Manifest {
         let c = &self.config;
         let filter = c.query_kib.is_some() || c.log_lines.is_some() || c.spin_unless_tenth;
-        let index_kinds = if c.index { vec!["*".into()] } else { Vec::new() };
-        Manifest { decode: c.forge, filter, index_kinds, routes: true, indexes: Vec::new() }
+        let index_kinds: Vec<String> = if c.index { vec!["*".into()] } else { Vec::new() };
+        let manifest = Manifest::new().indexing(index_kinds).with_routes();
+        let manifest = if filter { manifest.filtering() } else { manifest };
+        if c.forge { manifest.decoding() } else { manifest }
     }
 
     fn on_event(&mut self, event: &Event) -> Verdict {

@@ -1,7 +1,8 @@
 //! Test-only indexer with routes, to show the plugin platform end to end.
 //!
 //! Indexes the event types in `kinds` (default: all): counts events per type (`counts/{kind}`)
-//! and keeps each block's height, hash and era (`blocks/{height}`, indexed by `era`).
+//! and keeps each block's height, hash and era (`blocks/{height}`, indexed by `era`); the host
+//! serves both collections (`/collections/blocks`, `/collections/counts`).
 //! Config `fail_on` (an event type) makes `index` fail on batches holding one; with `label`, it
 //! is also a filter that annotates every event with `{"label": label}`; with `derive = true`, it
 //! is also a decoder deriving a `TallyDerived` event from each `TransactionProcessed`.
@@ -14,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sluice_plugin_sdk::casper::CasperEvent;
-use sluice_plugin_sdk::{DerivedEvent, Event, IndexSpec, Manifest, Plugin, Request, Response, Verdict, node, storage};
+use sluice_plugin_sdk::{DerivedEvent, Event, Manifest, Plugin, Request, Response, Verdict, node, storage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,13 +50,10 @@ impl Plugin for Tally {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest {
-            decode: self.0.derive,
-            filter: self.0.label.is_some(),
-            index_kinds: self.0.kinds.clone(),
-            routes: true,
-            indexes: vec![IndexSpec { collection: "blocks".into(), field: "era".into() }],
-        }
+        let manifest = Manifest::new().indexing(self.0.kinds.clone()).with_routes();
+        let manifest = manifest.find_by("blocks", "era").serving("blocks").serving("counts");
+        let manifest = if self.0.label.is_some() { manifest.filtering() } else { manifest };
+        if self.0.derive { manifest.decoding() } else { manifest }
     }
 
     fn decode(&mut self, event: &Event) -> Vec<DerivedEvent> {
