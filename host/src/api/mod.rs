@@ -15,6 +15,7 @@ mod log;
 mod lookups;
 pub mod metrics;
 mod params;
+mod plugin_changes;
 pub mod plugin_data;
 mod plugin_routes;
 pub mod serve;
@@ -105,6 +106,7 @@ pub fn public(state: AppState, config: &crate::config::HttpConfig) -> Router {
         .route("/status", get(health::status))
         .route("/plugins/{name}", axum::routing::any(plugin_routes::root))
         .route("/plugins/{name}/collections", axum::routing::any(plugin_data::index))
+        .route("/plugins/{name}/changes/{collection}", axum::routing::any(plugin_changes::follow))
         .route("/plugins/{name}/collections/{collection}", axum::routing::any(plugin_data::list))
         .route("/plugins/{name}/collections/{collection}/{*key}", axum::routing::any(plugin_data::entry))
         .route("/plugins/{name}/{*path}", axum::routing::any(plugin_routes::path))

@@ -92,11 +92,9 @@ pub fn answer(
             let query = ListQuery::parse(params, served.filters(collection).collect())?;
             let bound = Bound { entries: query.limit, bytes: PAGE_BYTES };
             let (after, matching) = (query.cursor.as_deref(), query.matching());
-            let page = match matching {
-                Matching::Prefix(prefix) => conn.plugin_scan(storage_id, collection, prefix, after, bound)?,
-                Matching::Field(field, value) => {
-                    conn.plugin_find(storage_id, collection, field, value, after, bound)?
-                }
+            let page = match &query.filter {
+                Filter::Prefix(prefix) => conn.plugin_scan(storage_id, collection, prefix, after, bound)?,
+                Filter::Field(field, value) => conn.plugin_find(storage_id, collection, field, value, after, bound)?,
             };
             let next_cursor = page.entries.last().filter(|_| page.cut).map(|(key, _)| key.clone());
             let data: Vec<Value> =
@@ -175,8 +173,14 @@ async fn serve(
 }
 
 /// A stored value as it is (it is JSON: the host checked it when the plugin wrote it).
-fn raw(value: String) -> Box<RawValue> {
+pub fn raw(value: String) -> Box<RawValue> {
     RawValue::from_string(value).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("JSON"))
+}
+
+/// A field's value in a query: JSON when it parses as a JSON scalar, else the text.
+pub fn field_value(text: &str) -> Value {
+    let parsed = serde_json::from_str::<Value>(text).ok().filter(|v| !v.is_object() && !v.is_array());
+    parsed.unwrap_or_else(|| Value::String(text.to_owned()))
 }
 
 /// What a list asks for.
@@ -226,9 +230,7 @@ impl ListQuery {
                     if field.is_some() {
                         return Err(ApiError::bad_request("invalid_filter", "filter by one indexed field at a time"));
                     }
-                    let parsed = serde_json::from_str::<Value>(value).ok().filter(|v| !v.is_object() && !v.is_array());
-                    field =
-                        Some(Filter::Field(name.to_owned(), parsed.unwrap_or_else(|| Value::String(value.clone()))));
+                    field = Some(Filter::Field(name.to_owned(), field_value(value)));
                 }
                 other => {
                     let known = ["prefix", "cursor", "limit", "count"].iter().copied().chain(filters.iter().copied());

@@ -34,7 +34,7 @@ impl Subscribers {
     }
 
     /// Count one more, unless the limit is reached (503); it counts until the slot is dropped.
-    fn admit(self: &Arc<Self>) -> Result<Slot, ApiError> {
+    pub fn admit(self: &Arc<Self>) -> Result<Slot, ApiError> {
         let admitted =
             self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < self.max).then_some(open + 1));
         match admitted {
@@ -48,7 +48,7 @@ impl Subscribers {
 }
 
 /// One admitted subscription.
-struct Slot(Arc<Subscribers>);
+pub struct Slot(Arc<Subscribers>);
 
 impl Drop for Slot {
     fn drop(&mut self) {

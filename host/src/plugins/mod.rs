@@ -376,6 +376,7 @@ impl Processor for Plugins {
     /// letters (a decoder's cursor), to commit with the batch.
     fn finish(&mut self, stored: &[(StoredEvent, Outcome)], last_seq: u64) -> Vec<PluginBatch> {
         let events: Vec<&StoredEvent> = stored.iter().map(|(event, _)| event).collect();
-        self.active().filter(|slot| slot.replays()).map(|slot| slot.index(&events, last_seq)).collect()
+        let live = self.active().filter(|slot| slot.replays());
+        live.map(|slot| slot.index(&events, last_seq).logging(&slot.manifest.served_collections)).collect()
     }
 }

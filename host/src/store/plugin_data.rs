@@ -43,6 +43,38 @@ pub struct PluginBatch {
     pub failures: Vec<(u64, u64, String)>,
     /// While it replays the log in chain order: how far.
     pub chain: Option<ChainCursor>,
+    /// Collections whose writes also go to the change log (`plugin_changes`), which clients
+    /// follow: those the host serves, of a live plugin.
+    pub logged: Vec<String>,
+}
+
+/// Changes kept in the change log (the newest; older ones are removed as new ones come).
+pub const CHANGES_KEPT: u64 = 100_000;
+
+/// One logged change of a served collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Its place in the change log (increasing in commit order).
+    pub id: u64,
+    /// The entry's key.
+    pub key: String,
+    /// Its new value (JSON), `None` when it was removed.
+    pub value: Option<String>,
+    /// The sequence of the last event of the batch that made it.
+    pub seq: u64,
+}
+
+impl PluginBatch {
+    /// The same, its writes to `collections` logged.
+    pub fn logging(mut self, collections: &[String]) -> PluginBatch {
+        self.logged = collections.to_vec();
+        self
+    }
+
+    /// The writes that go to the change log.
+    pub fn logged_writes(&self) -> impl Iterator<Item = &Write> {
+        self.writes.iter().filter(|write| self.logged.contains(&write.collection))
+    }
 }
 
 /// How far a replay in chain order went: the events stored up to sequence `bound` (fixed when
@@ -101,6 +133,20 @@ pub trait PluginRead {
         bound: Bound,
     ) -> anyhow::Result<Page>;
 
+    /// Up to `limit` logged changes of `collection` after change `after`, oldest first, matching
+    /// (a field filter matches no removal).
+    fn plugin_changes(
+        &mut self,
+        plugin: &str,
+        collection: &str,
+        matching: Matching,
+        after: u64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Change>>;
+
+    /// The oldest and newest change the log holds (`(0, 0)` when empty).
+    fn plugin_change_span(&mut self) -> anyhow::Result<(u64, u64)>;
+
     /// How many entries match, counting no further than `cap`.
     fn plugin_count(&mut self, plugin: &str, collection: &str, matching: Matching, cap: u64) -> anyhow::Result<u64>;
 
@@ -114,6 +160,8 @@ pub trait PluginRead {
 /// Which entries of a collection a count covers.
 #[derive(Debug, Clone, Copy)]
 pub enum Matching<'a> {
+    /// This key.
+    Key(&'a str),
     /// Keys starting with this prefix.
     Prefix(&'a str),
     /// Top-level JSON field (one the plugin declared an index on: see [`valid_field`]) equal to

@@ -1,7 +1,9 @@
 //! Plugins' storage on PostgreSQL: the `plugin_data` table, plugin cursors and dead letters.
 
 use super::Connection;
-use crate::store::plugin_data::{Bound, KeyRange, Matching, Page, PluginBatch, PluginCursor, PluginRead};
+use crate::store::plugin_data::{
+    Bound, CHANGES_KEPT, Change, KeyRange, Matching, Page, PluginBatch, PluginCursor, PluginRead,
+};
 use crate::store::sql;
 use postgres::{GenericClient, Row};
 
@@ -69,6 +71,47 @@ impl PluginRead for Connection {
         self.page(plugin, collection, sizes, bound)
     }
 
+    fn plugin_changes(
+        &mut self,
+        plugin: &str,
+        collection: &str,
+        matching: Matching,
+        after: u64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Change>> {
+        // $3 is the key, the prefix or the field's value (as JSON text); $6 the prefix's end.
+        let (condition, value, end) = match matching {
+            Matching::Key(key) => ("key = $3 AND $6::text IS NULL".to_owned(), key.to_owned(), None),
+            Matching::Prefix(prefix) => {
+                let end = KeyRange::scan(prefix, None).end;
+                ("key >= $3 AND ($6::text IS NULL OR key < $6)".to_owned(), prefix.to_owned(), end)
+            }
+            Matching::Field(field, value) => (
+                format!("value IS NOT NULL AND {} = $3::text::jsonb AND $6::text IS NULL", field_expression(field)),
+                value.to_string(),
+                None,
+            ),
+        };
+        let sql = format!(
+            "SELECT id, key, value, seq FROM plugin_changes
+             WHERE plugin = $1 AND collection = $2 AND {condition} AND id > $4 ORDER BY id LIMIT $5"
+        );
+        let rows = self.query(&sql, &[&plugin, &collection, &value, &(after as i64), &i64::from(limit), &end])?;
+        let change = |row: &Row| Change {
+            id: row.get::<_, i64>(0) as u64,
+            key: row.get(1),
+            value: row.get(2),
+            seq: row.get::<_, i64>(3) as u64,
+        };
+        Ok(rows.iter().map(change).collect())
+    }
+
+    fn plugin_change_span(&mut self) -> anyhow::Result<(u64, u64)> {
+        let row = self.query_one("SELECT min(id), max(id) FROM plugin_changes", &[])?;
+        let (oldest, newest): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        Ok((oldest.unwrap_or(0) as u64, newest.unwrap_or(0) as u64))
+    }
+
     fn plugin_count(&mut self, plugin: &str, collection: &str, matching: Matching, cap: u64) -> anyhow::Result<u64> {
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
         let row = match matching {
@@ -80,6 +123,10 @@ impl PluginRead for Connection {
                     &[&plugin, &collection, &range.from, &range.end, &cap],
                 )?
             }
+            Matching::Key(key) => self.query_one(
+                "SELECT count(*) FROM plugin_data WHERE plugin = $1 AND collection = $2 AND key = $3",
+                &[&plugin, &collection, &key],
+            )?,
             Matching::Field(field, value) => self.query_one(
                 &format!(
                     "SELECT count(*) FROM (SELECT 1 FROM plugin_data WHERE plugin = $1 AND collection = $2
@@ -145,6 +192,7 @@ pub(super) fn create_index(client: &mut impl GenericClient, field: &str) -> Resu
 pub(super) fn remove_all(tx: &mut impl GenericClient, storage_id: &str) -> Result<(), postgres::Error> {
     tx.execute("DELETE FROM plugin_data WHERE plugin = $1", &[&storage_id])?;
     tx.execute("DELETE FROM plugin_cursors WHERE plugin = $1", &[&storage_id])?;
+    tx.execute("DELETE FROM plugin_changes WHERE plugin = $1", &[&storage_id])?;
     Ok(())
 }
 
@@ -160,6 +208,18 @@ pub(super) fn apply(tx: &mut impl GenericClient, batch: &PluginBatch, now_ms: i6
             Some(value) => tx.execute(&upsert, &[&batch.plugin, &write.collection, &write.key, value])?,
             None => tx.execute(&delete, &[&batch.plugin, &write.collection, &write.key])?,
         };
+    }
+    let mut newest: Option<i64> = None;
+    for write in batch.logged_writes() {
+        let row = tx.query_one(
+            "INSERT INTO plugin_changes (plugin, collection, key, value, seq) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[&batch.plugin, &write.collection, &write.key, &write.value, &(batch.last_seq as i64)],
+        )?;
+        newest = Some(row.get(0));
+    }
+    if let Some(newest) = newest {
+        // The oldest changes past those kept (a range of the primary key: the few a batch adds).
+        tx.execute("DELETE FROM plugin_changes WHERE id <= $1", &[&(newest - CHANGES_KEPT as i64)])?;
     }
     for (from, to, error) in &batch.failures {
         tx.execute(

@@ -7,7 +7,7 @@
 use postgres::Client;
 
 /// Bumped whenever the tables change; stored in `sluice_meta`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const TABLES: &str = r#"
 CREATE TABLE IF NOT EXISTS sluice_meta (
@@ -89,6 +89,17 @@ CREATE TABLE IF NOT EXISTS plugin_cursors (
     chain_height BIGINT,
     chain_seq    BIGINT
 );
+
+CREATE TABLE IF NOT EXISTS plugin_changes (
+    id         BIGSERIAL PRIMARY KEY,
+    plugin     TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    key        TEXT COLLATE "C" NOT NULL,
+    value      TEXT,
+    seq        BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS plugin_changes_by_key ON plugin_changes (plugin, collection, key, id);
+CREATE INDEX IF NOT EXISTS plugin_changes_in_order ON plugin_changes (plugin, collection, id);
 
 CREATE TABLE IF NOT EXISTS plugin_failures (
     id       BIGSERIAL PRIMARY KEY,

@@ -1,6 +1,8 @@
 //! Plugins' storage on SQLite: the `plugin_data` table, plugin cursors and dead letters.
 
-use crate::store::plugin_data::{Bound, KeyRange, Matching, Page, PluginBatch, PluginCursor, PluginRead};
+use crate::store::plugin_data::{
+    Bound, CHANGES_KEPT, Change, KeyRange, Matching, Page, PluginBatch, PluginCursor, PluginRead,
+};
 use crate::store::sql;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -73,6 +75,48 @@ impl PluginRead for Connection {
         Ok(Page::within(rows, bound)?)
     }
 
+    fn plugin_changes(
+        &mut self,
+        plugin: &str,
+        collection: &str,
+        matching: Matching,
+        after: u64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Change>> {
+        use rusqlite::types::Value::Text;
+        // ?3 is the key, the prefix or the field's value; ?6 the end of the prefix's range.
+        let (condition, value, end) = match matching {
+            Matching::Key(key) => ("key = ?3 AND ?6 IS NULL".to_owned(), Text(key.to_owned()), None),
+            Matching::Prefix(prefix) => {
+                let end = KeyRange::scan(prefix, None).end;
+                ("key >= ?3 AND (?6 IS NULL OR key < ?6)".to_owned(), Text(prefix.to_owned()), end)
+            }
+            Matching::Field(field, value) => {
+                (format!("{} = ?3 AND ?6 IS NULL", field_expression(field)), sql_value(value), None)
+            }
+        };
+        let sql = format!(
+            "SELECT id, key, value, seq FROM plugin_changes
+             WHERE plugin = ?1 AND collection = ?2 AND {condition} AND id > ?4 ORDER BY id LIMIT ?5"
+        );
+        let mut stmt = self.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![plugin, collection, value, after as i64, limit, end], |r| {
+            Ok(Change {
+                id: r.get::<_, i64>(0)? as u64,
+                key: r.get(1)?,
+                value: r.get(2)?,
+                seq: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn plugin_change_span(&mut self) -> anyhow::Result<(u64, u64)> {
+        let (oldest, newest): (Option<i64>, Option<i64>) =
+            self.query_row("SELECT min(id), max(id) FROM plugin_changes", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((oldest.unwrap_or(0) as u64, newest.unwrap_or(0) as u64))
+    }
+
     fn plugin_count(&mut self, plugin: &str, collection: &str, matching: Matching, cap: u64) -> anyhow::Result<u64> {
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
         let count = match matching {
@@ -84,6 +128,9 @@ impl PluginRead for Connection {
                 )?
                 .query_row(params![plugin, collection, range.from, range.end, cap], |r| r.get::<_, i64>(0))?
             }
+            Matching::Key(key) => self
+                .prepare_cached("SELECT count(*) FROM plugin_data WHERE plugin = ?1 AND collection = ?2 AND key = ?3")?
+                .query_row(params![plugin, collection, key], |r| r.get::<_, i64>(0))?,
             Matching::Field(field, value) => self
                 .prepare_cached(&format!(
                     "SELECT count(*) FROM (SELECT 1 FROM plugin_data WHERE plugin = ?1 AND collection = ?2
@@ -140,6 +187,7 @@ pub(super) fn create_index(conn: &Connection, field: &str) -> rusqlite::Result<(
 pub(super) fn remove_all(tx: &Connection, storage_id: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM plugin_data WHERE plugin = ?1", [storage_id])?;
     tx.execute("DELETE FROM plugin_cursors WHERE plugin = ?1", [storage_id])?;
+    tx.execute("DELETE FROM plugin_changes WHERE plugin = ?1", [storage_id])?;
     Ok(())
 }
 
@@ -155,6 +203,19 @@ pub(super) fn apply(tx: &Connection, batch: &PluginBatch, now_ms: i64) -> rusqli
             Some(value) => upsert.execute(params![batch.plugin, write.collection, write.key, value])?,
             None => delete.execute(params![batch.plugin, write.collection, write.key])?,
         };
+    }
+    let mut log = tx.prepare_cached(
+        "INSERT INTO plugin_changes (plugin, collection, key, value, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut logged = false;
+    for write in batch.logged_writes() {
+        log.execute(params![batch.plugin, write.collection, write.key, write.value, batch.last_seq as i64])?;
+        logged = true;
+    }
+    if logged {
+        // The oldest changes past those kept (a range of the primary key: the few a batch adds).
+        tx.prepare_cached("DELETE FROM plugin_changes WHERE id <= last_insert_rowid() - ?1")?
+            .execute([CHANGES_KEPT as i64])?;
     }
     let mut dead_letter = tx.prepare_cached(
         "INSERT INTO plugin_failures (plugin, from_seq, to_seq, error, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Bumped whenever the tables change; stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 13;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -94,6 +94,19 @@ CREATE TABLE IF NOT EXISTS plugin_cursors (
     chain_seq    INTEGER
 );
 
+-- The change log of the collections plugins have served (version 13): what clients follow,
+-- the newest CHANGES_KEPT changes.
+CREATE TABLE IF NOT EXISTS plugin_changes (
+    id         INTEGER PRIMARY KEY,
+    plugin     TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    value      TEXT,
+    seq        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS plugin_changes_by_key ON plugin_changes (plugin, collection, key, id);
+CREATE INDEX IF NOT EXISTS plugin_changes_in_order ON plugin_changes (plugin, collection, id);
+
 -- Dead letters: events a plugin failed on, with the error.
 CREATE TABLE IF NOT EXISTS plugin_failures (
     id       INTEGER PRIMARY KEY,
@@ -146,7 +159,7 @@ pub(super) fn migrate(conn: &Connection) -> anyhow::Result<()> {
          user_version {version}); point storage.path at a new file"
     );
     anyhow::ensure!(
-        [0, 6, 7, 8, 9, 10, 11, SCHEMA_VERSION].contains(&version),
+        [0, 6, 7, 8, 9, 10, 11, 12, SCHEMA_VERSION].contains(&version),
         "database schema version {version} is not supported by this build (expects {SCHEMA_VERSION})"
     );
     // Node events are 1–10 KB: with 16 KiB pages most fit without overflow chains. Only takes
