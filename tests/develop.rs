@@ -96,6 +96,105 @@ fn plugin_test_reports_what_the_plugin_did_and_fails_when_it_failed() {
     assert!(report["error"].as_str().unwrap().contains("trapped"), "{report}");
 }
 
+/// The TypeScript CEP-18 indexer (`examples/cep18-indexer-ts`, built by `cargo xtask plugins`)
+/// gives the Rust one's answers, byte for byte, on the same events: every route, pages and
+/// their cursors, accounts named every way (the account rules come from the host), errors.
+#[test]
+fn the_typescript_cep18_indexer_answers_as_the_rust_one() {
+    let example = root().join("examples/cep18-indexer/tests");
+    let account = |n: u8| format!("account-hash-{}", format!("{n:02x}").repeat(32));
+    let (a, b, spender) = (account(1), account(2), account(4));
+    let (bare, contract) = (a.trim_start_matches("account-hash-").to_owned(), format!("hash-{}", "cc".repeat(32)));
+    let mut requests: Vec<String> = [&a, &b, &spender, &bare, &contract, &"not-an-account".to_owned()]
+        .iter()
+        .map(|holder| format!("GET /balances/{holder}"))
+        .collect();
+    requests.extend(
+        [
+            "GET /balances",
+            "GET /balances?limit=1",
+            "GET /balances?limit=0",
+            "GET /supply",
+            "GET /transfers",
+            "GET /transfers?limit=2",
+            "GET /transfers?limit=2&cursor=x",
+            "GET /nowhere",
+            "POST /supply",
+            "GET /collections/balances",
+            "GET /collections/by_account?count=true",
+        ]
+        .map(String::from),
+    );
+    requests.push(format!("GET /transfers?account={b}"));
+    requests.push(format!("GET /allowances/{b}/{spender}"));
+    requests.push(format!("GET /allowances/{b}/nobody"));
+    // The voting fixture's deployer, by its public key.
+    requests.push("GET /balances/0184f6d260f4ee6869ddb36affe15456de6ae045278fa2f467bb677561ce0dad55".into());
+    let run = |wasm: &str| {
+        let mut command = sluice();
+        command.args(["plugin", "test", wasm, "--config", &format!("contract_hash = \"{}\"", "aa".repeat(32))]);
+        command.arg("--events").arg(example.join("events.jsonl"));
+        command.args(["--upstream", &format!("ces={}", plugin("ces_decoder"))]);
+        command.args(["--upstream-config", &format!("ces=@{}", example.join("decoder.toml").display())]);
+        for request in &requests {
+            command.args(["--request", request]);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{wasm}: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let typescript = root().join("examples/cep18-indexer-ts/dist/cep18_indexer.wasm");
+    assert!(typescript.is_file(), "{} is missing: run the tests with `cargo xtask test`", typescript.display());
+    let (rust, typescript) = (run(&plugin("cep18_indexer")), run(&typescript.display().to_string()));
+    let (rust, typescript) = (rust["responses"].as_array().unwrap(), typescript["responses"].as_array().unwrap());
+    assert_eq!(rust.len(), requests.len());
+    for (rust, typescript) in rust.iter().zip(typescript) {
+        assert_eq!(rust, typescript, "{}", rust["request"]);
+    }
+    let statuses: Vec<u64> = rust.iter().map(|reply| reply["status"].as_u64().unwrap()).collect();
+    assert!(statuses.contains(&200) && statuses.contains(&400) && statuses.contains(&404) && statuses.contains(&405));
+    assert_eq!(rust[0]["body"]["balance"], "500", "{}", rust[0]);
+}
+
+/// `sluice plugin new --lang typescript` with nothing but the binary: a project in an empty
+/// folder whose `npm install`, `npm run build` and `npm test` run it in that binary.
+#[test]
+fn plugin_new_typescript_builds_and_tests_with_only_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("bin/sluice");
+    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_sluice"), &binary).unwrap();
+    let new = std::process::Command::new(&binary)
+        .args(["plugin", "new", "my-ts-counter", "--lang", "typescript"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(new.status.success(), "{}", String::from_utf8_lossy(&new.stderr));
+    let project = dir.path().join("my-ts-counter");
+    let repository = root().canonicalize().unwrap().display().to_string();
+    for file in walk(&project) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains(&repository), "{} names this repository", file.display());
+    }
+    let npm = |args: &[&str]| {
+        let output = std::process::Command::new("npm")
+            .args(args)
+            .current_dir(&project)
+            .env_remove("SLUICE")
+            .env("PATH", std::env::var("PATH").unwrap_or_default().replace(&repository, "/nonexistent"))
+            .output()
+            .unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "npm {args:?}: {log}");
+        log
+    };
+    npm(&["install", "--prefer-offline", "--no-audit", "--no-fund"]);
+    npm(&["run", "build"]);
+    assert!(project.join("dist/my_ts_counter.wasm").is_file());
+    let log = npm(&["test"]);
+    assert!(log.contains("# pass 1") && log.contains("# fail 0"), "{log}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let entries = std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path());
     entries.flat_map(|path| if path.is_dir() { walk(&path) } else { vec![path] }).collect()

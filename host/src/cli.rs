@@ -98,13 +98,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Create a plugin crate: an indexer with HTTP routes and a test in the real host runtime.
+    /// Create a plugin (Rust or TypeScript): an indexer with HTTP routes and a test in the real
+    /// host runtime, with the SDK it builds with.
     New {
         /// Crate name (lowercase letters, digits, `-`, `_`).
         name: String,
         /// Folder to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Language,
     },
     /// Run a built plugin in the host runtime over events from a file, ask its routes, and
     /// print what happened as JSON (exit status 2 when the plugin failed).
@@ -145,12 +149,13 @@ impl Cli {
                 tracing::info!("mock F1r3fly node serving ws://{listen}/ws/events");
                 until_stopped(mock_node::f1r3fly::serve(bind(listen).await?, options)).await
             }
-            Command::Plugin(PluginCommand::New { name, dir }) => {
-                let created = crate::scaffold::new_plugin(&name, &dir)?;
-                println!(
-                    "created {}\n  cd {0} && cargo build --release --target wasm32-wasip2 && cargo test",
-                    created.display()
-                );
+            Command::Plugin(PluginCommand::New { name, dir, lang }) => {
+                let created = crate::scaffold::new_plugin(&name, &dir, lang)?;
+                let next = match lang {
+                    crate::scaffold::Language::Rust => "cargo build --release --target wasm32-wasip2 && cargo test",
+                    crate::scaffold::Language::Typescript => "npm install && npm run build && npm test",
+                };
+                println!("created {}\n  cd {0} && {next}", created.display());
                 Ok(())
             }
             Command::Plugin(PluginCommand::Test(test)) => {

@@ -1,19 +1,45 @@
-//! `sluice plugin new NAME`: a ready-to-build plugin crate (an indexer with routes and a test
-//! that runs it in the real host runtime) that needs nothing but this binary and the package
-//! registry: the SDK, the crate it shares with the host and the WIT contract are written into
-//! the crate (`sluice-sdk/`), from the copies built into the binary.
+//! `sluice plugin new NAME [--lang rust|typescript]`: a ready-to-build plugin (an indexer with
+//! routes and a test that runs it in the real host runtime) that needs nothing but this binary
+//! and the package registry (crates.io, npm): the SDK, what it shares with the host and the WIT
+//! contract are written into it (`sluice-sdk/`), from the copies built into the binary.
 
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
+/// The language a new plugin is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    /// A Rust crate built with cargo for `wasm32-wasip2`.
+    Rust,
+    /// A TypeScript project built with jco/componentize-js (npm).
+    Typescript,
+}
+
 /// The crate's own files (templates in `host/templates/plugin/`).
-const TEMPLATES: [(&str, &str); 6] = [
+const RUST_TEMPLATES: [(&str, &str); 6] = [
     ("Cargo.toml", include_str!("../templates/plugin/Cargo.toml.tmpl")),
     ("src/lib.rs", include_str!("../templates/plugin/lib.rs.tmpl")),
     ("tests/plugin.rs", include_str!("../templates/plugin/test.rs.tmpl")),
     ("README.md", include_str!("../templates/plugin/README.md.tmpl")),
     (".cargo/config.toml", include_str!("../templates/plugin/cargo-config.toml.tmpl")),
     (".gitignore", "/target\n"),
+];
+
+/// A TypeScript project's own files (templates in `host/templates/plugin-ts/`).
+const TYPESCRIPT_TEMPLATES: [(&str, &str); 6] = [
+    ("package.json", include_str!("../templates/plugin-ts/package.json.tmpl")),
+    ("tsconfig.json", include_str!("../templates/plugin-ts/tsconfig.json.tmpl")),
+    ("src/plugin.ts", include_str!("../templates/plugin-ts/plugin.ts.tmpl")),
+    ("test/plugin.test.mjs", include_str!("../templates/plugin-ts/test.mjs.tmpl")),
+    ("README.md", include_str!("../templates/plugin-ts/README.md.tmpl")),
+    (".gitignore", "/node_modules\n/dist\n/sluice-sdk/types\n"),
+];
+
+/// The TypeScript SDK and the WIT world.
+const TYPESCRIPT_SDK: [(&str, &str); 3] = [
+    ("sluice.ts", include_str!("../../plugin-sdk-ts/sluice.ts")),
+    ("testing.mjs", include_str!("../../plugin-sdk-ts/testing.mjs")),
+    ("wit/sluice.wit", include_str!("../../wit/sluice.wit")),
 ];
 
 /// The SDK's sources, the shared Casper crate's and the WIT world, as in this repository.
@@ -42,8 +68,8 @@ const WORKSPACE_MANIFEST: &str = include_str!("../../Cargo.toml");
 /// Where the crate keeps the SDK.
 const SDK_DIR: &str = "sluice-sdk";
 
-/// Create the crate `name` in `parent`; returns its folder.
-pub fn new_plugin(name: &str, parent: &Path) -> anyhow::Result<PathBuf> {
+/// Create the plugin `name` in `language` in `parent`; returns its folder.
+pub fn new_plugin(name: &str, parent: &Path, language: Language) -> anyhow::Result<PathBuf> {
     anyhow::ensure!(
         !name.is_empty()
             && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'),
@@ -60,11 +86,17 @@ pub fn new_plugin(name: &str, parent: &Path) -> anyhow::Result<PathBuf> {
             .replace("{{sluice}}", &sluice.display().to_string())
             .replace("{{version}}", env!("CARGO_PKG_VERSION"))
     };
-    let mut files: Vec<(PathBuf, String)> = TEMPLATES.iter().map(|(file, text)| (dir.join(file), fill(text))).collect();
+    let (templates, sdk_files): (&[(&str, &str)], &[(&str, &str)]) = match language {
+        Language::Rust => (&RUST_TEMPLATES, &SDK_SOURCES),
+        Language::Typescript => (&TYPESCRIPT_TEMPLATES, &TYPESCRIPT_SDK),
+    };
+    let mut files: Vec<(PathBuf, String)> = templates.iter().map(|(file, text)| (dir.join(file), fill(text))).collect();
     let sdk = dir.join(SDK_DIR);
-    files.extend(SDK_SOURCES.iter().map(|(file, text)| (sdk.join(file), text.to_string())));
-    for (file, manifest) in SDK_MANIFESTS {
-        files.push((sdk.join(file), standalone_manifest(manifest)?));
+    files.extend(sdk_files.iter().map(|(file, text)| (sdk.join(file), text.to_string())));
+    if language == Language::Rust {
+        for (file, manifest) in SDK_MANIFESTS {
+            files.push((sdk.join(file), standalone_manifest(manifest)?));
+        }
     }
     for (path, text) in files {
         std::fs::create_dir_all(path.parent().expect("a file in the crate"))?;

@@ -137,7 +137,8 @@ fn built(binary: &str, args: &[String]) -> Result<(), String> {
     run(Command::new(workspace_root().join("target/release").join(binary)).current_dir(workspace_root()).args(args))
 }
 
-/// Build every plugin for `wasm32-wasip2` into `target/wasm32-wasip2/release/`.
+/// Build every plugin for `wasm32-wasip2` into `target/wasm32-wasip2/release/`, and the
+/// TypeScript example into its `dist/`.
 fn plugins() -> Result<(), String> {
     // This rustup does not install the targets listed in rust-toolchain.toml by itself.
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
@@ -145,7 +146,21 @@ fn plugins() -> Result<(), String> {
     for plugin in PLUGINS.iter().chain(TESTED_PLUGINS) {
         build.extend(["-p", plugin]);
     }
-    cargo(&build, &[])
+    cargo(&build, &[])?;
+    typescript_example()
+}
+
+/// The TypeScript example plugin, built as its README says (`npm ci` again only when its lock
+/// file changed).
+fn typescript_example() -> Result<(), String> {
+    let dir = workspace_root().join("examples/cep18-indexer-ts");
+    let (lock, installed) = (dir.join("package-lock.json"), dir.join("node_modules/.installed-package-lock.json"));
+    let wanted = std::fs::read(&lock).map_err(|e| format!("{}: {e}", lock.display()))?;
+    if std::fs::read(&installed).ok() != Some(wanted) {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir))?;
+        std::fs::copy(&lock, &installed).map_err(|e| format!("{}: {e}", installed.display()))?;
+    }
+    run(Command::new("npm").args(["run", "build"]).current_dir(&dir))
 }
 
 /// Install the official SDKs the tests check Sluice with (`tests/sdk`: casper-js-sdk 5 and 2 from

@@ -43,7 +43,7 @@ impl Plugin for Cep18 {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest::new().indexing(["ContractEvent"]).with_routes()
+        Manifest::new().indexing(["ContractEvent"]).with_routes().serving("balances").serving("by_account")
     }
 
     fn index(&mut self, events: &[Event]) -> Result<(), String> {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 /// One plugin, loaded in the host runtime over a throwaway store.
 pub struct Harness {
-    /// The compilation cache.
+    /// The store's folder.
     _dir: tempfile::TempDir,
     location: Location,
     writer: Writer,
@@ -83,13 +83,14 @@ impl Harness {
         let mut plugins =
             upstream.iter().map(|u| plugin(u.name, u.wasm, u.config_toml)).collect::<anyhow::Result<Vec<_>>>()?;
         plugins.push(plugin(NAME, wasm, config_toml)?);
-        let storage = table(vec![("path", ":memory:".into()), ("plugin_cache", path(&dir.path().join("cache")))]);
+        let cache = compilation_cache(dir.path());
+        let storage = table(vec![("path", ":memory:".into()), ("plugin_cache", path(&cache))]);
         let document = table(vec![("storage", storage), ("plugins", toml::Value::Array(plugins))]);
         let text = toml::to_string(&document)?;
         let config = Config::parse(&text).map_err(anyhow::Error::msg)?;
         let location = Location::resolve(&config.storage.path)?;
         let mut writer = Writer::open(&location)?;
-        let engine = runtime::engine(&dir.path().join("cache"))?;
+        let engine = runtime::engine(&cache)?;
         let mut plugins = Plugins::load(&engine, &config.plugins, &HostServices::new(location.clone()))?;
         plugins.prepare_storage(&mut writer)?;
         plugins.replay_all(&mut writer, crate::store::open_read(&location)?.as_mut(), 4096, |_| {})?;
@@ -164,4 +165,15 @@ impl Harness {
             Err(_) => anyhow::bail!("the plugin does not serve HTTP (its manifest says `routes: false`)"),
         }
     }
+}
+
+/// Where compiled plugins are kept between runs (a JavaScript component takes seconds to
+/// compile): `SLUICE_PLUGIN_CACHE`, else the user's cache folder, else inside `scratch`.
+fn compilation_cache(scratch: &Path) -> std::path::PathBuf {
+    let user_cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .map(|cache| cache.join("sluice/plugins"));
+    let chosen = std::env::var_os("SLUICE_PLUGIN_CACHE").map(std::path::PathBuf::from).or(user_cache);
+    chosen.filter(|dir| std::fs::create_dir_all(dir).is_ok()).unwrap_or_else(|| scratch.join("cache"))
 }

@@ -2,12 +2,13 @@
 //!
 //! Every plugin gets WASI p2 with nothing granted (no files, sockets, environment or stdio, and
 //! clocks that stand still at the Unix epoch, so a replay computes what live indexing did) so
-//! that ordinary Rust guests link, the `sluice:plugin/host` interface (logging, rate-limited)
-//! and its own storage (`sluice:plugin/storage`, see [`super::storage`]). Its linear memory and
+//! that ordinary Rust guests link, the `sluice:plugin/host` interface (logging, rate-limited),
+//! `sluice:plugin/casper` (the account rules) and its own storage (`sluice:plugin/storage`, see
+//! [`super::storage`]). Its linear memory and
 //! its pending storage writes share one budget ([`MemoryBudget`]). Blocking (`wasi:io/poll`)
 //! traps: see [`forbid_blocking`].
 
-use super::instance::sluice::plugin::{host, node, storage, types};
+use super::instance::sluice::plugin::{casper, host, node, storage, types};
 use super::node::NodeGrant;
 use super::storage::PluginStorage;
 use super::text;
@@ -169,6 +170,23 @@ impl node::Host for HostState {
             None => Err("no node granted: set `node = \"NAME\"` in the plugin's config".into()),
         }
     }
+}
+
+/// Longer than any account name: refused without being read or echoed.
+const MAX_ACCOUNT_TEXT: usize = 256;
+
+impl casper::Host for HostState {
+    fn account_hash(&mut self, account: String) -> Result<String, String> {
+        within(&account, MAX_ACCOUNT_TEXT).and_then(sluice_casper::account_hash)
+    }
+
+    fn holder_key(&mut self, text: String) -> Result<String, String> {
+        within(&text, MAX_ACCOUNT_TEXT).and_then(sluice_casper::holder_key)
+    }
+}
+
+fn within(text: &str, most: usize) -> Result<&str, String> {
+    if text.len() > most { Err(format!("{} bytes: longer than any account name", text.len())) } else { Ok(text) }
 }
 
 impl storage::Host for HostState {
