@@ -67,6 +67,13 @@ fn main() {
     let ces_decoder = token::decoder_plugin_toml("ces", &wasm("ces_decoder"));
     let ces =
         ces_decoder.clone() + &plugin("cep18", "cep18_indexer", &format!("contract_hash = \"{}\"", token::CONTRACT));
+    // The TypeScript example (`cargo xtask plugins` builds it), the Rust one's twin.
+    let typescript = root.join("examples/cep18-indexer-ts/dist/cep18_indexer.wasm").display().to_string();
+    let ces_typescript = ces_decoder.clone()
+        + &format!(
+            "[[plugins]]\nname = \"cep18\"\npath = \"{typescript}\"\n[plugins.config]\ncontract_hash = \"{}\"\n",
+            token::CONTRACT
+        );
     let token_mix = "cep18 mix (realistic; 20% of transactions carry 10 CES events)";
     let scenarios = scenarios.iter().map(|(name, plugins)| (name.to_string(), plugins.as_str(), "simple"));
     let realistic = [
@@ -75,6 +82,7 @@ fn main() {
         (format!("{token_mix}, no plugins"), "", "cep18"),
         (format!("{token_mix}, CES decoder"), ces_decoder.as_str(), "cep18"),
         (format!("{token_mix}, CES decoder + CEP-18 indexer"), ces.as_str(), "cep18"),
+        (format!("{token_mix}, CES decoder + CEP-18 indexer in TypeScript"), ces_typescript.as_str(), "cep18"),
     ];
     let chosen =
         scenarios.chain(realistic).filter(|(name, ..)| only.as_ref().is_none_or(|o| name.contains(o.as_str())));

@@ -8,7 +8,7 @@
 //! its pending storage writes share one budget ([`MemoryBudget`]). Blocking (`wasi:io/poll`)
 //! traps: see [`forbid_blocking`].
 
-use super::instance::sluice::plugin::{casper, host, node, storage, types};
+use super::bindings::sluice::plugin::{casper, host, node, storage, types};
 use super::node::NodeGrant;
 use super::storage::PluginStorage;
 use super::text;

@@ -4,6 +4,7 @@
 //! pre-linked component and re-initialised with the same config.
 
 use super::HostServices;
+use super::bindings::{DerivedEvent, Event, Manifest, Plugin, PluginPre, Request, Response, Verdict};
 use super::capabilities::{self, HostState, LogBudget, MemoryBudget};
 use super::node::NodeGrant;
 use super::storage::{PluginStorage, StorageLimits};
@@ -16,17 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, Trap};
-
-/// Host bindings of the `sluice:plugin` world (`wit/sluice.wit`); the WIT documents them.
-#[allow(missing_docs)]
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugin",
-    });
-}
-
-pub use bindings::*;
 
 /// Most collections a plugin may have served, and the longest name of one.
 const MAX_SERVED: usize = 32;

@@ -13,6 +13,7 @@
 //! `max_consecutive_failures` failures in a row, or when failures take too large a share of its
 //! recent calls or time (`max_failure_percent`, `suspension.rs`), the plugin is suspended.
 
+mod bindings;
 mod capabilities;
 mod files;
 mod instance;
@@ -26,7 +27,7 @@ mod storage;
 mod suspension;
 mod text;
 
-pub use instance::{Request, Response};
+pub use bindings::{Request, Response};
 pub use node::NodeQueries;
 pub use reload::{Reload, ReloadStatus};
 pub use replay::CatchUp;
@@ -36,7 +37,8 @@ use crate::config::PluginConfig;
 use crate::store::plugin_data::PluginBatch;
 use crate::store::{Location, Outcome, Processor, Read, StoredEvent, Writer};
 use anyhow::Context;
-use instance::{CallError, Event, Instance, Template, Verdict};
+use bindings::{Event, Verdict};
+use instance::{CallError, Instance, Template};
 use serde::Serialize;
 use slot::{Replay, Slot};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -6,7 +6,8 @@
 //! client went away (or whose time ran out) is dropped from the queue unanswered.
 
 use super::PluginStats;
-use super::instance::{CallError, Instance, Request, Response, Template};
+use super::bindings::{Request, Response};
+use super::instance::{CallError, Instance, Template};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};

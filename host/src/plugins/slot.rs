@@ -1,6 +1,7 @@
 //! One loaded plugin: its template, warm instance, manifest, cursor and failure policy.
 
-use super::instance::{CallError, DerivedEvent, Event, Grants, Instance, Limits, Manifest, Template};
+use super::bindings::{DerivedEvent, Event, Manifest};
+use super::instance::{CallError, Grants, Instance, Limits, Template};
 use super::replay::CatchUp;
 use super::routes::{RouteLimits, ServedCollections, Serving};
 use super::suspension::FailurePolicy;

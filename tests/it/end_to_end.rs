@@ -1,9 +1,9 @@
 //! End to end: the real `sluice` binary against the real mock node, real plugins, real SQLite.
 
-mod support;
+use crate::support;
 
+use crate::support::{FIXTURE_BLOCK, Rig, check, fixtures, get, get_json, plugin_toml, read_sse};
 use serde_json::Value;
-use support::{FIXTURE_BLOCK, Rig, check, fixtures, get, get_json, plugin_toml, read_sse};
 
 const FIXTURE_TRANSACTION: &str = "968fafb41be4d4fb1c4b3c3647bb4803de12bff05bbaa8d16d1ef3b18fc47ee1";
 

@@ -1,10 +1,8 @@
 //! The stock CES decoder on the real voting-contract deploy, inside the real host runtime.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
 use sluice::harness::{Fed, Harness};
-use support::*;
 
 fn decoder(config: &str) -> Harness {
     Harness::load(std::path::Path::new(&plugin("ces_decoder")), config).unwrap()

@@ -1,9 +1,9 @@
 //! Hot reload under a live stream: the real host watching its config and plugin files.
 
-mod support;
+use crate::support;
 
+use crate::support::{Rig, get_json, plugin, plugin_toml};
 use serde_json::Value;
-use support::{Rig, get_json, plugin, plugin_toml};
 
 /// The host's `/status` reload report.
 fn reload_status(rig: &Rig) -> Value {

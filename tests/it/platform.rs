@@ -1,10 +1,10 @@
 //! The plugin platform end to end: an indexer with its own storage and routes (the test-only
 //! `tally` plugin), isolation between plugins, consistency after `kill -9`, dead letters.
 
-mod support;
+use crate::support;
 
+use crate::support::{Rig, get, get_json, plugin_toml};
 use serde_json::Value;
-use support::{Rig, get, get_json, plugin_toml};
 
 /// Wait until every stored event went through plugin `name`'s indexer (its current version, or
 /// the storage id `name@version`).

@@ -1,10 +1,10 @@
 //! Serving over REST: the casper-sidecar's and the Event Store's shapes, pages and edges, the
 //! log as REST, request limits, OpenAPI; through the real binary over a mock node.
 
-mod support;
+use crate::support;
 
+use crate::support::{Rig, runtime};
 use serde_json::{Value, json};
-use support::{Rig, runtime};
 
 #[test]
 fn sidecar_and_event_store_lookups_answer_with_their_shapes_and_edges() {

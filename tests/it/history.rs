@@ -1,12 +1,12 @@
 //! History sync (`[history]`): the mock node serves a long chain whose SSE buffer holds only the
 //! newest events and whose JSON-RPC answers every height; Sluice stores the whole chain.
 
-mod support;
+use crate::support;
 
+use crate::support::{Rig, get_json, plugin, plugin_toml};
 use serde_json::{Value, json};
 use sluice::mock_node::token;
 use std::collections::BTreeMap;
-use support::{Rig, get_json, plugin, plugin_toml};
 
 /// The mock chain's first generated block.
 const FIRST_HEIGHT: u64 = 1_000_000;

@@ -1,9 +1,9 @@
 //! Stock plugins inside the real host runtime (the harness), fed the captured node events.
 
-mod support;
+use crate::support;
 
+use crate::support::{plugin, root};
 use sluice::harness::Harness;
-use support::{plugin, root};
 
 fn fixture(path: &str) -> String {
     std::fs::read_to_string(root().join("host/fixtures").join(path)).unwrap()

@@ -2,10 +2,10 @@
 //! takes over when it dies, and connections that are lost. These tests always use PostgreSQL
 //! (`cargo xtask test` starts a server).
 
-mod support;
+use crate::support;
 
+use crate::support::{Process, Rig, TestDatabase, free_port, get_json, read_sse_until};
 use std::thread::JoinHandle;
-use support::{Process, Rig, TestDatabase, free_port, get_json, read_sse_until};
 
 /// Another instance (`sluice run` or `sluice serve`, `command`) on the rig's config and
 /// database, on ports of its own, logging to `{name}.log`; its URL.

@@ -2,10 +2,10 @@
 //! scripted with faults (drops, malformed and unreadable frames, restarts, silence, gaps, 1.x),
 //! checked in the real SQLite file.
 
-mod support;
+use crate::support;
 
+use crate::support::{FIXTURE_BLOCK, Rig, get, get_json, read_sse};
 use serde_json::Value;
-use support::{FIXTURE_BLOCK, Rig, get, get_json, read_sse};
 
 #[test]
 fn malformed_frames_are_kept_with_their_reason_and_ingestion_goes_on() {

@@ -1,10 +1,8 @@
 //! The WebSocket sources end to end: CSPR.cloud's contract-event stream and an F1r3fly node,
 //! each against its mock (`sluice mock-cspr-cloud`, `sluice mock-f1r3fly`).
 
-mod support;
-
+use crate::support::{Rig, get, get_json};
 use serde_json::Value;
-use support::{Rig, get, get_json};
 
 const PACKAGE: &str = "523bfb3f4406a3b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d";
 

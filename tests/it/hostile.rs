@@ -2,12 +2,10 @@
 //! floods of slow routes, node queries, storage and log text, forged chain events, and the
 //! smaller ways out of its limits. Each test fails on a host without the bound it checks.
 
-mod support;
-
+use crate::support::{Rig, get, get_json, plugin_toml};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use support::{Rig, get, get_json, plugin_toml};
 
 /// `clients` connections each keeping one request to `url` in flight until `stop`; the
 /// statuses they got.

@@ -2,11 +2,11 @@
 //! subscribers, the 1.x channels and the sidecar channel); through the real binary over a mock
 //! node.
 
-mod support;
+use crate::support;
 
+use crate::support::{Rig, get, runtime};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Rig, get, runtime};
 use tokio_tungstenite::tungstenite::Message;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -4,9 +4,7 @@
 //! through pycspr's own client of the 1.x channels), read from Sluice's own streams. The packages
 //! are installed by `cargo xtask test`.
 
-mod support;
-
-use support::{Rig, root};
+use crate::support::{Rig, root};
 
 /// Run the JavaScript SDKs' check on `count` events of `url`; its summary.
 fn js_check(url: &str, count: u64) -> serde_json::Value {

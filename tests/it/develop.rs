@@ -1,14 +1,12 @@
 //! The plugin developer's loop: `sluice plugin new`, and the test harness that runs a plugin
 //! inside the real host runtime.
 
-mod support;
-
+use crate::support::{plugin, root, sluice};
 use sluice::harness::Harness;
-use support::{plugin, root, sluice};
 
 const TRANSACTION_PROCESSED: &str =
-    include_str!("../host/fixtures/casper2/transaction_processed_event_with_messages.json");
-const BLOCK_ADDED: &str = include_str!("../host/fixtures/casper2/block_added_event_v2.json");
+    include_str!("../../host/fixtures/casper2/transaction_processed_event_with_messages.json");
+const BLOCK_ADDED: &str = include_str!("../../host/fixtures/casper2/block_added_event_v2.json");
 
 #[test]
 fn the_harness_feeds_a_plugin_and_shows_its_storage_routes_and_derived_events() {
