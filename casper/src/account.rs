@@ -74,7 +74,7 @@ mod tests {
             Ok(account.clone())
         );
         assert_eq!(holder_key(&hash.to_uppercase()), Ok(account.clone()));
-        assert_eq!(holder_key(&format!("HASH-{hash}")).is_err(), true, "the prefix is lowercase");
+        assert!(holder_key(&format!("HASH-{hash}")).is_err(), "the prefix is lowercase");
         assert_eq!(holder_key(&format!("hash-{}", hash.to_uppercase())), Ok(format!("hash-{hash}")));
         assert!(holder_key("hash-12").is_err());
         assert_eq!(bare_hash(&account), hash);

@@ -1,10 +1,8 @@
-//! Command line: `run`, `serve`, `migrate`, `check`, `mock-node`, `mock-cspr-cloud`, `mock-f1r3fly`, `demo`.
+//! Command line: `run`, `serve`, `migrate`, `check`, `plugin`, `replay`, and (feature `mock-nodes`)
+//! the commands of [`crate::mock_node::command`].
 
 use crate::config::Config;
-use crate::mock_node::{self, MockOptions};
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Sluice: a WebAssembly-extensible event host for the Casper network.
@@ -45,30 +43,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Serve the captured fixtures and a generated chain as a Casper 2.x node.
-    MockNode {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:18101")]
-        listen: SocketAddr,
-        #[command(flatten)]
-        options: MockOptions,
-    },
-    /// Serve a stand-in for CSPR.cloud's contract-event stream.
-    MockCsprCloud {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:18102")]
-        listen: SocketAddr,
-        #[command(flatten)]
-        options: mock_node::cspr_cloud::CloudOptions,
-    },
-    /// Serve a stand-in for an F1r3fly node's `/ws/events`.
-    MockF1r3fly {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:18103")]
-        listen: SocketAddr,
-        #[command(flatten)]
-        options: mock_node::f1r3fly::F1r3flyOptions,
-    },
+    #[cfg(feature = "mock-nodes")]
+    #[command(flatten)]
+    Mocks(crate::mock_node::command::MockCommand),
     /// Plugin development.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -83,16 +60,6 @@ enum Command {
         /// First sequence to replay (default: the plugin's `replay_from`).
         #[arg(long)]
         from: Option<u64>,
-    },
-    /// Start a mock node and Sluice with the stock plugins, and print what to try.
-    Demo {
-        /// Configuration used for the Sluice side.
-        #[arg(long, default_value = "examples/demo.toml")]
-        config: PathBuf,
-        /// Run a cluster on this PostgreSQL database instead: a leader, a standby and two
-        /// `serve` instances (`cargo xtask demo --cluster` starts a server for it).
-        #[arg(long, value_name = "POSTGRESQL_URL")]
-        cluster: Option<String>,
     },
 }
 
@@ -119,8 +86,10 @@ impl Cli {
     /// Carry out the command.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Run { config: path } => crate::app::run(Config::load(&path)?, Some(&path), stop_signal()).await,
-            Command::Serve { config } => crate::app::serve(Config::load(&config)?, stop_signal()).await,
+            Command::Run { config: path } => {
+                crate::app::run(Config::load(&path)?, Some(&path), crate::app::stop_signal()).await
+            }
+            Command::Serve { config } => crate::app::serve(Config::load(&config)?, crate::app::stop_signal()).await,
             Command::Migrate { from, to } => {
                 let started = std::time::Instant::now();
                 let copied = tokio::task::spawn_blocking(move || crate::store::migrate::migrate(&from, &to)).await??;
@@ -133,22 +102,8 @@ impl Cli {
                 println!("{}: ok ({} nodes, {} plugins)", config.display(), parsed.nodes.len(), parsed.plugins.len());
                 Ok(())
             }
-            Command::MockNode { options, .. } if options.write_chain.is_some() => {
-                let path = options.write_chain.clone().unwrap_or_default();
-                tokio::task::spawn_blocking(move || mock_node::write_chain(&options, &path)).await?
-            }
-            Command::MockNode { listen, options } => {
-                tracing::info!("mock node serving http://{listen}/events");
-                until_stopped(mock_node::serve(bind(listen).await?, options)).await
-            }
-            Command::MockCsprCloud { listen, options } => {
-                tracing::info!("mock CSPR.cloud serving ws://{listen}/contract-events");
-                until_stopped(mock_node::cspr_cloud::serve(bind(listen).await?, options)).await
-            }
-            Command::MockF1r3fly { listen, options } => {
-                tracing::info!("mock F1r3fly node serving ws://{listen}/ws/events");
-                until_stopped(mock_node::f1r3fly::serve(bind(listen).await?, options)).await
-            }
+            #[cfg(feature = "mock-nodes")]
+            Command::Mocks(command) => command.run().await,
             Command::Plugin(PluginCommand::New { name, dir, lang }) => {
                 let created = crate::scaffold::new_plugin(&name, &dir, lang)?;
                 let next = match lang {
@@ -170,30 +125,6 @@ impl Cli {
                 let config = Config::load(&config)?;
                 tokio::task::spawn_blocking(move || crate::replay::replay(config, &plugin, from)).await?
             }
-            Command::Demo { config, cluster: None } => crate::demo::single(&config, stop_signal()).await,
-            Command::Demo { config, cluster: Some(url) } => crate::demo::cluster(&config, &url, stop_signal()).await,
         }
-    }
-}
-
-async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))
-}
-
-/// Run `serve` until it ends or Ctrl-C (or SIGTERM) stops it.
-async fn until_stopped<E: Into<anyhow::Error>>(serve: impl Future<Output = Result<(), E>>) -> anyhow::Result<()> {
-    tokio::select! {
-        served = serve => served.map_err(Into::into),
-        () = stop_signal() => Ok(()),
-    }
-}
-
-/// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).
-pub async fn stop_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
     }
 }

@@ -4,8 +4,8 @@
 //! [`pipeline`] drives the middle three on one thread, [`backfill`] (after the store) fetches
 //! what the streams did not bring, [`app`] wires them for `sluice run`.
 //! [`watch`] hot-reloads plugins. [`event`], [`account`], [`config`] and [`rpc`] (a node's JSON-RPC)
-//! are shared vocabulary; [`cli`], [`replay`], [`scaffold`], [`harness`] and [`mock_node`] sit
-//! beside.
+//! are shared vocabulary; [`cli`], [`replay`], [`scaffold`] and [`harness`] sit beside, and, with
+//! the `mock-nodes` feature (on by default), `mock_node` and `demo`.
 
 #![warn(missing_docs)]
 
@@ -16,9 +16,11 @@ pub mod backfill;
 pub mod bus;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "mock-nodes")]
 pub mod demo;
 pub mod event;
 pub mod harness;
+#[cfg(feature = "mock-nodes")]
 pub mod mock_node;
 pub mod pipeline;
 pub mod plugins;

@@ -6,6 +6,9 @@
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
+/// Files to write: (path, text).
+type Files = &'static [(&'static str, &'static str)];
+
 /// The language a new plugin is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Language {
@@ -86,7 +89,7 @@ pub fn new_plugin(name: &str, parent: &Path, language: Language) -> anyhow::Resu
             .replace("{{sluice}}", &sluice.display().to_string())
             .replace("{{version}}", env!("CARGO_PKG_VERSION"))
     };
-    let (templates, sdk_files): (&[(&str, &str)], &[(&str, &str)]) = match language {
+    let (templates, sdk_files): (Files, Files) = match language {
         Language::Rust => (&RUST_TEMPLATES, &SDK_SOURCES),
         Language::Typescript => (&TYPESCRIPT_TEMPLATES, &TYPESCRIPT_SDK),
     };

@@ -1,5 +1,7 @@
 //! Big unsigned integers (token amounts: CEP-18 balances are U256, CSPR motes U512), stored and
 //! served as decimal strings as Casper's JSON writes them.
+// Lints that fire inside the `uint` crate's `construct_uint!` expansion, not on code here.
+#![allow(clippy::reversed_empty_ranges, clippy::manual_div_ceil)]
 
 macro_rules! decimal_integer {
     ($(#[$doc:meta])* $name:ident, $words:tt) => {

@@ -53,6 +53,7 @@ pub mod prelude {
 
 /// Bindings generated from the `sluice:plugin` WIT world (`wit/sluice.wit`).
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

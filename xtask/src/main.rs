@@ -99,6 +99,8 @@ fn test(extra: &[String]) -> Result<(), String> {
             ("SLUICE", workspace_root().join("target/release/sluice").display().to_string()),
         ]
     };
+    // The binary without the stand-ins and the demo (what a package ships) still builds.
+    cargo(&["check", "--release", "-p", "sluice", "--no-default-features"], &[])?;
     cargo_with(&native("test", &[]), extra, &env("sqlite"))?;
     let mut skip = vec!["--".to_owned()];
     skip.extend(SQLITE_ONLY.iter().chain([&POSTGRES_ONLY]).flat_map(|test| ["--skip".to_owned(), test.to_string()]));

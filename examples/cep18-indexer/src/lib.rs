@@ -103,8 +103,8 @@ fn apply(sequence: u64, event: &ContractEvent) -> Result<(), String> {
         "block_height": event.block_height, "timestamp": event.timestamp, "sequence": sequence,
     });
     TRANSFERS.set(&key, &movement)?;
-    let accounts = from.iter().chain(to.iter().filter(|to| Some(*to) != from.as_ref()));
-    accounts.map(|account| BY_ACCOUNT.set(&format!("{account}.{key}"), &movement)).collect()
+    let mut accounts = from.iter().chain(to.iter().filter(|to| Some(*to) != from.as_ref()));
+    accounts.try_for_each(|account| BY_ACCOUNT.set(&format!("{account}.{key}"), &movement))
 }
 
 sluice_plugin_sdk::export!(Cep18);

@@ -13,9 +13,8 @@ use super::subscription::Slot;
 use crate::plugins::RouteError;
 use crate::store::plugin_data::{Bound, Change, MAX_PAGE, Matching};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::Method;
 use axum::response::Response;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -70,24 +69,17 @@ struct Follower {
 pub async fn follow(
     State(state): State<AppState>,
     Path((name, collection)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let served = match state.routes.collections(&name) {
         Ok(served) if CollectionRequest::List(collection.clone()).is_served_by(&served) => served,
         Err(RouteError::CatchingUp) => return Err(super::plugin_routes::catching_up()),
-        _ => {
-            let path = uri.path().strip_prefix(&format!("/plugins/{name}")).unwrap_or("/").to_owned();
-            return super::plugin_routes::call(state, name, path, method, uri, headers, body).await;
-        }
+        _ => return super::plugin_routes::forward(state, name, request).await,
     };
-    if method != Method::GET {
+    if request.method() != Method::GET {
         return Err(super::error::wrong_method_error());
     }
-    let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(&uri)
-        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let (params, headers) = (plugin_data::query_params(request.uri())?, request.headers());
     let (followed, after) = parse(&params, &served.filters(&collection).collect::<Vec<_>>())?;
     let after = match headers.get("last-event-id") {
         Some(id) => Some(id.to_str().ok().and_then(|id| id.trim().parse().ok()).ok_or_else(|| {
@@ -235,7 +227,7 @@ impl Follower {
                 let last = changes.last().map(|change| change.id);
                 self.after = Some(if full { last.unwrap_or(newest) } else { newest.max(last.unwrap_or(0)) });
             }
-            Read::Snapshot { resync, snapshot: (entries, complete, newest) } => {
+            Read::Snapshot { resync, snapshot: Snapshot { entries, complete, newest } } => {
                 if resync {
                     let reason = "the change log no longer holds the changes after that id";
                     self.ready.push_back(sse::frame(None, &json!({"type": "resync", "reason": reason}).to_string()));
@@ -258,16 +250,19 @@ impl Follower {
     }
 }
 
+/// What one read of the store found.
 enum Read {
-    Changes {
-        changes: Vec<Change>,
-        newest: u64,
-    },
-    /// Entries, whether they are all, and the newest change they include.
-    Snapshot {
-        resync: bool,
-        snapshot: (Vec<(String, String)>, bool, u64),
-    },
+    Changes { changes: Vec<Change>, newest: u64 },
+    Snapshot { resync: bool, snapshot: Snapshot },
+}
+
+/// What matches at one point of the change log.
+struct Snapshot {
+    entries: Vec<(String, String)>,
+    /// Whether they are all (else the page's bound cut them).
+    complete: bool,
+    /// The newest change they include.
+    newest: u64,
 }
 
 /// What matches now, and the newest change it includes: read between two looks at the log
@@ -277,7 +272,7 @@ fn snapshot(
     storage_id: &str,
     collection: &str,
     followed: &Followed,
-) -> anyhow::Result<(Vec<(String, String)>, bool, u64)> {
+) -> anyhow::Result<Snapshot> {
     let bound = Bound { entries: MAX_PAGE, bytes: SNAPSHOT_BYTES };
     let mut tries = 0;
     loop {
@@ -298,7 +293,7 @@ fn snapshot(
         let (_, after) = conn.plugin_change_span()?;
         tries += 1;
         if before == after || tries == 5 {
-            return Ok((entries, complete, after));
+            return Ok(Snapshot { entries, complete, newest: after });
         }
     }
 }

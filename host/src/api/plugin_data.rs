@@ -10,10 +10,8 @@ use crate::plugins::{RouteError, ServedCollections};
 use crate::store::Read;
 use crate::store::plugin_data::{Bound, MAX_PAGE, Matching};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -24,9 +22,6 @@ const DEFAULT_PAGE: u32 = 100;
 const PAGE_BYTES: usize = 4 << 20;
 /// Counts stop here (`"count_complete": false`): a count reads every matching index entry.
 pub const COUNT_CAP: u64 = 100_000;
-
-/// The request, in case it is the plugin's own route after all.
-type Raw = (Method, Uri, HeaderMap, Result<Bytes, BytesRejection>);
 
 /// One request of the automatic read API.
 #[derive(Debug, Clone)]
@@ -114,36 +109,27 @@ pub fn answer(
 pub async fn index(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    serve(state, name, CollectionRequest::Index, (method, uri, headers, body)).await
+    serve(state, name, CollectionRequest::Index, request).await
 }
 
 /// `/plugins/{name}/collections/{collection}`.
 pub async fn list(
     State(state): State<AppState>,
     Path((name, collection)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    serve(state, name, CollectionRequest::List(collection), (method, uri, headers, body)).await
+    serve(state, name, CollectionRequest::List(collection), request).await
 }
 
 /// `/plugins/{name}/collections/{collection}/{key}`.
 pub async fn entry(
     State(state): State<AppState>,
     Path((name, collection, key)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    serve(state, name, CollectionRequest::Entry(collection, key), (method, uri, headers, body)).await
+    serve(state, name, CollectionRequest::Entry(collection, key), request).await
 }
 
 /// Answer from the served collections, or hand the request to the plugin's own routes when
@@ -151,25 +137,27 @@ pub async fn entry(
 async fn serve(
     state: AppState,
     name: String,
-    request: CollectionRequest,
-    raw_request: Raw,
+    wanted: CollectionRequest,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let served = match state.routes.collections(&name) {
-        Ok(served) if request.is_served_by(&served) => served,
+        Ok(served) if wanted.is_served_by(&served) => served,
         Err(RouteError::CatchingUp) => return Err(plugin_routes::catching_up()),
-        _ => {
-            let (method, uri, headers, body) = raw_request;
-            let path = uri.path().strip_prefix(&format!("/plugins/{name}")).unwrap_or("/").to_owned();
-            return plugin_routes::call(state, name, path, method, uri, headers, body).await;
-        }
+        _ => return plugin_routes::forward(state, name, request).await,
     };
-    if raw_request.0 != Method::GET && raw_request.0 != Method::HEAD {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
         return Err(super::error::wrong_method_error());
     }
-    let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(&raw_request.1)
-        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let body = state.store.read(move |conn| Ok(answer(conn, &served, &request, &params))).await??;
+    let params = query_params(request.uri())?;
+    let body = state.store.read(move |conn| Ok(answer(conn, &served, &wanted, &params))).await??;
     Ok(Json(body).into_response())
+}
+
+/// The query string's parameters, in order.
+pub fn query_params(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(params) = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    Ok(params)
 }
 
 /// A stored value as it is (it is JSON: the host checked it when the plugin wrote it).

@@ -4,46 +4,38 @@ use super::AppState;
 use super::error::ApiError;
 use crate::plugins::{Request as PluginRequest, RouteError};
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 /// `/plugins/{name}`: the plugin's `/`.
 pub async fn root(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    call(state, name, "/".into(), method, uri, headers, body).await
+    call(state, name, "/".into(), request).await
 }
 
 /// `/plugins/{name}/{*path}`.
 pub async fn path(
     State(state): State<AppState>,
     Path((name, path)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    call(state, name, format!("/{path}"), method, uri, headers, body).await
+    call(state, name, format!("/{path}"), request).await
 }
 
-/// Hand the request to plugin `name`'s `handle` as a request for `path`.
-pub(super) async fn call(
-    state: AppState,
-    name: String,
-    path: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| {
+/// Hand `request` (a path under `/plugins/{name}`) to plugin `name`'s `handle`.
+pub(super) async fn forward(state: AppState, name: String, request: Request) -> Result<Response, ApiError> {
+    let path = request.uri().path().strip_prefix(&format!("/plugins/{name}")).unwrap_or("/").to_owned();
+    call(state, name, path, request).await
+}
+
+/// Hand `request` to plugin `name`'s `handle` as a request for `path`.
+pub(super) async fn call(state: AppState, name: String, path: String, request: Request) -> Result<Response, ApiError> {
+    let (method, uri, headers) = (request.method().clone(), request.uri().clone(), request.headers().clone());
+    let body = Bytes::from_request(request, &state).await.map_err(|rejection| {
         let code = match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => "body_too_large", // over `http.max_body_kib`
             _ => "invalid_body",

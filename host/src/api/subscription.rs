@@ -224,7 +224,7 @@ impl Subscription {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "mock-nodes"))]
 mod tests {
     use super::*;
     use crate::event::{Delivery, Frame, Payload};

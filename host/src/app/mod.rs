@@ -173,3 +173,13 @@ fn plugin_cache(config: &Config, location: &Location) -> std::path::PathBuf {
 fn joined(result: std::thread::Result<()>) -> anyhow::Result<()> {
     result.map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))
 }
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM (what service managers send).
+pub async fn stop_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -9,6 +9,7 @@
 //! history sync and gap backfill. When the node restarts, open connections get the bare `"Shutdown"` frame first.
 
 mod chain;
+pub mod command;
 pub mod cspr_cloud;
 pub mod f1r3fly;
 mod generator;
