@@ -144,11 +144,12 @@ export function fail(status: number, code: string, message: string): never {
   throw new HttpError(error(status, code, message));
 }
 
-/** Query parameter `name` of `request`, if present (`+` as a space). */
+/** Query parameter `name` of `request`, if present (no percent-decoding beyond `+`, as the
+ * Rust SDK). */
 export function queryParam(request: Request, name: string): string | undefined {
   for (const pair of request.query.split('&')) {
     const at = pair.indexOf('=');
-    if (at >= 0 && pair.slice(0, at) === name) return decodeURIComponent(pair.slice(at + 1).replace(/\+/g, ' '));
+    if (at >= 0 && pair.slice(0, at) === name) return pair.slice(at + 1).replace(/\+/g, ' ');
   }
   return undefined;
 }
@@ -156,8 +157,8 @@ export function queryParam(request: Request, name: string): string | undefined {
 /** `cursor` and `limit` (1 to 1000, `defaultLimit` when absent); a 400 when `limit` is not. */
 export function pageParams(request: Request, defaultLimit: number): [string | undefined, number] {
   const text = queryParam(request, 'limit');
-  const limit = text === undefined ? defaultLimit : Number(text);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) fail(400, 'invalid_limit', `limit must be 1 to ${MAX_PAGE}`);
+  const limit = text === undefined ? defaultLimit : /^[0-9]{1,10}$/.test(text) ? Number(text) : NaN;
+  if (!(limit >= 1 && limit <= MAX_PAGE)) fail(400, 'invalid_limit', `limit must be 1 to ${MAX_PAGE}`);
   return [queryParam(request, 'cursor'), limit];
 }
 
@@ -290,6 +291,8 @@ export class ContractConfig {
   private readonly packageHash?: string;
   private readonly contractHash?: string;
   constructor(config: { package_hash?: string; contract_hash?: string }) {
+    const unknown = Object.keys(config).filter((key) => key !== 'package_hash' && key !== 'contract_hash');
+    if (unknown.length > 0) throw new Error(`unknown field ${JSON.stringify(unknown[0])}: expected package_hash or contract_hash`);
     const bare = (hash?: string) => hash?.split('-').at(-1)?.toLowerCase();
     [this.packageHash, this.contractHash] = [bare(config.package_hash), bare(config.contract_hash)];
     if (this.packageHash === undefined && this.contractHash === undefined) {

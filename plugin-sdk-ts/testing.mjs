@@ -1,5 +1,6 @@
 // Test a plugin inside the real Sluice host runtime from `npm test`, with nothing but the
-// `sluice` binary (`SLUICE`, else `sluice` on PATH): it runs `sluice plugin test`.
+// `sluice` binary (`SLUICE`, else the `config.sluice` of the project's package.json, else
+// `sluice` on PATH): it runs `sluice plugin test`.
 //
 //   const report = runPlugin({ wasm: 'dist/plugin.wasm', config: 'kinds = ["Step"]',
 //                              batches: [[STEP]], requests: ['GET /counts/Step'] });
@@ -27,7 +28,12 @@ export function runPlugin({ wasm, config = '', batches = [], requests = [], upst
     let stdout;
     let status = 0;
     try {
-      stdout = execFileSync(process.env.SLUICE ?? process.env.npm_package_config_sluice ?? 'sluice', args, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 28 });
+      stdout = execFileSync(process.env.SLUICE ?? process.env.npm_package_config_sluice ?? 'sluice', args, {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        maxBuffer: 1 << 28,
+        // The host's warnings and what the plugin logs, unless SLUICE_LOG says otherwise.
+        env: { SLUICE_LOG: 'warn,sluice::plugins::capabilities=debug', ...process.env },
+      });
     } catch (failed) {
       // Exit status 2: the plugin failed, and the report says how.
       if (failed.status !== 2) throw failed;

@@ -27,7 +27,9 @@ macro_rules! decimal_integer {
                         write!(f, "a {}-bit unsigned integer as a decimal string", $words * 64)
                     }
                     fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<$name, E> {
-                        $name::from_dec_str(text).map_err(|_| E::invalid_value(serde::de::Unexpected::Str(text), &self))
+                        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+                        let value = if digits { $name::from_dec_str(text).ok() } else { None };
+                        value.ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(text), &self))
                     }
                     fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<$name, E> {
                         Ok($name::from(number))
@@ -70,6 +72,7 @@ mod tests {
         assert!(serde_json::from_str::<U128>("\"-1\"").is_err());
         assert!(serde_json::from_str::<U128>("\"340282366920938463463374607431768211456\"").is_err(), "2^128");
         assert!(serde_json::from_str::<U256>("1.5").is_err());
+        assert!(serde_json::from_str::<U256>("\"\"").is_err() && serde_json::from_str::<U256>("\"+1\"").is_err());
         assert_eq!(U256::from(5).saturating_sub(U256::from(7)), U256::zero());
     }
 }

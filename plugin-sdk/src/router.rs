@@ -95,10 +95,14 @@ impl Params {
         loop {
             match (wanted.next(), given.next()) {
                 (None, None) => return Some(Params(params)),
-                (Some(literal), Some(segment)) if literal == segment => {}
-                (Some(name), Some(segment)) if name.starts_with('{') && name.ends_with('}') && !segment.is_empty() => {
+                // A parameter first: a segment that is literally `{name}` is a value too.
+                (Some(name), Some(segment)) if name.starts_with('{') && name.ends_with('}') => {
+                    if segment.is_empty() {
+                        return None;
+                    }
                     params.push((name[1..name.len() - 1].to_owned(), segment.to_owned()));
                 }
+                (Some(literal), Some(segment)) if literal == segment => {}
                 _ => return None,
             }
         }
@@ -163,6 +167,8 @@ mod tests {
         let wrong_method = answer(&request("DELETE", "/balances/ab"));
         assert_eq!(wrong_method.status, 405);
         assert!(wrong_method.headers.contains(&("allow".into(), "GET, POST".into())));
+        let braces = answer(&request("GET", "/balances/{account}"));
+        assert_eq!(body(braces), (200, r#"{"account":"{account}"}"#.into()), "a value, not the pattern");
         for path in ["/balances/ab/cd", "/balance", "/"] {
             assert_eq!(answer(&request("GET", path)).status, 404, "{path}");
         }

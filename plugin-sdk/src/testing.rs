@@ -78,6 +78,9 @@ impl PluginTest {
         let events = dir.join("events.jsonl");
         std::fs::write(&events, lines.join("\n")).expect("writing the events");
         let mut command = Command::new(sluice());
+        if std::env::var_os("SLUICE_LOG").is_none() {
+            command.env("SLUICE_LOG", QUIET);
+        }
         command.args(["plugin", "test"]).arg(&self.wasm).arg("--events").arg(&events);
         command.arg("--config").arg(&self.config);
         for (name, wasm, config) in &self.upstream {
@@ -117,6 +120,9 @@ impl Report {
         reply.unwrap_or_else(|| panic!("{request:?} was not among the requests"))
     }
 }
+
+/// The host's log unless `SLUICE_LOG` says otherwise: its warnings, and what the plugin logs.
+const QUIET: &str = "warn,sluice::plugins::capabilities=debug";
 
 /// The `sluice` binary: `SLUICE`, else `sluice` on `PATH`.
 fn sluice() -> String {

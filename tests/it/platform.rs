@@ -161,25 +161,27 @@ fn the_host_serves_declared_collections_with_filters_paging_counts_and_400s() {
 #[test]
 fn a_subscription_gets_exactly_the_changes_of_its_key_across_batches_and_a_reconnect() {
     let rig = Rig::start(&["--rate", "60", "--count", "900"], &plugin_toml("tally", "tally", "", ""));
-    let url = |after: Option<u64>| {
+    let url = |after: Option<&str>| {
         let after = after.map(|id| format!("&after={id}")).unwrap_or_default();
         format!("{}/plugins/tally/changes/counts?key=BlockAdded{after}", rig.http)
     };
     let json = |data: &str| serde_json::from_str::<Value>(data).unwrap();
-    let first = support::read_sse(&url(None), 4);
-    let (snapshot_id, snapshot) = (first[0].0, json(&first[0].1));
+    // Ids are `{change}@{plugin version}`.
+    let change = |id: &str| id.split_once('@').unwrap().0.parse::<u64>().unwrap();
+    let first: Vec<(String, String)> = support::read_frames_until(&url(None), |frames| frames.len() >= 4);
+    let (snapshot_id, snapshot) = (change(&first[0].0), json(&first[0].1));
     assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
-    let mut delivered: Vec<(u64, Value)> = first[1..].iter().map(|(id, data)| (*id, json(data))).collect();
+    let mut delivered: Vec<(u64, Value)> = first[1..4].iter().map(|(id, data)| (change(id), json(data))).collect();
     // Away while more batches commit; then back, from the last change it saw.
     std::thread::sleep(std::time::Duration::from_secs(2));
     rig.wait_for_stored(907);
     wait_indexed(&rig, "tally", 907);
     let blocks = rig.number("SELECT count(*) FROM events WHERE kind = 'BlockAdded'").unwrap();
-    let last = delivered.last().unwrap().0;
-    let rest = support::read_sse_until(&url(Some(last)), |frames| {
+    let last = change(&first[3].0);
+    let rest: Vec<(String, String)> = support::read_frames_until(&url(Some(&first[3].0)), |frames| {
         frames.last().is_some_and(|(_, data)| json(data)["value"]["count"] == blocks)
     });
-    delivered.extend(rest.iter().map(|(id, data)| (*id, json(data))));
+    delivered.extend(rest.iter().map(|(id, data)| (change(id), json(data))));
     let logged = rig.rows(&format!(
         "SELECT id, value FROM plugin_changes WHERE plugin LIKE 'tally@%' AND collection = 'counts'
          AND key = 'BlockAdded' AND id > {snapshot_id} ORDER BY id"
@@ -194,7 +196,10 @@ fn a_subscription_gets_exactly_the_changes_of_its_key_across_batches_and_a_recon
     assert!(counts.windows(2).all(|pair| pair[0] < pair[1]), "{counts:?}");
     let before = snapshot["entries"][0]["value"]["count"].as_i64().unwrap_or(0);
     assert!(before < counts[0], "the snapshot comes before the first change");
-    // A subscription names one key, one prefix or one indexed field.
+    // Another version's id is a resync; a subscription names one key, one prefix or one field.
+    let other =
+        support::read_frames_until::<String>(&url(Some(&format!("{last}@0123456789abcdef"))), |f| !f.is_empty());
+    assert_eq!(json(&other[0].1)["type"], "snapshot", "after a resync, a new snapshot");
     let (status, body) = get(&format!("{}/plugins/tally/changes/counts?era=1", rig.http)).unwrap();
     assert_eq!((status, json(&body)["code"].as_str()), (400, Some("invalid_parameter")));
 }

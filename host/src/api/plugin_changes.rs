@@ -1,9 +1,10 @@
 //! `GET /plugins/{name}/changes/{collection}?key=…|prefix=…|{field}=…`: follow a served
 //! collection over SSE. A new subscriber first gets a snapshot of what matches, then every
-//! change from the change log (`plugin_changes`) as it is committed; one that reconnects with
-//! `Last-Event-ID` (or `after=`) gets exactly the changes since that id, when the log still
-//! holds them, else a `resync` and a new snapshot. The seam is exact: the snapshot is read
-//! between two looks at the log's newest id that agree, and changes follow from that id.
+//! change from the change log (`plugin_changes`) as it is committed. An SSE id is
+//! `{change id}@{plugin version}`: one that reconnects with `Last-Event-ID` (or `after=`) gets
+//! exactly the changes since that id, when the log still holds them and the plugin is the same
+//! version, else a `resync` and a new snapshot. The seam is exact: the snapshot is read between
+//! two looks at the log's newest id that agree, and changes follow from that id.
 
 use super::AppState;
 use super::error::ApiError;
@@ -57,6 +58,8 @@ struct Follower {
     storage_id: String,
     /// The last change delivered, or known not to match; `None` before the first snapshot.
     after: Option<u64>,
+    /// The version the client's `after` came from (a resumed stream's).
+    resumed_from: Option<String>,
     live: tokio::sync::broadcast::Receiver<std::sync::Arc<crate::bus::Published>>,
     last_read: Instant,
     /// Frames ready to send.
@@ -74,7 +77,7 @@ pub async fn follow(
     let served = match state.routes.collections(&name) {
         Ok(served) if CollectionRequest::List(collection.clone()).is_served_by(&served) => served,
         Err(RouteError::CatchingUp) => return Err(super::plugin_routes::catching_up()),
-        _ => return super::plugin_routes::forward(state, name, request).await,
+        _ => return super::plugin_routes::call(state, name, format!("/changes/{collection}"), request).await,
     };
     if request.method() != Method::GET {
         return Err(super::error::wrong_method_error());
@@ -82,7 +85,7 @@ pub async fn follow(
     let (params, headers) = (plugin_data::query_params(request.uri())?, request.headers());
     let (followed, after) = parse(&params, &served.filters(&collection).collect::<Vec<_>>())?;
     let after = match headers.get("last-event-id") {
-        Some(id) => Some(id.to_str().ok().and_then(|id| id.trim().parse().ok()).ok_or_else(|| {
+        Some(id) => Some(id.to_str().ok().and_then(StreamId::parse).ok_or_else(|| {
             ApiError::bad_request("invalid_last_event_id", "Last-Event-ID is not an id this stream sent")
         })?),
         None => after,
@@ -95,7 +98,8 @@ pub async fn follow(
         name,
         collection,
         followed,
-        after,
+        after: after.as_ref().map(|id| id.change),
+        resumed_from: after.map(|id| id.version),
         live,
         last_read: Instant::now() - MIN_READ_INTERVAL,
         ready: Default::default(),
@@ -109,16 +113,37 @@ pub async fn follow(
     Ok(sse::response(frames))
 }
 
+/// An SSE id of this stream: a change and the plugin version it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+struct StreamId {
+    change: u64,
+    version: String,
+}
+
+impl StreamId {
+    /// `{change}@{version}`.
+    fn parse(text: &str) -> Option<StreamId> {
+        let (change, version) = text.trim().split_once('@')?;
+        Some(StreamId { change: change.parse().ok()?, version: version.to_owned() })
+    }
+}
+
+/// The version part of a storage id (`name@version`).
+fn version(storage_id: &str) -> &str {
+    storage_id.rsplit_once('@').map_or(storage_id, |(_, version)| version)
+}
+
 /// `key`, `prefix` or one indexed field (exactly one), and `after`.
-fn parse(params: &[(String, String)], filters: &[&str]) -> Result<(Followed, Option<u64>), ApiError> {
+fn parse(params: &[(String, String)], filters: &[&str]) -> Result<(Followed, Option<StreamId>), ApiError> {
     let (mut followed, mut after) = (Vec::new(), None);
     for (name, value) in params {
         match name.as_str() {
             "key" => followed.push(Followed::Key(value.clone())),
             "prefix" => followed.push(Followed::Prefix(value.clone())),
             "after" => {
+                let id = StreamId::parse(value);
                 after =
-                    Some(value.parse().map_err(|_| ApiError::bad_request("invalid_after", "after is a change id"))?);
+                    Some(id.ok_or_else(|| ApiError::bad_request("invalid_after", "after is an id this stream sent"))?);
             }
             field if filters.contains(&field) => {
                 followed.push(Followed::Field(field.to_owned(), plugin_data::field_value(value)))
@@ -188,8 +213,15 @@ impl Follower {
         };
         if storage_id != self.storage_id {
             (self.storage_id, self.after) = (storage_id, None);
-            self.ready
-                .push_back(sse::frame(None, &json!({"type": "resync", "reason": "a new plugin version"}).to_string()));
+            self.ready.push_back(event(None, &json!({"type": "resync", "reason": "a new plugin version"})));
+        }
+        // A client back from another version of the plugin starts over.
+        if let Some(resumed_from) = self.resumed_from.take()
+            && resumed_from != version(&self.storage_id)
+        {
+            let reason = "the plugin is another version than that id's";
+            self.ready.push_back(event(None, &json!({"type": "resync", "reason": reason})));
+            self.after = None;
         }
         let (storage_id, collection, followed, after) =
             (self.storage_id.clone(), self.collection.clone(), self.followed.clone(), self.after);
@@ -200,7 +232,8 @@ impl Follower {
                 let (oldest, newest) = conn.plugin_change_span()?;
                 match after {
                     // Resumable: every change after `after` is still in the log.
-                    Some(after) if after <= newest && (after + 1 >= oldest || oldest == 0) => {
+                    Some(after) if after == newest => Ok(Read::Changes { changes: Vec::new(), newest }),
+                    Some(after) if after < newest && holds_after(oldest, after) => {
                         let changes = conn.plugin_changes(
                             &storage_id,
                             &collection,
@@ -208,7 +241,14 @@ impl Follower {
                             after,
                             CHANGES_PER_READ,
                         )?;
-                        Ok(Read::Changes { changes, newest })
+                        // Pruned meanwhile past `after`: what it read may have a hole.
+                        match holds_after(conn.plugin_change_span()?.0, after) {
+                            true => Ok(Read::Changes { changes, newest }),
+                            false => Ok(Read::Snapshot {
+                                resync: true,
+                                snapshot: snapshot(conn, &storage_id, &collection, &followed)?,
+                            }),
+                        }
                     }
                     resume => Ok(Read::Snapshot {
                         resync: resume.is_some(),
@@ -220,8 +260,9 @@ impl Follower {
         match read {
             Read::Changes { changes, newest } => {
                 let full = changes.len() == CHANGES_PER_READ as usize;
+                let version = version(&self.storage_id).to_owned();
                 for change in &changes {
-                    self.ready.push_back(change_frame(change));
+                    self.ready.push_back(change_frame(change, &version));
                 }
                 // Past what it read, and past what did not match when the read was not cut.
                 let last = changes.last().map(|change| change.id);
@@ -230,14 +271,15 @@ impl Follower {
             Read::Snapshot { resync, snapshot: Snapshot { entries, complete, newest } } => {
                 if resync {
                     let reason = "the change log no longer holds the changes after that id";
-                    self.ready.push_back(sse::frame(None, &json!({"type": "resync", "reason": reason}).to_string()));
+                    self.ready.push_back(event(None, &json!({"type": "resync", "reason": reason})));
                 }
                 let entries: Vec<Value> = entries
                     .into_iter()
                     .map(|(key, value)| json!({"key": key, "value": plugin_data::raw(value)}))
                     .collect();
                 let body = json!({"type": "snapshot", "entries": entries, "complete": complete});
-                self.ready.push_back(sse::frame(Some(newest), &body.to_string()));
+                let id = format!("{newest}@{}", version(&self.storage_id));
+                self.ready.push_back(event(Some(&id), &body));
                 self.after = Some(newest);
             }
         }
@@ -245,7 +287,7 @@ impl Follower {
     }
 
     fn end(&mut self, reason: &str) {
-        self.ready.push_back(sse::frame(None, &json!({"type": "end", "reason": reason}).to_string()));
+        self.ready.push_back(event(None, &json!({"type": "end", "reason": reason})));
         self.ended = true;
     }
 }
@@ -266,7 +308,7 @@ struct Snapshot {
 }
 
 /// What matches now, and the newest change it includes: read between two looks at the log
-/// that agree (a few tries; then changes after the second look may repeat what it shows).
+/// that agree (a few tries; then changes after the first look may repeat what it shows).
 fn snapshot(
     conn: &mut dyn crate::store::Read,
     storage_id: &str,
@@ -293,22 +335,34 @@ fn snapshot(
         let (_, after) = conn.plugin_change_span()?;
         tries += 1;
         if before == after || tries == 5 {
-            return Ok(Snapshot { entries, complete, newest: after });
+            return Ok(Snapshot { entries, complete, newest: before });
         }
     }
 }
 
-fn change_frame(change: &Change) -> Bytes {
+/// Whether a log whose oldest change is `oldest` still holds every change after `after`.
+fn holds_after(oldest: u64, after: u64) -> bool {
+    oldest == 0 || after + 1 >= oldest
+}
+
+fn change_frame(change: &Change, version: &str) -> Bytes {
     let value = change.value.clone().map(plugin_data::raw);
     let body = json!({"type": "change", "key": change.key, "value": value, "sequence": change.seq});
-    sse::frame(Some(change.id), &body.to_string())
+    event(Some(&format!("{}@{version}", change.id)), &body)
+}
+
+/// A frame with a text id (the stream's ids are `{change}@{version}`).
+fn event(id: Option<&str>, body: &Value) -> Bytes {
+    let mut frame = id.map(|id| format!("id: {id}\n").into_bytes()).unwrap_or_default();
+    frame.extend_from_slice(&sse::frame(None, &body.to_string()));
+    frame.into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parsed(query: &[(&str, &str)]) -> Result<(Followed, Option<u64>), String> {
+    fn parsed(query: &[(&str, &str)]) -> Result<(Followed, Option<StreamId>), String> {
         let params: Vec<(String, String)> = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         parse(&params, &["era"]).map_err(|e| e.to_json()["code"].as_str().unwrap_or_default().to_owned())
     }
@@ -316,7 +370,12 @@ mod tests {
     #[test]
     fn a_subscriber_follows_one_key_prefix_or_field() {
         assert_eq!(parsed(&[("key", "a")]), Ok((Followed::Key("a".into()), None)));
-        assert_eq!(parsed(&[("era", "7"), ("after", "12")]), Ok((Followed::Field("era".into(), 7.into()), Some(12))));
+        let id = StreamId { change: 12, version: "ab".into() };
+        assert_eq!(
+            parsed(&[("era", "7"), ("after", "12@ab")]),
+            Ok((Followed::Field("era".into(), 7.into()), Some(id)))
+        );
+        assert_eq!(parsed(&[("key", "a"), ("after", "12")]).unwrap_err(), "invalid_after", "the version is part of it");
         assert_eq!(parsed(&[("prefix", "")]), Ok((Followed::Prefix(String::new()), None)));
         assert_eq!(parsed(&[]).unwrap_err(), "invalid_filter");
         assert_eq!(parsed(&[("key", "a"), ("prefix", "b")]).unwrap_err(), "invalid_filter");

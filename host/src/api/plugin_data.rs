@@ -50,6 +50,15 @@ impl CollectionRequest {
         }
     }
 
+    /// The path it was asked as (segments decoded), for the plugin's own routes.
+    fn path(&self) -> String {
+        match self {
+            CollectionRequest::Index => "/collections".into(),
+            CollectionRequest::List(collection) => format!("/collections/{collection}"),
+            CollectionRequest::Entry(collection, key) => format!("/collections/{collection}/{key}"),
+        }
+    }
+
     fn collection(&self) -> Option<&str> {
         match self {
             CollectionRequest::Index => None,
@@ -96,9 +105,9 @@ pub fn answer(
                 page.entries.into_iter().map(|(key, value)| json!({"key": key, "value": raw(value)})).collect();
             let mut body = json!({"data": data, "next_cursor": next_cursor});
             if query.count {
-                let count = conn.plugin_count(storage_id, collection, matching, COUNT_CAP)?;
-                body["count"] = count.into();
-                body["count_complete"] = (count < COUNT_CAP).into();
+                let count = conn.plugin_count(storage_id, collection, matching, COUNT_CAP + 1)?;
+                body["count"] = count.min(COUNT_CAP).into();
+                body["count_complete"] = (count <= COUNT_CAP).into();
             }
             Ok(body)
         }
@@ -143,7 +152,7 @@ async fn serve(
     let served = match state.routes.collections(&name) {
         Ok(served) if wanted.is_served_by(&served) => served,
         Err(RouteError::CatchingUp) => return Err(plugin_routes::catching_up()),
-        _ => return plugin_routes::forward(state, name, request).await,
+        _ => return plugin_routes::call(state, name, wanted.path(), request).await,
     };
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return Err(super::error::wrong_method_error());

@@ -26,12 +26,6 @@ pub async fn path(
     call(state, name, format!("/{path}"), request).await
 }
 
-/// Hand `request` (a path under `/plugins/{name}`) to plugin `name`'s `handle`.
-pub(super) async fn forward(state: AppState, name: String, request: Request) -> Result<Response, ApiError> {
-    let path = request.uri().path().strip_prefix(&format!("/plugins/{name}")).unwrap_or("/").to_owned();
-    call(state, name, path, request).await
-}
-
 /// Hand `request` to plugin `name`'s `handle` as a request for `path`.
 pub(super) async fn call(state: AppState, name: String, path: String, request: Request) -> Result<Response, ApiError> {
     let (method, uri, headers) = (request.method().clone(), request.uri().clone(), request.headers().clone());

@@ -94,8 +94,16 @@ fn read_events(path: &Path) -> anyhow::Result<String> {
 
 /// The events' lines in batches (a blank line ends one).
 fn batches(text: &str) -> Vec<Vec<&str>> {
-    let batches = text.split("\n\n").map(|batch| batch.lines().map(str::trim).filter(|l| !l.is_empty()).collect());
-    batches.filter(|batch: &Vec<&str>| !batch.is_empty()).collect()
+    let mut batches = vec![Vec::new()];
+    for line in text.lines().map(str::trim) {
+        match (line.is_empty(), batches.last_mut()) {
+            (false, Some(batch)) => batch.push(line),
+            (true, Some(batch)) if !batch.is_empty() => batches.push(Vec::new()),
+            _ => {}
+        }
+    }
+    batches.retain(|batch| !batch.is_empty());
+    batches
 }
 
 #[cfg(test)]
@@ -106,6 +114,7 @@ mod tests {
     fn blank_lines_end_batches() {
         assert_eq!(batches("a\nb\n\n\nc\n"), vec![vec!["a", "b"], vec!["c"]]);
         assert_eq!(batches("a\r\nb\r\n"), vec![vec!["a", "b"]]);
+        assert_eq!(batches("a\r\n\r\nb\r\n"), vec![vec!["a"], vec!["b"]]);
         assert!(batches("\n").is_empty());
     }
 }

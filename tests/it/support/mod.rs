@@ -9,7 +9,7 @@ mod sse;
 pub use database::TestDatabase;
 // Each test crate uses some of them.
 #[allow(unused_imports)]
-pub use sse::{parse_sse, read_sse, read_sse_text, read_sse_until};
+pub use sse::{parse_sse, read_frames_until, read_sse, read_sse_text, read_sse_until};
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

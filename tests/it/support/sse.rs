@@ -14,6 +14,11 @@ pub fn read_sse(url: &str, frames: usize) -> Vec<(u64, String)> {
 /// Read an SSE stream until the frames read (with an id and data) are `enough` (or 60 s
 /// passed); returns them as `(id, data)` pairs.
 pub fn read_sse_until(url: &str, enough: impl Fn(&[(u64, String)]) -> bool) -> Vec<(u64, String)> {
+    read_frames_until(url, enough)
+}
+
+/// Like [`read_sse_until`], for ids of any form (`I`: `u64`, `String`, …).
+pub fn read_frames_until<I: std::str::FromStr>(url: &str, enough: impl Fn(&[(I, String)]) -> bool) -> Vec<(I, String)> {
     use futures::StreamExt;
     runtime().block_on(async {
         let response = reqwest::get(url).await.expect("SSE request");
@@ -28,7 +33,7 @@ pub fn read_sse_until(url: &str, enough: impl Fn(&[(u64, String)]) -> bool) -> V
             bytes.extend_from_slice(&chunk);
             let Some(end) = bytes[parsed..].windows(2).rposition(|pair| pair == b"\n\n") else { continue };
             let end = parsed + end + 2;
-            frames.extend(parse_sse(text(&bytes[parsed..end]), usize::MAX));
+            frames.extend(parse_frames(text(&bytes[parsed..end]), usize::MAX));
             parsed = end;
             if enough(&frames) {
                 break;
@@ -59,6 +64,11 @@ fn text(bytes: &[u8]) -> &str {
 
 /// The first `frames` frames with an id and data in SSE `text`: `(id, data)` pairs.
 pub fn parse_sse(text: &str, frames: usize) -> Vec<(u64, String)> {
+    parse_frames(text, frames)
+}
+
+/// Like [`parse_sse`], for ids of any form.
+pub fn parse_frames<I: std::str::FromStr>(text: &str, frames: usize) -> Vec<(I, String)> {
     let mut out = Vec::new();
     for block in text.split("\n\n") {
         let mut id = None;

@@ -97,7 +97,8 @@ CREATE TABLE IF NOT EXISTS plugin_cursors (
 -- The change log of the collections plugins have served (version 13): what clients follow,
 -- the newest CHANGES_KEPT changes.
 CREATE TABLE IF NOT EXISTS plugin_changes (
-    id         INTEGER PRIMARY KEY,
+    -- Never reused, even after the newest rows are removed with a retired plugin version.
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
     plugin     TEXT NOT NULL,
     collection TEXT NOT NULL,
     key        TEXT NOT NULL,
