@@ -11,11 +11,9 @@ use super::error::ApiError;
 use super::plugin_data::{self, CollectionRequest};
 use super::sse;
 use super::subscription::Slot;
-use crate::plugins::RouteError;
 use crate::store::plugin_data::{Bound, Change, MAX_PAGE, Matching};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::http::Method;
 use axum::response::Response;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -74,14 +72,10 @@ pub async fn follow(
     Path((name, collection)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let served = match state.routes.collections(&name) {
-        Ok(served) if CollectionRequest::List(collection.clone()).is_served_by(&served) => served,
-        Err(RouteError::CatchingUp) => return Err(super::plugin_routes::catching_up()),
-        _ => return super::plugin_routes::call(state, name, format!("/changes/{collection}"), request).await,
+    let wanted = CollectionRequest::List(collection.clone());
+    let Some(served) = plugin_data::served_for(&state, &name, &wanted, request.method())? else {
+        return super::plugin_routes::call(state, name, format!("/changes/{collection}"), request).await;
     };
-    if request.method() != Method::GET {
-        return Err(super::error::wrong_method_error());
-    }
     let (params, headers) = (plugin_data::query_params(request.uri())?, request.headers());
     let (followed, after) = parse(&params, &served.filters(&collection).collect::<Vec<_>>())?;
     let after = match headers.get("last-event-id") {

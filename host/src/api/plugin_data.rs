@@ -15,6 +15,7 @@ use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Entries a page holds unless `limit` says otherwise.
 const DEFAULT_PAGE: u32 = 100;
@@ -149,17 +150,31 @@ async fn serve(
     wanted: CollectionRequest,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let served = match state.routes.collections(&name) {
-        Ok(served) if wanted.is_served_by(&served) => served,
-        Err(RouteError::CatchingUp) => return Err(plugin_routes::catching_up()),
-        _ => return plugin_routes::call(state, name, wanted.path(), request).await,
+    let Some(served) = served_for(&state, &name, &wanted, request.method())? else {
+        return plugin_routes::call(state, name, wanted.path(), request).await;
     };
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return Err(super::error::wrong_method_error());
-    }
     let params = query_params(request.uri())?;
     let body = state.store.read(move |conn| Ok(answer(conn, &served, &wanted, &params))).await??;
     Ok(Json(body).into_response())
+}
+
+/// The served collections of plugin `name` when they have what `wanted` asks for; `None` when
+/// they do not (the path is the plugin's own route); 503 while the plugin catches up, 405 for a
+/// method other than `GET` or `HEAD`.
+pub(super) fn served_for(
+    state: &AppState,
+    name: &str,
+    wanted: &CollectionRequest,
+    method: &Method,
+) -> Result<Option<Arc<ServedCollections>>, ApiError> {
+    match state.routes.collections(name) {
+        Ok(served) if wanted.is_served_by(&served) => match method == Method::GET || method == Method::HEAD {
+            true => Ok(Some(served)),
+            false => Err(super::error::wrong_method_error()),
+        },
+        Err(RouteError::CatchingUp) => Err(plugin_routes::catching_up()),
+        _ => Ok(None),
+    }
 }
 
 /// The query string's parameters, in order.
